@@ -1,0 +1,428 @@
+"""Typed protocol configs loaded from TOML (see configs/*.toml and the README's "Protocol configs").
+
+A protocol names a network, the free parameters with their priors, fixed and derived parameters,
+the initial state, the number of SSA samples per parameter set and the histogram edges. It turns
+a matrix of free parameters theta (n, d) into the network's rates (n, r), validated.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ConfigError
+from .networks import NETWORK_NAMES, Network, get_network
+from .networks.expressions import ExpressionError, evaluate, names_in
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRIOR_KINDS = ("uniform", "loguniform", "dirichlet")
+TOP_LEVEL_KEYS = {"name", "description", "network", "samples", "parameters", "fixed", "derived", "initial",
+                  "histogram", "ssa", "fsp"}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior over one parameter (uniform, loguniform) or a block of them (dirichlet)."""
+
+    kind: str
+    names: tuple[str, ...]
+    low: float = math.nan
+    high: float = math.nan
+    alpha: tuple[float, ...] = ()
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw (n, len(names)) values."""
+        if self.kind == "uniform":
+            return rng.uniform(self.low, self.high, size=(n, 1))
+        if self.kind == "loguniform":
+            return np.exp(rng.uniform(math.log(self.low), math.log(self.high), size=(n, 1)))
+        return rng.dirichlet(self.alpha, size=n)
+
+    def bounds(self) -> list[tuple[float, float]]:
+        """(low, high) per parameter; the box the prior's support lies in."""
+        if self.kind == "dirichlet":
+            return [(0.0, 1.0)] * len(self.names)
+        return [(self.low, self.high)]
+
+    @property
+    def transform(self) -> str:
+        """Feature transform emulators use: 'log10' for loguniform, 'identity' otherwise."""
+        return "log10" if self.kind == "loguniform" else "identity"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """Histogram axis of one observed species: bin edges and the integer support stored by simulate."""
+
+    species: str
+    edges: np.ndarray = field(compare=False)
+    cap: int | None = None  # counts 0..cap-1 are stored exactly; None for continuous (toy) data
+
+    @property
+    def bins(self) -> int:
+        return len(self.edges) - 1
+
+
+@dataclass(frozen=True)
+class SSASettings:
+    burn_in_intervals: int = 10
+
+
+@dataclass(frozen=True)
+class FSPSettings:
+    tol: float = 1e-8
+    max_states: int = 2_000_000
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A parsed, validated protocol config."""
+
+    name: str
+    network: Network
+    priors: tuple[Prior, ...]
+    fixed: Mapping[str, float]
+    derived: tuple[tuple[str, str], ...]
+    initial: tuple[tuple[str, Any], ...]
+    samples: int
+    axes: tuple[Axis, ...]
+    ssa: SSASettings = SSASettings()
+    fsp: FSPSettings = FSPSettings()
+    description: str = ""
+    source: str = "<memory>"
+    toml_text: str = field(default="", repr=False, compare=False)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Free parameter names: the columns of theta."""
+        return tuple(n for p in self.priors for n in p.names)
+
+    @property
+    def rate_names(self) -> tuple[str, ...]:
+        return self.network.rate_names
+
+    @property
+    def species(self) -> tuple[str, ...]:
+        """Observed species, in histogram axis order."""
+        return tuple(a.species for a in self.axes)
+
+    def bounds(self) -> np.ndarray:
+        """(d, 2) box of the prior support, in param_names order."""
+        return np.array([b for p in self.priors for b in p.bounds()], dtype=float)
+
+    def transforms(self) -> tuple[str, ...]:
+        return tuple(p.transform for p in self.priors for _ in p.names)
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        """Draw theta (n, d) from the prior. Row i depends only on (seed, i): a longer run extends a shorter one."""
+        if n <= 0:
+            raise ConfigError(f"--n must be a positive number of parameter sets, got {n}")
+        cols = [p.sample(np.random.default_rng([seed, j]), n) for j, p in enumerate(self.priors)]
+        return np.concatenate(cols, axis=1)
+
+    def namespace(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """All parameters (free, fixed, derived) as arrays of length n."""
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        if theta.shape[1] != len(self.param_names):
+            raise ConfigError(
+                f"{self.source}: theta has {theta.shape[1]} columns but protocol {self.name} has "
+                f"{len(self.param_names)} free parameters ({', '.join(self.param_names)})"
+            )
+        n = theta.shape[0]
+        env: dict[str, np.ndarray] = {k: theta[:, i] for i, k in enumerate(self.param_names)}
+        for k, v in self.fixed.items():
+            env[k] = np.full(n, float(v))
+        for k, expr in self.derived:
+            env[k] = np.broadcast_to(evaluate(expr, env), (n,)).astype(float)
+        return env
+
+    def rates(self, theta: np.ndarray) -> np.ndarray:
+        """The network's rates (n, r) in `rate_names` order; raises ConfigError on NaN/inf/negative."""
+        env = self.namespace(theta)
+        out = np.stack([env[k] for k in self.rate_names], axis=1)
+        positive = getattr(self.network, "positive", self.rate_names)
+        for j, k in enumerate(self.rate_names):
+            col = out[:, j]
+            bad = ~np.isfinite(col) | ((col <= 0) if k in positive else np.zeros_like(col, bool))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ConfigError(
+                    f"{self.source}: protocol {self.name} gives {k}={col[i]!r} for parameter set {i} "
+                    f"({_fmt_row(self.param_names, np.atleast_2d(theta)[i])}); rates must be finite and > 0: "
+                    f"check the priors and the [derived] expression for {k}"
+                )
+        return out
+
+    def initial_state(self, theta: np.ndarray) -> np.ndarray:
+        """Initial counts (n, len(network.species)) as int64 (species not listed start at 0)."""
+        env = self.namespace(theta)
+        n = len(next(iter(env.values()))) if env else 1
+        init = dict(self.initial)
+        cols = []
+        for s in self.network.species:
+            v = np.broadcast_to(evaluate(init.get(s, 0), env), (n,))
+            if not np.all(np.isfinite(v)) or np.any(v < 0):
+                raise ConfigError(f"{self.source}: [initial] {s} evaluates to an invalid count ({v[~np.isfinite(v) | (v < 0)][0]})")
+            cols.append(np.rint(v).astype(np.int64))
+        return np.stack(cols, axis=1)
+
+
+def _fmt_row(names, row) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in zip(names, row))
+
+
+# --------------------------------------------------------------------------------------- loading
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A path to a TOML file, or a protocol name looked up in ./configs and the project's configs/."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found; give a path to a .toml protocol or a name in configs/")
+        return p
+    for d in (Path.cwd() / "configs", CONFIG_DIR):
+        cand = d / f"{name_or_path}.toml"
+        if cand.is_file():
+            return cand
+    known = sorted(q.stem for q in CONFIG_DIR.glob("*.toml")) if CONFIG_DIR.is_dir() else []
+    raise ConfigError(f"{name_or_path}: no such config file or protocol name (known protocols: {', '.join(known) or 'none'})")
+
+
+def load_protocol(name_or_path: str | Path) -> Protocol:
+    """Load and validate a protocol from a TOML file or a name in configs/."""
+    path = resolve_config_path(name_or_path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    return parse_protocol(text, source=str(path))
+
+
+def parse_protocol(text: str, source: str = "<string>") -> Protocol:
+    """Parse protocol TOML text; every error names `source` and the offending field."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: malformed TOML ({exc}); fix the syntax") from None
+    return _Parser(raw, source, text).protocol()
+
+
+class _Parser:
+    def __init__(self, raw: dict, source: str, text: str):
+        self.raw, self.src, self.text = raw, source, text
+
+    def err(self, field_: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.src}: [{field_}] {msg}")
+
+    def protocol(self) -> Protocol:
+        raw = self.raw
+        unknown = set(raw) - TOP_LEVEL_KEYS
+        if unknown:
+            raise self.err(sorted(unknown)[0], f"unknown key; allowed top-level keys: {', '.join(sorted(TOP_LEVEL_KEYS))}")
+        for key in ("name", "network", "parameters", "histogram"):
+            if key not in raw:
+                raise self.err(key, "missing; every protocol needs name, network, [parameters] and [histogram]")
+        network = self.network(raw["network"])
+        priors = self.priors(raw["parameters"])
+        free = [n for p in priors for n in p.names]
+        fixed = self.fixed(raw.get("fixed", {}), free)
+        derived = self.derived(raw.get("derived", {}), free + list(fixed))
+        known = set(free) | set(fixed) | {k for k, _ in derived}
+        missing = [r for r in network.rate_names if r not in known]
+        if missing:
+            raise self.err("parameters", f"network {network.name} needs rate(s) {', '.join(missing)}; "
+                           "add them as free, [fixed] or [derived] parameters")
+        initial = self.initial(raw.get("initial", {}), network, known)
+        samples = raw.get("samples", 100_000)
+        if not isinstance(samples, int) or isinstance(samples, bool) or samples <= 0:
+            raise self.err("samples", f"must be a positive integer, got {samples!r}")
+        axes = self.axes(raw["histogram"], network)
+        ssa = SSASettings(**self.table(raw.get("ssa", {}), "ssa", {"burn_in_intervals": int}))
+        fsp = FSPSettings(**self.table(raw.get("fsp", {}), "fsp", {"tol": float, "max_states": int}))
+        if not 0 < fsp.tol < 1:
+            raise self.err("fsp.tol", f"must be in (0, 1), got {fsp.tol}")
+        name = raw["name"]
+        if not isinstance(name, str) or not name.isidentifier():
+            raise self.err("name", f"must be an identifier-like string, got {name!r}")
+        proto = Protocol(name=name, network=network, priors=tuple(priors), fixed=fixed, derived=tuple(derived),
+                         initial=tuple(initial.items()), samples=samples, axes=tuple(axes), ssa=ssa, fsp=fsp,
+                         description=str(raw.get("description", "")), source=self.src, toml_text=self.text)
+        # Evaluate once at the prior's corners and centre so broken expressions fail at load time.
+        box = proto.bounds()
+        probe = np.stack([box[:, 0], box.mean(axis=1), box[:, 1]])
+        if any(p.kind == "dirichlet" for p in priors):
+            probe = proto.sample(3, seed=0)
+        proto.rates(probe)
+        proto.initial_state(probe)
+        return proto
+
+    def network(self, spec) -> Network:
+        if isinstance(spec, str):
+            spec = {"kind": spec}
+        if not isinstance(spec, dict) or "kind" not in spec:
+            raise self.err("network", "must be a name or a table with `kind`")
+        opts = {k: v for k, v in spec.items() if k != "kind"}
+        try:
+            return get_network(spec["kind"], **opts)
+        except KeyError:
+            raise self.err("network", f"unknown network {spec['kind']!r}; known: {', '.join(NETWORK_NAMES)}") from None
+
+    def priors(self, params) -> list[Prior]:
+        if not isinstance(params, dict) or not params:
+            raise self.err("parameters", "must be a table with at least one free parameter")
+        out = []
+        for name, spec in params.items():
+            f = f"parameters.{name}"
+            if not isinstance(spec, dict) or "prior" not in spec:
+                raise self.err(f, "needs a table with `prior` (uniform, loguniform or dirichlet)")
+            kind = spec["prior"]
+            if kind not in PRIOR_KINDS:
+                raise self.err(f, f"unknown prior {kind!r}; use one of {', '.join(PRIOR_KINDS)}")
+            if kind == "dirichlet":
+                alpha, names = spec.get("alpha"), spec.get("names")
+                if not isinstance(alpha, list) or not isinstance(names, list) or len(alpha) != len(names) or len(alpha) < 2:
+                    raise self.err(f, "dirichlet needs `alpha` and `names` lists of equal length >= 2")
+                if any(not _num(a) or a <= 0 for a in alpha):
+                    raise self.err(f, f"dirichlet alpha must be > 0, got {alpha}")
+                out.append(Prior("dirichlet", tuple(names), alpha=tuple(float(a) for a in alpha)))
+                continue
+            extra = set(spec) - {"prior", "low", "high", "description"}
+            if extra:
+                raise self.err(f, f"unknown key {sorted(extra)[0]!r}; a {kind} prior takes low and high")
+            low, high = spec.get("low"), spec.get("high")
+            if not _num(low) or not _num(high):
+                raise self.err(f, f"{kind} prior needs numeric `low` and `high`, got low={low!r}, high={high!r}")
+            if not low < high:
+                raise self.err(f, f"low ({low}) must be below high ({high}); fix the prior bounds")
+            if kind == "loguniform" and low <= 0:
+                raise self.err(f, f"loguniform needs low > 0, got {low}")
+            out.append(Prior(kind, (name,), float(low), float(high)))
+        names = [n for p in out for n in p.names]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise self.err("parameters", f"parameter {sorted(dup)[0]!r} is defined twice")
+        return out
+
+    def fixed(self, table, free) -> dict[str, float]:
+        if not isinstance(table, dict):
+            raise self.err("fixed", "must be a table of name = number")
+        for k, v in table.items():
+            if not _num(v):
+                raise self.err(f"fixed.{k}", f"must be a number, got {v!r}")
+            if k in free:
+                raise self.err(f"fixed.{k}", "is also a free parameter; remove one of them")
+        return {k: float(v) for k, v in table.items()}
+
+    def derived(self, table, known) -> list[tuple[str, str]]:
+        if not isinstance(table, dict):
+            raise self.err("derived", "must be a table of name = \"expression\"")
+        out, seen = [], set(known)
+        for k, expr in table.items():
+            if k in seen:
+                raise self.err(f"derived.{k}", "is already defined as a free or fixed parameter")
+            if not isinstance(expr, (str, int, float)):
+                raise self.err(f"derived.{k}", f"must be an expression string, got {expr!r}")
+            try:
+                used = names_in(str(expr))
+            except ExpressionError as exc:
+                raise self.err(f"derived.{k}", str(exc)) from None
+            unknown = used - seen
+            if unknown:
+                raise self.err(f"derived.{k}", f"unknown parameter {sorted(unknown)[0]!r}; known so far: {', '.join(sorted(seen))}")
+            out.append((k, str(expr)))
+            seen.add(k)
+        return out
+
+    def initial(self, table, network, known) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise self.err("initial", "must be a table of species = count or \"expression\"")
+        for k, v in table.items():
+            if k not in network.species:
+                raise self.err(f"initial.{k}", f"unknown species; {network.name} has {', '.join(network.species)}")
+            if isinstance(v, str):
+                try:
+                    unknown = names_in(v) - set(known)
+                except ExpressionError as exc:
+                    raise self.err(f"initial.{k}", str(exc)) from None
+                if unknown:
+                    raise self.err(f"initial.{k}", f"unknown parameter {sorted(unknown)[0]!r}")
+            elif not _num(v) or v < 0:
+                raise self.err(f"initial.{k}", f"must be a non-negative count or an expression, got {v!r}")
+        return dict(table)
+
+    def axes(self, table, network) -> list[Axis]:
+        if not isinstance(table, dict) or not table:
+            raise self.err("histogram", "needs one table per observed species, e.g. [histogram.protein]")
+        out = []
+        for species, spec in table.items():
+            f = f"histogram.{species}"
+            if species not in network.species:
+                raise self.err(f, f"unknown species; {network.name} has {', '.join(network.species)}")
+            if not isinstance(spec, dict) or "edges" not in spec:
+                raise self.err(f, "needs `edges`: {start, stop, width}, a list of such segments, or a list of numbers")
+            edges = self.edges(spec["edges"], f)
+            cap = spec.get("cap")
+            if network.kind == "closed_form":
+                if cap is not None:
+                    raise self.err(f, "`cap` applies to count data only")
+            else:
+                if edges[0] < 0:
+                    raise self.err(f, f"count edges must start at >= 0, got {edges[0]}")
+                cap = int(math.ceil(edges[-1])) if cap is None else cap
+                if not isinstance(cap, int) or cap < math.ceil(edges[-1]):
+                    raise self.err(f"{f}.cap", f"must be an integer >= the last edge ({edges[-1]}), got {cap!r}")
+            out.append(Axis(species, edges, cap))
+        if len(out) > 2:
+            raise self.err("histogram", "at most two observed species (1-D or 2-D histograms)")
+        return out
+
+    def edges(self, spec, f) -> np.ndarray:
+        segs = spec if isinstance(spec, list) and spec and isinstance(spec[0], dict) else None
+        if isinstance(spec, dict):
+            segs = [spec]
+        if segs is None:
+            if not isinstance(spec, list) or len(spec) < 2 or not all(_num(v) for v in spec):
+                raise self.err(f, "edges must be {start, stop, width}, a list of such segments, or >= 2 numbers")
+            edges = np.asarray(spec, dtype=float)
+        else:
+            parts = []
+            for s in segs:
+                if set(s) != {"start", "stop", "width"} or not all(_num(s[k]) for k in s):
+                    raise self.err(f, f"an edge segment needs numeric start, stop and width, got {s}")
+                if s["width"] <= 0 or s["stop"] <= s["start"]:
+                    raise self.err(f, f"segment needs width > 0 and stop > start, got {s}")
+                nb = round((s["stop"] - s["start"]) / s["width"])
+                if not math.isclose(nb * s["width"], s["stop"] - s["start"], rel_tol=1e-9):
+                    raise self.err(f, f"(stop - start) must be a multiple of width, got {s}")
+                e = s["start"] + s["width"] * np.arange(nb + 1)
+                if parts and not math.isclose(parts[-1][-1], e[0]):
+                    raise self.err(f, f"segments must be contiguous: {parts[-1][-1]} then {e[0]}")
+                parts.append(e if not parts else e[1:])
+            edges = np.concatenate(parts)
+        if np.any(np.diff(edges) <= 0):
+            raise self.err(f, "edges must be strictly increasing")
+        return edges
+
+    def table(self, t, f, types) -> dict:
+        if not isinstance(t, dict):
+            raise self.err(f, "must be a table")
+        out = {}
+        for k, v in t.items():
+            if k not in types:
+                raise self.err(f"{f}.{k}", f"unknown key; allowed: {', '.join(types)}")
+            if not _num(v):
+                raise self.err(f"{f}.{k}", f"must be a number, got {v!r}")
+            out[k] = types[k](v)
+        return out
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

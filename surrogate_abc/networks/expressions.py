@@ -1,0 +1,72 @@
+"""A tiny, safe arithmetic-expression evaluator for derived parameters in protocol configs.
+
+Expressions such as "mean_protein * d1 * d0 * (k0 + k1) / (v0 * k0)" are parsed with `ast` and
+evaluated element-wise on numpy arrays. Only numbers, names, + - * / ** and a few functions are
+allowed, so a config file can never run code.
+"""
+from __future__ import annotations
+
+import ast
+from typing import Callable, Mapping
+
+import numpy as np
+
+FUNCTIONS: dict[str, Callable] = {
+    "round": np.rint,
+    "sqrt": np.sqrt,
+    "exp": np.exp,
+    "log": np.log,
+    "log10": np.log10,
+    "floor": np.floor,
+    "ceil": np.ceil,
+    "abs": np.abs,
+    "min": np.minimum,
+    "max": np.maximum,
+}
+
+_BINOPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide, ast.Pow: np.power}
+
+
+class ExpressionError(ValueError):
+    """The expression uses something outside the allowed grammar, or an unknown name."""
+
+
+def names_in(expr: str) -> set[str]:
+    """Variable names an expression refers to (function names excluded)."""
+    tree = _parse(expr)
+    calls = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in calls}
+
+
+def evaluate(expr: str | float | int, env: Mapping[str, np.ndarray | float]) -> np.ndarray:
+    """Evaluate `expr` with the variables in `env` (arrays broadcast element-wise)."""
+    if isinstance(expr, (int, float)) and not isinstance(expr, bool):
+        return np.asarray(float(expr))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.asarray(_eval(_parse(str(expr)).body, env), dtype=float)
+
+
+def _parse(expr: str) -> ast.Expression:
+    try:
+        return ast.parse(expr, mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"cannot parse expression {expr!r}: {exc.msg}") from None
+
+
+def _eval(node: ast.AST, env: Mapping[str, np.ndarray | float]):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return float(node.value)
+    if isinstance(node, ast.Name):
+        if node.id not in env:
+            raise ExpressionError(f"unknown name {node.id!r} (known: {', '.join(sorted(env))})")
+        return env[node.id]
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        return _BINOPS[type(node.op)](_eval(node.left, env), _eval(node.right, env))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _eval(node.operand, env)
+        return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+        if node.func.id not in FUNCTIONS:
+            raise ExpressionError(f"unknown function {node.func.id!r} (allowed: {', '.join(FUNCTIONS)})")
+        return FUNCTIONS[node.func.id](*[_eval(a, env) for a in node.args])
+    raise ExpressionError(f"unsupported syntax {ast.dump(node)[:60]!r}; use numbers, names, + - * / ** and {', '.join(FUNCTIONS)}")
