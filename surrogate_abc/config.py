@@ -368,6 +368,9 @@ class _Parser:
                 raise self.err(f, f"unknown species; {network.name} has {', '.join(network.species)}")
             if not isinstance(spec, dict) or "edges" not in spec:
                 raise self.err(f, "needs `edges`: {start, stop, width}, a list of such segments, or a list of numbers")
+            extra = set(spec) - {"edges", "cap"}
+            if extra:
+                raise self.err(f, f"unknown key {sorted(extra)[0]!r}; an axis takes `edges` and optionally `cap`")
             edges = self.edges(spec["edges"], f)
             cap = spec.get("cap")
             if network.kind == "closed_form":

@@ -34,6 +34,7 @@ class ExpressionError(ValueError):
 def names_in(expr: str) -> set[str]:
     """Variable names an expression refers to (function names excluded)."""
     tree = _parse(expr)
+    _check(tree.body)
     calls = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in calls}
 
@@ -44,6 +45,28 @@ def evaluate(expr: str | float | int, env: Mapping[str, np.ndarray | float]) -> 
         return np.asarray(float(expr))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return np.asarray(_eval(_parse(str(expr)).body, env), dtype=float)
+
+
+def _check(node: ast.AST) -> None:
+    """Raise ExpressionError if the tree uses anything outside the grammar (without evaluating it)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return
+    if isinstance(node, ast.Name):
+        return
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        _check(node.left)
+        _check(node.right)
+        return
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        _check(node.operand)
+        return
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+        if node.func.id not in FUNCTIONS:
+            raise ExpressionError(f"unknown function {node.func.id!r} (allowed: {', '.join(FUNCTIONS)})")
+        for a in node.args:
+            _check(a)
+        return
+    raise ExpressionError(f"unsupported syntax {ast.dump(node)[:60]!r}; use numbers, names, + - * / ** and {', '.join(FUNCTIONS)}")
 
 
 def _parse(expr: str) -> ast.Expression:
