@@ -1,0 +1,246 @@
+"""Observed single-cell data for inference: loading, validation and binning onto an emulator's edges.
+
+Layout of observed.h5 (no `format` attribute needed):
+  protein   (cells,)  non-negative integers   per-cell protein counts
+  mrna      (cells,)  non-negative integers   optional; same length as protein: joint (mRNA, protein) data
+  x         (cells,)  non-negative integers   the species of the toy birth-death protocols (tests, examples)
+or a pre-binned histogram instead of per-cell counts:
+  histogram (B,) | (Bm, Bp)  non-negative integers: number of cells per bin
+  edges     (B+1,)           1-D histograms: the bin edges (attr `species` names the species; default protein)
+  edges_mrna (Bm+1,), edges_protein (Bp+1,)   2-D histograms: axis 0 is mRNA, axis 1 is protein
+Optional file attributes: true_<param> (the true rates of synthetic data), protocol, description.
+A value x is in bin i when edges[i] <= x < edges[i+1]; values outside every bin are the overflow.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..errors import DataFileError
+
+COUNT_DATASETS = ("mrna", "protein", "x")  # axis order of joint data: mrna first
+
+
+@dataclass
+class Observed:
+    """Observed data: per-cell counts (cells, k) or a histogram with its edges."""
+
+    path: str
+    species: tuple[str, ...]
+    n_cells: int
+    counts: np.ndarray | None = None  # (cells, k) int64, columns in `species` order
+    histogram: np.ndarray | None = None  # (B,) or (Bm, Bp) int64
+    edges: tuple[np.ndarray, ...] = ()
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def true_params(self) -> dict[str, float]:
+        """The true parameter values recorded as attributes true_<name> (synthetic data)."""
+        return {k[5:]: float(v) for k, v in self.attrs.items() if k.startswith("true_") and np.isscalar(v)}
+
+    def mean(self, species: str) -> float:
+        """Mean count of one species (bin centres for histogram data)."""
+        j = self.species.index(species)
+        if self.counts is not None:
+            return float(self.counts[:, j].mean())
+        e = self.edges[j]
+        centres = 0.5 * (e[:-1] + e[1:])
+        marg = self.histogram.sum(axis=tuple(a for a in range(self.histogram.ndim) if a != j))
+        return float((marg * centres).sum() / max(marg.sum(), 1))
+
+
+def _check_counts(p: Path, name: str, v: np.ndarray) -> np.ndarray:
+    if v.ndim != 1:
+        raise DataFileError(f"{p}: dataset '{name}' must be 1-D (one count per cell), got shape {v.shape}")
+    if v.size == 0:
+        raise DataFileError(f"{p}: dataset '{name}' is empty; it needs one count per cell")
+    return _check_integers(p, name, v)
+
+
+def _check_integers(p: Path, name: str, v: np.ndarray) -> np.ndarray:
+    if v.dtype.kind not in "iuf":
+        raise DataFileError(f"{p}: dataset '{name}' has dtype {v.dtype}; expected integer counts")
+    if v.dtype.kind == "f":
+        if np.isnan(v).any():
+            raise DataFileError(f"{p}: dataset '{name}' contains NaN at index {int(np.flatnonzero(np.isnan(v.ravel()))[0])}; "
+                                "remove or fix those cells")
+        if not np.isfinite(v).all():
+            raise DataFileError(f"{p}: dataset '{name}' contains infinite values; remove those cells")
+        frac = v != np.round(v)
+        if frac.any():
+            raise DataFileError(f"{p}: dataset '{name}' has non-integer counts (e.g. {v.ravel()[frac.ravel()][0]!r}); "
+                                "counts must be whole numbers of molecules")
+    if (v < 0).any():
+        raise DataFileError(f"{p}: dataset '{name}' has negative counts (e.g. {v.ravel()[(v < 0).ravel()][0]}); "
+                            "counts must be >= 0")
+    return v.astype(np.int64)
+
+
+def load_observed(path: str | Path) -> Observed:
+    """Read and validate observed.h5 (layout in the module docstring); DataFileError names the problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataFileError(f"{p}: observed data file not found")
+    try:
+        f = h5py.File(p, "r")
+    except OSError:
+        raise DataFileError(f"{p}: not an HDF5 file; observed data must be HDF5 with a 'protein' dataset "
+                            "(and optionally 'mrna') or a 'histogram' with its 'edges'") from None
+    with f:
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        present = [n for n in COUNT_DATASETS if n in f]
+        if present:
+            arrays = {n: _check_counts(p, n, np.asarray(f[n][()])) for n in present}
+            lengths = {n: len(a) for n, a in arrays.items()}
+            if len(set(lengths.values())) > 1:
+                desc = ", ".join(f"{n} has {k}" for n, k in lengths.items())
+                raise DataFileError(f"{p}: datasets {' and '.join(lengths)} differ in length ({desc} cells); "
+                                    "joint data need one (mrna, protein) pair per cell")
+            counts = np.stack([arrays[n] for n in present], axis=1)
+            return Observed(str(p), tuple(present), len(counts), counts=counts, attrs=attrs)
+        if "histogram" in f:
+            return _load_histogram(p, f, attrs)
+        raise DataFileError(f"{p}: no known dataset (found: {', '.join(f.keys()) or 'none'}); expected 'protein' "
+                            "(optionally with 'mrna') per-cell counts, or 'histogram' with 'edges'")
+
+
+def _load_histogram(p: Path, f: h5py.File, attrs: dict) -> Observed:
+    hist = np.asarray(f["histogram"][()])
+    if hist.size == 0:
+        raise DataFileError(f"{p}: dataset 'histogram' is empty")
+    if hist.ndim not in (1, 2):
+        raise DataFileError(f"{p}: dataset 'histogram' must be 1-D or 2-D (mrna x protein), got shape {hist.shape}")
+    hist = _check_integers(p, "histogram", hist)
+    if hist.ndim == 1:
+        if "edges" not in f:
+            raise DataFileError(f"{p}: a 1-D 'histogram' needs its dataset 'edges' ({hist.shape[0] + 1} values)")
+        species = (str(attrs.get("species", "protein")),)
+        names = ("edges",)
+    else:
+        species, names = ("mrna", "protein"), ("edges_mrna", "edges_protein")
+        for n in names:
+            if n not in f:
+                raise DataFileError(f"{p}: a 2-D 'histogram' needs datasets edges_mrna and edges_protein; '{n}' is missing")
+    edges = []
+    for ax, n in enumerate(names):
+        e = np.asarray(f[n][()], dtype=float)
+        if e.ndim != 1 or len(e) != hist.shape[ax] + 1:
+            raise DataFileError(f"{p}: dataset '{n}' has shape {e.shape} but 'histogram' has {hist.shape[ax]} bins on "
+                                f"axis {ax}; it needs {hist.shape[ax] + 1} edges")
+        if not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
+            raise DataFileError(f"{p}: dataset '{n}' must be finite and strictly increasing")
+        edges.append(e)
+    n_cells = int(hist.sum())
+    if n_cells == 0:
+        raise DataFileError(f"{p}: dataset 'histogram' holds no cells (all bins are 0)")
+    return Observed(str(p), species, n_cells, histogram=hist, edges=tuple(edges), attrs=attrs)
+
+
+def select_species(observed: Observed, species: tuple[str, ...]) -> Observed:
+    """The observed data restricted to (and ordered as) `species`; DataFileError when one is missing."""
+    missing = [s for s in species if s not in observed.species]
+    if missing:
+        raise DataFileError(f"{observed.path}: the emulator needs dataset(s) {', '.join(missing)} but the file has "
+                            f"{', '.join(observed.species)}; use an emulator for {'+'.join(observed.species)} data")
+    if tuple(species) == observed.species:
+        return observed
+    if observed.counts is None:
+        raise DataFileError(f"{observed.path}: the histogram is over {'+'.join(observed.species)} but the emulator "
+                            f"models {'+'.join(species)}; use a matching emulator")
+    warnings.warn(f"{observed.path}: using only {', '.join(species)} of the observed "
+                  f"{', '.join(observed.species)} (the emulator models {'+'.join(species)})", stacklevel=2)
+    cols = [observed.species.index(s) for s in species]
+    return Observed(observed.path, tuple(species), observed.n_cells, counts=observed.counts[:, cols],
+                    attrs=observed.attrs)
+
+
+def observed_histogram(observed: Observed, edges: tuple[np.ndarray, ...]) -> tuple[np.ndarray, int]:
+    """Bin the observed cells onto the emulator's edges: (counts per bin (B...) int64, overflow_count).
+
+    Cells beyond the emulator's last edge (or below its first) go to the overflow, with a warning that says
+    how many. A histogram is re-binned when every emulator edge is one of its edges (a coarsening)."""
+    edges = tuple(np.asarray(e, float) for e in edges)
+    if len(edges) != len(observed.species):
+        raise DataFileError(f"{observed.path}: data have {len(observed.species)} species but the emulator's "
+                            f"histogram has {len(edges)} axes")
+    if observed.counts is not None:
+        x = observed.counts.astype(float)
+        inside = np.ones(len(x), bool)
+        for j, e in enumerate(edges):
+            inside &= (x[:, j] >= e[0]) & (x[:, j] < e[-1])
+        hist, _ = np.histogramdd(x[inside], bins=list(edges))
+        hist = hist.astype(np.int64)
+    else:
+        hist = observed.histogram
+        for ax, (e_obs, e_emu) in enumerate(zip(observed.edges, edges)):
+            hist = _coarsen(observed.path, hist, ax, e_obs, e_emu)
+    overflow = int(observed.n_cells - hist.sum())
+    if overflow > 0:
+        where = ", ".join(f"{s} >= {e[-1]:g}" for s, e in zip(observed.species, edges))
+        warnings.warn(f"{observed.path}: {overflow} of {observed.n_cells} cells lie beyond the emulator's last edge "
+                      f"({where}); they count as overflow mass", stacklevel=2)
+    return hist, overflow
+
+
+def _coarsen(path: str, hist: np.ndarray, ax: int, e_obs: np.ndarray, e_emu: np.ndarray) -> np.ndarray:
+    if len(e_obs) == len(e_emu) and np.allclose(e_obs, e_emu):
+        return hist
+    inner = e_emu[(e_emu >= e_obs[0]) & (e_emu <= e_obs[-1])]
+    pos = np.searchsorted(e_obs, inner)
+    ok = (pos < len(e_obs)) & np.isclose(e_obs[np.minimum(pos, len(e_obs) - 1)], inner)
+    if not ok.all():
+        raise DataFileError(f"{path}: the histogram's edges (axis {ax}) cannot be re-binned onto the emulator's edges "
+                            f"(emulator edge {inner[~ok][0]:g} is not an observed edge); "
+                            "provide per-cell counts or a histogram on the emulator's edges")
+    obs_centres = 0.5 * (e_obs[:-1] + e_obs[1:])
+    idx = np.searchsorted(e_emu, obs_centres, side="right") - 1
+    keep = (obs_centres >= e_emu[0]) & (obs_centres < e_emu[-1])
+    moved = np.moveaxis(hist, ax, 0)
+    out = np.zeros((len(e_emu) - 1,) + moved.shape[1:], dtype=np.int64)
+    np.add.at(out, idx[keep], moved[keep])
+    return np.moveaxis(out, 0, ax)
+
+
+def protocol_mean_ranges(protocol, n: int = 4000, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Range (min, max) of the stationary mean of each observed count species over the protocol's prior,
+    from the prior box's corners and `n` prior draws. Empty for the continuous toy."""
+    from ..networks import MassActionNetwork, gene_means
+
+    net = protocol.network
+    if not isinstance(net, MassActionNetwork):
+        return {}
+    theta = protocol.sample(n, seed)
+    if not any(p.kind == "dirichlet" for p in protocol.priors):
+        box = protocol.bounds()
+        corners = np.array(np.meshgrid(*box, indexing="ij")).reshape(len(box), -1).T
+        theta = np.concatenate([theta, corners[:4096]])
+    env = protocol.namespace(theta)
+    if net.name == "gene":
+        m, p = gene_means(*(env[k] for k in ("k0", "k1", "v0", "d0", "v1", "d1")))
+        means = {"mrna": m, "protein": p}
+    elif net.name == "birth_death":
+        means = {"x": env["a"] / env["b"]}
+    else:  # generic mass-action network: closed moment equations, row by row
+        rates = protocol.rates(theta[:256])
+        red = net.reduced_species
+        mu = np.array([net.stationary_moments(dict(zip(protocol.rate_names, r)))[0] for r in rates])
+        means = {s: mu[:, red.index(s)] for s in protocol.species if s in red}
+    return {s: (float(np.min(v)), float(np.max(v))) for s, v in means.items() if s in protocol.species}
+
+
+def check_observed_in_domain(observed: Observed, protocol, emulator_name: str, margin: float = 0.05) -> None:
+    """DataFileError when an observed species' mean lies outside the range of means the emulator's protocol covers
+    (widened by `margin` on each side)."""
+    for s, (lo, hi) in protocol_mean_ranges(protocol).items():
+        if s not in observed.species:
+            continue
+        m = observed.mean(s)
+        if not (lo * (1 - margin) <= m <= hi * (1 + margin)):
+            raise DataFileError(
+                f"{observed.path}: mean {s} count {m:.4g} lies outside the range of means [{lo:.4g}, {hi:.4g}] that emulator "
+                f"{emulator_name} (protocol {protocol.name}) was trained on; use an emulator whose protocol covers a "
+                f"mean {s} of {m:.4g} (e.g. widen the mean prior in a copy of the protocol and train on it)")

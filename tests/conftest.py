@@ -1,0 +1,165 @@
+"""Shared fixtures: a tiny birth-death protocol and a helper that runs the CLI in a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN_DIR = Path(sys.executable).resolve().parent
+
+# Birth-death: Poisson(a/b) stationary law; a is free so each set differs; cap 20 (mean ~5).
+BIRTH_DEATH_TOML = """
+name = "bd"
+network = "birth_death"
+samples = 2000
+[parameters.a]
+prior = "uniform"
+low = 4.0
+high = 6.0
+[fixed]
+b = 1.0
+[initial]
+x = 5
+[histogram.x]
+edges = { start = 0, stop = 20, width = 1 }
+"""
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment for CLI subprocesses: this interpreter's bin first on PATH, no inherited MPI variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "MPI_LOCALNRANKS", "HYDRA_"))}
+    env["PATH"] = os.pathsep.join([str(BIN_DIR), env.get("PATH", "")])
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    """Run `python -m surrogate_abc ARGS` and capture its output."""
+    return subprocess.run([sys.executable, "-m", "surrogate_abc", *args], cwd=cwd, env=cli_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def bd_config(tmp_path: Path) -> Path:
+    """The birth-death protocol written to a file."""
+    p = tmp_path / "bd.toml"
+    p.write_text(BIRTH_DEATH_TOML)
+    return p
+
+
+# Settings of the kill-and-resume runs (tests/test_simulate_runner.py, tests/test_mpi.py): SSA sets slow
+# enough (~0.1-0.3 s each) that a poller sees the file part-done, few enough that a run stays short.
+KILL_N, KILL_SAMPLES, KILL_SEED = 10, 20000, 11
+
+
+def kill_args(config: Path, out: Path) -> list[str]:
+    """CLI arguments of the kill-and-resume runs."""
+    return ["simulate", str(config), "--n", str(KILL_N), "--samples", str(KILL_SAMPLES), "--seed", str(KILL_SEED),
+            "--out", str(out), "--chunk-size", "1", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def bd_reference(tmp_path_factory) -> Path:
+    """An uninterrupted one-process SSA run with the kill-test settings (computed once per session)."""
+    d = tmp_path_factory.mktemp("reference")
+    cfg = d / "bd.toml"
+    cfg.write_text(BIRTH_DEATH_TOML)
+    out = d / "ref.h5"
+    r = run_cli(kill_args(cfg, out), cwd=d)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def popen_cli(args: list[str], cwd: Path, prefix: list[str] | None = None) -> subprocess.Popen:
+    """Start `[prefix...] python -m surrogate_abc ARGS` in its own process group (so it can be killed whole)."""
+    return subprocess.Popen([*(prefix or []), sys.executable, "-m", "surrogate_abc", *args], cwd=cwd, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def done_count(partial: Path) -> int | None:
+    """Sets marked done in a file another process is writing (read-only, no lock); None if unreadable now."""
+    import h5py
+
+    try:
+        with h5py.File(partial, "r", locking=False) as f:
+            return int(f["done"][...].sum())
+    except Exception:
+        return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Ids of all processes below `pid` (Linux /proc). MPICH's hydra starts each rank in its own session,
+    so killing mpiexec's process group does not reach the ranks."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process we started and everything it started (deepest first, the root last)."""
+    import signal
+
+    for p in reversed(descendants(pid)):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def kill_when_part_done(proc: subprocess.Popen, partial: Path, n: int, timeout: float = 150) -> int:
+    """SIGKILL proc and its descendants once `partial` shows 0 < done < n; returns the done count seen."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"run ended (rc {proc.returncode}) before it could be killed mid-way: {err[-500:]}")
+        k = done_count(partial) if partial.exists() else None
+        if k is not None and 0 < k < n:
+            kill_tree(proc.pid)
+            proc.wait(timeout=30)
+            proc.communicate()
+            return k
+        time.sleep(0.02)
+    kill_tree(proc.pid)
+    proc.wait(timeout=30)
+    raise AssertionError("timed out waiting for a part-done .partial file")
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """Two simulation files hold the same datasets with equal content (wall_time excepted) and attrs (command excepted)."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        names_a, names_b = [], []
+        fa.visit(names_a.append)
+        fb.visit(names_b.append)
+        assert sorted(names_a) == sorted(names_b)
+        for name in names_a:
+            if isinstance(fa[name], h5py.Dataset) and name != "wall_time":
+                assert np.array_equal(fa[name][...], fb[name][...]), name
+        skip = {"command"}
+        assert {k for k in fa.attrs if k not in skip} == {k for k in fb.attrs if k not in skip}
+        for k in fa.attrs:
+            if k not in skip:
+                assert np.array_equal(np.asarray(fa.attrs[k]), np.asarray(fb.attrs[k])), k
