@@ -12,6 +12,21 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 PROB_LABEL = "probability per bin"
+DENSITY_LABEL = "probability per count (bin mass / width)"
+
+
+def uniform_widths(edges: np.ndarray) -> bool:
+    """True when all bins have the same width (then bin masses are plotted as they are)."""
+    w = np.diff(np.asarray(edges, float))
+    return bool(np.allclose(w, w[0], rtol=1e-9))
+
+
+def as_density(edges: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, str]:
+    """Bin masses as plotted: unchanged for equal-width bins, divided by the width otherwise (so a
+    histogram whose bins widen with the count keeps its shape). Returns (values, y-axis label)."""
+    if uniform_widths(edges):
+        return np.asarray(probs, float), PROB_LABEL
+    return np.asarray(probs, float) / np.diff(np.asarray(edges, float)), DENSITY_LABEL
 
 
 def axis_label(species: str) -> str:
@@ -52,10 +67,12 @@ def plot_examples(path: Path, species: Sequence[str], edges: Sequence[np.ndarray
     path = Path(path)
     if len(species) == 1:
         fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+        ylabel = PROB_LABEL
         for h, th in zip(hists, thetas):
-            plot_histograms(ax, edges[0], h, label=format_params(param_names, th), linewidth=1.4)
+            values, ylabel = as_density(edges[0], h)
+            plot_histograms(ax, edges[0], values, label=format_params(param_names, th), linewidth=1.4)
         ax.set_xlabel(axis_label(species[0]))
-        ax.set_ylabel(PROB_LABEL)
+        ax.set_ylabel(ylabel)
         ax.set_xlim(edges[0][0], edges[0][-1])
         ax.set_ylim(bottom=0)
         # Below the axes, so long parameter lists never hide the histograms.
@@ -79,6 +96,38 @@ def plot_examples(path: Path, species: Sequence[str], edges: Sequence[np.ndarray
             ax.set_visible(False)
         if mesh is not None:
             fig.colorbar(mesh, ax=axs, label=PROB_LABEL + " (log scale)", shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_comparison(path: Path, species: str, edges: np.ndarray, reference: np.ndarray, other: np.ndarray,
+                    thetas: np.ndarray, param_names: Sequence[str], labels: tuple[str, str],
+                    title: str = "") -> Path:
+    """One panel per set: `reference` (solid) against `other` (dashed) 1-D histograms, with their total
+    variation distance in each panel's title. Used by `show --compare` (e.g. FSP against SSA)."""
+    path = Path(path)
+    k = len(reference)
+    cols = min(k, 2)
+    rows = -(-k // cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.6 * rows), squeeze=False, constrained_layout=True)
+    ylabel = PROB_LABEL
+    for ax, ref, oth, th in zip(axs.flat, reference, other, thetas):
+        r, ylabel = as_density(edges, ref)
+        o, _ = as_density(edges, oth)
+        plot_histograms(ax, edges, r, label=labels[0], linewidth=1.6, color="black")
+        plot_histograms(ax, edges, o, label=labels[1], linewidth=1.2, color="tab:orange", linestyle="--")
+        tv = 0.5 * np.abs(np.asarray(ref) - np.asarray(oth)).sum()
+        ax.set_title(f"{format_params(param_names, th)}\nTV = {tv:.4f}", fontsize=7)
+        ax.set_xlabel(axis_label(species))
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    for ax in list(axs.flat)[k:]:
+        ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)

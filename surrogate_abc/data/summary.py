@@ -48,9 +48,25 @@ def _stats(x: np.ndarray) -> str:
     return f"{x.min():>11.4g} {np.median(x):>11.4g} {x.max():>11.4g}"
 
 
-def show_binned(path: Path, plot: Path | None = None, n_examples: int = 4) -> str:
-    """Summary table of a binned file; writes a PNG of n_examples histograms (default: path with .png)."""
-    from ..plots import plot_examples  # matplotlib only when needed
+def _read_compare(path: Path, theta: np.ndarray, idx: np.ndarray, species: list[str], edges: list[np.ndarray]):
+    """Histograms of the same parameter sets from another binned file (e.g. SSA against FSP)."""
+    with open_ours(path, BINNED_FORMAT, required=("theta", "hist")) as g:
+        if attr_list(g, "species") != species or any(
+                not np.array_equal(np.asarray(g[f"edges/{s}"][()], float), e) for s, e in zip(species, edges)):
+            raise UserError(f"--compare {path}: species or edges differ from the file shown; bin both with the same edges")
+        other_theta = np.asarray(g["theta"][()], float)
+        if other_theta.shape[0] <= idx.max() or not np.allclose(other_theta[idx], theta[idx], rtol=1e-12):
+            raise UserError(f"--compare {path}: its parameter sets differ; simulate both with the same protocol, --n and --seed")
+        return np.asarray(g["hist"][idx], float), attr_str(g, "engine")
+
+
+def show_binned(path: Path, plot: Path | None = None, n_examples: int = 4, compare: Path | None = None) -> str:
+    """Summary table of a binned file; writes a PNG of n_examples histograms (default: path with .png).
+
+    With `compare` (another binned file of the same parameter sets, e.g. SSA data against FSP data), the
+    PNG shows both per set with their total variation distance, and the table lists the distances.
+    """
+    from ..plots import plot_comparison, plot_examples  # matplotlib only when needed
 
     path = Path(path)
     plot = Path(plot) if plot is not None else path.with_suffix(".png")
@@ -97,8 +113,17 @@ def show_binned(path: Path, plot: Path | None = None, n_examples: int = 4) -> st
         lines.append(f"{'overflow':<14}mean {overflow.mean():.4g}, max {overflow.max():.4g}")
         lines.append(f"{'tail mass':<14}max {tail.max():.4g}")
         try:
-            plot_examples(plot, species, edges, examples, theta[idx], names,
-                          title=f"{protocol} ({engine}): {len(idx)} of {n} sets")
+            if compare is not None:
+                if len(species) != 1:
+                    raise UserError("--compare draws 1-D histograms only")
+                other, other_engine = _read_compare(Path(compare), theta, idx, species, edges)
+                tv = 0.5 * np.abs(examples - other).sum(axis=1)
+                lines.append(f"{'TV distance':<14}{engine} vs {other_engine}: " + ", ".join(f"{t:.4f}" for t in tv))
+                plot_comparison(plot, species[0], edges[0], examples, other, theta[idx], names,
+                                labels=(engine, other_engine), title=f"{protocol}: {engine} against {other_engine}")
+            else:
+                plot_examples(plot, species, edges, examples, theta[idx], names,
+                              title=f"{protocol} ({engine}): {len(idx)} of {n} sets")
         except OSError as exc:
             raise UserError(f"--plot {plot}: cannot write ({exc.strerror or exc}); choose a writable path") from None
         lines.append(f"{'plot':<14}{plot} ({len(idx)} examples)")
