@@ -1,0 +1,589 @@
+"""Exact stationary distributions of mass-action networks by finite state projection (FSP).
+
+The chemical master equation of a network with affine propensities is restricted to a box
+prod_i [0, N_i) of the network's reduced coordinates. Transitions that would leave the box are
+dropped together with their diagonal term (a *reflecting* truncation), so the box chain is itself a
+proper CTMC with generator Q. Its stationary distribution solves Q^T p = 0.
+
+States are numbered with the largest dimension outermost ("levels"); every reaction moves that
+coordinate by at most one, so Q is block tri-diagonal with blocks of size b = N / levels. For
+b <= LEVEL_BLOCK_MAX (protein-only boxes: b = 2 x mRNA extent) the system is solved by block
+elimination over the levels (`level_stationary`, a numba kernel: O(levels b^3) flops, no fill
+beyond the dense blocks); wider boxes (joint mRNA x protein) use SuperLU on the sparse system with
+one state's probability fixed to 1 (`stationary`). Both check the relative residual.
+
+The box starts from the exact stationary moments (a negative-binomial tail quantile, see
+`initial_box`) and grows (x2 per dimension) while the probability in a dimension's outer boundary
+layer exceeds `tol`, subject to `max_states`. Dimensions whose marginal tail is far below `tol` are
+trimmed when that makes room for growth elsewhere.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import scipy.stats
+
+from ..config import FSPSettings
+from ..errors import UserError
+from ..networks.base import AffineReaction, MassActionNetwork
+
+MIN_STATES = 8          # smallest extent of an unbounded dimension
+MAX_ROUNDS = 12         # box refinements (each one is a sparse solve)
+TRIM_FACTOR = 1e-3      # a dimension may be trimmed to where its marginal tail is below TRIM_FACTOR * tol
+PERMC_SPEC = "MMD_AT_PLUS_A"  # SuperLU column ordering for wide boxes: least fill among SuperLU's on 2-D grids
+BAND_NATURAL = 64             # up to this bandwidth the natural (banded) order is fastest
+LEVEL_BLOCK_MAX = 128         # block elimination over levels up to this block size, SuperLU above
+
+
+@dataclass(frozen=True)
+class FSPResult:
+    """Stationary marginal of the observed species on 0..cap-1 and what lies outside it."""
+
+    pmf: np.ndarray              # (cap,) or (cap_m, cap_p), float64, in the order of `observed`
+    overflow: float              # probability at counts >= cap on any observed axis (inside the box)
+    tail_mass: float             # estimated probability outside the FSP box (see `tail_estimate`)
+    truncation: tuple[int, ...]  # states per reduced species in the final box
+    wall_time: float             # seconds spent in solve_stationary
+
+
+# ------------------------------------------------------------------------------ state space
+def box_order(box: Sequence[int]) -> tuple[int, ...]:
+    """Axis permutation used to flatten states: largest dimension outermost, smallest innermost.
+
+    With C-order flattening of the permuted box the generator is banded with bandwidth
+    prod(all extents but the largest), the smallest achievable by a lexicographic order.
+    """
+    return tuple(sorted(range(len(box)), key=lambda i: (-box[i], i)))
+
+
+def generator(network: MassActionNetwork, rates: Mapping[str, float], box: Sequence[int]) -> sp.csr_matrix:
+    """Generator Q (N x N, rows sum to 0) of the reflecting FSP truncation on prod [0, box_i).
+
+    States are numbered by C-order flattening of the box permuted by `box_order(box)`;
+    `state_grid` gives the matching coordinates. Off-box transitions are dropped with their diagonal.
+    """
+    return reaction_generator(network.affine_reactions(rates), box)
+
+
+def reaction_generator(reactions: Sequence[AffineReaction], box: Sequence[int]) -> sp.csr_matrix:
+    """`generator` for a list of affine reactions in the coordinates of `box`."""
+    rows, cols, vals = _transitions(reactions, box)
+    n = int(np.prod(box))
+    out = sp.coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr()
+    out.sum_duplicates()
+    return out
+
+
+def state_grid(box: Sequence[int]) -> np.ndarray:
+    """(N, d) coordinates (reduced-species order) of the states, in the numbering of `generator`."""
+    order = box_order(box)
+    grids = np.indices([box[i] for i in order]).reshape(len(box), -1)
+    x = np.empty_like(grids)
+    x[list(order)] = grids
+    return x.T
+
+
+def _transitions(reactions, box):
+    """(rows, cols, vals) of Q in COO form: off-diagonal rates and the matching negative diagonal."""
+    src, dst, rate, diag = _offdiag(reactions, box)
+    n = diag.shape[0]
+    idx = np.arange(n, dtype=np.int64)
+    return np.concatenate([src, idx]), np.concatenate([dst, idx]), np.concatenate([rate, diag])
+
+
+def _reaction_props(reactions, box):
+    """Per moving reaction: (flattened propensities with off-box moves zeroed, index offset, shift).
+
+    States are numbered as in `generator`; reaction r moves state k to k + offset when props[k] > 0.
+    """
+    box = [int(b) for b in box]
+    order = box_order(box)
+    perm_box = [box[i] for i in order]
+    stride_perm = np.cumprod([1] + perm_box[::-1][:-1])[::-1]
+    stride = np.empty(len(box), dtype=np.int64)
+    stride[list(order)] = stride_perm
+    # coordinate along axis i as a broadcastable 1-D grid in the permuted layout (no (N, d) array)
+    coords = [np.arange(box[i], dtype=np.float64).reshape([-1 if j == i else 1 for j in order])
+              for i in range(len(box))]
+    out = []
+    for r in reactions:
+        if not r.shift.any():
+            continue
+        prop = np.full(perm_box, float(r.const))
+        for i in np.flatnonzero(r.coef):
+            prop += float(r.coef[i]) * coords[i]
+        for i in np.flatnonzero(r.shift):  # the reflecting wall: drop moves that leave the box
+            sl = [slice(None)] * len(box)
+            sh = int(r.shift[i])
+            sl[order.index(i)] = slice(box[i] - sh, None) if sh > 0 else slice(0, -sh)
+            prop[tuple(sl)] = 0.0
+        prop = prop.ravel()
+        np.maximum(prop, 0.0, out=prop)
+        out.append((prop, int(stride @ r.shift), r.shift))
+    return out
+
+
+def _offdiag(reactions, box):
+    """Off-diagonal transitions (src, dst, rate) of the reflecting truncation and the diagonal of Q."""
+    n = math.prod(int(b) for b in box)
+    srcs, dsts, rates = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+    diag = np.zeros(n)
+    for prop, off, _ in _reaction_props(reactions, box):
+        s = np.flatnonzero(prop > 0)
+        srcs.append(s)
+        dsts.append(s + off)
+        rates.append(prop[s])
+        diag -= prop
+    return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(rates), diag
+
+
+# ------------------------------------------------------------------------------ linear algebra
+def stationary(q: sp.spmatrix, fixed: int = 0, permc_spec: str = PERMC_SPEC) -> np.ndarray:
+    """Normalised stationary vector p of an irreducible generator q (Q^T p = 0, sum p = 1).
+
+    p[fixed] is set to 1 and the other N-1 equations of Q^T p = 0 (row `fixed` dropped) are solved
+    with SuperLU; no dense normalisation row, so the sparsity is kept. A = Q^T is column diagonally
+    dominant, so the diagonal pivots are always acceptable and the column ordering alone decides the
+    fill. Tiny negative round-off is clipped; a large negative entry or residual raises RuntimeError.
+    """
+    n = q.shape[0]
+    if n == 1:
+        return np.ones(1)
+    # If p[fixed] is negligible next to other states the factor can be singular to round-off or the
+    # solution overflow: re-fix at the largest finite entry, or else at the middle or first state.
+    for k in (fixed, None, n // 2, 0):
+        if k is None:
+            finite = np.isfinite(p)
+            if not finite.any():
+                continue
+            k = int(np.argmax(np.where(finite, p, -np.inf)))
+        try:
+            p = _solve_fixed(q, k, permc_spec)
+        except RuntimeError:  # SuperLU: "Factor is exactly singular"
+            p = np.full(n, np.nan)
+            continue
+        if np.isfinite(p).all() and np.abs(p).max() < 1e200:
+            break
+    total = p.sum()
+    if not np.isfinite(total) or total <= 0:
+        raise RuntimeError("FSP stationary solve failed: non-finite or non-positive solution")
+    p /= total
+    if p.min() < -1e-9:
+        raise RuntimeError(f"FSP stationary solve failed: negative probability {p.min():.3g}")
+    np.clip(p, 0.0, None, out=p)
+    p /= p.sum()
+    resid = np.abs(q.T @ p).sum() / max(np.abs(q.diagonal()) @ p, 1e-300)
+    if not resid < 1e-8:
+        raise RuntimeError(f"FSP stationary solve failed: relative residual {resid:.3g}")
+    return p
+
+
+def _solve_fixed(q: sp.spmatrix, fixed: int, permc_spec: str) -> np.ndarray:
+    """Unnormalised solution of Q^T p = 0 with p[fixed] = 1 (row and column `fixed` eliminated)."""
+    n = q.shape[0]
+    a = q.T.tocoo()
+    keep = (a.row != fixed) & (a.col != fixed)
+    m = sp.csc_matrix((a.data[keep], (_drop(a.row[keep], fixed), _drop(a.col[keep], fixed))), shape=(n - 1, n - 1))
+    incol = (a.col == fixed) & (a.row != fixed)
+    rhs = np.zeros(n - 1)
+    np.add.at(rhs, _drop(a.row[incol], fixed), -a.data[incol])
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = spla.splu(m, permc_spec=permc_spec).solve(rhs)
+    return np.insert(y, fixed, 1.0)
+
+
+def _drop(i: np.ndarray, fixed: int) -> np.ndarray:
+    """Index map after removing index `fixed`."""
+    return i - (i > fixed)
+
+
+def level_stationary(props: Sequence[np.ndarray], offsets: Sequence[int], block: int) -> np.ndarray:
+    """Normalised stationary vector of a block tri-diagonal generator by block elimination over levels.
+
+    Q is given per reaction r by its propensities props[r] (state k moves to k + offsets[r]); state k
+    lies on level k // block and no reaction moves more than one level. With Q_{p,q} the blocks, the
+    top levels are eliminated one by one: T_top = Q_{top,top}, R_{p-1} = Q_{p-1,p} (-T_p)^{-1},
+    T_{p-1} = Q_{p-1,p-1} + R_{p-1} Q_{p,p-1} (T_p: the chain censored to levels >= p, restricted to
+    level p). pi_0 T_0 = 0 is solved subtraction-free (GTH), then pi_p = pi_{p-1} R_{p-1}. -T_p is a
+    row diagonally dominant M-matrix, inverted without pivoting; all R are non-negative, so the
+    recursion is stable. O(levels * block^3) flops, levels * block^2 floats. Raises RuntimeError when
+    the solve fails (singular block, negative or non-finite values, relative residual >= 1e-8).
+    """
+    p_all = np.ascontiguousarray(np.stack(props)) if len(props) else np.zeros((0, 0))
+    n = p_all.shape[1]
+    off = np.asarray(offsets, dtype=np.int64)
+    if n % block:
+        raise ValueError("level_stationary: block does not divide the number of states")
+    lshift = np.floor_divide(off + block // 2, block) if block > 1 else off  # level move of each reaction
+    inner = off - lshift * block
+    if np.any(np.abs(lshift) > 1) or np.any(np.abs(inner) >= block):
+        raise ValueError("level_stationary: a reaction moves more than one level")
+    diag = -p_all.sum(axis=0)
+    try:
+        pi = _level_kernel(n // block, block, p_all, lshift, inner, diag)
+    except np.linalg.LinAlgError as e:
+        raise RuntimeError(f"FSP level solve failed: {e}") from None
+    p = pi.ravel()
+    total = p.sum()
+    if not np.isfinite(total) or total <= 0:
+        raise RuntimeError("FSP level solve failed: non-finite or non-positive solution")
+    p /= total
+    if p.min() < -1e-9:
+        raise RuntimeError(f"FSP level solve failed: negative probability {p.min():.3g}")
+    np.clip(p, 0.0, None, out=p)
+    p /= p.sum()
+    res = diag * p  # (Q^T p)
+    for prop, o in zip(p_all, off):
+        flow = prop * p
+        if o >= 0:
+            res[o:] += flow[:n - o]
+        else:
+            res[:o] += flow[-o:]
+    resid = np.abs(res).sum() / max(np.abs(diag) @ p, 1e-300)
+    if not resid < 1e-8:
+        raise RuntimeError(f"FSP level solve failed: relative residual {resid:.3g}")
+    return p
+
+
+@numba.njit(cache=True)
+def _level_kernel(nlev, b, props, lshift, inner, diag):  # pragma: no cover - compiled
+    """pi (nlev, b), unnormalised, of the block tri-diagonal generator (see `level_stationary`)."""
+    nr = props.shape[0]
+    r_all = np.empty((max(nlev - 1, 1), b, b))
+    t = np.zeros((b, b))
+    inv = np.empty((b, b))
+    rowk = np.empty(b)
+    top = nlev - 1
+    _same_level(t, top, b, props, lshift, inner, diag)
+    _set_diagonal(t, top, b, props, lshift)
+    for lev in range(nlev - 1, 0, -1):
+        # inv = (-T_lev)^{-1} by Gauss-Jordan without pivoting (row diagonally dominant M-matrix)
+        for i in range(b):
+            for j in range(b):
+                inv[i, j] = -t[i, j]
+        for k in range(b):
+            piv = inv[k, k]
+            if not piv > 0.0:
+                raise np.linalg.LinAlgError("singular level block")
+            rp = 1.0 / piv
+            inv[k, k] = 1.0
+            for j in range(b):
+                inv[k, j] *= rp
+                rowk[j] = inv[k, j]
+            for i in range(b):
+                if i != k:
+                    f = inv[i, k]
+                    if f != 0.0:
+                        inv[i, k] = 0.0
+                        for j in range(b):
+                            inv[i, j] -= f * rowk[j]
+        r = r_all[lev - 1]
+        r[:, :] = 0.0
+        base = (lev - 1) * b
+        for q in range(nr):  # R = Q_{lev-1,lev} inv (up moves from level lev-1)
+            if lshift[q] == 1:
+                for i in range(b):
+                    v = props[q, base + i]
+                    if v > 0.0:
+                        jj = i + inner[q]
+                        for j in range(b):
+                            r[i, j] += v * inv[jj, j]
+        for i in range(b):
+            for j in range(b):
+                if r[i, j] < 0.0:
+                    r[i, j] = 0.0  # R >= 0 exactly; clip round-off
+        t[:, :] = 0.0
+        _same_level(t, lev - 1, b, props, lshift, inner, diag)
+        base = lev * b
+        for q in range(nr):  # + R Q_{lev,lev-1} (down moves from level lev)
+            if lshift[q] == -1:
+                for i in range(b):
+                    v = props[q, base + i]
+                    if v > 0.0:
+                        jj = i + inner[q]
+                        for k in range(b):
+                            t[k, jj] += r[k, i] * v
+        _set_diagonal(t, lev - 1, b, props, lshift)
+    # GTH on the censored generator t (off-diagonal part only): pi0 t = 0, subtraction-free.
+    g = t.copy()
+    for k in range(b - 1, 0, -1):
+        s = 0.0
+        for j in range(k):
+            s += g[k, j]
+        if s <= 0.0:
+            raise np.linalg.LinAlgError("level 0 censored chain is reducible")
+        for i in range(k):
+            f = g[i, k] / s
+            for j in range(k):
+                if j != i:
+                    g[i, j] += f * g[k, j]
+        g[k, k] = s
+    pi = np.zeros((nlev, b))
+    pi[0, 0] = 1.0
+    for k in range(1, b):
+        acc = 0.0
+        for i in range(k):
+            acc += pi[0, i] * g[i, k]
+        pi[0, k] = acc / g[k, k]
+    for lev in range(1, nlev):
+        r = r_all[lev - 1]
+        big = 0.0
+        for j in range(b):
+            acc = 0.0
+            for i in range(b):
+                acc += pi[lev - 1, i] * r[i, j]
+            pi[lev, j] = acc
+            if acc > big:
+                big = acc
+        if big > 1e200:  # rescale everything so far; the low levels may underflow harmlessly
+            for l2 in range(lev + 1):
+                for j in range(b):
+                    pi[l2, j] /= big
+    return pi
+
+
+@numba.njit(cache=True)
+def _same_level(t, lev, b, props, lshift, inner, diag):  # pragma: no cover - compiled
+    """t += off-diagonal part of Q_{lev,lev} (moves within level `lev`)."""
+    base = lev * b
+    for q in range(props.shape[0]):
+        if lshift[q] == 0:
+            for i in range(b):
+                v = props[q, base + i]
+                if v > 0.0:
+                    t[i, i + inner[q]] += v
+
+
+@numba.njit(cache=True)
+def _set_diagonal(t, lev, b, props, lshift):  # pragma: no cover - compiled
+    """Diagonal of T_lev without cancellation: T_lev's rows sum to minus the down-rates of level lev."""
+    base = lev * b
+    for i in range(b):
+        s = 0.0
+        for j in range(b):
+            if j != i:
+                s += t[i, j]
+        for q in range(props.shape[0]):
+            if lshift[q] == -1:
+                s += props[q, base + i]
+        t[i, i] = -s
+
+
+# ------------------------------------------------------------------------------ box control
+def initial_box(network: MassActionNetwork, rates: Mapping[str, float], tol: float | None = 1e-8) -> list[int]:
+    """Box extents from the exact stationary moments, capped by conservation bounds.
+
+    A free dimension with mean m and variance v gets mean + 10 sd + 20, or, when `tol` is given, at
+    least the upper `tol` quantile of the negative binomial with that mean and variance (Poisson when
+    v <= m). The protein marginal of the gene model is a mixture of Poissons whose tail is at most
+    about this heavy (bursty limit: exactly negative binomial), so most boxes need no growth round;
+    the quantile overshoots bimodal cases by ~20%, which only pays off where solves are cheap.
+    """
+    mean, cov = network.stationary_moments(rates)
+    var = np.clip(np.diag(cov), 0.0, None)
+    bounds = network.reduced_bounds()
+    box = []
+    for i, s in enumerate(network.reduced_species):
+        m, v = max(float(mean[i]), 0.0), float(var[i])
+        n = m + 10.0 * math.sqrt(v) + 20.0
+        if tol is not None and m > 0 and np.isfinite(v):
+            if v > m * (1 + 1e-9):
+                q = scipy.stats.nbinom.isf(tol, m * m / (v - m), m / v)
+            else:
+                q = scipy.stats.poisson.isf(tol, m)
+            if np.isfinite(q):
+                n = max(n, q + 1)
+        box.append(bounds[s] + 1 if s in bounds else max(MIN_STATES, int(math.ceil(n))))
+    return box
+
+
+def layer_width(n: int) -> int:
+    """Width of a dimension's outer boundary layer: the last ceil(n / 8) states (at least 2)."""
+    return max(2, -(-n // 8))
+
+
+def marginals(p_box: np.ndarray) -> list[np.ndarray]:
+    """1-D marginals of a distribution on the box (reduced-species axis order)."""
+    d = p_box.ndim
+    return [p_box.sum(axis=tuple(j for j in range(d) if j != i)) for i in range(d)]
+
+
+def tail_estimate(margs: Sequence[np.ndarray], free: Sequence[bool]) -> np.ndarray:
+    """Per-dimension boundary-layer mass: the marginal probability in the last `layer_width` states.
+
+    This is the estimate of the mass beyond the box. The reflecting truncation piles the flux that
+    would leave the box onto the states next to the wall, so for tails that decay geometrically over
+    fewer than `layer_width` states the layer holds at least the excluded mass; for heavier tails
+    (scale s > width w) it underestimates it by about s / w. Bounded (conserved) dimensions give 0.
+    """
+    out = np.zeros(len(margs))
+    for i, (m, f) in enumerate(zip(margs, free)):
+        if f:
+            out[i] = m[-layer_width(len(m)):].sum()
+    return out
+
+
+def _trimmed(m: np.ndarray, tol: float) -> int:
+    """Smallest extent n whose excluded marginal tail (counts >= n) is below TRIM_FACTOR * tol, plus the layer."""
+    surv = np.cumsum(m[::-1])[::-1]  # surv[k] = P(x >= k)
+    k = int(np.argmax(surv < TRIM_FACTOR * tol)) if (surv < TRIM_FACTOR * tol).any() else len(m)
+    return max(MIN_STATES, k + layer_width(k) + 1)
+
+
+def _next_box(box, margs, layer, free, settings: FSPSettings):
+    """The next box, or None when no change is needed or possible."""
+    grow = [i for i in range(len(box)) if free[i] and layer[i] > settings.tol]
+    if not grow:
+        return None
+    new = list(box)
+    for i in range(len(box)):
+        if free[i] and i not in grow:
+            new[i] = min(box[i], _trimmed(margs[i], settings.tol))
+    for i in grow:
+        new[i] = 2 * box[i]
+    if math.prod(new) > settings.max_states:
+        # Share what is left among the dimensions that want to grow, keeping at least their old extent.
+        fixed_part = math.prod(new[i] for i in range(len(box)) if i not in grow)
+        room = settings.max_states / fixed_part
+        scale = (room / math.prod(box[i] for i in grow)) ** (1.0 / len(grow))
+        for i in grow:
+            new[i] = max(box[i], int(box[i] * min(2.0, scale)))
+    if new == list(box) or math.prod(new) > settings.max_states:
+        return None
+    return new
+
+
+def _fit_to_budget(box: list[int], free: Sequence[bool], max_states: int) -> list[int]:
+    """Shrink the largest free dimensions until the box has at most max_states states."""
+    box = list(box)
+    while math.prod(box) > max_states:
+        i = max((j for j in range(len(box)) if free[j]), key=lambda j: box[j])
+        others = math.prod(box) // box[i]
+        box[i] = max(MIN_STATES, min(box[i] - 1, max_states // others))
+        if box[i] == MIN_STATES and math.prod(box) > max_states:
+            raise UserError(f"[fsp] max_states = {max_states} is too small for this network; raise fsp.max_states")
+    return box
+
+
+# ------------------------------------------------------------------------------ entry point
+def solve_stationary(network: MassActionNetwork, rates: Mapping[str, float], observed: Sequence[str],
+                     caps: Sequence[int], settings: FSPSettings) -> FSPResult:
+    """Stationary marginal of `observed` on 0..cap-1 by adaptive reflecting FSP.
+
+    pmf.sum() + overflow == 1 (the truncated chain's solution is normalised); tail_mass is the
+    boundary-layer estimate of the mass the final box could not hold (`tail_estimate`, summed over
+    dimensions), which stays above settings.tol only when max_states stopped the growth.
+    """
+    t0 = time.perf_counter()
+    species = network.reduced_species
+    for s in observed:
+        if s not in species:
+            raise UserError(f"FSP: observed species {s!r} is not a state coordinate of network {network.name} "
+                            f"({', '.join(species)}); observe one of those in [histogram]")
+    if len(caps) != len(observed) or any(int(c) < 1 for c in caps):
+        raise UserError(f"FSP: need one positive cap per observed species, got caps={list(caps)}")
+    bounds = network.reduced_bounds()
+    free = [s not in bounds for s in species]
+    reactions = network.affine_reactions(rates)
+    mean, _ = network.stationary_moments(rates)
+    box = initial_box(network, rates, settings.tol)
+    if math.prod(sorted(box)[:-1]) > LEVEL_BLOCK_MAX:  # sparse-LU boxes: the cheaper moment rule first
+        box = initial_box(network, rates, None)
+    # Dimensions that a proper subset of the species drives alone (mRNA in the gene model) get their
+    # extent from the exact marginal of that cheap sub-chain, not from the moments.
+    for dims in sorted({closure(reactions, i) for i in range(len(box)) if free[i]}):
+        if len(dims) < len(box):
+            sub = _adaptive(project(reactions, dims), [box[i] for i in dims], [free[i] for i in dims],
+                            [mean[i] for i in dims], settings)[0]
+            for j, m in zip(dims, marginals(sub)):
+                if free[j]:
+                    box[j] = _trimmed(m, settings.tol)
+    p, box, layer = _adaptive(reactions, box, free, mean, settings)
+    pmf, overflow = _observed_pmf(p, [species.index(s) for s in observed], [int(c) for c in caps])
+    return FSPResult(pmf=pmf, overflow=overflow, tail_mass=float(layer.sum()), truncation=tuple(box),
+                     wall_time=time.perf_counter() - t0)
+
+
+def closure(reactions: Sequence[AffineReaction], i: int) -> tuple[int, ...]:
+    """Smallest set of coordinates containing i whose reactions' propensities depend on the set only.
+
+    Its marginal is then a Markov chain of its own (`project`)."""
+    dims = {i}
+    while True:
+        grown = set(dims)
+        for r in reactions:
+            if any(r.shift[j] for j in dims):
+                grown |= set(np.flatnonzero(r.coef).tolist())
+        if grown == dims:
+            return tuple(sorted(dims))
+        dims = grown
+
+
+def project(reactions: Sequence[AffineReaction], dims: Sequence[int]) -> list[AffineReaction]:
+    """The reactions that move the closed coordinate set `dims`, restricted to those coordinates."""
+    d = list(dims)
+    return [AffineReaction(r.name, r.shift[d], r.const, r.coef[d]) for r in reactions if r.shift[d].any()]
+
+
+def _adaptive(reactions, box, free, mean, settings: FSPSettings):
+    """Solve on a growing box (see module docstring): (p on the final box, final box, layer masses)."""
+    box = _fit_to_budget(list(box), free, settings.max_states)
+    for _ in range(MAX_ROUNDS):
+        x_fix = [min(max(int(round(mean[i])), 0), box[i] - 1) for i in range(len(box))]
+        p = _solve_box(reactions, box, x_fix)
+        margs = marginals(p)
+        layer = tail_estimate(margs, free)
+        new = _next_box(box, margs, layer, free, settings)
+        if new is None:
+            break
+        box = new
+    return p, box, layer
+
+
+def _solve_box(reactions, box, x_fix) -> np.ndarray:
+    """Stationary distribution on the box as an array of shape `box` (reduced-species axis order).
+
+    Block elimination over the outermost (largest) dimension when the blocks are small, else SuperLU.
+    """
+    order = box_order(box)
+    perm_box = [box[i] for i in order]
+    block = math.prod(perm_box[1:])
+    p = None
+    if block <= LEVEL_BLOCK_MAX:
+        rp = _reaction_props(reactions, box)
+        try:
+            p = level_stationary([x[0] for x in rp], [x[1] for x in rp], block)
+        except (RuntimeError, ValueError):
+            p = None  # fall back on the sparse direct solve
+    if p is None:
+        fixed = int(np.ravel_multi_index([x_fix[i] for i in order], perm_box))
+        permc = "NATURAL" if block <= BAND_NATURAL else PERMC_SPEC
+        src, dst, rate, diag = _offdiag(reactions, box)
+        n = diag.shape[0]
+        idx = np.arange(n, dtype=np.int64)
+        q = sp.csr_matrix((np.concatenate([rate, diag]), (np.concatenate([src, idx]), np.concatenate([dst, idx]))),
+                          shape=(n, n))
+        p = stationary(q, fixed=fixed, permc_spec=permc)
+    return np.transpose(p.reshape(perm_box), np.argsort(order))
+
+
+def _observed_pmf(p_box: np.ndarray, axes: Sequence[int], caps: Sequence[int]) -> tuple[np.ndarray, float]:
+    """Marginal on `axes` (in that order), cut at caps: (pmf on 0..cap-1, mass at counts >= cap)."""
+    others = tuple(i for i in range(p_box.ndim) if i not in axes)
+    m = p_box.sum(axis=others)
+    kept = sorted(axes)
+    m = np.transpose(m, [kept.index(a) for a in axes])
+    pmf = np.zeros(tuple(caps))
+    sl = tuple(slice(0, min(c, n)) for c, n in zip(caps, m.shape))
+    pmf[sl] = m[sl]
+    outside = m.copy()
+    outside[sl] = 0.0
+    overflow = float(outside.sum())  # summed directly: exactly 0 when the caps cut nothing
+    return pmf, overflow
