@@ -46,7 +46,53 @@ def _cmd_bin(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from .data.summary import show_binned
 
-    print(show_binned(Path(args.binned), plot=Path(args.plot) if args.plot else None, n_examples=args.examples))
+    print(show_binned(Path(args.binned), plot=Path(args.plot) if args.plot else None, n_examples=args.examples,
+                      compare=Path(args.compare) if args.compare else None))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import format_summary, load_train_config, resolve_device, train
+
+    config = load_train_config(args.config)
+    if args.epochs is not None:
+        config = config.with_epochs(args.epochs)
+    device = resolve_device(args.device)
+    _, history = train(config, Path(args.data), Path(args.out), device=device, progress=not args.quiet)
+    print(format_summary(history, Path(args.out)))
+    return 0
+
+
+def _prior_override(text: str) -> tuple[str, tuple[float, float]]:
+    try:
+        name, rng = text.split("=", 1)
+        lo, hi = rng.split(":")
+        return name.strip(), (float(lo), float(hi))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=LOW:HIGH, got {text!r}") from None
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    from .inference.infer import infer
+    from .inference.run import InferenceSettings
+
+    settings = InferenceSettings(
+        mode=args.mode, population=args.population, generations=args.generations, min_epsilon=args.min_epsilon,
+        max_walltime=args.max_walltime, chains=args.chains, sampler=args.sampler, seed=args.seed,
+        distance=args.distance, n_procs=args.n_procs, scheduler_address=args.scheduler_address,
+        redis_host=args.redis_host, redis_port=args.redis_port, prior=dict(args.prior or []),
+    )
+    nc, table = infer(Path(args.observed), args.emulator, settings, Path(args.out) if args.out else None,
+                      command=shlex.join(sys.argv))
+    print(table)
+    print(f"wrote {nc} (and abc.db, summary.csv, marginals.png, pair.png, ppc.png in {nc.parent})")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .inference.output import report
+
+    print(report(Path(args.posterior), Path(args.out) if args.out else None))
     return 0
 
 
@@ -79,7 +125,48 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("binned", help="binned HDF5 file")
     v.add_argument("--plot", default=None, help="PNG to write (default: next to the file, .png)")
     v.add_argument("--examples", type=_positive_int, default=4, help="histograms to plot")
+    v.add_argument("--compare", default=None,
+                   help="another binned file of the same parameter sets (e.g. SSA vs FSP): plot both, print TV distances")
     v.set_defaults(func=_cmd_show)
+
+    t = sub.add_parser("train", help="train a neural emulator (MDN / LSTM / ensemble) on binned data")
+    t.add_argument("config", help="training config: a configs/train_*.toml file (e.g. configs/train_mdn_protein.toml)")
+    t.add_argument("--data", required=True, help="binned HDF5 file from `surrogate-abc bin`")
+    t.add_argument("--out", required=True, help="emulator file to write (.safetensors); checkpoint: OUT.ckpt.safetensors")
+    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--epochs", type=_positive_int, default=None, help="override the config's epoch budget")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_train)
+
+    i = sub.add_parser("infer", help="ABC-SMC posterior of a protocol's parameters given observed counts (observed.h5)")
+    i.add_argument("observed", help="observed.h5: per-cell 'protein' (and 'mrna') counts, or 'histogram' + 'edges'")
+    i.add_argument("--emulator", default=None,
+                   help="emulator .safetensors, or exact:<protocol name or .toml> for the exact (FSP/closed-form) model; "
+                        "default: the installed gene_protein / gene_joint emulator")
+    i.add_argument("--mode", choices=("likelihood", "simulator"), default="likelihood",
+                   help="likelihood: exact ABC with the emulated log-likelihood; simulator: synthetic histograms + distance")
+    i.add_argument("--distance", choices=("hellinger", "tv", "l2", "kl"), default="hellinger",
+                   help="histogram distance in simulator mode")
+    i.add_argument("--population", type=_positive_int, default=500, help="particles per generation")
+    i.add_argument("--generations", type=_positive_int, default=10, help="maximum number of generations")
+    i.add_argument("--min-epsilon", type=float, default=None, help="stop when epsilon (temperature) reaches this")
+    i.add_argument("--max-walltime", type=float, default=None, help="seconds per chain")
+    i.add_argument("--chains", type=_positive_int, default=1, help="independent ABC-SMC runs (seeds SEED, SEED+1, ...)")
+    i.add_argument("--sampler", choices=("multicore", "single", "dask", "redis"), default="multicore")
+    i.add_argument("--n-procs", type=_positive_int, default=None, help="multicore: processes (default: all cores)")
+    i.add_argument("--scheduler-address", default=None, help="dask: scheduler address, e.g. tcp://host:8786")
+    i.add_argument("--redis-host", default="localhost")
+    i.add_argument("--redis-port", type=int, default=6379)
+    i.add_argument("--prior", type=_prior_override, action="append", metavar="NAME=LOW:HIGH",
+                   help="narrow a parameter's prior (must stay inside the emulator's domain); repeatable")
+    i.add_argument("--out", default=None, help="output folder (default: ./surrogate-abc-<observed file stem>/)")
+    i.add_argument("--seed", type=int, default=0)
+    i.set_defaults(func=_cmd_infer)
+
+    r = sub.add_parser("report", help="regenerate summary.csv and the PNGs from a posterior.nc")
+    r.add_argument("posterior", help="posterior.nc written by `surrogate-abc infer`")
+    r.add_argument("--out", default=None, help="folder for summary.csv and PNGs (default: next to posterior.nc)")
+    r.set_defaults(func=_cmd_report)
     return p
 
 

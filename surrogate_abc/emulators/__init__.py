@@ -1,0 +1,34 @@
+"""Neural emulators: MDNs and LSTM arrays (and bagged ensembles of them), the Emulator object, save/load.
+
+Submodules are imported on first use, so `import surrogate_abc.emulators` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "MDN": "mdn",
+    "LSTMArray": "lstm",
+    "PerBinLinear": "lstm",
+    "PeepholeLSTMCell": "lstm",
+    "MDNEnsemble": "ensemble",
+    "LSTMEnsemble": "ensemble",
+    "hellinger": "ensemble",
+    "build_model": "models",
+    "make_binning": "models",
+    "resolve_family": "models",
+    "Emulator": "emulator",
+    "save_emulator": "io",
+    "load_emulator": "io",
+    "read_emulator_metadata": "io",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

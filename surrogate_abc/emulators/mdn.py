@@ -1,0 +1,117 @@
+"""Mixture density network: a dense trunk, a softmax head for the mixture weights and one linear head
+for all components' parameters; forward(x) gives the bin masses of the mixture (plus overflow).
+
+The component family (Gaussian, Gamma-Poisson, Poisson-log-normal, bivariate) and the binning come
+from surrogate_abc.emulators.distributions; the MDN only produces (log_weights, params).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+ACTIVATIONS = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU,
+               "softplus": nn.Softplus}
+DEFAULT_HIDDEN = (64, 128, 256, 128, 64)
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module by name (elu, tanh, relu, gelu, silu, softplus)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; use one of {', '.join(ACTIVATIONS)}") from None
+
+
+def dense_trunk(d_in: int, hidden: Sequence[int], activation: str) -> tuple[nn.Sequential, int]:
+    """Linear + activation layers; returns (module, output width)."""
+    layers: list[nn.Module] = []
+    prev = d_in
+    for h in hidden:
+        layers += [nn.Linear(prev, int(h)), make_activation(activation)]
+        prev = int(h)
+    return nn.Sequential(*layers), prev
+
+
+class BinningOnDevice:
+    """Holds a Binning and hands out a copy on the device asked for (the copy is kept for reuse)."""
+
+    def __init__(self, binning: Any):
+        self.binning = binning
+        self._device = _binning_device(binning)
+        self._on = binning
+
+    def on(self, device: torch.device) -> Any:
+        """The binning on `device`."""
+        if self._device != torch.device(device):
+            moved = self.binning.to(device)
+            self._on = moved if moved is not None else self.binning
+            self._device = torch.device(device)
+        return self._on
+
+
+def _binning_device(binning: Any) -> torch.device:
+    return torch.device(getattr(binning, "device", "cpu"))
+
+
+class MDN(nn.Module):
+    """Mixture density network over a family of count (or real) distributions."""
+
+    def __init__(self, d_in: int, family: Any, n_components: int, binning: Any,
+                 hidden: Sequence[int] = DEFAULT_HIDDEN, activation: str = "elu",
+                 loc_init: Sequence[float] | None = None):
+        """`family`: an instance from distributions (or its name); `loc_init`: optional initial bias of
+        the raw parameter head, one value per raw parameter (e.g. a typical location), for faster training."""
+        super().__init__()
+        from .models import resolve_family  # late import: models imports this module
+
+        self.family = resolve_family(family)
+        if n_components < 1:
+            raise ValueError(f"n_components must be >= 1, got {n_components}")
+        if binning is None:
+            raise ValueError("an MDN needs the histogram's Binning (distributions.Binning.from_protocol)")
+        self.d_in, self.n_components = int(d_in), int(n_components)
+        self.hidden, self.activation = tuple(int(h) for h in hidden), activation
+        self.trunk, width = dense_trunk(self.d_in, self.hidden, activation)
+        self.weight_head = nn.Linear(width, self.n_components)
+        self.param_head = nn.Linear(width, self.n_components * self.family.raw_size)
+        self._binning = BinningOnDevice(binning)
+        if loc_init is not None:
+            init = torch.as_tensor(list(loc_init), dtype=torch.float32)
+            if init.numel() != self.family.raw_size:
+                raise ValueError(f"loc_init needs {self.family.raw_size} values (one per raw parameter), got {init.numel()}")
+            spread = torch.linspace(-0.25, 0.25, self.n_components).unsqueeze(1)  # components not identical
+            with torch.no_grad():
+                self.param_head.bias.copy_((init.unsqueeze(0) + spread).reshape(-1))
+
+    @property
+    def binning(self) -> Any:
+        return self._binning.binning
+
+    def architecture(self) -> dict:
+        """JSON-serialisable description; models.build_model rebuilds the module from it."""
+        return {"type": "mdn", "d_in": self.d_in, "family": self.family.name, "components": self.n_components,
+                "hidden": list(self.hidden), "activation": self.activation}
+
+    def work_per_row(self) -> int:
+        """Size of the largest intermediate per input row (components x support points); sets chunk sizes."""
+        b = self.binning
+        points = int(np.prod(b.support)) if getattr(b, "counts", False) else int(b.n_categories)
+        return self.n_components * points
+
+    def mixture(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log_weights (n, K), constrained params (n, K, raw_size))."""
+        h = self.trunk(x)
+        log_w = F.log_softmax(self.weight_head(h), dim=-1)
+        raw = self.param_head(h).reshape(x.shape[0], self.n_components, self.family.raw_size)
+        return log_w, self.family.constrain(raw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Bin probabilities (n, C), last column the overflow mass; rows sum to 1."""
+        from . import distributions
+
+        log_w, params = self.mixture(x)
+        return distributions.mixture_probs(self.family, log_w, params, self._binning.on(x.device))

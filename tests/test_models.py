@@ -1,0 +1,249 @@
+"""Emulator networks: MDN, LSTM array, ensembles (shapes, normalisation, gradients, references)."""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+from surrogate_abc.emulators.ensemble import LSTMEnsemble, hellinger
+from surrogate_abc.emulators.lstm import LSTMArray, PeepholeLSTMCell, PerBinLinear, _stick_breaking_log
+from surrogate_abc.emulators.models import build_model
+
+torch.set_num_threads(1)
+
+T = 9  # categories (8 bins + overflow)
+LSTM_VARIANTS = [
+    dict(cell="standard", bidirectional=False, ar_order=0),
+    dict(cell="standard", bidirectional=True, ar_order=0),
+    dict(cell="peephole", bidirectional=False, ar_order=0),
+    dict(cell="peephole", bidirectional=True, ar_order=0),
+    dict(cell="standard", bidirectional=False, ar_order=2),
+    dict(cell="peephole", bidirectional=False, ar_order=3),
+]
+
+
+def small_lstm(seed: int = 0, **kw) -> LSTMArray:
+    torch.manual_seed(seed)
+    return LSTMArray(3, T, embed=(8,), bin_features=5, hidden=6, **kw)
+
+
+def _x(n: int = 4, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 3, generator=torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------- LSTM array
+def test_per_bin_linear_equals_loop_over_bins():
+    torch.manual_seed(0)
+    layer = PerBinLinear(7, 4, 3)
+    inp = torch.randn(5, 7, 4)
+    ref = torch.stack([inp[:, t] @ layer.weight[t] + layer.bias[t] for t in range(7)], dim=1)
+    torch.testing.assert_close(layer(inp), ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(layer.step(inp[:, 2], 2), ref[:, 2], rtol=1e-6, atol=1e-6)
+    # each bin really has its own weights: changing bin 2's weights changes only output bin 2
+    with torch.no_grad():
+        layer.weight[2] += 1.0
+    diff = (layer(inp) - ref).abs().amax(dim=(0, 2))
+    assert diff[2] > 0.1 and torch.all(diff[torch.arange(7) != 2] == 0)
+
+
+@pytest.mark.parametrize("kw", LSTM_VARIANTS, ids=lambda k: f"{k['cell']}-bi{int(k['bidirectional'])}-p{k['ar_order']}")
+def test_lstm_shapes_normalisation_gradients(kw):
+    model = small_lstm(**kw)
+    x = _x()
+    y = model(x)
+    assert y.shape == (4, T) and y.dtype == torch.float32
+    assert torch.all(y >= 0)
+    torch.testing.assert_close(y.sum(-1), torch.ones(4), rtol=0, atol=1e-5)
+    target = F.softmax(torch.randn(4, T, generator=torch.Generator().manual_seed(3)), -1)
+    y_tf = model(x, y_teacher=target) if kw["ar_order"] else y
+    loss = -(target * torch.log(y_tf)).sum()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, f"no gradient reaches {name}"
+    assert build_model(model.architecture()).architecture() == model.architecture()
+
+
+@pytest.mark.parametrize("cell", ["standard", "peephole"])
+def test_teacher_forcing_with_own_predictions_equals_free_running(cell):
+    model = small_lstm(cell=cell, ar_order=2)
+    x = _x()
+    with torch.no_grad():
+        free = model(x)
+        forced = model(x, y_teacher=free)
+    torch.testing.assert_close(forced, free, rtol=1e-5, atol=1e-6)
+    # and the fed-back values matter: other teacher values give another output
+    with torch.no_grad():
+        other = model(x, y_teacher=torch.full_like(free, 1.0 / T))
+    assert (other - free).abs().max() > 1e-6
+
+
+def test_peephole_cell_without_peepholes_equals_torch_lstm_cell():
+    torch.manual_seed(0)
+    ours = PeepholeLSTMCell(4, 5)
+    ref = torch.nn.LSTMCell(4, 5)
+    with torch.no_grad():
+        ref.weight_ih.copy_(ours.ih.weight)
+        ref.bias_ih.copy_(ours.ih.bias)
+        ref.weight_hh.copy_(ours.hh.weight)
+        ref.bias_hh.zero_()
+    x, h, c = torch.randn(3, 4), torch.randn(3, 5), torch.randn(3, 5)
+    for a, b in zip(ours(x, (h, c)), ref(x, (h, c))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        ours.peep.fill_(0.5)
+    assert (ours(x, (h, c))[0] - ref(x, (h, c))[0]).abs().max() > 1e-4
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-20, 20), min_size=2, max_size=12))
+def test_stick_breaking_matches_explicit_product(z):
+    logits = torch.tensor([z], dtype=torch.float64)
+    p = _stick_breaking_log(logits).exp()[0]
+    s, s_not = torch.sigmoid(logits[0]), torch.sigmoid(-logits[0])  # 1 - s without cancellation
+    rest, ref = 1.0, []
+    for t in range(len(z) - 1):
+        ref.append(rest * s[t].item())
+        rest *= s_not[t].item()
+    ref.append(rest)
+    np.testing.assert_allclose(p.numpy(), ref, rtol=1e-9, atol=1e-300)
+    assert math.isclose(p.sum().item(), 1.0, rel_tol=1e-12)
+
+
+def test_lstm_rejects_bidirectional_autoregression():
+    with pytest.raises(ValueError, match="bidirectional"):
+        LSTMArray(3, T, bidirectional=True, ar_order=1)
+
+
+# --------------------------------------------------------------------------- LSTM ensembles
+@pytest.mark.parametrize("combiner", ["dense", "per_bin"])
+def test_lstm_ensemble_starts_at_geometric_mean(combiner):
+    members = [small_lstm(seed=s) for s in range(3)]
+    ens = LSTMEnsemble(members, T, combiner=combiner)
+    x = _x()
+    with torch.no_grad():
+        mp = torch.stack([m(x) for m in members])
+        geo = torch.exp(torch.log(mp).mean(0))
+        ref = geo / geo.sum(-1, keepdim=True)
+        torch.testing.assert_close(ens(x), ref, rtol=1e-5, atol=1e-6)
+        u = ens.uncertainty(x)
+    assert u.shape == (4,) and torch.all((u > 0) & (u <= 1))
+    rebuilt = build_model(ens.architecture())
+    assert rebuilt.architecture() == ens.architecture()
+    # freeze members: only the combiner gets gradients
+    ens.freeze_members()
+    ens(x).log().sum().backward()
+    assert all(p.grad is None for p in ens.members.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in ens.named_parameters() if "combine" in n)
+
+
+def test_ensemble_uncertainty_zero_for_identical_members():
+    m = small_lstm()
+    ens = LSTMEnsemble([m, copy.deepcopy(m)], T, combiner="per_bin")
+    with torch.no_grad():
+        assert ens.uncertainty(_x()).abs().max() < 1e-3
+
+
+def test_hellinger_reference_values():
+    p = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    q = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
+    torch.testing.assert_close(hellinger(p, q), torch.tensor([1.0, 0.0]))
+    a, b = np.array([0.2, 0.3, 0.5]), np.array([0.5, 0.25, 0.25])
+    ref = np.sqrt(1 - np.sum(np.sqrt(a * b)))
+    assert math.isclose(hellinger(torch.tensor(a), torch.tensor(b)).item(), ref, rel_tol=1e-12)
+
+
+# --------------------------------------------------------------------------- MDN
+from scipy import stats  # noqa: E402
+
+from surrogate_abc.emulators.distributions import Binning, get_family  # noqa: E402
+from surrogate_abc.emulators.ensemble import MDNEnsemble  # noqa: E402
+from surrogate_abc.emulators.mdn import MDN  # noqa: E402
+
+COUNT_EDGES = np.array([0, 1, 2, 3, 5, 8, 12, 20, 30.0])
+BINNINGS = {
+    "gaussian": lambda: Binning([np.linspace(-5, 5, 11)], counts=False),
+    "gamma_poisson": lambda: Binning([COUNT_EDGES]),
+    "poisson_lognormal": lambda: Binning([COUNT_EDGES]),
+    "bivariate_dm_gamma_poisson": lambda: Binning([np.array([0, 2, 4, 8, 12.0]), np.array([0, 3, 6, 10, 20.0])]),
+}
+
+
+def small_mdn(family: str, seed: int = 0, k: int = 3, **kw) -> MDN:
+    torch.manual_seed(seed)
+    return MDN(3, get_family(family), k, BINNINGS[family](), hidden=(16, 16), **kw)
+
+
+@pytest.mark.parametrize("family", sorted(BINNINGS))
+@pytest.mark.parametrize("activation", ["elu", "tanh"])
+def test_mdn_shapes_normalisation_gradients(family, activation):
+    model = small_mdn(family, activation=activation)
+    C = model.binning.n_categories
+    x = _x(5)
+    log_w, params = model.mixture(x)
+    assert log_w.shape == (5, 3) and params.shape == (5, 3, model.family.raw_size)
+    torch.testing.assert_close(log_w.exp().sum(-1), torch.ones(5))
+    y = model(x)
+    assert y.shape == (5, C) and torch.all(y >= 0)
+    torch.testing.assert_close(y.sum(-1), torch.ones(5), rtol=0, atol=1e-5)
+    target = F.softmax(torch.randn(5, C, generator=torch.Generator().manual_seed(3)), -1)
+    (-(target * torch.log(y.clamp_min(1e-30))).sum()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, f"no gradient reaches {name}"
+    rebuilt = build_model(model.architecture(), model.binning)
+    rebuilt.load_state_dict(model.state_dict())
+    torch.testing.assert_close(rebuilt(x), model(x))
+
+
+def test_mdn_single_gamma_poisson_component_matches_scipy_nbinom():
+    model = small_mdn("gamma_poisson", k=1).double()
+    x = _x(3).double()
+    with torch.no_grad():
+        y = model(x).numpy()
+        mu, r = model.mixture(x)[1][:, 0].T.numpy()
+    pmf = stats.nbinom.pmf(np.arange(30)[None, :], r[:, None], (r / (r + mu))[:, None])
+    idx = np.searchsorted(COUNT_EDGES, np.arange(30), side="right") - 1
+    ref = np.stack([pmf[:, idx == b].sum(1) for b in range(len(COUNT_EDGES) - 1)], axis=1)
+    np.testing.assert_allclose(y[:, :-1], ref, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(y[:, -1], stats.nbinom.sf(29, r, r / (r + mu)), rtol=1e-6, atol=1e-12)
+
+
+def test_mdn_loc_init_sets_the_parameter_head_bias():
+    model = small_mdn("gamma_poisson", k=4, loc_init=[math.log(50.0), 0.0])
+    b = model.param_head.bias.detach().reshape(4, 2)
+    np.testing.assert_allclose(b.mean(0).numpy(), [math.log(50.0), 0.0], atol=1e-6)
+    assert torch.unique(b[:, 0]).numel() == 4  # components start apart
+    with pytest.raises(ValueError, match="loc_init"):
+        small_mdn("gamma_poisson", loc_init=[1.0])
+
+
+@pytest.mark.parametrize("family", ["gamma_poisson", "gaussian", "bivariate_dm_gamma_poisson"])
+def test_mdn_ensemble_equals_average_of_member_probabilities(family):
+    members = [small_mdn(family, seed=s) for s in range(3)]
+    ens = MDNEnsemble(members)
+    x = _x(6)
+    with torch.no_grad():
+        log_w, params = ens.mixture(x)
+        assert log_w.shape == (6, 9) and params.shape[1] == 9
+        torch.testing.assert_close(log_w.exp().sum(-1), torch.ones(6))
+        avg = torch.stack([m(x) for m in members]).mean(0)
+        torch.testing.assert_close(ens(x), avg, rtol=1e-5, atol=1e-6)
+        u = ens.uncertainty(x)
+        ref_u = torch.stack([hellinger(m(x), avg) for m in members]).mean(0)
+    torch.testing.assert_close(u, ref_u)
+    assert torch.all((u > 0) & (u <= 1))
+    rebuilt = build_model(ens.architecture(), members[0].binning)
+    rebuilt.load_state_dict(ens.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), ens(x))
+
+
+def test_mdn_ensemble_rejects_mixed_families():
+    with pytest.raises(ValueError, match="family"):
+        MDNEnsemble([small_mdn("gamma_poisson"), small_mdn("poisson_lognormal")])
