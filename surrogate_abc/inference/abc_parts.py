@@ -1,0 +1,247 @@
+"""pyabc building blocks driven by an emulator: the model, the exact likelihood kernel, histogram distances,
+and a single-core sampler that evaluates the emulator on batches of proposals.
+
+Two modes:
+* likelihood: the model returns the emulated pmf (bins + overflow, flattened) and `MultinomialKernel`
+  (a pyabc.StochasticKernel on the log scale) returns sum_b count_b * log p_b, the multinomial
+  log-likelihood of the observed cells without its constant. With pyabc.StochasticAcceptor and a
+  pyabc.Temperature schedule whose last temperature is 1, the final population targets the posterior
+  under the emulator (Wilkinson 2013; pyabc's "exact inference" set-up).
+* simulator: the model draws a synthetic histogram of as many cells as were observed; a histogram
+  distance (Hellinger by default) with pyabc's adaptive (median) epsilon.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import pyabc
+from pyabc.distance import SCALE_LOG, StochasticKernel
+from pyabc.inference_util.inference_util import (
+    _simulate_one,
+    _simulate_one_from_prior,
+    evaluate_proposal,
+    generate_valid_proposal,
+)
+from pyabc.population import Particle
+from pyabc.sampler import SingleCoreSampler
+
+MODES = ("likelihood", "simulator")
+LOG_FLOOR = 1e-300
+
+
+# ----------------------------------------------------------------------------------- distances
+def hellinger(p: np.ndarray, q: np.ndarray) -> float:
+    """Hellinger distance between two normalised histograms (flattened, overflow included)."""
+    return float(np.sqrt(max(0.5 * np.sum((np.sqrt(p) - np.sqrt(q)) ** 2), 0.0)))
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> float:
+    """Total variation distance 0.5 * sum |p - q|."""
+    return float(0.5 * np.abs(p - q).sum())
+
+
+def euclidean(p: np.ndarray, q: np.ndarray) -> float:
+    """L2 distance between histograms."""
+    return float(np.sqrt(np.sum((p - q) ** 2)))
+
+
+def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """KL(observed || simulated) with a small floor on the simulated histogram."""
+    mask = p > 0
+    return float(np.sum(p[mask] * (np.log(p[mask]) - np.log(np.maximum(q[mask], 1e-12)))))
+
+
+DISTANCES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "hellinger": hellinger, "tv": total_variation, "l2": euclidean, "kl": kl_divergence,
+}
+
+
+class HistogramDistance(pyabc.Distance):
+    """pyabc distance between the observed and a simulated normalised histogram (key 'h')."""
+
+    def __init__(self, name: str = "hellinger"):
+        super().__init__()
+        self.name = name
+        self.fun = DISTANCES[name]
+
+    def __call__(self, x: dict, x_0: dict, t: int | None = None, par: dict | None = None) -> float:
+        return self.fun(x_0["h"], x["h"])
+
+    def get_config(self) -> dict:
+        return {"name": f"HistogramDistance({self.name})"}
+
+
+class MultinomialKernel(StochasticKernel):
+    """Log-likelihood of the observed bin counts x_0['counts'] under the emulated pmf x['p'] (both (C,))."""
+
+    def __init__(self):
+        super().__init__(ret_scale=SCALE_LOG, keys=["p"], pdf_max=None)
+
+    def __call__(self, x: dict, x_0: dict, t: int | None = None, par: dict | None = None) -> float:
+        return multinomial_loglik(x_0["counts"], x["p"])
+
+    def get_config(self) -> dict:
+        return {"name": "MultinomialKernel"}
+
+
+def multinomial_loglik(counts: np.ndarray, p: np.ndarray) -> float:
+    """sum_b counts_b * log p_b over bins with counts (the multinomial constant dropped)."""
+    counts = np.asarray(counts, float)
+    m = counts > 0
+    return float(np.dot(counts[m], np.log(np.maximum(np.asarray(p, float)[m], LOG_FLOOR))))
+
+
+# ----------------------------------------------------------------------------------- model
+class EmulatorModel(pyabc.Model):
+    """pyabc model around an emulator. `prefill` evaluates a batch of parameters at once into a cache
+    keyed by the parameter values; `sample` uses the cache when it can and the emulator otherwise."""
+
+    def __init__(self, emulator: Any, mode: str, n_cells: int, name: str = "emulator"):
+        super().__init__(name=name)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.emulator, self.mode, self.n_cells = emulator, mode, int(n_cells)
+        self.param_names = tuple(emulator.param_names)
+        self._cache: dict[tuple, dict] = {}
+
+    def _key(self, pars) -> tuple:
+        return tuple(float(pars[k]) for k in self.param_names)
+
+    def evaluate(self, theta: np.ndarray) -> list[dict]:
+        """Model outputs for the rows of theta (n, d), in one emulator call."""
+        theta = np.atleast_2d(np.asarray(theta, float))
+        if self.mode == "likelihood":
+            probs, overflow = self.emulator.pmf(theta)
+            flat = np.concatenate([np.asarray(probs).reshape(len(theta), -1), np.asarray(overflow)[:, None]], axis=1)
+            return [{"p": row} for row in flat]
+        # pyabc seeds numpy's global generator (and re-seeds it in each worker process): derive ours from it
+        rng = np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))
+        counts, overflow = self.emulator.sample_counts(theta, self.n_cells, rng)
+        flat = np.concatenate([np.asarray(counts).reshape(len(theta), -1), np.asarray(overflow)[:, None]], axis=1)
+        flat = flat / max(self.n_cells, 1)
+        return [{"h": row} for row in flat]
+
+    def prefill(self, params: list) -> None:
+        """Evaluate a batch of pyabc Parameters and cache the results."""
+        if not params:
+            return
+        theta = np.array([self._key(p) for p in params])
+        for key, out in zip(map(tuple, theta), self.evaluate(theta)):
+            self._cache[key] = out
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def sample(self, pars) -> dict:
+        out = self._cache.pop(self._key(pars), None)
+        return out if out is not None else self.evaluate(np.array([self._key(pars)]))[0]
+
+
+def observed_sumstat(mode: str, hist: np.ndarray, overflow: int) -> dict:
+    """pyabc's x_0: bin counts + overflow (likelihood mode) or the normalised histogram (simulator mode)."""
+    flat = np.concatenate([np.asarray(hist, float).ravel(), [float(overflow)]])
+    return {"counts": flat} if mode == "likelihood" else {"h": flat / flat.sum()}
+
+
+# ----------------------------------------------------------------------------------- batched sampler
+class BatchedSampler(SingleCoreSampler):
+    """Single-core sampler that proposes a batch of parameters, evaluates the emulator once on the batch,
+    then runs pyabc's own acceptance and weighting on each proposal in order, stopping at the n-th
+    acceptance. Proposals are i.i.d., so discarding the unevaluated rest of a batch leaves the sample's law
+    (and pyabc's weights) unchanged. Falls back to per-particle evaluation for anything else."""
+
+    def __init__(self, max_batch: int = 2048, min_batch: int = 16):
+        super().__init__(check_max_eval=False)
+        self.max_batch, self.min_batch = max_batch, min_batch
+
+    def sample_until_n_accepted(self, n, simulate_one, t, *, max_eval=np.inf, all_accepted=False, ana_vars=None):
+        func, kw = getattr(simulate_one, "func", None), getattr(simulate_one, "keywords", None) or {}
+        models = kw.get("models") or []
+        batchable = (len(models) == 1 and isinstance(models[0], EmulatorModel)
+                     and (func is _simulate_one_from_prior or (func is _simulate_one and kw.get("evaluate", True))))
+        if not batchable:
+            return super().sample_until_n_accepted(n, simulate_one, t, max_eval=max_eval,
+                                                   all_accepted=all_accepted, ana_vars=ana_vars)
+        model: EmulatorModel = models[0]
+        sample = self._create_empty_sample()
+        n_eval = n_acc = 0
+        rate = 0.5
+        while n_acc < n and n_eval < max_eval:
+            want = (n - n_acc) / max(rate, 1e-3) * 1.2
+            k = int(min(self.max_batch, max(self.min_batch, math.ceil(want))))
+            if math.isfinite(max_eval):
+                k = int(min(k, max_eval - n_eval))
+            if func is _simulate_one_from_prior:
+                props = []
+                for _ in range(k):
+                    m_ss = int(kw["model_prior"].rvs())
+                    props.append((m_ss, kw["parameter_priors"][m_ss].rvs()))
+            else:
+                props = [generate_valid_proposal(t=kw["t"], m=kw["m"], p=kw["p"], model_prior=kw["model_prior"],
+                                                 parameter_priors=kw["parameter_priors"],
+                                                 model_perturbation_kernel=kw["model_perturbation_kernel"],
+                                                 transitions=kw["transitions"]) for _ in range(k)]
+            model.prefill([theta for _, theta in props])
+            for m_ss, theta in props:
+                if func is _simulate_one_from_prior:
+                    res = model.summary_statistics(0, theta, kw["summary_statistics"])
+                    particle = Particle(m=m_ss, parameter=theta, weight=1.0, sum_stat=res.sum_stat,
+                                        distance=np.inf, accepted=True, proposal_id=0, preliminary=False)
+                else:
+                    particle = evaluate_proposal(
+                        m_ss, theta, t=kw["t"], models=models, summary_statistics=kw["summary_statistics"],
+                        distance_function=kw["distance_function"], eps=kw["eps"], acceptor=kw["acceptor"],
+                        x_0=kw["x_0"], weight_function=kw["weight_function"], proposal_id=kw["proposal_id"])
+                sample.append(particle)
+                n_eval += 1
+                if particle.accepted:
+                    n_acc += 1
+                    if n_acc >= n:
+                        break
+            model.clear_cache()
+            rate = (n_acc + 0.5) / (n_eval + 1.0)
+        self.nr_evaluations_ = n_eval
+        if sample.n_accepted < n:
+            sample.ok = False
+        return sample
+
+
+def make_sampler(kind: str, n_procs: int | None = None, scheduler_address: str | None = None,
+                 redis_host: str = "localhost", redis_port: int = 6379):
+    """The pyabc sampler for --sampler.
+
+    * single: `BatchedSampler` (one process; the emulator is evaluated on batches of proposals).
+    * multicore: pyabc.sampler.MulticoreEvalParallelSampler(n_procs) (default n_procs = cores);
+      one emulator call per particle in each worker.
+    * dask: pyabc.sampler.DaskDistributedSampler on a dask.distributed Client connected to
+      --scheduler-address. Start a scheduler with `dask scheduler` and workers with
+      `dask worker ADDRESS` (ADDRESS e.g. tcp://host:8786) on each machine.
+    * redis: pyabc.sampler.RedisEvalParallelSampler(host, port). Start a server with
+      `redis-server --port PORT` and workers with `abc-redis-worker --host=HOST --port=PORT`.
+    Workers of dask/redis receive the model by pyabc's own (cloud)pickle transport.
+    """
+    import os
+
+    from ..errors import UserError
+
+    if kind == "single":
+        return BatchedSampler()
+    if kind == "multicore":
+        return pyabc.sampler.MulticoreEvalParallelSampler(n_procs=n_procs or os.cpu_count() or 1)
+    if kind == "dask":
+        if not scheduler_address:
+            raise UserError("--sampler dask needs --scheduler-address (e.g. tcp://host:8786 of a running `dask scheduler`)")
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise UserError("--sampler dask needs the 'distributed' package: pip install 'dask[distributed]'") from None
+        return pyabc.sampler.DaskDistributedSampler(dask_client=Client(scheduler_address))
+    if kind == "redis":
+        try:
+            return pyabc.sampler.RedisEvalParallelSampler(host=redis_host, port=redis_port)
+        except Exception as exc:  # missing redis package or server
+            raise UserError(f"--sampler redis: cannot use redis at {redis_host}:{redis_port} ({exc}); "
+                            "install 'redis' and start `redis-server`") from None
+    raise UserError(f"--sampler {kind!r}: use single, multicore, dask or redis")

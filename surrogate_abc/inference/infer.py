@@ -1,0 +1,92 @@
+"""`surrogate-abc infer`: observed data + emulator -> ABC-SMC chains -> posterior.nc, summary.csv, PNGs."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..data.observed import check_observed_in_domain, load_observed, observed_histogram, select_species
+from ..errors import UserError
+from .run import InferenceSettings, run_chains
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+DEFAULT_EMULATORS = {"protein": "gene_protein.safetensors", "joint": "gene_joint.safetensors"}
+
+
+def resolve_emulator(spec: str | None, species: tuple[str, ...]) -> tuple[Any, str]:
+    """(emulator, sha256) for --emulator: a .safetensors path, 'exact:<protocol>' (ExactEmulator), or None for the
+    default emulator in surrogate_abc/resources/ (protein-only data -> gene_protein, mrna+protein -> gene_joint)."""
+    if spec and spec.startswith("exact:"):
+        from ..emulators.exact import exact_emulator
+
+        em = exact_emulator(spec)
+        return em, em.sha256
+    if spec is None:
+        path = RESOURCES / DEFAULT_EMULATORS["joint" if "mrna" in species else "protein"]
+        if not path.is_file():
+            raise UserError(f"the default emulator {path.name} is not installed (looked in {RESOURCES}); "
+                            "pass --emulator PATH.safetensors (or --emulator exact:<protocol> for small models)")
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise UserError(f"--emulator {spec}: file not found; give a .safetensors emulator or exact:<protocol>")
+    try:
+        from ..emulators.io import load_emulator
+    except ImportError as exc:
+        raise UserError(f"cannot load neural emulators in this installation ({exc}); use --emulator exact:<protocol>") from None
+    from ..data.schema import file_sha256
+
+    em = load_emulator(path)
+    if not hasattr(em, "source"):
+        try:
+            em.source = str(path)
+        except AttributeError:
+            pass
+    return em, file_sha256(path)
+
+
+def default_out_dir(observed_path: str | Path) -> Path:
+    """./surrogate-abc-<observed file stem>/"""
+    return Path.cwd() / f"surrogate-abc-{Path(observed_path).stem}"
+
+
+def infer(observed_path: str | Path, emulator_spec: str | None, settings: InferenceSettings, out_dir: Path | None,
+          command: str = "", log: Callable[[str], None] = print, sampler_factory=None) -> tuple[Path, str]:
+    """Run the whole inference; returns (posterior.nc path, summary table text)."""
+    from .output import build_inference_data, write_outputs
+    from .priors import prior_box
+
+    settings.check()
+    observed = load_observed(observed_path)
+    emulator, sha = resolve_emulator(emulator_spec, observed.species)
+    name = getattr(emulator, "source", str(emulator_spec))
+    observed = select_species(observed, tuple(emulator.species))
+    check_observed_in_domain(observed, emulator.protocol, name)
+    hist, overflow = observed_histogram(observed, tuple(emulator.edges))
+    out = Path(out_dir) if out_dir else default_out_dir(observed_path)
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / "abc.db"
+    if db.exists():
+        db.unlink()  # a fresh database: chains of an earlier run must not mix with this one's
+    log(f"{observed.n_cells} cells ({'+'.join(observed.species)}), emulator {name}, mode {settings.mode}, "
+        f"{settings.chains} chain(s) of population {settings.population}; writing {out}")
+    chains = run_chains(emulator, hist, overflow, settings, db, log=log, sampler_factory=sampler_factory)
+    box = prior_box(emulator.protocol, settings.prior)
+    attrs = {
+        "emulator": name, "emulator_sha256": sha, "command": command, "mode": settings.mode,
+        "distance": settings.distance if settings.mode == "simulator" else "multinomial log-likelihood",
+        "config_toml": emulator.protocol.toml_text, "protocol": emulator.protocol.name,
+        "prior": json.dumps({k: list(v) for k, v in box.items()}),
+        "true_params": json.dumps(observed.true_params()),
+        "edges": json.dumps({s: np.asarray(e, float).tolist() for s, e in zip(emulator.species, emulator.edges)}),
+        "species": ",".join(emulator.species), "n_cells": int(observed.n_cells),
+        "observed_file": str(observed_path), "abc_db": str(db), "seed": int(settings.seed),
+    }
+    idata = build_inference_data(chains, emulator, hist, overflow, attrs, seed=settings.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        nc, table = write_outputs(idata, out)
+    return nc, table

@@ -1,0 +1,188 @@
+"""ABC-SMC inference against the ExactEmulator: the likelihood plumbing (analytic posterior), simulator mode,
+the outputs (posterior.nc, summary.csv, PNGs, `report`) and CLI errors for bad observed files."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+from scipy import integrate, special, stats
+
+from surrogate_abc.cli import main
+from surrogate_abc.config import load_protocol, parse_protocol
+from surrogate_abc.emulators.exact import ExactEmulator
+from surrogate_abc.errors import UserError
+from surrogate_abc.inference.abc_parts import BatchedSampler, multinomial_loglik
+from surrogate_abc.inference.priors import check_prior_in_domain, prior_box
+from surrogate_abc.inference.run import InferenceSettings, run_chains
+
+BD = """
+name = "bd_infer"
+network = "birth_death"
+samples = 100
+[parameters.a]
+prior = "uniform"
+low = 1.0
+high = 50.0
+[fixed]
+b = 1.0
+[histogram.x]
+edges = { start = 0, stop = 80, width = 1 }
+"""
+TRUE_A, N_CELLS = 10.0, 200
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return np.random.default_rng(11).poisson(TRUE_A, N_CELLS)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, cells):
+    d = tmp_path_factory.mktemp("infer")
+    (d / "bd.toml").write_text(BD)
+    with h5py.File(d / "obs.h5", "w") as f:
+        f["x"] = cells
+        f.attrs["true_a"] = TRUE_A
+    return d
+
+
+def truncated_gamma_moments(S: int, n: int, lo: float, hi: float) -> tuple[float, float]:
+    """Mean and sd of the posterior of a Poisson rate a under a ~ U(lo, hi): Gamma(S + 1, rate n) on [lo, hi]."""
+    logf = lambda a: S * np.log(a) - n * a
+    mode = S / n
+    f = lambda a, k: a**k * np.exp(logf(a) - logf(mode))
+    z, m1, m2 = (integrate.quad(f, lo, hi, args=(k,), points=[mode], limit=200)[0] for k in (0, 1, 2))
+    mean = m1 / z
+    return mean, np.sqrt(m2 / z - mean**2)
+
+
+def test_multinomial_loglik_matches_scipy():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(6))
+    counts = rng.multinomial(40, p)
+    const = special.gammaln(41) - special.gammaln(counts + 1).sum()
+    np.testing.assert_allclose(multinomial_loglik(counts, p) + const, stats.multinomial.logpmf(counts, 40, p), rtol=1e-12)
+
+
+def test_likelihood_mode_matches_analytic_posterior(tmp_path, cells):
+    em = ExactEmulator(parse_protocol(BD))
+    hist = np.histogram(cells, bins=em.edges[0])[0]
+    overflow = N_CELLS - hist.sum()
+    settings = InferenceSettings(mode="likelihood", population=250, generations=5, seed=5)
+    (res,) = run_chains(em, hist, overflow, settings, tmp_path / "abc.db", log=lambda s: None,
+                        sampler_factory=BatchedSampler)
+    assert res.epsilon[-1] == 1.0 and res.final_temperature_ok  # final population at temperature 1
+    a, w = res.params[:, 0], res.weights
+    mean = np.sum(w * a)
+    sd = np.sqrt(np.sum(w * (a - mean) ** 2))
+    ref_mean, ref_sd = truncated_gamma_moments(int(cells.sum()), N_CELLS, 1.0, 50.0)
+    assert abs(mean - ref_mean) < 0.2 * ref_sd, (mean, ref_mean, ref_sd)
+    assert abs(sd / ref_sd - 1) < 0.2, (sd, ref_sd)
+    lo, hi = np.quantile(np.random.default_rng(0).choice(a, 4000, p=w), [0.05, 0.95])
+    assert lo < TRUE_A < hi
+
+
+def test_multicore_sampler_runs(tmp_path, cells):
+    em = ExactEmulator(parse_protocol(BD))
+    hist = np.histogram(cells, bins=em.edges[0])[0]
+    settings = InferenceSettings(mode="likelihood", population=40, generations=2, sampler="multicore", n_procs=2)
+    (res,) = run_chains(em, hist, N_CELLS - hist.sum(), settings, tmp_path / "abc.db", log=lambda s: None)
+    assert res.params.shape == (40, 1) and np.isclose(res.weights.sum(), 1.0)
+    assert np.all((res.params >= 1) & (res.params <= 50))
+
+
+def test_prior_checks():
+    proto = parse_protocol(BD)
+    with pytest.raises(UserError, match=r"prior a ~ \[0.5, 20\] extends beyond .*domain \[1, 50\]"):
+        check_prior_in_domain(prior_box(proto, {"a": (0.5, 20.0)}), proto.bounds(), ("a",), "exact:bd")
+    check_prior_in_domain(prior_box(proto, {"a": (5.0, 20.0)}), proto.bounds(), ("a",), "exact:bd")
+    with pytest.raises(UserError, match="dirichlet prior, which pyabc cannot represent"):
+        prior_box(load_protocol("gaussian_mixture"))
+
+
+def test_simulator_mode_cli_outputs_and_report(files, capsys):
+    import arviz as az
+    import pandas as pd
+
+    out = files / "out"
+    rc = main(["infer", str(files / "obs.h5"), "--emulator", f"exact:{files / 'bd.toml'}", "--mode", "simulator",
+               "--population", "150", "--generations", "4", "--sampler", "single", "--chains", "2",
+               "--out", str(out), "--seed", "2"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "generation 3" in printed and "epsilon" in printed and "ESS" in printed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = az.from_netcdf(str(out / "posterior.nc"))
+    for g in ("posterior", "sample_stats", "posterior_predictive", "observed_data"):
+        assert g in idata.groups()
+    assert idata.posterior["a"].shape == (2, 150)
+    assert idata.posterior_predictive["hist"].shape == (2, 150, 80)
+    assert idata.sample_stats["epsilon"].dims == ("chain", "generation")
+    assert idata.posterior.attrs["emulator_sha256"] and "infer" in idata.posterior.attrs["command"]
+    a = idata.posterior["a"].values.ravel()
+    lo, hi = np.quantile(a, [0.05, 0.95])
+    assert lo < TRUE_A < hi
+    assert hi - lo < 10  # the data are informative: much narrower than the prior U(1, 50)
+    summary = pd.read_csv(out / "summary.csv", index_col=0)
+    assert list(summary.index) == ["a"]
+    for col in ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "r_hat"):
+        assert col in summary.columns
+    assert (out / "abc.db").stat().st_size > 0
+    pngs = ("marginals.png", "pair.png", "ppc.png")
+    for name in pngs:
+        (out / name).unlink()
+    assert main(["report", str(out / "posterior.nc")]) == 0
+    for name in pngs:
+        assert (out / name).stat().st_size > 1000
+
+
+def _write(path, **data):
+    with h5py.File(path, "w") as f:
+        for k, v in data.items():
+            f[k] = v
+    return path
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"x": np.array([1, -1])}, "'x' has negative counts"),
+    ({"x": np.array([1.0, np.nan])}, "'x' contains NaN"),
+    ({"x": np.array([1.25])}, "non-integer counts"),
+    ({"x": np.zeros(0, int)}, "'x' is empty"),
+    ({"protein": np.arange(3), "mrna": np.arange(2)}, "differ in length"),
+    ({"foo": np.arange(3)}, "no known dataset"),
+    ({"histogram": np.ones(3, int), "edges": np.arange(3.0)}, "needs 4 edges"),
+    ({"protein": np.arange(3)}, "emulator needs dataset.* x"),
+])
+def test_cli_bad_observed(files, tmp_path, capsys, data, message):
+    import re
+
+    p = _write(tmp_path / "bad.h5", **data)
+    rc = main(["infer", str(p), "--emulator", f"exact:{files / 'bd.toml'}", "--sampler", "single", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert re.search(message, err), err
+
+
+def test_cli_mean_outside_domain_and_missing_default(tmp_path, capsys):
+    p = _write(tmp_path / "hi.h5", protein=np.full(100, 400))
+    assert main(["infer", str(p), "--emulator", "exact:gene_protein", "--out", str(tmp_path)]) == 2
+    assert "outside the range of means" in capsys.readouterr().err
+    assert main(["infer", str(p), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "default emulator gene_protein.safetensors is not installed" in err and "--emulator" in err
+
+
+def test_cli_not_hdf5_exit_status(tmp_path):
+    p = tmp_path / "obs.h5"
+    p.write_text("not hdf5")
+    r = subprocess.run([sys.executable, "-m", "surrogate_abc.cli", "infer", str(p), "--emulator", "exact:gene_protein"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert "not an HDF5 file" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
