@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast benchmarks clean venv
+.PHONY: demo test test-fast benchmarks default-emulators clean venv
 
 venv: $(STAMP)
 
@@ -31,6 +31,12 @@ test-fast: $(STAMP)
 
 benchmarks: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/simulate.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/emulator_speed.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/emulator_accuracy.py
+
+# Rebuild surrogate_abc/resources/*.safetensors from scratch (hours on 2 cores; minutes with many MPI ranks + a GPU).
+default-emulators: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/train_default_emulators.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo-output

@@ -57,6 +57,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_train_config(args.config)
     if args.epochs is not None:
         config = config.with_epochs(args.epochs)
+    if args.max_time is not None:
+        config = config.with_max_seconds(args.max_time)
     device = resolve_device(args.device)
     _, history = train(config, Path(args.data), Path(args.out), device=device, progress=not args.quiet)
     print(format_summary(history, Path(args.out)))
@@ -135,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="emulator file to write (.safetensors); checkpoint: OUT.ckpt.safetensors")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     t.add_argument("--epochs", type=_positive_int, default=None, help="override the config's epoch budget")
+    t.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
+                   help="stop training after this wall time; the best weights are saved and a rerun resumes")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
 

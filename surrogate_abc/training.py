@@ -92,6 +92,10 @@ class TrainSettings:
     seed: int = 0
     members: int = 1  # ensemble members
     combiner_epochs: int = 20  # LSTM ensembles: epochs for the combining dense layer
+    lr_decay: float = 1.0  # < 1: multiply the learning rate by this after lr_patience epochs without improvement
+    lr_patience: int = 10
+    min_lr: float = 1e-6
+    max_seconds: float = 0.0  # > 0: stop after this much training wall time (best weights kept and saved)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,12 @@ class TrainConfig:
         if epochs <= 0:
             raise ConfigError(f"{self.source}: epochs must be > 0, got {epochs}")
         return dataclasses.replace(self, training=dataclasses.replace(self.training, epochs=epochs))
+
+    def with_max_seconds(self, seconds: float) -> "TrainConfig":
+        """The same config with a wall-time budget (the CLI's --max-time); 0 means none."""
+        if seconds < 0:
+            raise ConfigError(f"{self.source}: max time must be >= 0 seconds, got {seconds}")
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, max_seconds=float(seconds)))
 
 
 _TOP_KEYS = {"name", "description", "protocol", "model", "training"}
@@ -218,7 +228,9 @@ def parse_train_config(text: str, source: str = "<string>") -> TrainConfig:
               ("validation", 0 < s.validation < 1, "must be a fraction in (0, 1), e.g. 0.2"),
               ("kfold", s.kfold == 0 or s.kfold >= 2, "must be 0 (single split) or >= 2 folds"),
               ("members", s.members >= 1, "must be >= 1"), ("weight_decay", s.weight_decay >= 0, "must be >= 0"),
-              ("combiner_epochs", s.combiner_epochs > 0, "must be > 0")]
+              ("combiner_epochs", s.combiner_epochs > 0, "must be > 0"),
+              ("lr_decay", 0 < s.lr_decay <= 1, "must be in (0, 1] (1 = constant learning rate)"),
+              ("lr_patience", s.lr_patience > 0, "must be > 0"), ("min_lr", s.min_lr > 0, "must be > 0")]
     for k, ok, msg in checks:
         if not ok:
             raise err(f"training.{k}", f"{msg}, got {getattr(s, k)!r}")
@@ -423,6 +435,7 @@ def json_safe(obj: Any) -> Any:
 def _fingerprint(config: TrainConfig, data_sha: str, tag: str) -> str:
     d = config.to_dict()
     d["training"].pop("epochs")
+    d["training"].pop("max_seconds")
     d.pop("source")
     return hashlib.sha256(json.dumps([d, data_sha, tag], sort_keys=True).encode()).hexdigest()
 
@@ -512,6 +525,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
     model.train()
     teacher = getattr(model, "ar_order", 0) > 0  # autoregressive LSTM: teacher forcing with the true bins
     epoch = start - 1
+    t_start = time.perf_counter()
     for epoch in range(start, s.epochs + 1):
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=_epoch_generator(s.seed, epoch, device), device=device)
@@ -548,8 +562,15 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
             best = _clone_state(model)
         else:
             since_best += 1
+            if s.lr_decay < 1.0 and since_best % s.lr_patience == 0:
+                for group in optimizer.param_groups:  # the lr lives in the optimizer state: checkpointed with it
+                    group["lr"] = max(group["lr"] * s.lr_decay, s.min_lr)
+        rec["lr"] = optimizer.param_groups[0]["lr"]
         if since_best >= s.patience:
             hist["stopped"] = {"reason": "early_stopping", "epoch": epoch}
+        elif s.max_seconds > 0 and time.perf_counter() - t_start >= s.max_seconds and epoch < s.epochs:
+            # A wall-time budget ends the run like max_epochs: a rerun with more time resumes it.
+            hist["stopped"] = {"reason": "time_limit", "epoch": epoch}
         bar.update(1)
         bar.set_postfix(train=f"{rec['train_loss']:.4g}", val=f"{val_loss:.4g}",
                         **({"H2": f"{mets['H2']:.3g}"} if "H2" in mets else {}))

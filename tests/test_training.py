@@ -411,3 +411,41 @@ def test_cli_train_runs(tmp_path, toy_small, capsys):
                  "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert out.exists() and "H2" in printed and "wrote" in printed
+
+
+def test_learning_rate_decays_on_plateau_and_is_checkpointed():
+    """With lr_decay < 1 the learning rate drops after lr_patience epochs without improvement."""
+    import dataclasses
+
+    import torch
+
+    from surrogate_abc.training import TrainSettings, fit
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 2)
+    y = torch.softmax(torch.randn(64, 3), dim=1)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Softmax(dim=1))
+    # lr 0 makes every epoch identical: no improvement after epoch 1, so the lr decays every 2 epochs.
+    s = dataclasses.replace(TrainSettings(), lr=0.0 + 1e-30, epochs=7, patience=100, lr_decay=0.5, lr_patience=2,
+                            min_lr=1e-32, batch_size=64)
+    hist = fit(model, x, y, x, y, loss_fn=lambda p, t: ((p - t) ** 2).sum(1).mean(), settings=s)
+    lrs = [r["lr"] for r in hist["epochs"]]
+    assert lrs[0] == pytest.approx(1e-30)
+    assert lrs[2] == pytest.approx(0.5e-30) and lrs[4] == pytest.approx(0.25e-30) and lrs[6] == pytest.approx(0.125e-30)
+
+
+def test_wall_time_budget_stops_and_keeps_best_weights():
+    import dataclasses
+
+    import torch
+
+    from surrogate_abc.training import TrainSettings, fit
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 2)
+    y = torch.softmax(torch.randn(64, 3), dim=1)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Softmax(dim=1))
+    s = dataclasses.replace(TrainSettings(), epochs=1000, max_seconds=1e-9, batch_size=64)
+    hist = fit(model, x, y, x, y, loss_fn=lambda p, t: ((p - t) ** 2).sum(1).mean(), settings=s)
+    assert hist["stopped"] == {"reason": "time_limit", "epoch": 1}
+    assert len(hist["epochs"]) == 1
