@@ -163,3 +163,21 @@ def assert_same_results(a: Path, b: Path) -> None:
         for k in fa.attrs:
             if k not in skip:
                 assert np.array_equal(np.asarray(fa.attrs[k]), np.asarray(fb.attrs[k])), k
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked `gpu` when no CUDA device is present, saying so in the skip reason."""
+    import pytest
+
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="no CUDA device: GPU test skipped (run on a machine with a GPU)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
