@@ -27,7 +27,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     protocol = load_protocol(args.config)
     summary = run_simulation(
         protocol, n=args.n, out=Path(args.out), samples=args.samples, seed=args.seed, engine=args.engine,
-        keep_raw=args.keep_raw, chunk_size=args.chunk_size, command=shlex.join(sys.argv), progress=not args.quiet,
+        keep_raw=args.keep_raw, chunk_size=args.chunk_size, command=args.command_line, progress=not args.quiet,
     )
     if summary is not None:  # None on MPI ranks other than 0
         print(summary)
@@ -85,7 +85,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         redis_host=args.redis_host, redis_port=args.redis_port, prior=dict(args.prior or []),
     )
     nc, table = infer(Path(args.observed), args.emulator, settings, Path(args.out) if args.out else None,
-                      command=shlex.join(sys.argv))
+                      command=args.command_line)
     print(table)
     print(f"wrote {nc} (and abc.db, summary.csv, marginals.png, pair.png, ppc.png in {nc.parent})")
     return 0
@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["surrogate-abc", *(sys.argv[1:] if argv is None else argv)])
     if getattr(args, "n", 1) is not None and getattr(args, "n", 1) <= 0:
         parser.exit(2, f"surrogate-abc: error: --n must be a positive number of parameter sets, got {args.n}\n")
     try:
