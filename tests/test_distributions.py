@@ -372,3 +372,48 @@ def test_gamma_poisson_gradient_matches_finite_differences():
         e[j] = h
         fd = (fam.log_pmf(p.detach() + e, k)[0, 11] - fam.log_pmf(p.detach() - e, k)[0, 11]) / (2 * h)
         assert p.grad[0, j].item() == pytest.approx(fd.item(), rel=1e-6)
+
+
+# ------------------------------------------------------------------ fast grid paths used by mixture_probs
+@pytest.mark.parametrize("r", [1e-9, 1e-3, 0.5, 9.99, 10.0, 37.0, 1e4, 1e9])
+@pytest.mark.parametrize("mu", [1e-3, 3.0, 150.0, 2000.0])
+def test_gamma_poisson_grid_equals_direct_log_pmf(mu, r):
+    fam = GammaPoissonFamily()
+    params = torch.tensor([[[mu, r]]], dtype=torch.float64)
+    grid = fam.log_pmf_grid(params, 700)
+    direct = fam.log_pmf(params, torch.arange(700))
+    assert grid.shape == direct.shape == (1, 1, 700)
+    finite = direct > -600
+    np.testing.assert_allclose(grid[finite].numpy(), direct[finite].numpy(), rtol=1e-10, atol=1e-9)
+    # scipy's nbinom loses digits at huge r, where the Poisson limit is the reference
+    ref = st.nbinom.pmf(np.arange(700), r, r / (r + mu)) if r < 1e5 else st.poisson.pmf(np.arange(700), mu)
+    np.testing.assert_allclose(grid.exp()[0, 0].numpy(), ref, atol=1e-10 if r < 1e5 else 1e-6 * mu)
+
+
+@given(hst.floats(-3, 3), hst.floats(-3, 5), hst.floats(-2, 4), hst.floats(-2, 4))
+@settings(max_examples=40, deadline=None)
+def test_bivariate_grid_equals_direct_log_pmf(log_mu, log_r, log_a, log_b):
+    fam = BivariateDMGammaPoissonFamily()
+    params = torch.tensor([[[10 ** log_mu, 10 ** log_r, 10 ** log_a, 10 ** log_b]]], dtype=torch.float64)
+    grid = fam.log_pmf_grid(params, 17, 41)
+    direct = fam.log_pmf(params, torch.arange(17), torch.arange(41))
+    assert grid.shape == direct.shape == (1, 1, 17, 41)
+    np.testing.assert_allclose(grid.numpy(), direct.numpy(), rtol=1e-9, atol=1e-8)
+
+
+def test_mixture_probs_chunking_does_not_change_rows(monkeypatch):
+    """Rows are evaluated in cache-sized chunks; a batch spanning many chunks equals row-by-row results."""
+    import surrogate_abc.emulators.distributions as dist
+
+    binning = Binning([np.arange(0.0, 120.0, 3.0)])
+    fam = GammaPoissonFamily()
+    g = torch.Generator().manual_seed(3)
+    n = 37
+    params = torch.stack([torch.exp(torch.randn(n, 4, generator=g) + 3.0),
+                          torch.exp(2.0 * torch.randn(n, 4, generator=g))], dim=-1).double()
+    logits = torch.randn(n, 4, generator=g).double()
+    monkeypatch.setattr(dist, "_CHUNK_ELEMENTS", 4 * 120 * 5)   # 5 rows per chunk, last chunk short
+    chunked = mixture_probs(fam, logits, params, binning)
+    single = torch.cat([mixture_probs(fam, logits[i:i + 1], params[i:i + 1], binning) for i in range(n)])
+    np.testing.assert_allclose(chunked.numpy(), single.numpy(), rtol=1e-11, atol=1e-15)
+    assert mixture_probs(fam, logits[:0], params[:0], binning).shape == (0, binning.n_categories)
