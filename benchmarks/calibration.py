@@ -190,8 +190,8 @@ def load_weighted_posterior(out_dir: Path) -> tuple[Any, dict[str, np.ndarray], 
         for rid in run_ids:
             h = pyabc.History(f"sqlite:///{db.resolve()}", _id=int(rid), create=False)
             df, w = h.get_distribution(m=0)
-            for k in names:
-                vals[k].append(df[k].to_numpy(float))
+            for k in names:  # log-uniform parameters are sampled (and stored) as log10_<name>
+                vals[k].append(df[k].to_numpy(float) if k in df else 10.0 ** df[f"log10_{k}"].to_numpy(float))
             ws.append(np.asarray(w, float) / np.sum(w) / len(run_ids))
         return idata, {k: np.concatenate(v) for k, v in vals.items()}, np.concatenate(ws)
     except Exception:  # no database: equal-weight draws

@@ -78,7 +78,10 @@ class SSAHistogramModel(pyabc.Model):
         return np.append(flat, max(1.0 - flat.sum(), 0.0))
 
     def sample(self, pars) -> dict:
-        theta = np.array([float(pars[k]) for k in self.protocol.param_names])
+        from surrogate_abc.inference.priors import natural_values, prior_box
+
+        # pyabc samples log-uniform parameters as log10_<name> (as `infer` does)
+        theta = natural_values(prior_box(self.protocol), pars, self.protocol.param_names)
         seed = int(np.random.randint(1, 2**31 - 1))  # pyabc seeds numpy's global generator per worker
         return {"h": self.histogram(theta, seed)}
 
@@ -88,7 +91,7 @@ def run_ssa_abc(protocol: Any, obs_path: Path, population: int, generations: int
     """ABC-SMC with the SSA model on one observed.h5; returns posterior samples, weights, calls, wall time."""
     from surrogate_abc.data.observed import load_observed, observed_histogram
     from surrogate_abc.inference.abc_parts import HistogramDistance, make_sampler, observed_sumstat
-    from surrogate_abc.inference.priors import prior_box, pyabc_prior
+    from surrogate_abc.inference.priors import natural_values, prior_box, pyabc_prior
 
     model = SSAHistogramModel(protocol, 0)
     obs = load_observed(obs_path)
@@ -110,7 +113,8 @@ def run_ssa_abc(protocol: Any, obs_path: Path, population: int, generations: int
     wall = time.perf_counter() - t0
     df, w = h.get_distribution(m=0)  # wall: the ABC loop, as the emulator runs' (their infer total is reported apart)
     pops = h.get_all_populations()
-    return {"params": {k: df[k].to_numpy(float) for k in protocol.param_names}, "weights": np.asarray(w) / np.sum(w),
+    nat = natural_values(prior_box(protocol), df, protocol.param_names)
+    return {"params": {k: nat[:, j] for j, k in enumerate(protocol.param_names)}, "weights": np.asarray(w) / np.sum(w),
             "calls": int(h.total_nr_simulations), "wall": wall, "total": wall + compile_s, "generations": int(h.max_t + 1),
             "final_eps": float(pops["epsilon"].iloc[-1]), "compile_s": compile_s}
 

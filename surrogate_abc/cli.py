@@ -156,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--min-epsilon", type=float, default=None, help="stop when epsilon (temperature) reaches this")
     i.add_argument("--max-walltime", type=float, default=None, help="seconds per chain")
     i.add_argument("--chains", type=_positive_int, default=1, help="independent ABC-SMC runs (seeds SEED, SEED+1, ...)")
-    i.add_argument("--sampler", choices=("multicore", "single", "dask", "redis"), default="multicore")
+    i.add_argument("--sampler", choices=("single", "multicore", "dask", "redis"), default="single",
+                   help="single (default): one process, the emulator evaluated on batches of proposals (fastest on a "
+                        "laptop); multicore: pyabc's per-particle sampler on --n-procs processes; dask/redis: a cluster")
     i.add_argument("--n-procs", type=_positive_int, default=None, help="multicore: processes (default: all cores)")
     i.add_argument("--scheduler-address", default=None, help="dask: scheduler address, e.g. tcp://host:8786")
     i.add_argument("--redis-host", default="localhost")

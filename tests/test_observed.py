@@ -148,3 +148,32 @@ def test_mean_outside_training_domain(tmp_path):
     with pytest.raises(DataFileError, match="mean protein count 400 lies outside .*gene_protein"):
         check_observed_in_domain(obs, proto, "exact:gene_protein")
     check_observed_in_domain(load_observed(write(tmp_path / "ok.h5", protein=np.full(50, 100))), proto, "e")
+
+
+def test_predictive_domain_check_with_default_emulator(tmp_path):
+    """The neural emulator's check uses the sample means it predicts over its prior: a bursty in-domain
+    data set whose sample mean is far below the smallest population mean (20) passes; mean 400 does not."""
+    import warnings
+    from pathlib import Path
+
+    import surrogate_abc
+    from surrogate_abc.data.observed import binned_means, check_observed_predictive, observed_histogram
+    from surrogate_abc.emulators.io import load_emulator
+
+    em = load_emulator(Path(surrogate_abc.__file__).parent / "resources" / "gene_protein.safetensors")
+    edges = np.asarray(em.edges[0])
+    # bursty corner of the prior: gene rarely on, short-lived proteins, mean protein 20
+    theta = np.array([[0.0101, 9.9, 0.5, 0.99, 20.5]])
+    counts, over = em.sample_counts(theta, 1000, np.random.default_rng(3))
+    cells = np.concatenate([np.repeat(edges[:-1].astype(int), counts[0]), np.full(int(over[0]), int(edges[-1]) + 5)])
+    obs = load_observed(write(tmp_path / "bursty.h5", protein=cells))
+    assert obs.mean("protein") < 15
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hist, overflow = observed_histogram(obs, (edges,))
+    check_observed_predictive(obs, hist, overflow, em, "default")
+    assert binned_means(hist[None], np.array([overflow]), (edges,))[0, 0] < 15
+    hi = load_observed(write(tmp_path / "hi.h5", protein=np.full(1000, 400)))
+    hist, overflow = observed_histogram(hi, (edges,))
+    with pytest.raises(DataFileError, match=r"mean protein count 400 .*outside the range of means \[.*gene_protein"):
+        check_observed_predictive(hi, hist, overflow, em, "default")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
@@ -244,3 +244,46 @@ def check_observed_in_domain(observed: Observed, protocol, emulator_name: str, m
                 f"{observed.path}: mean {s} count {m:.4g} lies outside the range of means [{lo:.4g}, {hi:.4g}] that emulator "
                 f"{emulator_name} (protocol {protocol.name}) was trained on; use an emulator whose protocol covers a "
                 f"mean {s} of {m:.4g} (e.g. widen the mean prior in a copy of the protocol and train on it)")
+
+
+def binned_means(hist: np.ndarray, overflow: np.ndarray, edges: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean count per species of histograms on `edges`: bin centres for the bins, the last edge for the overflow
+    (a truncated mean, the same for observed and emulated data). hist (n, B...) counts, overflow (n,) -> (n, S)."""
+    hist = np.asarray(hist, float)
+    n = hist.shape[0]
+    total = hist.reshape(n, -1).sum(axis=1) + np.asarray(overflow, float)
+    out = []
+    for j, e in enumerate(edges):
+        e = np.asarray(e, float)
+        marg = hist.sum(axis=tuple(a for a in range(1, hist.ndim) if a != j + 1)) if hist.ndim > 2 else hist
+        out.append(((marg * 0.5 * (e[:-1] + e[1:])).sum(axis=1) + np.asarray(overflow, float) * e[-1]) / np.maximum(total, 1))
+    return np.stack(out, axis=1)
+
+
+def predictive_mean_ranges(emulator, n_cells: int, n_draws: int = 2000, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Range (min, max) of the truncated mean (`binned_means`) of n_cells cells drawn from the emulator at
+    n_draws prior draws plus the prior box's corners: the sample means the emulator can explain. Unlike the
+    range of population means, this reaches the small sample means of very bursty parameter sets (most cells
+    empty, rare large bursts), which in-domain data do show."""
+    protocol = emulator.protocol
+    theta = protocol.sample(n_draws, seed)
+    box = protocol.bounds()
+    corners = np.array(np.meshgrid(*box, indexing="ij")).reshape(len(box), -1).T
+    theta = np.concatenate([theta, corners[:4096]])
+    counts, over = emulator.sample_counts(theta, int(n_cells), np.random.default_rng(seed))
+    means = binned_means(counts, over, tuple(emulator.edges))
+    return {s: (float(means[:, j].min()), float(means[:, j].max())) for j, s in enumerate(emulator.species)}
+
+
+def check_observed_predictive(observed: Observed, hist: np.ndarray, overflow: int, emulator, emulator_name: str,
+                              margin: float = 0.05) -> None:
+    """DataFileError when the observed truncated mean of a species lies outside the range of such means that the
+    emulator produces for as many cells over its prior (`predictive_mean_ranges`, widened by `margin`)."""
+    obs = binned_means(np.asarray(hist)[None], np.array([overflow]), tuple(emulator.edges))[0]
+    for j, (s, (lo, hi)) in enumerate(predictive_mean_ranges(emulator, observed.n_cells).items()):
+        if not (lo * (1 - margin) <= obs[j] <= hi * (1 + margin)):
+            raise DataFileError(
+                f"{observed.path}: mean {s} count {observed.mean(s):.4g} ({obs[j]:.4g} on the emulator's bins) lies "
+                f"outside the range of means [{lo:.4g}, {hi:.4g}] that emulator {emulator_name} (protocol "
+                f"{emulator.protocol.name}) produces for {observed.n_cells} cells over its prior; use an emulator whose protocol covers a mean {s} of {observed.mean(s):.4g} (e.g. widen the "
+                "mean prior in a copy of the protocol and train on it)")

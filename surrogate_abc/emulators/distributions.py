@@ -159,8 +159,8 @@ class GaussianFamily:
         z = self._z(params, edges)
         za, zb = z[..., :-1], z[..., 1:]
         upper = (za + zb) > 0
-        lpa, lpb = torch.special.log_ndtr(za), torch.special.log_ndtr(zb)
-        lqa, lqb = torch.special.log_ndtr(-za), torch.special.log_ndtr(-zb)
+        lp, lq = torch.special.log_ndtr(z), torch.special.log_ndtr(-z)  # once per edge, shared by both bins
+        lpa, lpb, lqa, lqb = lp[..., :-1], lp[..., 1:], lq[..., :-1], lq[..., 1:]
         left = lpb + log1mexp(lpa - lpb)
         right = lqa + log1mexp(lqb - lqa)
         log_bins = torch.where(upper, right, left)
@@ -170,7 +170,7 @@ class GaussianFamily:
         narrow = dz * (1.0 + mid.abs()) < 1e-3
         by_mid = torch.log(dz.clamp(min=1e-30)) - 0.5 * mid * mid - _HALF_LOG_2PI
         log_bins = torch.where(narrow, by_mid, log_bins)
-        log_out = torch.logaddexp(torch.special.log_ndtr(z[..., 0]), torch.special.log_ndtr(-z[..., -1]))
+        log_out = torch.logaddexp(lp[..., 0], lq[..., -1])
         return log_bins, log_out
 
 

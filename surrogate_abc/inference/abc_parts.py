@@ -13,7 +13,7 @@ Two modes:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pyabc
@@ -26,6 +26,9 @@ from pyabc.inference_util.inference_util import (
 )
 from pyabc.population import Particle
 from pyabc.sampler import SingleCoreSampler
+from pyabc.transition import MultivariateNormalTransition
+
+from .priors import natural_values
 
 MODES = ("likelihood", "simulator")
 LOG_FLOOR = 1e-300
@@ -96,21 +99,30 @@ def multinomial_loglik(counts: np.ndarray, p: np.ndarray) -> float:
 # ----------------------------------------------------------------------------------- model
 class EmulatorModel(pyabc.Model):
     """pyabc model around an emulator. `prefill` evaluates a batch of parameters at once into a cache
-    keyed by the parameter values; `sample` uses the cache when it can and the emulator otherwise."""
+    keyed by the parameter values; `sample` uses the cache when it can and the emulator otherwise.
 
-    def __init__(self, emulator: Any, mode: str, n_cells: int, name: str = "emulator"):
+    `box` ({name: (kind, low, high)}, as from `priors.prior_box`) says which parameters pyabc samples on the
+    log10 scale (`log10_<name>`); without it pyabc's parameters carry the emulator's names and scales."""
+
+    def __init__(self, emulator: Any, mode: str, n_cells: int, box: Mapping[str, tuple[str, float, float]] | None = None,
+                 name: str = "emulator"):
         super().__init__(name=name)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.emulator, self.mode, self.n_cells = emulator, mode, int(n_cells)
         self.param_names = tuple(emulator.param_names)
+        self.box = dict(box) if box is not None else {k: ("uniform", -np.inf, np.inf) for k in self.param_names}
         self._cache: dict[tuple, dict] = {}
 
+    def natural(self, values: Any) -> np.ndarray:
+        """Natural-scale parameters (emulator order) from pyabc values: a Parameter/dict -> (d,), a DataFrame -> (n, d)."""
+        return natural_values(self.box, values, self.param_names)
+
     def _key(self, pars) -> tuple:
-        return tuple(float(pars[k]) for k in self.param_names)
+        return tuple(self.natural(pars).tolist())
 
     def evaluate(self, theta: np.ndarray) -> list[dict]:
-        """Model outputs for the rows of theta (n, d), in one emulator call."""
+        """Model outputs for the rows of theta (n, d; natural scale, emulator order), in one emulator call."""
         theta = np.atleast_2d(np.asarray(theta, float))
         if self.mode == "likelihood":
             probs, overflow = self.emulator.pmf(theta)
@@ -128,15 +140,16 @@ class EmulatorModel(pyabc.Model):
         if not params:
             return
         theta = np.array([self._key(p) for p in params])
-        for key, out in zip(map(tuple, theta), self.evaluate(theta)):
+        for key, out in zip(map(tuple, theta.tolist()), self.evaluate(theta)):
             self._cache[key] = out
 
     def clear_cache(self) -> None:
         self._cache.clear()
 
     def sample(self, pars) -> dict:
-        out = self._cache.pop(self._key(pars), None)
-        return out if out is not None else self.evaluate(np.array([self._key(pars)]))[0]
+        key = self._key(pars)
+        out = self._cache.pop(key, None)
+        return out if out is not None else self.evaluate(np.array([key]))[0]
 
 
 def observed_sumstat(mode: str, hist: np.ndarray, overflow: int) -> dict:
@@ -146,6 +159,55 @@ def observed_sumstat(mode: str, hist: np.ndarray, overflow: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------- batched sampler
+
+def _one_proposal(kw: dict, from_prior: bool):
+    """pyabc's own proposal: (model index, Parameter)."""
+    if from_prior:
+        m_ss = int(kw["model_prior"].rvs())
+        return m_ss, kw["parameter_priors"][m_ss].rvs()
+    return generate_valid_proposal(t=kw["t"], m=kw["m"], p=kw["p"], model_prior=kw["model_prior"],
+                                   parameter_priors=kw["parameter_priors"],
+                                   model_perturbation_kernel=kw["model_perturbation_kernel"], transitions=kw["transitions"])
+
+
+def bulk_proposals(k: int, kw: dict, from_prior: bool) -> list | None:
+    """k proposals drawn at once, with the law of pyabc's `generate_valid_proposal` for a single model whose prior
+    is a Distribution of scipy RVs and whose transition is a MultivariateNormalTransition: draw from the prior
+    (first generation), or pick ancestors by weight, add Gaussian noise of the kernel's covariance and keep the
+    draws of positive prior density (rejection, as pyabc does one at a time). None for any other set-up."""
+    priors = kw["parameter_priors"]
+    if len(priors) != 1 or not all(type(v) is pyabc.RV for v in priors[0].values()):
+        return None
+    prior = priors[0]
+    if not from_prior:
+        if len(kw["m"]) != 1 or int(kw["m"][0]) != 0:
+            return None
+        if kw["t"] > 0 and type(kw["transitions"][0]) is not MultivariateNormalTransition:
+            return None
+    if from_prior or kw["t"] == 0:
+        names = list(prior.keys())
+        cols = np.column_stack([np.atleast_1d(prior[n].rvs(size=k)) for n in names])
+    else:
+        tr = kw["transitions"][0]
+        names, x = list(tr.X.columns), np.asarray(tr.X.to_numpy(), float)
+        w = np.asarray(tr.w, float)
+        kept, n_kept, tries = [], 0, 0
+        while n_kept < k:
+            n = max(2 * (k - n_kept), 16)
+            z = x[np.random.choice(len(x), size=n, p=w / w.sum())] + np.random.multivariate_normal(
+                np.zeros(len(names)), tr.cov, size=n)
+            dens = np.ones(n)
+            for j, name in enumerate(names):
+                dens *= prior[name].pdf(z[:, j])
+            z = z[dens > 0]
+            kept.append(z)
+            n_kept += len(z)
+            tries += n
+            if tries > 1000 * k:
+                raise RuntimeError("almost every perturbed particle has prior density zero; the transition is unsuitable")
+        cols = np.concatenate(kept)[:k]
+    return [(0, pyabc.Parameter(dict(zip(names, map(float, row))))) for row in cols]
+
 class BatchedSampler(SingleCoreSampler):
     """Single-core sampler that proposes a batch of parameters, evaluates the emulator once on the batch,
     then runs pyabc's own acceptance and weighting on each proposal in order, stopping at the n-th
@@ -173,16 +235,9 @@ class BatchedSampler(SingleCoreSampler):
             k = int(min(self.max_batch, max(self.min_batch, math.ceil(want))))
             if math.isfinite(max_eval):
                 k = int(min(k, max_eval - n_eval))
-            if func is _simulate_one_from_prior:
-                props = []
-                for _ in range(k):
-                    m_ss = int(kw["model_prior"].rvs())
-                    props.append((m_ss, kw["parameter_priors"][m_ss].rvs()))
-            else:
-                props = [generate_valid_proposal(t=kw["t"], m=kw["m"], p=kw["p"], model_prior=kw["model_prior"],
-                                                 parameter_priors=kw["parameter_priors"],
-                                                 model_perturbation_kernel=kw["model_perturbation_kernel"],
-                                                 transitions=kw["transitions"]) for _ in range(k)]
+            props = bulk_proposals(k, kw, from_prior=func is _simulate_one_from_prior)
+            if props is None:  # not the one-model, RV-prior, Gaussian-kernel case: pyabc's own, one at a time
+                props = [_one_proposal(kw, func is _simulate_one_from_prior) for _ in range(k)]
             model.prefill([theta for _, theta in props])
             for m_ss, theta in props:
                 if func is _simulate_one_from_prior:

@@ -8,7 +8,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data.observed import check_observed_in_domain, load_observed, observed_histogram, select_species
+from ..data.observed import (
+    check_observed_in_domain,
+    check_observed_predictive,
+    load_observed,
+    observed_histogram,
+    select_species,
+)
 from ..errors import UserError
 from .run import InferenceSettings, run_chains
 
@@ -64,8 +70,13 @@ def infer(observed_path: str | Path, emulator_spec: str | None, settings: Infere
     emulator, sha = resolve_emulator(emulator_spec, observed.species)
     name = getattr(emulator, "source", str(emulator_spec))
     observed = select_species(observed, tuple(emulator.species))
-    check_observed_in_domain(observed, emulator.protocol, name)
     hist, overflow = observed_histogram(observed, tuple(emulator.edges))
+    from ..emulators.exact import ExactEmulator
+
+    if isinstance(emulator, ExactEmulator):  # FSP per parameter set: too slow for a predictive check
+        check_observed_in_domain(observed, emulator.protocol, name)
+    else:
+        check_observed_predictive(observed, hist, overflow, emulator, name)
     out = Path(out_dir) if out_dir else default_out_dir(observed_path)
     out.mkdir(parents=True, exist_ok=True)
     db = out / "abc.db"

@@ -7,7 +7,7 @@ Dirichlet; it is a testbed for emulator training, not for ABC).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -45,14 +45,38 @@ def check_prior_in_domain(box: Mapping[str, tuple[str, float, float]], domain: n
                             f"[{dlo:.6g}, {dhi:.6g}]; narrow the prior (--prior {name}=LOW:HIGH) to lie inside it")
 
 
+def sampling_name(name: str, kind: str) -> str:
+    """The name pyabc sees: `log10_<name>` for a log-uniform parameter, `<name>` otherwise."""
+    return f"log10_{name}" if kind == "loguniform" else name
+
+
 def pyabc_prior(box: Mapping[str, tuple[str, float, float]]):
-    """pyabc.Distribution: uniform -> RV('uniform', low, high - low), loguniform -> RV('loguniform', low, high)."""
+    """pyabc.Distribution on the sampling scale: uniform -> RV('uniform', low, high - low) under the parameter's
+    name; loguniform -> uniform on [log10 low, log10 high] under `log10_<name>`.
+
+    ABC-SMC perturbs particles with a Gaussian kernel; a parameter whose prior spans decades needs that kernel on
+    its log scale, or most proposals land outside the prior and the weights degenerate."""
     import pyabc
 
     rvs = {}
     for name, (kind, lo, hi) in box.items():
-        rvs[name] = pyabc.RV("uniform", lo, hi - lo) if kind == "uniform" else pyabc.RV("loguniform", lo, hi)
+        if kind == "loguniform":
+            a, b = np.log10(lo), np.log10(hi)
+            rvs[sampling_name(name, kind)] = pyabc.RV("uniform", a, b - a)
+        else:
+            rvs[name] = pyabc.RV("uniform", lo, hi - lo)
     return pyabc.Distribution(**rvs)
+
+
+def natural_values(box: Mapping[str, tuple[str, float, float]], values: Mapping[str, Any], names: Sequence[str]) -> np.ndarray:
+    """Parameters on the natural scale, in the order `names`, from pyabc values (a Parameter, a dict of
+    floats or a DataFrame of columns) on the sampling scale."""
+    cols = []
+    for name in names:
+        kind = box[name][0]
+        v = np.asarray(values[sampling_name(name, kind)], float)
+        cols.append(10.0 ** v if kind == "loguniform" else v)
+    return np.stack(cols, axis=-1)
 
 
 def prior_pdf_1d(kind: str, lo: float, hi: float, x: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ class InferenceSettings:
     min_epsilon: float | None = None
     max_walltime: float | None = None  # seconds, per chain
     chains: int = 1
-    sampler: str = "multicore"
+    sampler: str = "single"
     seed: int = 0
     distance: str = "hellinger"
     n_procs: int | None = None
@@ -96,7 +96,7 @@ def run_chains(emulator: Any, hist: np.ndarray, overflow: int, settings: Inferen
         seed = settings.seed + c
         np.random.seed(seed % 2**32)
         random.seed(seed)
-        model = EmulatorModel(emulator, settings.mode, n_cells)
+        model = EmulatorModel(emulator, settings.mode, n_cells, box)
         sampler = sampler_factory() if sampler_factory else make_sampler(
             settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port)
         if settings.mode == "likelihood":
@@ -108,11 +108,11 @@ def run_chains(emulator: Any, hist: np.ndarray, overflow: int, settings: Inferen
         abc.new(f"sqlite:///{Path(db_path).resolve()}", x_0,
                 meta_info={"chain": c, "seed": seed, "mode": settings.mode, "emulator": getattr(emulator, "source", "")})
         abc.history.stores_sum_stats = False
-        results.append(_run_one(abc, c, settings, tuple(emulator.param_names), log))
+        results.append(_run_one(abc, c, settings, model, log))
     return results
 
 
-def _run_one(abc, chain: int, settings: InferenceSettings, names: tuple[str, ...], log) -> ChainResult:
+def _run_one(abc, chain: int, settings: InferenceSettings, model: EmulatorModel, log) -> ChainResult:
     """pyabc's ABCSMC.run loop, with a progress line after each generation."""
     start = time.perf_counter()
     walltime = timedelta(seconds=settings.max_walltime) if settings.max_walltime else None
@@ -146,7 +146,7 @@ def _run_one(abc, chain: int, settings: InferenceSettings, names: tuple[str, ...
     if not ok:
         warnings.warn(f"chain {chain + 1}: stopped at temperature {stats['eps'][-1]:.4g} > 1, so its population is a "
                       "tempered posterior; allow more --generations or a longer --max-walltime", stacklevel=2)
-    return ChainResult(chain=chain, run_id=int(abc.history.id), params=df[list(names)].to_numpy(float),
+    return ChainResult(chain=chain, run_id=int(abc.history.id), params=model.natural(df),
                        weights=np.asarray(w, float) / np.sum(w), epsilon=np.array(stats["eps"]),
                        acceptance_rate=np.array(stats["acc"]), ess=np.array(stats["ess"]),
                        n_simulations=np.array(stats["nsim"]), wall_time=np.array(stats["wall"]), final_temperature_ok=ok)
