@@ -96,6 +96,7 @@ class TrainSettings:
     lr_patience: int = 10
     min_lr: float = 1e-6
     max_seconds: float = 0.0  # > 0: stop after this much training wall time (best weights kept and saved)
+    max_tail_mass: float = 1.0  # < 1: drop sets whose FSP tail mass (probability the truncation missed) exceeds it
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,12 @@ class TrainingData:
     hist_shape: tuple[int, ...]
     sha256: str
     path: str
+    tail_mass: np.ndarray | None = None  # (n,) FSP tail mass per set (zeros for SSA data)
+
+    def subset(self, keep: np.ndarray) -> "TrainingData":
+        """The rows where `keep` (bool mask) is true."""
+        tm = None if self.tail_mass is None else self.tail_mass[keep]
+        return dataclasses.replace(self, x=self.x[keep], y=self.y[keep], theta=self.theta[keep], tail_mass=tm)
 
 
 def features(theta: np.ndarray, mean: np.ndarray, std: np.ndarray, transforms: tuple[str, ...]) -> np.ndarray:
@@ -298,6 +305,7 @@ def load_training_data(path: str | os.PathLike) -> TrainingData:
         theta = f["theta"][()]
         hist = f["hist"][()]
         overflow = f["overflow"][()]
+        tail = np.asarray(f["tail_mass"][()], dtype=np.float64) if "tail_mass" in f else np.zeros(len(theta))
         mean = np.asarray(f["scaling/mean"][()], dtype=np.float64)
         std = np.asarray(f["scaling/std"][()], dtype=np.float64)
         transforms = tuple(attr_list(f["scaling/mean"], "transforms") or attr_list(f["scaling"], "transforms"))
@@ -318,7 +326,7 @@ def load_training_data(path: str | os.PathLike) -> TrainingData:
     if not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
         raise DataFileError(f"{p}: theta, hist or overflow holds NaN/inf values; regenerate the file")
     return TrainingData(x.astype(np.float32), y.astype(np.float32), theta, protocol, mean, std, transforms,
-                        tuple(hist.shape[1:]), file_sha256(p), str(p))
+                        tuple(hist.shape[1:]), file_sha256(p), str(p), tail)
 
 
 def split_indices(n: int, validation: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -652,6 +660,17 @@ def train(config: TrainConfig, data_path: str | os.PathLike, out_path: str | os.
         raise ConfigError(f"{config.source}: [protocol] is {config.protocol!r} but {data.path} holds "
                           f"{proto.name!r} data; train on {config.protocol} data or change protocol")
     s = config.training
+    n_dropped = 0
+    if s.max_tail_mass < 1.0 and data.tail_mass is not None:
+        keep = data.tail_mass <= s.max_tail_mass
+        n_dropped = int((~keep).sum())
+        if keep.sum() < 2:
+            raise ConfigError(f"{config.source}: [training] max_tail_mass = {s.max_tail_mass:g} leaves {int(keep.sum())} "
+                              f"of {len(keep)} sets of {data.path}; raise it")
+        if n_dropped:
+            data = data.subset(keep)
+            print(f"dropped {n_dropped} of {len(keep)} sets whose FSP tail mass exceeds max_tail_mass = "
+                  f"{s.max_tail_mass:g}", file=sys.stderr)
     loss_fn = get_loss(s.loss)
     out = Path(out_path) if out_path is not None else None
     if out is not None and not out.parent.is_dir():
@@ -673,7 +692,7 @@ def train(config: TrainConfig, data_path: str | os.PathLike, out_path: str | os.
     common = dict(loss_fn=loss_fn, metrics_fn=metrics, settings=s, resume=resume, progress=progress,
                   loss_name=s.loss)
     history: dict[str, Any] = {"config": config.to_dict(), "data": data.path, "data_sha256": data.sha256,
-                               "n_sets": n, "device": str(dev)}
+                               "n_sets": n, "n_dropped_tail_mass": n_dropped, "device": str(dev)}
     if s.kfold:
         folds = kfold_indices(n, s.kfold, s.seed)
         runs, models_ = [], []

@@ -449,3 +449,24 @@ def test_wall_time_budget_stops_and_keeps_best_weights():
     hist = fit(model, x, y, x, y, loss_fn=lambda p, t: ((p - t) ** 2).sum(1).mean(), settings=s)
     assert hist["stopped"] == {"reason": "time_limit", "epoch": 1}
     assert len(hist["epochs"]) == 1
+
+
+def test_max_tail_mass_drops_inexact_sets(toy_small, tmp_path, capsys):
+    """Sets whose FSP truncation missed more than max_tail_mass are left out of training, and counted."""
+    import shutil
+
+    p = tmp_path / "tail.h5"
+    shutil.copy(toy_small, p)
+    with h5py.File(p, "a") as f:
+        tail = np.zeros(len(f["theta"]))
+        tail[:37] = 0.2
+        f["tail_mass"][...] = tail
+    _, h = T.train(small_config(epochs=1, extra="max_tail_mass = 1e-3"), p, None, device="cpu", progress=False)
+    assert h["n_dropped_tail_mass"] == 37 and h["n_sets"] == len(tail) - 37
+    assert "dropped 37 of" in capsys.readouterr().err
+    _, h = T.train(small_config(epochs=1), p, None, device="cpu", progress=False)
+    assert h["n_dropped_tail_mass"] == 0 and h["n_sets"] == len(tail)
+    with pytest.raises(ConfigError, match="max_tail_mass = 0.1 leaves 0"):
+        with h5py.File(p, "a") as f:
+            f["tail_mass"][...] = 0.5
+        T.train(small_config(epochs=1, extra="max_tail_mass = 0.1"), p, None, device="cpu", progress=False)

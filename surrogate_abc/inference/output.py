@@ -169,14 +169,23 @@ def plot_marginals(idata, path: Path) -> None:
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.0), squeeze=False)
     for ax, k in zip(axes[0], names):
         x = idata.posterior[k].values.ravel()
-        ax.hist(x, bins=40, density=True, alpha=0.6, label="posterior")
-        if k in prior:
-            kind, lo, hi = prior[k]
-            grid = np.linspace(lo, hi, 400)
-            ax.plot(grid, prior_pdf_1d(kind, lo, hi, grid), "k--", lw=1, label="prior")
+        kind, lo, hi = prior.get(k, ("uniform", float(x.min()), float(x.max())))
+        if kind == "loguniform":  # log axis, densities per unit log10: the prior is flat and the posterior readable
+            edges = np.geomspace(lo, hi, 41)
+            ax.hist(x, bins=edges, weights=np.full(len(x), 1.0 / (len(x) * np.diff(np.log10(edges))[0])), alpha=0.6,
+                    label="posterior")
+            ax.set_xscale("log")
+            ax.set_xlabel(f"{k} (density per log10 unit)")
+            if k in prior:
+                ax.plot([lo, hi], [1.0 / np.log10(hi / lo)] * 2, "k--", lw=1, label="prior")
+        else:
+            ax.hist(x, bins=40, density=True, alpha=0.6, label="posterior")
+            ax.set_xlabel(k)
+            if k in prior:
+                grid = np.linspace(lo, hi, 400)
+                ax.plot(grid, prior_pdf_1d(kind, lo, hi, grid), "k--", lw=1, label="prior")
         if k in truth:
             ax.axvline(truth[k], color="r", lw=1, label="true")
-        ax.set_xlabel(k)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
