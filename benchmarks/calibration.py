@@ -228,9 +228,11 @@ def _worker_init() -> None:
     except ImportError:  # pragma: no cover
         pass
     warnings.simplefilter("ignore")
-    import arviz  # noqa: F401  (arviz sets its logger's level on import: quieten it afterwards)
+    import arviz
 
-    logging.getLogger("arviz").setLevel(logging.ERROR)
+    from surrogate_abc.inference.output import arviz_logger
+
+    arviz_logger(arviz).setLevel(logging.ERROR)  # single-chain runs: r_hat is undefined, no need to say so per run
 
 
 def run_dataset(task: Task) -> dict[str, Any]:

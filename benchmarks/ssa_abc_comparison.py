@@ -168,14 +168,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--n-procs", type=int, default=None, help="multicore: processes")
     ap.add_argument("--seed", type=int, default=0, help="as calibration.py --seed (same datasets)")
     ap.add_argument("--workdir", default="runs/ssa_abc")
+    ap.add_argument("--fresh", action="store_true",
+                    help="recompute datasets whose result.json is already in --workdir (default: reuse them)")
     args = ap.parse_args(argv)
     from surrogate_abc.errors import UserError
     from surrogate_abc.inference.priors import prior_box
 
     logging.getLogger("ABC").setLevel(logging.WARNING)
-    import arviz  # noqa: F401  (arviz sets its logger's level on import: quieten it afterwards)
+    import arviz
 
-    logging.getLogger("arviz").setLevel(logging.ERROR)
+    from surrogate_abc.inference.output import arviz_logger
+
+    arviz_logger(arviz).setLevel(logging.ERROR)  # single-chain runs: r_hat is undefined, no need to say so per run
     try:
         protocol = cal.resolve_protocol(args.emulator, args.protocol)
     except UserError as exc:
@@ -193,6 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         d = work / f"ds_{i:03d}"
         d.mkdir(exist_ok=True)
         obs = d / "observed.h5"
+        done = d / "result.json"
+        if done.exists() and not args.fresh:
+            rows.extend(json.loads(done.read_text()))
+            print(f"dataset {i}: reusing {done} (--fresh recomputes it)", flush=True)
+            continue
         cal.make_dataset(protocol, theta, i, args.seed, args.cells, obs)
         seed = args.seed * 100_003 + i
         runs = {}

@@ -235,3 +235,17 @@ def test_cli_not_hdf5_exit_status(tmp_path):
     assert r.returncode == 2
     assert "not an HDF5 file" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_single_chain_summary_is_quiet(capsys):
+    """One ABC run: r_hat is NaN and arviz's 'Shape validation failed' log line is not printed."""
+    import arviz as az
+
+    from surrogate_abc.inference.output import arviz_logger, summarise
+
+    level = arviz_logger(az).level
+    idata = az.from_dict(posterior={"k0": np.random.default_rng(0).random((1, 100))})
+    table = summarise(idata)
+    assert np.isnan(table.loc["k0", "r_hat"]) and table.loc["k0", "ess_bulk"] > 10
+    assert "Shape validation" not in capsys.readouterr().err
+    assert arviz_logger(az).level == level  # restored afterwards

@@ -14,6 +14,7 @@ posterior.nc groups:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -88,12 +89,27 @@ def build_inference_data(chains: Sequence[Any], emulator: Any, hist: np.ndarray,
     return idata
 
 
+def arviz_logger(az) -> logging.Logger:
+    """arviz's own logger: arviz 0.x builds it as logging.Logger("arviz"), outside logging.getLogger's registry."""
+    log = getattr(az, "_log", None)
+    return log if isinstance(log, logging.Logger) else logging.getLogger("arviz")
+
+
 def summarise(idata) -> "Any":
-    """arviz.summary (mean, sd, 94% HDI, ess, r_hat) of the posterior parameters, as a DataFrame."""
+    """arviz.summary (mean, sd, 94% HDI, ess, r_hat) of the posterior parameters, as a DataFrame.
+
+    With one chain r_hat is undefined (NaN); arviz's log warning about the chain count is silenced then."""
     az = _az()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return az.summary(idata, var_names=list(idata.posterior.data_vars), hdi_prob=0.94)
+    log = arviz_logger(az)
+    level = log.level
+    if idata.posterior.sizes.get("chain", 1) < 2:
+        log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return az.summary(idata, var_names=list(idata.posterior.data_vars), hdi_prob=0.94)
+    finally:
+        log.setLevel(level)
 
 
 def write_outputs(idata, out_dir: Path) -> tuple[Path, str]:
