@@ -68,7 +68,7 @@ def simulator_times(protocol, n_points: int, ssa_samples: int, skip_ssa: bool) -
     if skip_ssa:
         return out
     try:
-        from surrogate_abc.simulate.ssa import SSASimulator
+        from surrogate_abc.simulate.ssa import SSASimulator, set_seed
     except ImportError:
         return out
     init = protocol.initial_state(theta)
@@ -79,7 +79,7 @@ def simulator_times(protocol, n_points: int, ssa_samples: int, skip_ssa: bool) -
     t0 = time.perf_counter()
     for i, r in enumerate(rates):
         sim.histogram(dict(zip(protocol.rate_names, r)), dict(zip(names, init[i].tolist())), ssa_samples,
-                      protocol.ssa.burn_in_intervals, seed=i, caps=caps)
+                      protocol.ssa.burn_in_intervals, seed=set_seed(11, i), caps=caps)
     out[f"SSA ({ssa_samples} samples)"] = (time.perf_counter() - t0) / n_points
     return out
 

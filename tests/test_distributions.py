@@ -417,3 +417,23 @@ def test_mixture_probs_chunking_does_not_change_rows(monkeypatch):
     single = torch.cat([mixture_probs(fam, logits[i:i + 1], params[i:i + 1], binning) for i in range(n)])
     np.testing.assert_allclose(chunked.numpy(), single.numpy(), rtol=1e-11, atol=1e-15)
     assert mixture_probs(fam, logits[:0], params[:0], binning).shape == (0, binning.n_categories)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_far_tail_floor_is_a_normal_number_and_leaves_pmfs_exact(dtype):
+    """Grid terms are clamped at log_tiny before exp (subnormal exp is ~10x slower on CPU): the floor
+    must give a normal float, and a mixture with far tails (log pmf ~ -1e3) still matches scipy."""
+    import surrogate_abc.emulators.distributions as D
+    from surrogate_abc.emulators.distributions import log_tiny
+
+    floor = torch.exp(torch.tensor(log_tiny(dtype), dtype=dtype))
+    assert floor >= torch.finfo(dtype).tiny and floor < 1e3 * torch.finfo(dtype).tiny
+    fam = D.GammaPoissonFamily()
+    binning = D.Binning([np.arange(0.0, 601.0)])
+    params = torch.tensor([[[5.0, 1e4], [500.0, 1e4]]], dtype=dtype)  # near-Poisson: tails far below the floor
+    probs = D.mixture_probs(fam, torch.log(torch.tensor([[0.3, 0.7]], dtype=dtype)), params, binning)[0].numpy()
+    k = np.arange(600)
+    ref = sum(w * st.nbinom.pmf(k, 1e4, 1e4 / (1e4 + m)) for w, m in ((0.3, 5.0), (0.7, 500.0)))
+    tol = 2e-5 if dtype == torch.float32 else 1e-12  # float32: cumsum rounding over ~500 terms, not the floor
+    np.testing.assert_allclose(probs[:-1], ref, atol=tol)
+    assert abs(probs.sum() - 1.0) < 10 * tol
