@@ -43,7 +43,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-MODEL_TYPES = ("mdn", "lstm", "mdn_ensemble", "lstm_ensemble")
+MODEL_TYPES = ("mdn", "mdn_conditional", "lstm", "mdn_ensemble", "lstm_ensemble")
 OPTIMIZERS = ("adam", "sgd")
 ACTIVATIONS = ("elu", "tanh", "relu", "gelu", "silu", "softplus", "leaky_relu")
 CHECKPOINT_FORMAT = "surrogate-abc/checkpoint"
@@ -609,7 +609,7 @@ LSTM_OPTIONS = ("bin_features", "hidden", "ar_order", "bidirectional", "cell")
 
 
 def build_network(spec: ModelSpec, protocol: Any, d_in: int, n_out: int, source: str = "<config>") -> nn.Module:
-    """A fresh single network (MDN or LSTM array) for a [model] section; ensembles build k of these.
+    """A fresh single network (MDN, conditional MDN or LSTM array) for a [model] section; ensembles build k of these.
 
     MDN: `hidden` is the dense trunk. LSTM: `hidden` is the dense embedding, [model.lstm] holds
     bin_features, hidden (LSTM units), ar_order, bidirectional and cell (standard | peephole).
@@ -620,6 +620,11 @@ def build_network(spec: ModelSpec, protocol: Any, d_in: int, n_out: int, source:
 
             return MDN(d_in, spec.family, spec.components, make_binning(protocol), hidden=spec.hidden,
                        activation=spec.activation)
+        if spec.base == "mdn_conditional":
+            from .emulators.conditional import ConditionalMDN
+
+            return ConditionalMDN(d_in, spec.family, spec.components, make_binning(protocol), hidden=spec.hidden,
+                                  activation=spec.activation)
         from .emulators.lstm import LSTMArray
 
         bad = set(spec.lstm) - set(LSTM_OPTIONS)

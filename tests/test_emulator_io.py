@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from surrogate_abc import parse_protocol
 from surrogate_abc.emulators import emulator as emulator_mod
+from surrogate_abc.emulators.conditional import ConditionalMDN
 from surrogate_abc.emulators.distributions import Binning, get_family
 from surrogate_abc.emulators.emulator import Emulator
 from surrogate_abc.emulators.ensemble import LSTMEnsemble, MDNEnsemble
@@ -81,6 +82,8 @@ def make_emulator(kind: str = "mdn", toml: str = BD_TOML, seed: int = 0) -> Emul
     if kind == "mdn":
         fam = "gamma_poisson" if binning.ndim == 1 else "bivariate_dm_gamma_poisson"
         model = MDN(d, get_family(fam), 2, binning, hidden=(8, 8))
+    elif kind == "mdn_conditional":
+        model = ConditionalMDN(d, get_family("gamma_poisson"), 2, binning, hidden=(8, 8), head=(8, 8))
     elif kind == "mdn_ensemble":
         model = MDNEnsemble([MDN(d, get_family("gamma_poisson"), 2, binning, hidden=(8,)) for _ in range(3)])
     elif kind == "lstm":
@@ -210,8 +213,9 @@ def test_round_trip_is_bit_exact(tmp_path, kind):
     assert meta["data_sha256"] == "ab" * 32 and meta["history"]["loss"] == [1.5, 1.2, 1.1]
 
 
-def test_round_trip_joint(tmp_path):
-    em = make_emulator(toml=JOINT_TOML)
+@pytest.mark.parametrize("kind", ["mdn", "mdn_conditional"])
+def test_round_trip_joint(tmp_path, kind):
+    em = make_emulator(kind, toml=JOINT_TOML)
     back = load_emulator(save_emulator(em, tmp_path / "j.safetensors"), device="cpu")
     th = theta_in(em, 3)
     np.testing.assert_array_equal(em.pmf(th)[0], back.pmf(th)[0])

@@ -272,6 +272,16 @@ def test_shipped_train_configs_parse():
         load_protocol(c.protocol)  # the protocol it names exists
 
 
+def test_conditional_mdn_config_builds_and_bad_family_is_a_config_error():
+    c = T.load_train_config(CONFIG_DIR / "train_joint_conditional.toml")
+    proto = load_protocol(c.protocol)
+    net = T.build_network(c.model, proto, len(proto.param_names), 0, c.source)
+    assert net.architecture()["type"] == "mdn_conditional" and net.binning.ndim == 2
+    bad = c.model.__class__("mdn_conditional", "bivariate_dm_gamma_poisson", 2)
+    with pytest.raises(ConfigError, match="univariate count family"):
+        T.build_network(bad, proto, len(proto.param_names), 0, "bad.toml")
+
+
 @pytest.mark.parametrize("bad, field", [
     ("[model]\ntype='mdn'\nfamily='gaussian'\n[training]\nloss='nope'\n", "training.loss"),
     ("[model]\ntype='cnn'\n[training]\n", "model.type"),

@@ -462,6 +462,19 @@ def log_tiny(dtype: torch.dtype) -> float:
     return math.log(torch.finfo(dtype).tiny) + 1.0
 
 
+def mixture_log_pmf_grid(family, log_w: torch.Tensor, params: torch.Tensor, n: int) -> torch.Tensor:
+    """log of a univariate count mixture's pmf on k = 0..n-1: log_w (..., K), params (..., K, R) -> (..., n).
+
+    Terms are clamped at `log_tiny` before exp (no subnormal slow path), so the result is finite everywhere
+    (>= about log_tiny): far tails are floored at ~1e-38 (float32) rather than underflowing to log 0."""
+    if hasattr(family, "log_pmf_grid"):
+        logp = family.log_pmf_grid(params, n)
+    else:
+        logp = family.log_pmf(params, torch.arange(n, device=params.device))
+    z = (logp + log_w[..., None]).clamp(min=log_tiny(logp.dtype))
+    return torch.log(torch.exp(z).sum(dim=-2))
+
+
 def _count_bins(family, log_w: torch.Tensor, params: torch.Tensor, binning: Binning) -> torch.Tensor:
     """Bin masses (n, prod(bins)) of a count-family mixture: pmf on the integer grid, summed into bins."""
     n = log_w.shape[0]

@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import nn
 
-MODEL_TYPES = ("mdn", "lstm_array", "mdn_ensemble", "lstm_ensemble")
+MODEL_TYPES = ("mdn", "mdn_conditional", "lstm_array", "mdn_ensemble", "lstm_ensemble")
 
 
 def resolve_family(family: Any) -> Any:
@@ -30,6 +30,11 @@ def build_model(architecture: dict, binning: Any = None) -> nn.Module:
     if kind == "mdn":
         return MDN(arch["d_in"], resolve_family(arch["family"]), arch["components"], binning,
                    hidden=arch["hidden"], activation=arch["activation"])
+    if kind == "mdn_conditional":
+        from .conditional import ConditionalMDN
+
+        return ConditionalMDN(arch["d_in"], resolve_family(arch["family"]), arch["components"], binning,
+                              hidden=arch["hidden"], activation=arch["activation"], head=arch["head"])
     if kind == "lstm_array":
         return LSTMArray(**arch)
     if kind == "mdn_ensemble":
@@ -42,7 +47,7 @@ def build_model(architecture: dict, binning: Any = None) -> nn.Module:
 
 def needs_binning(architecture: dict) -> bool:
     """Whether build_model needs a Binning for this architecture (MDNs do, LSTM arrays do not)."""
-    if architecture.get("type") == "mdn":
+    if architecture.get("type") in ("mdn", "mdn_conditional"):
         return True
     return any(needs_binning(m) for m in architecture.get("members", ()))
 
