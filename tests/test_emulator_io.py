@@ -138,8 +138,9 @@ def test_pmf_is_chunked_without_changing_results(monkeypatch):
     np.testing.assert_allclose(chunked, full, rtol=1e-6, atol=1e-9)
 
 
-def test_pmf_2d_joint_shapes():
-    em = make_emulator(toml=JOINT_TOML)
+@pytest.mark.parametrize("kind", ["mdn", "mdn_conditional"])
+def test_pmf_2d_joint_shapes(kind):
+    em = make_emulator(kind, toml=JOINT_TOML)
     probs, over = em.pmf(theta_in(em, 4))
     assert probs.shape == (4, 4, 3) and over.shape == (4,)
     np.testing.assert_allclose(probs.sum((1, 2)) + over, 1.0, atol=1e-14)

@@ -249,3 +249,19 @@ def test_single_chain_summary_is_quiet(capsys):
     assert np.isnan(table.loc["k0", "r_hat"]) and table.loc["k0", "ess_bulk"] > 10
     assert "Shape validation" not in capsys.readouterr().err
     assert arviz_logger(az).level == level  # restored afterwards
+
+
+def test_emulator_error_note_scales_with_cells():
+    """N x KLD nats: the shipped protein emulator (KLD ~3e-4) is quiet on 1000 cells; a coarse one is not."""
+    from types import SimpleNamespace
+
+    from surrogate_abc.inference.infer import emulator_error_note
+
+    good = SimpleNamespace(metadata={"validation_metrics": {"H2": 2.7e-4, "KLD": 2.6e-4}})
+    coarse = SimpleNamespace(metadata={"validation_metrics": {"H2": 5e-3, "KLD": 4e-3}})
+    assert emulator_error_note(good, 1000) is None
+    assert emulator_error_note(coarse, 100) is None  # 0.4 nats
+    note = emulator_error_note(coarse, 1000)
+    assert note and "4.0 nats over 1000 cells" in note
+    assert emulator_error_note(SimpleNamespace(metadata={}), 10**6) is None  # exact/unknown: nothing to say
+    assert emulator_error_note(SimpleNamespace(metadata={"validation_metrics": {"H2": 0.01}}), 1000)

@@ -54,6 +54,20 @@ def resolve_emulator(spec: str | None, species: tuple[str, ...]) -> tuple[Any, s
     return em, file_sha256(path)
 
 
+def emulator_error_note(emulator: Any, n_cells: int, max_nats: float = 1.0) -> str | None:
+    """A note when the emulator's held-out error, summed over the observed cells, exceeds max_nats.
+
+    An emulator off by KL per cell shifts the log-likelihood of N cells by about N x KL nats (KLD: the
+    max-divergence of its validation metrics, else H2); above ~1 nat the posterior may be shifted or too narrow."""
+    vm = (getattr(emulator, "metadata", None) or {}).get("validation_metrics") or {}
+    kl = vm.get("KLD", vm.get("H2"))
+    if not isinstance(kl, (int, float)) or not np.isfinite(kl) or n_cells * kl <= max_nats:
+        return None
+    return (f"note: this emulator's held-out error is KLD {kl:.2g} per cell (H2 {vm.get('H2', float('nan')):.2g}), "
+            f"about {n_cells * kl:.1f} nats over {n_cells} cells: the posterior may be shifted or too narrow; "
+            "an emulator trained to a smaller error (README: training your own) gives calibrated intervals")
+
+
 def default_out_dir(observed_path: str | Path) -> Path:
     """./surrogate-abc-<observed file stem>/"""
     return Path.cwd() / f"surrogate-abc-{Path(observed_path).stem}"
@@ -77,6 +91,9 @@ def infer(observed_path: str | Path, emulator_spec: str | None, settings: Infere
         check_observed_in_domain(observed, emulator.protocol, name)
     else:
         check_observed_predictive(observed, hist, overflow, emulator, name)
+    note = emulator_error_note(emulator, observed.n_cells)
+    if note:
+        log(note)
     out = Path(out_dir) if out_dir else default_out_dir(observed_path)
     out.mkdir(parents=True, exist_ok=True)
     db = out / "abc.db"
