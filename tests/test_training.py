@@ -273,7 +273,7 @@ def test_shipped_train_configs_parse():
 
 
 def test_conditional_mdn_config_builds_and_bad_family_is_a_config_error():
-    c = T.load_train_config(CONFIG_DIR / "train_joint_conditional.toml")
+    c = T.load_train_config(CONFIG_DIR / "train_default_joint.toml")
     proto = load_protocol(c.protocol)
     net = T.build_network(c.model, proto, len(proto.param_names), 0, c.source)
     assert net.architecture()["type"] == "mdn_conditional" and net.binning.ndim == 2
