@@ -285,5 +285,6 @@ def check_observed_predictive(observed: Observed, hist: np.ndarray, overflow: in
             raise DataFileError(
                 f"{observed.path}: mean {s} count {observed.mean(s):.4g} ({obs[j]:.4g} on the emulator's bins) lies "
                 f"outside the range of means [{lo:.4g}, {hi:.4g}] that emulator {emulator_name} (protocol "
-                f"{emulator.protocol.name}) produces for {observed.n_cells} cells over its prior; use an emulator whose protocol covers a mean {s} of {observed.mean(s):.4g} (e.g. widen the "
-                "mean prior in a copy of the protocol and train on it)")
+                f"{emulator.protocol.name}) produces for {observed.n_cells} cells over its prior; use an emulator whose "
+                f"protocol covers a mean {s} of {observed.mean(s):.4g} (e.g. widen the mean prior in a copy of the "
+                "protocol and train on it)")

@@ -70,13 +70,10 @@ class ConditionalMDN(nn.Module):
         n_a, n_b = binning.support
         with torch.no_grad():  # start near typical counts (a quarter of the support), components spread apart
             spread = torch.linspace(-0.5, 0.5, K)
+            second = math.log(5.0) if self.family.name == "gamma_poisson" else math.log(0.5)  # shape r / sigma
             for lin, n in ((self.a_params, n_a), (self.b_params, n_b)):
-                bias = torch.zeros(K, R)
-                bias[:, 0] = math.log(max(n / 4.0, 1.0)) + spread
-                bias[:, 1:] = math.log(5.0) if self.family.name == "gamma_poisson" else 0.0
-                if self.family.name == "poisson_lognormal":
-                    bias[:, 0] = math.log(max(n / 4.0, 1.0)) + spread
-                    bias[:, 1] = math.log(0.5)
+                bias = torch.full((K, R), second)
+                bias[:, 0] = math.log(max(n / 4.0, 1.0)) + spread  # log mean (GP: exp-constrained; PLN: identity)
                 lin.bias.copy_(bias.reshape(-1))
 
     @property
@@ -109,21 +106,17 @@ class ConditionalMDN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Bin probabilities (n, C), last column the overflow mass; rows sum to 1."""
-        from .distributions import _sum_into, log_tiny, mixture_log_pmf_grid
+        from .distributions import _sum_into, log_tiny, mixture_pmf_grid
 
         b = self._binning.on(x.device)
         n_a, n_b = b.support
         log_wa, pa, log_wb, pb = self.factors(x)
         tiny = log_tiny(pa.dtype)
-        p_a = torch.exp(mixture_log_pmf_grid(self.family, log_wa, pa, n_a))        # (n, n_a) integers
+        p_a = mixture_pmf_grid(self.family, log_wa, pa, (n_a,))                      # (n, n_a) integers
         a_bins = _sum_into(p_a, b.index[0], b.shape[0], dim=1)[:, :-1]              # (n, A) mass per m-bin
-        log_b = mixture_log_pmf_grid(self.family, log_wb, pb, n_b)                  # (n, A, n_b)
+        log_b = torch.log(mixture_pmf_grid(self.family, log_wb, pb, (n_b,)))        # (n, A, n_b), finite
         joint = torch.exp((torch.log(a_bins.clamp(min=math.exp(tiny)))[..., None] + log_b).clamp(min=tiny))
         bins = _sum_into(joint, b.index[1], b.shape[1], dim=2)[:, :, :-1].reshape(x.shape[0], -1)
         over = (1.0 - bins.sum(dim=1)).clamp(min=0.0)
         return torch.cat([bins, over[:, None]], dim=1)
 
-
-def n_parameters(model: nn.Module) -> int:
-    """Number of trainable weights."""
-    return int(sum(np.prod(p.shape) for p in model.parameters() if p.requires_grad))

@@ -462,31 +462,24 @@ def log_tiny(dtype: torch.dtype) -> float:
     return math.log(torch.finfo(dtype).tiny) + 1.0
 
 
-def mixture_log_pmf_grid(family, log_w: torch.Tensor, params: torch.Tensor, n: int) -> torch.Tensor:
-    """log of a univariate count mixture's pmf on k = 0..n-1: log_w (..., K), params (..., K, R) -> (..., n).
+def mixture_pmf_grid(family, log_w: torch.Tensor, params: torch.Tensor, support: Sequence[int]) -> torch.Tensor:
+    """pmf of a count-family mixture on its integer grid: log_w (..., K), params (..., K, R) -> (..., *support).
 
-    Terms are clamped at `log_tiny` before exp (no subnormal slow path), so the result is finite everywhere
-    (>= about log_tiny): far tails are floored at ~1e-38 (float32) rather than underflowing to log 0."""
+    sum_k w_k p_k(x) directly: every term is <= 1, so exp cannot overflow (cheaper than logsumexp). Terms are
+    clamped at `log_tiny` first: exp of a far-tail value (-400, say) takes the CPU's subnormal slow path, ~10x
+    slower, for a contribution below 1e-38 (float32) anyway; so the result is >= ~1e-38, never 0."""
     if hasattr(family, "log_pmf_grid"):
-        logp = family.log_pmf_grid(params, n)
+        logp = family.log_pmf_grid(params, *support)
     else:
-        logp = family.log_pmf(params, torch.arange(n, device=params.device))
-    z = (logp + log_w[..., None]).clamp(min=log_tiny(logp.dtype))
-    return torch.log(torch.exp(z).sum(dim=-2))
+        logp = family.log_pmf(params, *[torch.arange(s, device=params.device) for s in support])
+    z = (logp + log_w.reshape(log_w.shape + (1,) * len(support))).clamp_(min=log_tiny(logp.dtype))
+    return torch.exp(z).sum(dim=-(len(support) + 1))
 
 
 def _count_bins(family, log_w: torch.Tensor, params: torch.Tensor, binning: Binning) -> torch.Tensor:
     """Bin masses (n, prod(bins)) of a count-family mixture: pmf on the integer grid, summed into bins."""
     n = log_w.shape[0]
-    if hasattr(family, "log_pmf_grid"):
-        logp = family.log_pmf_grid(params, *binning.support)
-    else:
-        logp = family.log_pmf(params, *[torch.arange(s, device=params.device) for s in binning.support])
-    # sum_k w_k p_k(x) directly: every term is <= 1, so exp cannot overflow (cheaper than logsumexp).
-    # Terms are clamped just above the smallest normal float first: exp of a far-tail value (-400, say) takes the
-    # CPU's subnormal slow path, ~10x slower, for a contribution below 1e-38 (float32) anyway.
-    z = (logp + log_w.reshape(log_w.shape + (1,) * family.event_dim)).clamp_(min=log_tiny(logp.dtype))
-    pmf = torch.exp(z).sum(dim=1)
+    pmf = mixture_pmf_grid(family, log_w, params, binning.support)
     if family.event_dim == 1:
         return _sum_into(pmf, binning.index[0], binning.shape[0], dim=1)[:, :-1]
     bins = _sum_into(pmf, binning.index[1], binning.shape[1], dim=2)[:, :, :-1]
