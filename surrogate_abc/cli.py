@@ -60,7 +60,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.max_time is not None:
         config = config.with_max_seconds(args.max_time)
     device = resolve_device(args.device)
-    _, history = train(config, Path(args.data), Path(args.out), device=device, progress=not args.quiet)
+    _, history = train(config, [Path(d) for d in args.data], Path(args.out), device=device,
+                       progress=not args.quiet, init=args.init)
     print(format_summary(history, Path(args.out)))
     return 0
 
@@ -133,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a neural emulator (MDN / LSTM / ensemble) on binned data")
     t.add_argument("config", help="training config: a configs/train_*.toml file (e.g. configs/train_mdn_protein.toml)")
-    t.add_argument("--data", required=True, help="binned HDF5 file from `surrogate-abc bin`")
+    t.add_argument("--data", required=True, action="append",
+                   help="binned HDF5 file from `surrogate-abc bin`; repeat to train on several files of one protocol "
+                        "(validation rows are drawn per file)")
+    t.add_argument("--init", default=None, metavar="EMULATOR",
+                   help="start from this emulator's weights and input scaling (same [model]) instead of random ones")
     t.add_argument("--out", required=True, help="emulator file to write (.safetensors); checkpoint: OUT.ckpt.safetensors")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     t.add_argument("--epochs", type=_positive_int, default=None, help="override the config's epoch budget")

@@ -30,7 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -269,11 +269,20 @@ class TrainingData:
     sha256: str
     path: str
     tail_mass: np.ndarray | None = None  # (n,) FSP tail mass per set (zeros for SSA data)
+    source: np.ndarray | None = None  # (n,) index of the data file each row came from (several --data files)
 
     def subset(self, keep: np.ndarray) -> "TrainingData":
         """The rows where `keep` (bool mask) is true."""
         tm = None if self.tail_mass is None else self.tail_mass[keep]
-        return dataclasses.replace(self, x=self.x[keep], y=self.y[keep], theta=self.theta[keep], tail_mass=tm)
+        src = None if self.source is None else self.source[keep]
+        return dataclasses.replace(self, x=self.x[keep], y=self.y[keep], theta=self.theta[keep], tail_mass=tm,
+                                   source=src)
+
+    def rescaled(self, mean: np.ndarray, std: np.ndarray, transforms: tuple[str, ...]) -> "TrainingData":
+        """The same sets with features recomputed under another scaling (e.g. the one of an --init emulator)."""
+        x = features(self.theta, mean, std, transforms).astype(np.float32)
+        return dataclasses.replace(self, x=x, mean=np.asarray(mean, np.float64), std=np.asarray(std, np.float64),
+                                   transforms=tuple(transforms))
 
 
 def features(theta: np.ndarray, mean: np.ndarray, std: np.ndarray, transforms: tuple[str, ...]) -> np.ndarray:
@@ -327,6 +336,53 @@ def load_training_data(path: str | os.PathLike) -> TrainingData:
         raise DataFileError(f"{p}: theta, hist or overflow holds NaN/inf values; regenerate the file")
     return TrainingData(x.astype(np.float32), y.astype(np.float32), theta, protocol, mean, std, transforms,
                         tuple(hist.shape[1:]), file_sha256(p), str(p), tail)
+
+
+def concat_training_data(parts: list[TrainingData]) -> TrainingData:
+    """Several binned files of one protocol as one data set, scaled like the first; rows remember their file.
+
+    The files must come from the same protocol with the same bins (their `config_toml` describe the same
+    parameters, species and edges); DataFileError names the file and what differs otherwise."""
+    first = parts[0]
+    if len(parts) == 1:
+        return dataclasses.replace(first, source=np.zeros(len(first.theta), dtype=np.int64))
+    p0 = first.protocol
+    for q in parts[1:]:
+        p = q.protocol
+        what = None
+        if p.name != p0.name:
+            what = f"protocol {p.name!r}, not {p0.name!r}"
+        elif p.param_names != p0.param_names:
+            what = f"parameters {', '.join(p.param_names)}, not {', '.join(p0.param_names)}"
+        elif q.hist_shape != first.hist_shape or any(
+                not np.array_equal(np.asarray(a.edges), np.asarray(b.edges)) for a, b in zip(p.axes, p0.axes)):
+            what = f"histogram bins {q.hist_shape} with other edges than {first.path}"
+        if what:
+            raise DataFileError(f"{q.path}: holds {what}; every --data file must come from the same protocol and "
+                                f"binning (`surrogate-abc bin` with the same edges)")
+    parts = [parts[0]] + [q.rescaled(first.mean, first.std, first.transforms) for q in parts[1:]]
+    sha = hashlib.sha256(" ".join(q.sha256 for q in parts).encode()).hexdigest()
+    tails = [q.tail_mass if q.tail_mass is not None else np.zeros(len(q.theta)) for q in parts]
+    return dataclasses.replace(
+        first, x=np.concatenate([q.x for q in parts]), y=np.concatenate([q.y for q in parts]),
+        theta=np.concatenate([q.theta for q in parts]), tail_mass=np.concatenate(tails), sha256=sha,
+        path=" + ".join(q.path for q in parts),
+        source=np.concatenate([np.full(len(q.theta), i, dtype=np.int64) for i, q in enumerate(parts)]))
+
+
+def split_by_source(source: np.ndarray, validation: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """split_indices within each data file: adding a file leaves the earlier files' split unchanged, so a model
+    warm-started (--init) from a run on those files is never validated on its own training rows."""
+    tr, va = [], []
+    for i in np.unique(source):
+        rows = np.flatnonzero(source == i)
+        if len(rows) < 2:
+            tr.append(rows)
+            continue
+        t, v = split_indices(len(rows), validation, seed)
+        tr.append(rows[t])
+        va.append(rows[v])
+    return np.sort(np.concatenate(tr)), np.sort(np.concatenate(va))
 
 
 def split_indices(n: int, validation: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -648,18 +704,30 @@ def _ckpt_path(out: Path | None, tag: str) -> Path | None:
     return out.with_name(out.name + suffix)
 
 
-def train(config: TrainConfig, data_path: str | os.PathLike, out_path: str | os.PathLike | None = None,
-          device: str | torch.device | None = None, resume: bool = True, progress: bool = True,
-          model_factory: ModelFactory | None = None):
-    """Train an emulator on a binned file; returns (Emulator, history) and saves it to `out_path` if given.
+def train(config: TrainConfig, data_path: str | os.PathLike | Sequence[str | os.PathLike],
+          out_path: str | os.PathLike | None = None, device: str | torch.device | None = None, resume: bool = True,
+          progress: bool = True, model_factory: ModelFactory | None = None,
+          init: str | os.PathLike | None = None):
+    """Train an emulator on one or more binned files; returns (Emulator, history), saved to `out_path` if given.
 
-    `model_factory(d_in, n_out) -> nn.Module` replaces the config's [model] (tests use small stand-ins).
+    Several files are concatenated (scaled like the first) and the validation rows are drawn per file.
+    `init`: an emulator file whose weights (and input scaling) start the run instead of a random
+    initialisation; its network must match the config's [model]. `model_factory(d_in, n_out) -> nn.Module`
+    replaces the config's [model] (tests use small stand-ins).
     """
     from .emulators.emulator import Emulator
     from .losses import get_loss, metrics
 
     dev = resolve_device(device)
-    data = load_training_data(data_path)
+    paths = [data_path] if isinstance(data_path, (str, os.PathLike)) else list(data_path)
+    if not paths:
+        raise UserError("no --data file given")
+    data = concat_training_data([load_training_data(p) for p in paths])
+    init_emu = None
+    if init is not None:
+        init_emu, init_sha = _load_init(init, data, config)
+        data = data.rescaled(init_emu.scaling_mean, init_emu.scaling_std, init_emu.transforms)
+        data = dataclasses.replace(data, sha256=hashlib.sha256(f"{data.sha256} init {init_sha}".encode()).hexdigest())
     proto = data.protocol
     if config.protocol is not None and proto.name != config.protocol:
         raise ConfigError(f"{config.source}: [protocol] is {config.protocol!r} but {data.path} holds "
@@ -692,12 +760,19 @@ def train(config: TrainConfig, data_path: str | os.PathLike, out_path: str | os.
                 m = model_factory(d, C)
             else:
                 m = build_network(spec or config.model, proto, d, C, config.source)
+        if init_emu is not None:
+            _copy_weights(init_emu, m, init, config)
         return m.to(dev)
 
     common = dict(loss_fn=loss_fn, metrics_fn=metrics, settings=s, resume=resume, progress=progress,
                   loss_name=s.loss)
     history: dict[str, Any] = {"config": config.to_dict(), "data": data.path, "data_sha256": data.sha256,
-                               "n_sets": n, "n_dropped_tail_mass": n_dropped, "device": str(dev)}
+                               "n_sets": n, "n_dropped_tail_mass": n_dropped, "device": str(dev),
+                               "n_files": len(paths)}
+    if init_emu is not None:
+        history["init"] = {"file": os.path.basename(str(init)),
+                           "weights_sha256": init_sha,
+                           "epochs": (init_emu.metadata.get("history") or {}).get("epochs")}
     if s.kfold:
         folds = kfold_indices(n, s.kfold, s.seed)
         runs, models_ = [], []
@@ -717,7 +792,7 @@ def train(config: TrainConfig, data_path: str | os.PathLike, out_path: str | os.
         val_idx = folds[chosen][1]
         top = runs[chosen]
     else:
-        tr, va = split_indices(n, s.validation, s.seed)
+        tr, va = split_by_source(data.source, s.validation, s.seed)
         x_tr, y_tr, x_va, y_va = x_all[tr], y_all[tr], x_all[va], y_all[va]
         val_idx = va
         if config.model.is_ensemble and model_factory is None:
@@ -735,13 +810,37 @@ def train(config: TrainConfig, data_path: str | os.PathLike, out_path: str | os.
     history = json_safe(history)
     model.eval()
     meta = {"training_config": config.to_dict(), "history": history, "validation_metrics": val_metrics,
-            "data_sha256": data.sha256, "data_file": os.path.basename(data.path)}
+            "data_sha256": data.sha256, "data_file": " + ".join(os.path.basename(str(p)) for p in paths)}
     emulator = Emulator(model, proto, data.mean, data.std, data.transforms, meta)
     if out is not None:
         from .emulators.io import save_emulator
 
         save_emulator(emulator, out)
     return emulator, history
+
+
+def _load_init(path: str | os.PathLike, data: TrainingData, config: TrainConfig):
+    """(emulator, weights hash) behind --init, checked against the data's protocol and the config."""
+    from .emulators.io import load_emulator, read_emulator_metadata
+
+    emu = load_emulator(path, device="cpu")
+    if emu.protocol.name != data.protocol.name or emu.param_names != data.protocol.param_names:
+        raise UserError(f"--init {path}: an emulator of {emu.protocol.name!r} ({', '.join(emu.param_names)}), but the "
+                        f"data hold {data.protocol.name!r} ({', '.join(data.protocol.param_names)})")
+    if config.model.is_ensemble or config.training.kfold:
+        raise ConfigError(f"{config.source}: --init starts one network; it cannot seed an ensemble or k-fold run")
+    return emu, str(read_emulator_metadata(path)["weights_sha256"])
+
+
+def _copy_weights(emu, model: nn.Module, path, config: TrainConfig) -> None:
+    """Load the --init emulator's weights into `model`; UserError when the architectures differ."""
+    try:
+        model.load_state_dict(emu.model.state_dict(), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        arch = getattr(emu.model, "architecture", lambda: {})()
+        raise UserError(f"--init {path}: its network ({arch.get('type', '?')}, hidden {arch.get('hidden', '?')}) does "
+                        f"not match the [model] of {config.source} ({first}); use the same [model] section") from None
 
 
 def _train_ensemble(config, data, new_model, x_all, y_all, tr, va, out, common):

@@ -480,3 +480,47 @@ def test_max_tail_mass_drops_inexact_sets(toy_small, tmp_path, capsys):
         with h5py.File(p, "a") as f:
             f["tail_mass"][...] = 0.5
         T.train(small_config(epochs=1, extra="max_tail_mass = 0.1"), p, None, device="cpu", progress=False)
+
+
+# ----------------------------------------------------------------------------- several files, --init
+def test_several_data_files_keep_each_files_split(toy_small, tmp_path):
+    """Two files train as one, scaled like the first; the first file's validation rows stay those of a run on it
+    alone, so a model warm-started from that run is never validated on its own training rows."""
+    second = write_binned_toy(tmp_path / "second.h5", 300, seed=7)
+    parts = [T.load_training_data(toy_small), T.load_training_data(second)]
+    both = T.concat_training_data(parts)
+    assert both.x.shape[0] == 900 and list(np.bincount(both.source)) == [600, 300]
+    np.testing.assert_allclose(both.x[600:], T.features(parts[1].theta, parts[0].mean, parts[0].std,
+                                                        parts[0].transforms), rtol=1e-6)
+    assert both.sha256 not in (parts[0].sha256, parts[1].sha256)
+    tr, va = T.split_by_source(both.source, 0.2, 0)
+    alone_tr, alone_va = T.split_indices(600, 0.2, 0)
+    assert np.array_equal(va[va < 600], alone_va) and np.array_equal(tr[tr < 600], alone_tr)
+    assert len(va) == 120 + 60 and not set(tr) & set(va) and len(tr) + len(va) == 900
+    _, h = T.train(small_config(epochs=1), [toy_small, second], None, device="cpu", progress=False)
+    assert h["n_sets"] == 900 and h["n_validation"] == 180 and h["n_files"] == 2
+
+
+def test_several_files_must_share_protocol_and_bins(toy_small, tmp_path):
+    other = write_binned_toy(tmp_path / "other.h5", 50, seed=3)
+    with h5py.File(other, "a") as f:
+        f.attrs["config_toml"] = f.attrs["config_toml"].replace('name = "gaussian_mixture"', 'name = "renamed"')
+    with pytest.raises(DataFileError, match=r"other\.h5: holds protocol 'renamed'.*same protocol"):
+        T.train(small_config(epochs=1), [toy_small, other], None, device="cpu", progress=False)
+
+
+def test_init_starts_from_an_emulators_weights(toy_small, tmp_path):
+    """--init: epoch 0 of the new run is the old emulator (same validation loss, same scaling); a network of
+    another shape is refused naming the file."""
+    a = tmp_path / "a.safetensors"
+    first, h1 = T.train(small_config(epochs=3), toy_small, a, device="cpu", progress=False)
+    second = write_binned_toy(tmp_path / "second.h5", 200, seed=9)
+    emu, h = T.train(small_config(epochs=1, lr=1e-12), [toy_small, second], None, device="cpu", progress=False,
+                     init=a)
+    assert h["init"]["file"] == "a.safetensors" and h["init"]["weights_sha256"]
+    np.testing.assert_allclose(emu.scaling_mean, first.scaling_mean)
+    # the first file's validation rows are the same as in run a, and lr ~ 0 keeps the weights: same loss there
+    theta = load_protocol("gaussian_mixture").sample(4, 11)
+    np.testing.assert_allclose(emu.pmf(theta)[0], first.pmf(theta)[0], atol=1e-6)
+    with pytest.raises(UserError, match=r"--init .*a\.safetensors: its network .* does not match"):
+        T.train(small_config(epochs=1, hidden="[8, 8]"), toy_small, None, device="cpu", progress=False, init=a)

@@ -106,17 +106,16 @@ class ConditionalMDN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Bin probabilities (n, C), last column the overflow mass; rows sum to 1."""
-        from .distributions import _sum_into, log_tiny, mixture_pmf_grid
+        from .distributions import _sum_into, mixture_pmf_grid
 
         b = self._binning.on(x.device)
         n_a, n_b = b.support
         log_wa, pa, log_wb, pb = self.factors(x)
-        tiny = log_tiny(pa.dtype)
         p_a = mixture_pmf_grid(self.family, log_wa, pa, (n_a,))                      # (n, n_a) integers
         a_bins = _sum_into(p_a, b.index[0], b.shape[0], dim=1)[:, :-1]              # (n, A) mass per m-bin
-        log_b = torch.log(mixture_pmf_grid(self.family, log_wb, pb, (n_b,)))        # (n, A, n_b), finite
-        joint = torch.exp((torch.log(a_bins.clamp(min=math.exp(tiny)))[..., None] + log_b).clamp(min=tiny))
-        bins = _sum_into(joint, b.index[1], b.shape[1], dim=2)[:, :, :-1].reshape(x.shape[0], -1)
+        # p(b-bin | a-bin): sum the conditional pmf into b's bins first, then weight by the a-bin masses, so the
+        # (n, A, n_b) grid is touched once (pmf terms are >= ~1e-38, so products stay normal numbers or 0).
+        b_bins = _sum_into(mixture_pmf_grid(self.family, log_wb, pb, (n_b,)), b.index[1], b.shape[1], dim=2)
+        bins = (a_bins[:, :, None] * b_bins[:, :, :-1]).reshape(x.shape[0], -1)
         over = (1.0 - bins.sum(dim=1)).clamp(min=0.0)
         return torch.cat([bins, over[:, None]], dim=1)
-

@@ -136,7 +136,7 @@ class Emulator:
     def chunk_rows(self) -> int:
         """Rows per forward pass: CHUNK_ROWS, fewer when one row needs much work (model.work_per_row())."""
         per_row = getattr(self.model, "work_per_row", lambda: self.n_categories)()
-        return int(min(CHUNK_ROWS, max(64, CHUNK_ELEMENTS // max(int(per_row), 1))))
+        return int(min(CHUNK_ROWS, max(1, CHUNK_ELEMENTS // max(int(per_row), 1))))
 
     def pmf(self, theta: Any, allow_extrapolation: bool = False):
         """(probs (n, B) | (n, Bm, Bp), overflow (n,)); numpy float64 in/out, or torch in -> torch out on the device."""
