@@ -265,3 +265,43 @@ def test_emulator_error_note_scales_with_cells():
     assert note and "4.0 nats over 1000 cells" in note
     assert emulator_error_note(SimpleNamespace(metadata={}), 10**6) is None  # exact/unknown: nothing to say
     assert emulator_error_note(SimpleNamespace(metadata={"validation_metrics": {"H2": 0.01}}), 1000)
+
+
+def test_likelihood_on_observed_categories_only_equals_the_full_one(tmp_path):
+    """x_0 and the model restricted to the categories with observed cells give the full log-likelihood, for an
+    emulator with category_probs (a trained conditional MDN: fast path) and one without (exact: full pmf)."""
+    import torch
+
+    from surrogate_abc.emulators.conditional import ConditionalMDN
+    from surrogate_abc.emulators.emulator import Emulator
+    from surrogate_abc.emulators.models import make_binning
+    from surrogate_abc.inference.abc_parts import EmulatorModel, observed_categories, observed_sumstat
+
+    proto = load_protocol("gene_joint")
+    torch.manual_seed(0)
+    net = ConditionalMDN(5, "gamma_poisson", 2, make_binning(proto), hidden=(8,), head=(8,))
+    d = len(proto.param_names)
+    emu = Emulator(net, proto, np.zeros(d), np.ones(d), proto.transforms())
+    rng = np.random.default_rng(4)
+    hist = np.zeros(emu.bins)
+    np.add.at(hist, (rng.integers(0, 30, 200), rng.integers(0, 90, 200)), 1)
+    theta = proto.sample(3, 1)
+    cats = observed_categories(hist, 2)
+    assert cats[-1] == emu.n_categories - 1 and len(cats) == np.count_nonzero(hist) + 1
+    for with_overflow in (2, 0):
+        cats = observed_categories(hist, with_overflow)
+        full = EmulatorModel(emu, "likelihood", 200 + with_overflow).evaluate(theta)
+        sub = EmulatorModel(emu, "likelihood", 200 + with_overflow, categories=cats).evaluate(theta)
+        x0_full = observed_sumstat("likelihood", hist, with_overflow)
+        x0_sub = observed_sumstat("likelihood", hist, with_overflow, cats)
+        for f, s_ in zip(full, sub):
+            np.testing.assert_allclose(multinomial_loglik(x0_sub["counts"], s_["p"]),
+                                       multinomial_loglik(x0_full["counts"], f["p"]), rtol=1e-6)
+    with pytest.raises(UserError, match="categories must lie"):
+        emu.category_probs(theta, [emu.n_categories])
+    exact = ExactEmulator(parse_protocol(BD))
+    obs = np.bincount(np.random.default_rng(1).poisson(10, 50), minlength=80)[:80]
+    c = observed_categories(obs, 0)
+    ref = EmulatorModel(exact, "likelihood", 50).evaluate(np.array([[9.0]]))[0]["p"][c]
+    np.testing.assert_allclose(EmulatorModel(exact, "likelihood", 50, categories=c).evaluate(np.array([[9.0]]))[0]["p"],
+                               ref, rtol=1e-12)

@@ -287,6 +287,21 @@ def test_conditional_mdn_matches_scipy_reference():
         assert abs(out[i].sum() - 1.0) < 1e-12 and out[i, -1] >= 0
 
 
+def test_conditional_category_probs_equal_forward_columns():
+    """Only the listed m-bins and the protein integers up to the last listed bin are computed, with the same
+    values as the full forward pass (any order, repeats, one category, the last bin)."""
+    net = small_conditional(k=3)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    n_bins = net.binning.n_bins
+    with torch.no_grad():
+        full = net(x)
+        for cats in ([5, 0, 17, 17, 3], [n_bins - 1], list(range(n_bins))[::-7], [2]):
+            c = torch.tensor(cats)
+            np.testing.assert_allclose(net.category_probs(x, c).numpy(), full[:, c].numpy(), rtol=1e-12, atol=0)
+        with pytest.raises(ValueError, match="overflow"):
+            net.category_probs(x, torch.tensor([n_bins]))
+
+
 def test_conditional_mdn_gradients_finite_and_rejects_bad_setups():
     net = small_conditional(dtype=torch.float32)
     x = torch.randn(5, 3)

@@ -90,8 +90,10 @@ class ConditionalMDN(nn.Module):
         """Largest intermediate per input row: components x (bins of a) x (integer support of b)."""
         return self.n_components * self.binning.shape[0] * self.binning.support[1]
 
-    def factors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(log w_a (n, K), params_a (n, K, R), log w_b (n, A, K), params_b (n, A, K, R)); A = bins of a."""
+    def factors(self, x: torch.Tensor, a_bins: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log w_a (n, K), params_a (n, K, R), log w_b (n, A, K), params_b (n, A, K, R)); A = bins of a (only
+        those listed in `a_bins` when given)."""
         n = x.shape[0]
         K, R = self.n_components, self.family.raw_size
         b = self._binning.on(x.device)
@@ -99,6 +101,8 @@ class ConditionalMDN(nn.Module):
         log_wa = F.log_softmax(self.a_weights(h), dim=-1)
         pa = self.family.constrain(self.a_params(h).reshape(n, K, R))
         feats = bin_features(b.edges_np[0], x.device, x.dtype)
+        if a_bins is not None:
+            feats = feats[a_bins]
         g = self.head_rest(self.head_theta(h)[:, None, :] + self.head_m(feats)[None, :, :])  # (n, A, H)
         log_wb = F.log_softmax(self.b_weights(g), dim=-1)
         pb = self.family.constrain(self.b_params(g).reshape(n, feats.shape[0], K, R))
@@ -119,3 +123,25 @@ class ConditionalMDN(nn.Module):
         bins = (a_bins[:, :, None] * b_bins[:, :, :-1]).reshape(x.shape[0], -1)
         over = (1.0 - bins.sum(dim=1)).clamp(min=0.0)
         return torch.cat([bins, over[:, None]], dim=1)
+
+    def category_probs(self, x: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        """forward(x)[:, categories] for bin categories (flat index a_bin * bins_b + b_bin; not the overflow),
+        computing only the a-bins listed and the b integers up to the last b-bin listed: an observed data set
+        touches a fraction of the grid, so a likelihood costs that fraction of a full forward pass."""
+        from .distributions import _sum_into, mixture_pmf_grid
+
+        b = self._binning.on(x.device)
+        n_a = b.support[0]
+        A, B = b.shape
+        categories = categories.to(device=x.device, dtype=torch.long)
+        if categories.numel() and (int(categories.min()) < 0 or int(categories.max()) >= A * B):
+            raise ValueError(f"categories must be bin indices in [0, {A * B}) (the overflow needs forward())")
+        ia, ib = categories // B, categories % B
+        rows, pos = torch.unique(ia, return_inverse=True)
+        idx_b = b.index[1]
+        n_sup = int(torch.nonzero(idx_b <= ib.max()).max()) + 1 if categories.numel() else 1
+        log_wa, pa, log_wb, pb = self.factors(x, rows)
+        p_a = mixture_pmf_grid(self.family, log_wa, pa, (n_a,))
+        a_bins = _sum_into(p_a, b.index[0], A, dim=1)[:, rows]                     # (n, U)
+        b_bins = _sum_into(mixture_pmf_grid(self.family, log_wb, pb, (n_sup,)), idx_b[:n_sup], B, dim=2)
+        return a_bins[:, pos] * b_bins[:, pos, ib]

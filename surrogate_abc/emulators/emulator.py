@@ -148,6 +148,29 @@ class Emulator:
             return torch.from_numpy(probs).to(self.device), torch.from_numpy(over).to(self.device)
         return probs, over
 
+    def category_probs(self, theta: Any, categories: Any, allow_extrapolation: bool = False) -> np.ndarray:
+        """Probabilities (n, k) of the flat categories (histogram bins in C order, then the overflow) at theta:
+        the rows of pmf flattened, at those columns. Networks that can (the conditional MDN) compute only what
+        those categories need, much faster for a likelihood of observed data; others run the full pass.
+        Unlike pmf the rows are not renormalised (differences are float rounding, ~1e-7)."""
+        arr = self._check(theta, allow_extrapolation)
+        cats = np.asarray(categories, dtype=np.int64).reshape(-1)
+        if cats.size and (cats.min() < 0 or cats.max() >= self.n_categories):
+            raise UserError(f"categories must lie in [0, {self.n_categories}), got {cats.min()}..{cats.max()}")
+        fn = getattr(self.model, "category_probs", None)
+        if fn is None or np.any(cats == self.n_categories - 1):
+            return self._probs(arr)[:, cats]
+        x_all = self.features(arr)
+        c = torch.as_tensor(cats, device=self.device)
+        rows = self.chunk_rows()
+        outs = []
+        with torch.no_grad():
+            for s in range(0, len(x_all), rows):
+                x = torch.as_tensor(x_all[s:s + rows], dtype=torch.float32, device=self.device)
+                outs.append(fn(x, c).to(torch.float64).cpu().numpy())
+        y = np.concatenate(outs, axis=0) if outs else np.zeros((0, len(cats)))
+        return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
+
     def sample_counts(self, theta: Any, n_cells: int, rng: np.random.Generator,
                       allow_extrapolation: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Histogram counts of n_cells cells per row: (counts (n, B...) int64, overflow_counts (n,) int64)."""

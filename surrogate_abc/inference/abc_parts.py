@@ -105,11 +105,14 @@ class EmulatorModel(pyabc.Model):
     log10 scale (`log10_<name>`); without it pyabc's parameters carry the emulator's names and scales."""
 
     def __init__(self, emulator: Any, mode: str, n_cells: int, box: Mapping[str, tuple[str, float, float]] | None = None,
-                 name: str = "emulator"):
+                 name: str = "emulator", categories: np.ndarray | None = None):
         super().__init__(name=name)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.emulator, self.mode, self.n_cells = emulator, mode, int(n_cells)
+        # likelihood mode: only these flat categories (those with observed cells) are computed; x_0 must hold the
+        # counts of the same categories (observed_sumstat(..., categories))
+        self.categories = None if categories is None else np.asarray(categories, dtype=np.int64)
         self.param_names = tuple(emulator.param_names)
         self.box = dict(box) if box is not None else {k: ("uniform", -np.inf, np.inf) for k in self.param_names}
         self._cache: dict[tuple, dict] = {}
@@ -124,6 +127,8 @@ class EmulatorModel(pyabc.Model):
     def evaluate(self, theta: np.ndarray) -> list[dict]:
         """Model outputs for the rows of theta (n, d; natural scale, emulator order), in one emulator call."""
         theta = np.atleast_2d(np.asarray(theta, float))
+        if self.mode == "likelihood" and self.categories is not None:
+            return [{"p": row} for row in category_probs(self.emulator, theta, self.categories)]
         if self.mode == "likelihood":
             probs, overflow = self.emulator.pmf(theta)
             flat = np.concatenate([np.asarray(probs).reshape(len(theta), -1), np.asarray(overflow)[:, None]], axis=1)
@@ -152,10 +157,29 @@ class EmulatorModel(pyabc.Model):
         return out if out is not None else self.evaluate(np.array([key]))[0]
 
 
-def observed_sumstat(mode: str, hist: np.ndarray, overflow: int) -> dict:
-    """pyabc's x_0: bin counts + overflow (likelihood mode) or the normalised histogram (simulator mode)."""
+def observed_sumstat(mode: str, hist: np.ndarray, overflow: int, categories: np.ndarray | None = None) -> dict:
+    """pyabc's x_0: bin counts + overflow (likelihood mode; only `categories` of them when given) or the
+    normalised histogram (simulator mode)."""
     flat = np.concatenate([np.asarray(hist, float).ravel(), [float(overflow)]])
-    return {"counts": flat} if mode == "likelihood" else {"h": flat / flat.sum()}
+    if mode == "likelihood":
+        return {"counts": flat if categories is None else flat[np.asarray(categories, dtype=np.int64)]}
+    return {"h": flat / flat.sum()}
+
+
+def observed_categories(hist: np.ndarray, overflow: int) -> np.ndarray:
+    """Flat categories (bins in C order, then the overflow) holding observed cells: all a likelihood needs."""
+    return np.flatnonzero(np.concatenate([np.asarray(hist, float).ravel(), [float(overflow)]]) > 0)
+
+
+def category_probs(emulator: Any, theta: np.ndarray, categories: np.ndarray) -> np.ndarray:
+    """(n, k) emulated probabilities of the flat categories: emulator.category_probs when it has one (computes
+    only those), else its full pmf at those columns."""
+    fn = getattr(emulator, "category_probs", None)
+    if fn is not None:
+        return np.asarray(fn(theta, categories), dtype=np.float64)
+    probs, overflow = emulator.pmf(theta)
+    flat = np.concatenate([np.asarray(probs).reshape(len(theta), -1), np.asarray(overflow)[:, None]], axis=1)
+    return flat[:, np.asarray(categories, dtype=np.int64)]
 
 
 # ----------------------------------------------------------------------------------- batched sampler

@@ -20,6 +20,7 @@ from .abc_parts import (
     HistogramDistance,
     MultinomialKernel,
     make_sampler,
+    observed_categories,
     observed_sumstat,
 )
 from .priors import check_prior_in_domain, prior_box, pyabc_prior
@@ -89,14 +90,15 @@ def run_chains(emulator: Any, hist: np.ndarray, overflow: int, settings: Inferen
     check_prior_in_domain(box, np.asarray(emulator.domain), tuple(emulator.param_names), getattr(emulator, "source", "emulator"))
     prior = pyabc_prior(box)
     n_cells = int(np.asarray(hist).sum() + overflow)
-    x_0 = observed_sumstat(settings.mode, hist, overflow)
+    cats = observed_categories(hist, overflow) if settings.mode == "likelihood" else None
+    x_0 = observed_sumstat(settings.mode, hist, overflow, cats)
     logging.getLogger("ABC").setLevel(logging.WARNING)
     results = []
     for c in range(settings.chains):
         seed = settings.seed + c
         np.random.seed(seed % 2**32)
         random.seed(seed)
-        model = EmulatorModel(emulator, settings.mode, n_cells, box)
+        model = EmulatorModel(emulator, settings.mode, n_cells, box, categories=cats)
         sampler = sampler_factory() if sampler_factory else make_sampler(
             settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port)
         if settings.mode == "likelihood":
