@@ -2,7 +2,11 @@
 
 Prints tables; no assertions. Untrained networks are timed (speed does not depend on the weights).
   python benchmarks/emulator_speed.py [--threads 2] [--batches 1,1000,100000] [--ssa-samples 100000]
-      [--epoch-samples 100000] [--skip-ssa] [--skip-epoch]
+      [--epoch-samples 100000] [--skip-ssa] [--skip-epoch] [--joint]
+
+--joint adds the joint (mRNA x protein) conditional MDN of configs/train_default_joint.toml: its full pmf
+(12001 categories) against the likelihood path of `infer`, which computes only the categories holding cells
+of examples/observed_joint.h5, and the exact FSP joint solution per set.
 """
 from __future__ import annotations
 
@@ -102,6 +106,39 @@ def epoch_seconds(protocol, n: int, device: str) -> dict[str, float]:
     return out
 
 
+def joint_rates(batch: int = 300, fsp_points: int = 3) -> list[tuple[str, float]]:
+    """(what, seconds per parameter set) for the joint conditional MDN and the joint FSP solution."""
+    from pathlib import Path
+
+    import h5py
+
+    from surrogate_abc.emulators.emulator import Emulator
+    from surrogate_abc.inference.abc_parts import observed_categories
+    from surrogate_abc.simulate.fsp import solve_stationary
+    from surrogate_abc.training import load_train_config
+
+    protocol = load_protocol("gene_joint")
+    cfg = load_train_config("train_default_joint")
+    d = len(protocol.param_names)
+    C = int(np.prod([a.bins for a in protocol.axes])) + 1
+    net = build_network(cfg.model, protocol, d, C)
+    emu = Emulator(net, protocol, np.zeros(d), np.ones(d), protocol.transforms())
+    with h5py.File(Path(__file__).resolve().parents[1] / "examples" / "observed_joint.h5") as f:
+        cells = np.stack([f["mrna"][()], f["protein"][()]], axis=1)
+    hist, _ = np.histogramdd(cells, bins=list(emu.edges))
+    cats = observed_categories(hist, 0)
+    theta = protocol.sample(batch, seed=5)
+    rows = [(f"conditional MDN, full pmf ({C} categories)", _timeit(lambda: emu.pmf(theta)) / batch),
+            (f"conditional MDN, likelihood ({len(cats)} observed categories)",
+             _timeit(lambda: emu.category_probs(theta, cats)) / batch)]
+    caps = tuple(int(np.ceil(a.edges[-1])) for a in protocol.axes)
+    t0 = time.perf_counter()
+    for row in protocol.rates(protocol.sample(fsp_points, seed=11)):
+        solve_stationary(protocol.network, dict(zip(protocol.rate_names, row)), protocol.species, caps, protocol.fsp)
+    rows.append(("FSP joint solution", (time.perf_counter() - t0) / fsp_points))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -112,6 +149,7 @@ def main() -> None:
     ap.add_argument("--epoch-samples", type=int, default=100_000)
     ap.add_argument("--skip-ssa", action="store_true")
     ap.add_argument("--skip-epoch", action="store_true")
+    ap.add_argument("--joint", action="store_true", help="also time the joint conditional MDN (see above)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     protocol = load_protocol(a.protocol)
@@ -133,6 +171,13 @@ def main() -> None:
         for dev in devices:
             for name, sec in epoch_seconds(protocol, a.epoch_samples, dev).items():
                 print(f"{name:<26} {dev:<6} {sec:8.2f} s")
+    if a.joint:
+        print("\n## joint (gene_joint, batch 300 on the CPU): milliseconds per parameter set")
+        rows = joint_rates()
+        for name, sec in rows:
+            print(f"{name:<62} {sec * 1e3:10.3f} ms")
+        print(f"likelihood path / full pmf: {rows[0][1] / rows[1][1]:.1f}x faster; "
+              f"FSP / likelihood path: {rows[2][1] / rows[1][1]:.3g}x")
 
 
 if __name__ == "__main__":
