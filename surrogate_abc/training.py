@@ -772,7 +772,7 @@ def train(config: TrainConfig, data_path: str | os.PathLike | Sequence[str | os.
     if init_emu is not None:
         history["init"] = {"file": os.path.basename(str(init)),
                            "weights_sha256": init_sha,
-                           "epochs": (init_emu.metadata.get("history") or {}).get("epochs")}
+                           "epochs": len((init_emu.metadata.get("history") or {}).get("epochs") or [])}
     if s.kfold:
         folds = kfold_indices(n, s.kfold, s.seed)
         runs, models_ = [], []

@@ -517,7 +517,7 @@ def test_init_starts_from_an_emulators_weights(toy_small, tmp_path):
     second = write_binned_toy(tmp_path / "second.h5", 200, seed=9)
     emu, h = T.train(small_config(epochs=1, lr=1e-12), [toy_small, second], None, device="cpu", progress=False,
                      init=a)
-    assert h["init"]["file"] == "a.safetensors" and h["init"]["weights_sha256"]
+    assert h["init"]["file"] == "a.safetensors" and h["init"]["weights_sha256"] and h["init"]["epochs"] == 3
     np.testing.assert_allclose(emu.scaling_mean, first.scaling_mean)
     # the first file's validation rows are the same as in run a, and lr ~ 0 keeps the weights: same loss there
     theta = load_protocol("gaussian_mixture").sample(4, 11)

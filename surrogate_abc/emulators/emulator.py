@@ -108,8 +108,9 @@ class Emulator:
             warnings.warn(msg + "; extrapolating", stacklevel=3)
         return arr
 
-    def _probs(self, arr: np.ndarray, fn: str = "forward") -> np.ndarray:
-        """Run the network in chunks; float64 (n, C) probabilities renormalised to sum to 1 (or fn's output)."""
+    def _probs(self, arr: np.ndarray, fn: str = "forward", *args: Any) -> np.ndarray:
+        """Run the network in chunks; float64 (n, C) probabilities renormalised to sum to 1 (or the output of the
+        model's method `fn`, called as fn(x, *args))."""
         x_all = self.features(arr)
         dev = self.device
         rows = self.chunk_rows()
@@ -117,7 +118,7 @@ class Emulator:
         with torch.no_grad():
             for s in range(0, max(len(x_all), 1), rows):
                 x = torch.as_tensor(x_all[s:s + rows], dtype=torch.float32, device=dev)
-                y = self.model(x) if fn == "forward" else getattr(self.model, fn)(x)
+                y = self.model(x) if fn == "forward" else getattr(self.model, fn)(x, *args)
                 outs.append(y.to(torch.float64).cpu().numpy())
         y = np.concatenate(outs, axis=0) if outs else np.zeros((0, self.n_categories))
         if fn != "forward":
@@ -157,18 +158,9 @@ class Emulator:
         cats = np.asarray(categories, dtype=np.int64).reshape(-1)
         if cats.size and (cats.min() < 0 or cats.max() >= self.n_categories):
             raise UserError(f"categories must lie in [0, {self.n_categories}), got {cats.min()}..{cats.max()}")
-        fn = getattr(self.model, "category_probs", None)
-        if fn is None or np.any(cats == self.n_categories - 1):
+        if not hasattr(self.model, "category_probs") or np.any(cats == self.n_categories - 1):
             return self._probs(arr)[:, cats]
-        x_all = self.features(arr)
-        c = torch.as_tensor(cats, device=self.device)
-        rows = self.chunk_rows()
-        outs = []
-        with torch.no_grad():
-            for s in range(0, len(x_all), rows):
-                x = torch.as_tensor(x_all[s:s + rows], dtype=torch.float32, device=self.device)
-                outs.append(fn(x, c).to(torch.float64).cpu().numpy())
-        y = np.concatenate(outs, axis=0) if outs else np.zeros((0, len(cats)))
+        y = self._probs(arr, "category_probs", torch.as_tensor(cats, device=self.device))
         return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
 
     def sample_counts(self, theta: Any, n_cells: int, rng: np.random.Generator,

@@ -127,12 +127,8 @@ class EmulatorModel(pyabc.Model):
     def evaluate(self, theta: np.ndarray) -> list[dict]:
         """Model outputs for the rows of theta (n, d; natural scale, emulator order), in one emulator call."""
         theta = np.atleast_2d(np.asarray(theta, float))
-        if self.mode == "likelihood" and self.categories is not None:
-            return [{"p": row} for row in category_probs(self.emulator, theta, self.categories)]
         if self.mode == "likelihood":
-            probs, overflow = self.emulator.pmf(theta)
-            flat = np.concatenate([np.asarray(probs).reshape(len(theta), -1), np.asarray(overflow)[:, None]], axis=1)
-            return [{"p": row} for row in flat]
+            return [{"p": row} for row in category_probs(self.emulator, theta, self.categories)]
         # pyabc seeds numpy's global generator (and re-seeds it in each worker process): derive ours from it
         rng = np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))
         counts, overflow = self.emulator.sample_counts(theta, self.n_cells, rng)
@@ -171,15 +167,15 @@ def observed_categories(hist: np.ndarray, overflow: int) -> np.ndarray:
     return np.flatnonzero(np.concatenate([np.asarray(hist, float).ravel(), [float(overflow)]]) > 0)
 
 
-def category_probs(emulator: Any, theta: np.ndarray, categories: np.ndarray) -> np.ndarray:
-    """(n, k) emulated probabilities of the flat categories: emulator.category_probs when it has one (computes
-    only those), else its full pmf at those columns."""
+def category_probs(emulator: Any, theta: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:
+    """(n, k) emulated probabilities of the flat categories (bins, then the overflow; all C when None):
+    emulator.category_probs when it has one (computes only those), else its full pmf at those columns."""
     fn = getattr(emulator, "category_probs", None)
-    if fn is not None:
+    if fn is not None and categories is not None:
         return np.asarray(fn(theta, categories), dtype=np.float64)
     probs, overflow = emulator.pmf(theta)
     flat = np.concatenate([np.asarray(probs).reshape(len(theta), -1), np.asarray(overflow)[:, None]], axis=1)
-    return flat[:, np.asarray(categories, dtype=np.int64)]
+    return flat if categories is None else flat[:, np.asarray(categories, dtype=np.int64)]
 
 
 # ----------------------------------------------------------------------------------- batched sampler
