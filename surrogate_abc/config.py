@@ -7,21 +7,16 @@ a matrix of free parameters theta (n, d) into the network's rates (n, r), valida
 from __future__ import annotations
 
 import math
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from .errors import ConfigError
-from .networks import NETWORK_NAMES, Network, get_network
+from .networks import Network, ReactionNetwork, resolve_network
 from .networks.expressions import ExpressionError, evaluate, names_in
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .toml_io import dumps, tomllib
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PRIOR_KINDS = ("uniform", "loguniform", "dirichlet")
@@ -100,6 +95,13 @@ class Protocol:
     description: str = ""
     source: str = "<memory>"
     toml_text: str = field(default="", repr=False, compare=False)
+
+    @property
+    def network_toml(self) -> str:
+        """The whole [network] table as TOML (empty for closed-form toys). Every file we write stores it next
+        to the protocol text, so a file made from a network file or SBML model loads anywhere without them."""
+        table = getattr(self.network, "table", None)
+        return dumps({"network": table()}) if table is not None else ""
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -206,13 +208,28 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     return parse_protocol(text, source=str(path))
 
 
-def parse_protocol(text: str, source: str = "<string>") -> Protocol:
-    """Parse protocol TOML text; every error names `source` and the offending field."""
+def parse_protocol(text: str, source: str = "<string>", network_toml: str | None = None) -> Protocol:
+    """Parse protocol TOML text; every error names `source` and the offending field.
+
+    `network_toml` (a file's stored [network] table, see Protocol.network_toml) stands in for a network the
+    protocol names by file, SBML model or shipped name, so a file's protocol loads without those."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: malformed TOML ({exc}); fix the syntax") from None
+    if network_toml and "network" in raw:
+        try:
+            stored = tomllib.loads(network_toml)["network"]
+        except (tomllib.TOMLDecodeError, KeyError, TypeError):
+            raise ConfigError(f"{source}: the stored network table is malformed; regenerate the file") from None
+        raw = {**raw, "network": stored}
     return _Parser(raw, source, text).protocol()
+
+
+def _conservation_totals(network: ReactionNetwork, initial: np.ndarray) -> np.ndarray:
+    """(n, laws) totals c . x0 of the network's conservation laws at each row of initial counts."""
+    cols = [sum(c * initial[:, network.species.index(s)] for s, c in law.coefficients) for law in network.laws]
+    return np.stack(cols, axis=1) if cols else np.zeros((len(initial), 0))
 
 
 class _Parser:
@@ -230,17 +247,19 @@ class _Parser:
         for key in ("name", "network", "parameters", "histogram"):
             if key not in raw:
                 raise self.err(key, "missing; every protocol needs name, network, [parameters] and [histogram]")
-        network = self.network(raw["network"])
+        network = resolve_network(raw["network"], self.src, self.base_dir())
         priors = self.priors(raw["parameters"])
         free = [n for p in priors for n in p.names]
         fixed = self.fixed(raw.get("fixed", {}), free)
         derived = self.derived(raw.get("derived", {}), free + list(fixed))
+        # values the network itself sets (an SBML model's parameters) fill in what the protocol leaves undefined
+        values = dict(getattr(network, "default_values", ()))
+        fixed = {**{k: float(v) for k, v in values.items()
+                    if k not in free and k not in dict(derived) and k in network.rate_names}, **fixed}
         known = set(free) | set(fixed) | {k for k, _ in derived}
-        missing = [r for r in network.rate_names if r not in known]
-        if missing:
-            raise self.err("parameters", f"network {network.name} needs rate(s) {', '.join(missing)}; "
-                           "add them as free, [fixed] or [derived] parameters")
-        initial = self.initial(raw.get("initial", {}), network, known)
+        self.check_rates(network, known)
+        initial = self.initial({**dict(getattr(network, "default_initial", ())), **raw.get("initial", {})},
+                               network, known)
         samples = raw.get("samples", 100_000)
         if not isinstance(samples, int) or isinstance(samples, bool) or samples <= 0:
             raise self.err("samples", f"must be a positive integer, got {samples!r}")
@@ -260,20 +279,52 @@ class _Parser:
         probe = np.stack([box[:, 0], box.mean(axis=1), box[:, 1]])
         if any(p.kind == "dirichlet" for p in priors):
             probe = proto.sample(3, seed=0)
+        if isinstance(network, ReactionNetwork):
+            proto = self.bind_conservation(proto, probe)
         proto.rates(probe)
         proto.initial_state(probe)
         return proto
 
-    def network(self, spec) -> Network:
-        if isinstance(spec, str):
-            spec = {"kind": spec}
-        if not isinstance(spec, dict) or "kind" not in spec:
-            raise self.err("network", "must be a name or a table with `kind`")
-        opts = {k: v for k, v in spec.items() if k != "kind"}
-        try:
-            return get_network(spec["kind"], **opts)
-        except KeyError:
-            raise self.err("network", f"unknown network {spec['kind']!r}; known: {', '.join(NETWORK_NAMES)}") from None
+    def base_dir(self) -> Path:
+        p = Path(self.src)
+        return p.parent if p.suffix == ".toml" and p.parent.is_dir() else Path.cwd()
+
+    def check_rates(self, network, known: set[str]) -> None:
+        """Every rate and propensity symbol is a species or a defined parameter (errors name the reaction)."""
+        if not isinstance(network, ReactionNetwork):
+            missing = [r for r in network.rate_names if r not in known]
+            if missing:
+                raise self.err("parameters", f"network {network.name} needs parameter(s) {', '.join(missing)}; "
+                               "add them as free, [fixed] or [derived] parameters")
+            return
+        for r in network.reactions:
+            if r.propensity is None:
+                if r.rate not in known:
+                    raise self.err("network.reactions", f"reaction {r.name!r}: field `rate`: the network needs rate "
+                                   f"{r.rate!r}, which no free, [fixed] or [derived] parameter defines; add it")
+                continue
+            unknown = sorted(names_in(r.propensity) - set(network.species) - known)
+            if unknown:
+                raise self.err("network.reactions", f"reaction {r.name!r}: field `propensity` uses {unknown[0]!r}, "
+                               "which is neither a species nor a free, [fixed] or [derived] parameter")
+
+    def bind_conservation(self, proto: Protocol, probe: np.ndarray) -> Protocol:
+        """The protocol with its network's conservation laws bound to the totals of its initial counts (found
+        from the stoichiometry; they must not depend on the parameters)."""
+        net = proto.network.with_totals({}, keep=proto.species)
+        init = proto.initial_state(probe)
+        totals = _conservation_totals(net, init)
+        for j, law in enumerate(net.laws):
+            if np.any(totals[:, j] != totals[0, j]):
+                terms = " + ".join(s if c == 1 else f"{c} {s}" for s, c in law.coefficients)
+                raise self.err("initial", f"the reactions conserve {terms}, so its total must be the same for every "
+                               "parameter set; give those species constant initial counts")
+            if law.nonnegative and totals[0, j] <= 0 and len(law.coefficients) > 1:
+                terms = " + ".join(s if c == 1 else f"{c} {s}" for s, c in law.coefficients)
+                raise self.err("initial", f"the reactions conserve {terms}, whose initial total is 0, so those "
+                               f"species never change; set e.g. {law.coefficients[-1][0]} = 1 under [initial]")
+        bound = net.with_totals(dict(zip(net.species, (int(v) for v in init[0]))), keep=proto.species)
+        return replace(proto, network=bound)
 
     def priors(self, params) -> list[Prior]:
         if not isinstance(params, dict) or not params:

@@ -319,9 +319,10 @@ def load_training_data(path: str | os.PathLike) -> TrainingData:
         std = np.asarray(f["scaling/std"][()], dtype=np.float64)
         transforms = tuple(attr_list(f["scaling/mean"], "transforms") or attr_list(f["scaling"], "transforms"))
         toml = attr_str(f, "config_toml")
+        network_toml = attr_str(f, "network_toml")
     if not toml:
         raise DataFileError(f"{p}: attribute 'config_toml' is missing; regenerate the file with `surrogate-abc bin`")
-    protocol = parse_protocol(toml, source=f"{p}:config_toml")
+    protocol = parse_protocol(toml, source=f"{p}:config_toml", network_toml=network_toml)
     n, d = theta.shape
     if len(transforms) != d or mean.shape != (d,) or std.shape != (d,):
         raise DataFileError(f"{p}: scaling has {mean.shape} mean, {std.shape} std, {len(transforms)} transforms for "

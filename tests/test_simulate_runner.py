@@ -16,7 +16,7 @@ from surrogate_abc.data.schema import FORMAT_VERSION, SIMULATION_FORMAT, partial
 from surrogate_abc.simulate import count_grid, run_simulation, set_seeds
 
 SCHEMA_ATTRS = {"format", "format_version", "package_version", "protocol", "network", "engine", "seed", "samples", "n",
-                "species", "param_names", "rate_names", "config_toml", "complete", "command"}
+                "species", "param_names", "rate_names", "config_toml", "network_toml", "complete", "command"}
 COMMON = {"theta", "rates", "initial", "seeds", "done", "wall_time", "grid", "overflow", "tail_mass"}
 
 
@@ -186,8 +186,8 @@ def test_bad_input_exits_2_without_output(tmp_path: Path, bd_config: Path, case:
         out = Path("/proc/nope/x.h5")
     elif case == "no_dir":
         out = outdir / "missing" / "x.h5"
-    elif case == "engine_bd":
-        extra = ["--engine", "exact"]
+    elif case == "engine_bd":  # birth-death has a closed form; the gene model's protein has none
+        cfg, extra = "seed_protein", ["--engine", "exact"]
     elif case == "engine_gauss":
         cfg, extra = "gaussian_mixture", ["--engine", "ssa"]
     elif case == "seed_neg":

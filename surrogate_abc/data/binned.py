@@ -95,7 +95,7 @@ def inspect_simulation(path: Path, f: h5py.File) -> SimulationInfo:
     text = attr_str(f, "config_toml")
     if not text:
         raise DataFileError(f"{path}: attribute config_toml is missing; regenerate the file with `surrogate-abc simulate`")
-    protocol = parse_protocol(text, source=f"{path} (attribute config_toml)")
+    protocol = parse_protocol(text, source=f"{path} (attribute config_toml)", network_toml=attr_str(f, "network_toml"))
     kind = attr_str(f["grid"], "kind")
     if kind not in GRID_KINDS:
         raise DataFileError(f"{path}: dataset grid has kind {kind!r}, expected one of {', '.join(GRID_KINDS)}; "
@@ -280,7 +280,7 @@ def _write_binned(src: h5py.File, info: SimulationInfo, edges: list[np.ndarray],
         attrs = {
             "format": BINNED_FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
             "protocol": proto.name, "network": attr_str(src, "network", proto.network.name), "engine": info.engine,
-            "species": list(info.species), "param_names": list(proto.param_names), "config_toml": proto.toml_text,
+            "species": list(info.species), "param_names": list(proto.param_names), "config_toml": proto.toml_text, "network_toml": proto.network_toml,
             "samples": info.samples, "source_file": str(info.path.resolve()),
             "source_sha256": file_sha256(info.path), "grid_kind": info.kind,
         }

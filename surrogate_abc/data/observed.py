@@ -1,13 +1,13 @@
 """Observed single-cell data for inference: loading, validation and binning onto an emulator's edges.
 
-Layout of observed.h5 (no `format` attribute needed):
-  protein   (cells,)  non-negative integers   per-cell protein counts
-  mrna      (cells,)  non-negative integers   optional; same length as protein: joint (mRNA, protein) data
-  x         (cells,)  non-negative integers   the species of the toy birth-death protocols (tests, examples)
+Layout of observed.h5 (no `format` attribute needed): one dataset per observed species, named as the
+emulator's protocol names it in [histogram.<species>] (`protein`, `mrna`, or any species of your network):
+  <species> (cells,)  non-negative integers   per-cell counts; two such datasets of equal length: joint data
 or a pre-binned histogram instead of per-cell counts:
-  histogram (B,) | (Bm, Bp)  non-negative integers: number of cells per bin
+  histogram (B,) | (B1, B2)  non-negative integers: number of cells per bin
   edges     (B+1,)           1-D histograms: the bin edges (attr `species` names the species; default protein)
-  edges_mrna (Bm+1,), edges_protein (Bp+1,)   2-D histograms: axis 0 is mRNA, axis 1 is protein
+  edges_<a> (B1+1,), edges_<b> (B2+1,)   2-D histograms: attr `species` = "a,b" gives the axis order
+                             (default mrna, protein)
 Optional file attributes: true_<param> (the true rates of synthetic data), protocol, description.
 A value x is in bin i when edges[i] <= x < edges[i+1]; values outside every bin are the overflow.
 """
@@ -23,7 +23,9 @@ import numpy as np
 
 from ..errors import DataFileError
 
-COUNT_DATASETS = ("mrna", "protein", "x")  # axis order of joint data: mrna first
+# Datasets read as per-cell counts when no emulator names its species: the species of the shipped default
+# emulators and the toy birth-death protocols. With an emulator, its protocol's species are read.
+COUNT_DATASETS = ("mrna", "protein", "x")
 
 
 @dataclass
@@ -80,19 +82,32 @@ def _check_integers(p: Path, name: str, v: np.ndarray) -> np.ndarray:
     return v.astype(np.int64)
 
 
-def load_observed(path: str | Path) -> Observed:
-    """Read and validate observed.h5 (layout in the module docstring); DataFileError names the problem."""
+def _count_datasets(f: h5py.File, species: Sequence[str] | None) -> list[str]:
+    """The per-cell count datasets to read: `species` when the file holds them all, else those of `species` and
+    COUNT_DATASETS it holds (so that `select_species` reports a missing species with what the file does hold)."""
+    if species is not None and all(s in f and isinstance(f[s], h5py.Dataset) for s in species):
+        return list(species)
+    names = dict.fromkeys([*(species or ()), *COUNT_DATASETS])
+    return sorted(n for n in names if n in f and isinstance(f[n], h5py.Dataset))
+
+
+def load_observed(path: str | Path, species: Sequence[str] | None = None) -> Observed:
+    """Read and validate observed.h5 (layout in the module docstring); DataFileError names the problem.
+
+    `species` (the emulator's observed species) names the datasets to read; without it every per-cell count
+    dataset in the file is read."""
     p = Path(path)
     if not p.is_file():
         raise DataFileError(f"{p}: observed data file not found")
     try:
         f = h5py.File(p, "r")
     except OSError:
-        raise DataFileError(f"{p}: not an HDF5 file; observed data must be HDF5 with a 'protein' dataset "
-                            "(and optionally 'mrna') or a 'histogram' with its 'edges'") from None
+        raise DataFileError(f"{p}: not an HDF5 file; observed data must be HDF5 with one dataset of per-cell "
+                            "counts per species (e.g. 'protein', and optionally 'mrna') or a 'histogram' with its "
+                            "'edges'") from None
     with f:
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        present = [n for n in COUNT_DATASETS if n in f]
+        present = _count_datasets(f, species)
         if present:
             arrays = {n: _check_counts(p, n, np.asarray(f[n][()])) for n in present}
             lengths = {n: len(a) for n, a in arrays.items()}
@@ -104,8 +119,10 @@ def load_observed(path: str | Path) -> Observed:
             return Observed(str(p), tuple(present), len(counts), counts=counts, attrs=attrs)
         if "histogram" in f:
             return _load_histogram(p, f, attrs)
-        raise DataFileError(f"{p}: no known dataset (found: {', '.join(f.keys()) or 'none'}); expected 'protein' "
-                            "(optionally with 'mrna') per-cell counts, or 'histogram' with 'edges'")
+        want = f"per-cell counts named {' and '.join(repr(s) for s in species)}" if species else \
+            "per-cell counts (e.g. 'protein', optionally with 'mrna')"
+        raise DataFileError(f"{p}: no known dataset (found: {', '.join(f.keys()) or 'none'}); expected {want}, "
+                            "or 'histogram' with 'edges'")
 
 
 def _load_histogram(p: Path, f: h5py.File, attrs: dict) -> Observed:
@@ -121,10 +138,16 @@ def _load_histogram(p: Path, f: h5py.File, attrs: dict) -> Observed:
         species = (str(attrs.get("species", "protein")),)
         names = ("edges",)
     else:
-        species, names = ("mrna", "protein"), ("edges_mrna", "edges_protein")
+        given = attrs.get("species")
+        species = tuple(str(given).split(",")) if given else ("mrna", "protein")
+        if len(species) != 2:
+            raise DataFileError(f"{p}: attribute species={given!r} must name the two axes of the 2-D 'histogram' "
+                                "(e.g. \"mrna,protein\")")
+        names = tuple(f"edges_{s}" for s in species)
         for n in names:
             if n not in f:
-                raise DataFileError(f"{p}: a 2-D 'histogram' needs datasets edges_mrna and edges_protein; '{n}' is missing")
+                raise DataFileError(f"{p}: a 2-D 'histogram' over {species[0]} x {species[1]} needs datasets "
+                                    f"{names[0]} and {names[1]}; '{n}' is missing")
     edges = []
     for ax, n in enumerate(names):
         e = np.asarray(f[n][()], dtype=float)
@@ -208,27 +231,22 @@ def _coarsen(path: str, hist: np.ndarray, ax: int, e_obs: np.ndarray, e_emu: np.
 def protocol_mean_ranges(protocol, n: int = 4000, seed: int = 0) -> dict[str, tuple[float, float]]:
     """Range (min, max) of the stationary mean of each observed count species over the protocol's prior,
     from the prior box's corners and `n` prior draws. Empty for the continuous toy."""
-    from ..networks import MassActionNetwork, gene_means
+    from ..networks import ReactionNetwork
 
     net = protocol.network
-    if not isinstance(net, MassActionNetwork):
+    if not isinstance(net, ReactionNetwork):
         return {}
-    theta = protocol.sample(n, seed)
+    theta = protocol.sample(min(n, 256), seed)  # moments per row (a Lyapunov solve each): a few hundred draws
     if not any(p.kind == "dirichlet" for p in protocol.priors):
         box = protocol.bounds()
         corners = np.array(np.meshgrid(*box, indexing="ij")).reshape(len(box), -1).T
         theta = np.concatenate([theta, corners[:4096]])
-    env = protocol.namespace(theta)
-    if net.name == "gene":
-        m, p = gene_means(*(env[k] for k in ("k0", "k1", "v0", "d0", "v1", "d1")))
-        means = {"mrna": m, "protein": p}
-    elif net.name == "birth_death":
-        means = {"x": env["a"] / env["b"]}
-    else:  # generic mass-action network: closed moment equations, row by row
-        rates = protocol.rates(theta[:256])
-        red = net.reduced_species
-        mu = np.array([net.stationary_moments(dict(zip(protocol.rate_names, r)))[0] for r in rates])
-        means = {s: mu[:, red.index(s)] for s in protocol.species if s in red}
+    if not net.affine:  # no closed moments: the range is not known without solving the network
+        return {}
+    rates = protocol.rates(theta)
+    red = net.reduced_species
+    mu = np.array([net.stationary_moments(dict(zip(protocol.rate_names, r)))[0] for r in rates])
+    means = {s: mu[:, red.index(s)] for s in protocol.species if s in red}
     return {s: (float(np.min(v)), float(np.max(v))) for s, v in means.items() if s in protocol.species}
 
 

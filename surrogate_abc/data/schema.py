@@ -2,7 +2,8 @@
 
 Simulation file (written by `surrogate-abc simulate`), format "surrogate-abc/simulation":
   attrs   format, format_version, package_version, protocol, network, engine, seed, samples, n,
-          species (observed, axis order), param_names, rate_names, config_toml, complete (bool), command
+          species (observed, axis order), param_names, rate_names, config_toml, network_toml (the whole
+          [network] table, so the file loads without the network file), complete (bool), command
   theta       (n, d)  float64   free parameters (attrs: names)
   rates       (n, r)  float64   rates actually used (attrs: names)
   initial     (n, s)  int64     initial counts of all network species (attrs: names)
@@ -10,18 +11,19 @@ Simulation file (written by `surrogate-abc simulate`), format "surrogate-abc/sim
   done        (n,)    bool      per-set completion mask (resumable runs)
   wall_time   (n,)    float64   seconds spent on each set
   grid        (n, K) | (n, Km, Kp)   per-set distribution on the integer support 0..cap-1 of each
-              observed species: int64 counts (ssa) or float64 probabilities (fsp); for the toy
-              Gaussian mixture ('exact'), float64 bin masses on edges/x.   attrs: kind = counts|pmf|binned_pmf
+              observed species: int64 counts (ssa) or float64 probabilities (fsp, and exact for closed-form
+              laws of reaction networks); for the toy Gaussian mixture ('exact'), float64 bin masses on
+              edges/x.   attrs: kind = counts|pmf|binned_pmf
   overflow    (n,)    float64   mass beyond the support: number of samples (ssa) or probability (fsp, exact)
   tail_mass   (n,)    float64   fsp: estimated probability outside the FSP truncation, which could not be placed
   truncation  (n, m)  int64     fsp: state-space box used (states per reduced species)
   raw         (n, S, k) int32   ssa with --keep-raw: the sampled time series of the observed species
-  edges/<species>               exact engine only: the bin edges grid cells refer to
+  edges/<species>               binned_pmf grids only (the toy): the bin edges grid cells refer to
 While a run is in progress the file is `<out>.partial`; it is renamed to `<out>` once every set is done.
 
 Binned file (written by `surrogate-abc bin`), format "surrogate-abc/binned":
   attrs   format, format_version, package_version, protocol, network, engine, species, param_names,
-          config_toml, samples, source_file, source_sha256
+          config_toml, network_toml, samples, source_file, source_sha256
   theta       (n, d)  float64
   hist        (n, B) | (n, Bm, Bp) float64  probability per bin; hist.sum() + overflow == 1 per row
   overflow    (n,)    float64   probability beyond the last edge (or below the first) of any axis

@@ -5,8 +5,9 @@ domain, param_names, edges, species, protocol, uncertainty) so that the inferenc
 built and tested without a trained model, and it is the reference for emulator accuracy checks.
 
 * gaussian_mixture toy: exact bin masses by CDF differences (`GaussianMixtureNetwork.bin_probabilities`).
-* birth_death: the stationary law is Poisson(a / b); bin masses are Poisson CDF differences.
-* gene (and any other mass-action network): the exact FSP solver
+* networks whose observed species has a closed-form law (`surrogate_abc.networks.closed_form`, recognised
+  from the reactions): Poisson (birth-death; bin masses by CDF differences), Beta-Poisson (telegraph mRNA).
+* any other reaction network: the exact FSP solver
   `surrogate_abc.simulate.fsp.solve_stationary`, one parameter set at a time (slow; small problems only).
 
 Select it on the command line with `surrogate-abc infer DATA --emulator exact:<protocol name or .toml>`;
@@ -24,7 +25,7 @@ from scipy import stats
 
 from ..config import Protocol, load_protocol
 from ..errors import UserError
-from ..networks import BIRTH_DEATH, GaussianMixtureNetwork
+from ..networks import GaussianMixtureNetwork, ReactionNetwork, find_closed_form
 
 
 def count_bin_index(edges: np.ndarray, cap: int) -> np.ndarray:
@@ -59,10 +60,11 @@ class ExactEmulator:
         self.source = source or f"exact:{protocol.name}"
         self.metadata: dict[str, Any] = {"type": "exact", "protocol": protocol.name}
         net = protocol.network
+        self._law = find_closed_form(net, protocol.species) if isinstance(net, ReactionNetwork) else None
         if isinstance(net, GaussianMixtureNetwork):
             self._kind = "gaussian"
-        elif net is BIRTH_DEATH or getattr(net, "name", "") == "birth_death":
-            self._kind = "poisson"
+        elif self._law is not None:
+            self._kind = "poisson" if self._law.law == "poisson" else "closed"
         else:
             self._kind = "fsp"
 
@@ -151,7 +153,8 @@ class ExactEmulator:
     def _pmf_poisson(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rates = self.protocol.rates(theta)
         names = self.protocol.rate_names
-        lam = rates[:, names.index("a")] / rates[:, names.index("b")]
+        roles = dict(self._law.roles)
+        lam = rates[:, names.index(roles["birth"])] / rates[:, names.index(roles["death"])]
         e = self.edges[0]
         # P(X < e) = P(X <= ceil(e) - 1) for integer X. Differences of the CDF below the median and of the
         # survival function above it keep the tail bins accurate to relative precision.
@@ -164,6 +167,19 @@ class ExactEmulator:
         overflow = below[:, 0] + above[:, -1]
         return probs, overflow
 
+    def _caps(self) -> tuple[int, ...]:
+        return tuple(int(a.cap) if a.cap is not None else int(math.ceil(a.edges[-1])) for a in self.protocol.axes)
+
+    def _pmf_closed(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rates = self.protocol.rates(theta)
+        cap = self._caps()[0]
+        probs = np.zeros((len(theta), len(self.edges[0]) - 1))
+        overflow = np.zeros(len(theta))
+        for i, row in enumerate(rates):
+            pmf = self._law.pmf(dict(zip(self.protocol.rate_names, row)), cap)
+            probs[i], overflow[i] = bin_integer_pmf(pmf, self.edges)
+        return probs, overflow
+
     def _pmf_fsp(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         try:
             from ..simulate.fsp import solve_stationary
@@ -171,7 +187,7 @@ class ExactEmulator:
             raise UserError(f"emulator {self.source}: the exact FSP solver (surrogate_abc.simulate.fsp) is not "
                             f"available ({exc}); use a trained emulator") from None
         rates = self.protocol.rates(theta)
-        caps = tuple(int(a.cap) if a.cap is not None else int(math.ceil(a.edges[-1])) for a in self.protocol.axes)
+        caps = self._caps()
         shape = tuple(len(e) - 1 for e in self.edges)
         probs = np.zeros((len(theta),) + shape)
         overflow = np.zeros(len(theta))

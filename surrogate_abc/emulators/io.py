@@ -27,7 +27,7 @@ from .emulator import Emulator
 EMULATOR_FORMAT = "surrogate-abc/emulator"
 EMULATOR_FORMAT_VERSION = 1
 META_KEY = "surrogate_abc"
-CORE_KEYS = ("format", "format_version", "package_version", "architecture", "config_toml", "param_names",
+CORE_KEYS = ("format", "format_version", "package_version", "architecture", "config_toml", "network_toml", "param_names",
              "species", "edges", "scaling", "weights_sha256")
 
 
@@ -55,7 +55,7 @@ def save_emulator(emulator: Emulator, path: str | os.PathLike) -> Path:
         "format_version": EMULATOR_FORMAT_VERSION,
         "package_version": __version__,
         "architecture": emulator.model.architecture(),
-        "config_toml": emulator.protocol.toml_text,
+        "config_toml": emulator.protocol.toml_text, "network_toml": emulator.protocol.network_toml,
         "param_names": list(emulator.param_names),
         "species": list(emulator.species),
         "edges": {s: np.asarray(e, dtype=float).tolist() for s, e in zip(emulator.species, emulator.edges)},
@@ -116,7 +116,7 @@ def _read(path: Path, tensors: bool) -> tuple[dict, dict[str, torch.Tensor]]:
     if ver > EMULATOR_FORMAT_VERSION:
         raise DataFileError(f"{path}: emulator format_version {ver} is newer than this surrogate-abc {__version__} "
                             f"supports (format_version {EMULATOR_FORMAT_VERSION}); upgrade surrogate-abc")
-    missing = [k for k in CORE_KEYS if k not in meta]
+    missing = [k for k in CORE_KEYS if k not in meta and k != "network_toml"]  # network_toml: since 0.2
     if missing:
         raise _bad(path, f"metadata lacks {', '.join(missing)}")
     return meta, out
@@ -132,7 +132,8 @@ def load_emulator(path: str | os.PathLike, device: str | torch.device | None = N
         raise DataFileError(f"{path}: the weights do not match their checksum (weights_sha256); the file is "
                             f"damaged; retrain or restore it")
     try:
-        protocol = parse_protocol(meta["config_toml"], source=f"{path} (embedded protocol)")
+        protocol = parse_protocol(meta["config_toml"], source=f"{path} (embedded protocol)",
+                                  network_toml=meta.get("network_toml"))
         scaling = meta["scaling"]
         binning = make_binning(protocol) if needs_binning(meta["architecture"]) else None
         model = build_model(meta["architecture"], binning)

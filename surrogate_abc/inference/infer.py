@@ -20,18 +20,30 @@ from .run import InferenceSettings, run_chains
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 DEFAULT_EMULATORS = {"protein": "gene_protein.safetensors", "joint": "gene_joint.safetensors"}
+# The species each default emulator models; data holding them choose it (the one with most species wins).
+DEFAULT_SPECIES = {"joint": ("mrna", "protein"), "protein": ("protein",)}
 
 
-def resolve_emulator(spec: str | None, species: tuple[str, ...]) -> tuple[Any, str]:
+def default_emulator_path(species: tuple[str, ...]) -> Path:
+    """The shipped emulator for observed data with these species; UserError when none fits."""
+    fits = [k for k, sp in DEFAULT_SPECIES.items() if set(sp) <= set(species)]
+    if not fits:
+        known = "; ".join(f"{'+'.join(sp)} -> {DEFAULT_EMULATORS[k]}" for k, sp in DEFAULT_SPECIES.items())
+        raise UserError(f"no default emulator for data with {'+'.join(species) or 'no species'} (defaults: {known}); "
+                        "pass --emulator PATH.safetensors or exact:<protocol>")
+    return RESOURCES / DEFAULT_EMULATORS[max(fits, key=lambda k: len(DEFAULT_SPECIES[k]))]
+
+
+def resolve_emulator(spec: str | None, species: tuple[str, ...] = ()) -> tuple[Any, str]:
     """(emulator, sha256) for --emulator: a .safetensors path, 'exact:<protocol>' (ExactEmulator), or None for the
-    default emulator in surrogate_abc/resources/ (protein-only data -> gene_protein, mrna+protein -> gene_joint)."""
+    default emulator in surrogate_abc/resources/ for the observed `species` (DEFAULT_EMULATORS)."""
     if spec and spec.startswith("exact:"):
         from ..emulators.exact import exact_emulator
 
         em = exact_emulator(spec)
         return em, em.sha256
     if spec is None:
-        path = RESOURCES / DEFAULT_EMULATORS["joint" if "mrna" in species else "protein"]
+        path = default_emulator_path(species)
         if not path.is_file():
             raise UserError(f"the default emulator {path.name} is not installed (looked in {RESOURCES}); "
                             "pass --emulator PATH.safetensors (or --emulator exact:<protocol> for small models)")
@@ -80,8 +92,12 @@ def infer(observed_path: str | Path, emulator_spec: str | None, settings: Infere
     from .priors import prior_box
 
     settings.check()
-    observed = load_observed(observed_path)
-    emulator, sha = resolve_emulator(emulator_spec, observed.species)
+    if emulator_spec is None:  # the data's species choose the default emulator
+        observed = load_observed(observed_path)
+        emulator, sha = resolve_emulator(None, observed.species)
+    else:  # the emulator's protocol names the datasets to read
+        emulator, sha = resolve_emulator(emulator_spec)
+        observed = load_observed(observed_path, tuple(emulator.species))
     name = getattr(emulator, "source", str(emulator_spec))
     observed = select_species(observed, tuple(emulator.species))
     hist, overflow = observed_histogram(observed, tuple(emulator.edges))
@@ -106,7 +122,7 @@ def infer(observed_path: str | Path, emulator_spec: str | None, settings: Infere
     attrs = {
         "emulator": name, "emulator_sha256": sha, "command": command, "mode": settings.mode,
         "distance": settings.distance if settings.mode == "simulator" else "multinomial log-likelihood",
-        "config_toml": emulator.protocol.toml_text, "protocol": emulator.protocol.name,
+        "config_toml": emulator.protocol.toml_text, "network_toml": emulator.protocol.network_toml, "protocol": emulator.protocol.name,
         "prior": json.dumps({k: list(v) for k, v in box.items()}),
         "true_params": json.dumps(observed.true_params()),
         "edges": json.dumps({s: np.asarray(e, float).tolist() for s, e in zip(emulator.species, emulator.edges)}),

@@ -8,7 +8,7 @@ posterior.nc groups:
                        n_simulations, wall_time (chain, generation), NaN-padded when chains differ in length
   posterior_predictive hist (chain, draw, bin...) emulated bin probabilities at the draws, overflow (chain, draw)
   observed_data        hist (bin...) observed fraction of cells per bin, counts (bin...), overflow_count
-  attributes (every group) emulator, emulator_sha256, command, mode, protocol config_toml, prior (JSON),
+  attributes (every group) emulator, emulator_sha256, command, mode, protocol config_toml, network_toml, prior (JSON),
                        true parameters (JSON), edges (JSON), species, n_cells, observed_file
 """
 from __future__ import annotations

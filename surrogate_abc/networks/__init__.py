@@ -1,38 +1,37 @@
-"""Reaction networks (the gene model), the toy Gaussian mixture, and parameter protocols."""
+"""Networks as data: the [network] table, network files, SBML import, conservation laws, closed forms."""
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Union
 
-from .base import AffineReaction, MassActionNetwork, Reaction, ensure_scons_on_path
+from .closed_form import ClosedForm, find_closed_form
+from .conservation import ConservationLaw
 from .gaussian import GaussianMixtureNetwork
 from .gene import BIRTH_DEATH, GENE, gene_means
+from .reaction import (AffineReaction, LatticeReaction, MassActionNetwork, Reaction, ReactionNetwork,
+                       ensure_scons_on_path)
+from .registry import get_network, load_network_file, network_names, resolve_network
+from .table import parse_network_table
 
-Network = Union[MassActionNetwork, GaussianMixtureNetwork]
-
-NETWORK_NAMES = ("gene", "birth_death", "gaussian_mixture")
-
-
-def get_network(name: str, **options: Any) -> Network:
-    """Look a network up by name; raises KeyError listing the known names."""
-    if name == "gene":
-        return GENE
-    if name == "birth_death":
-        return BIRTH_DEATH
-    if name == "gaussian_mixture":
-        return GaussianMixtureNetwork(components=int(options.get("components", 3)))
-    raise KeyError(f"unknown network {name!r}; known: {', '.join(NETWORK_NAMES)}")
-
+Network = Union[ReactionNetwork, GaussianMixtureNetwork]
 
 __all__ = [
     "AffineReaction",
     "BIRTH_DEATH",
+    "ClosedForm",
+    "ConservationLaw",
     "GENE",
     "GaussianMixtureNetwork",
+    "LatticeReaction",
     "MassActionNetwork",
-    "NETWORK_NAMES",
     "Network",
     "Reaction",
+    "ReactionNetwork",
     "ensure_scons_on_path",
+    "find_closed_form",
     "gene_means",
     "get_network",
+    "load_network_file",
+    "network_names",
+    "parse_network_table",
+    "resolve_network",
 ]

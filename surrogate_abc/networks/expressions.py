@@ -7,7 +7,9 @@ allowed, so a config file can never run code.
 from __future__ import annotations
 
 import ast
-from typing import Callable, Mapping
+import functools
+import math
+from typing import Callable, Collection, Mapping
 
 import numpy as np
 
@@ -20,8 +22,8 @@ FUNCTIONS: dict[str, Callable] = {
     "floor": np.floor,
     "ceil": np.ceil,
     "abs": np.abs,
-    "min": np.minimum,
-    "max": np.maximum,
+    "min": lambda *a: functools.reduce(np.minimum, a),
+    "max": lambda *a: functools.reduce(np.maximum, a),
 }
 
 _BINOPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide, ast.Pow: np.power}
@@ -69,6 +71,7 @@ def _check(node: ast.AST) -> None:
     raise ExpressionError(f"unsupported syntax {ast.dump(node)[:60]!r}; use numbers, names, + - * / ** and {', '.join(FUNCTIONS)}")
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse(expr: str) -> ast.Expression:
     try:
         return ast.parse(expr, mode="eval")
@@ -93,3 +96,68 @@ def _eval(node: ast.AST, env: Mapping[str, np.ndarray | float]):
             raise ExpressionError(f"unknown function {node.func.id!r} (allowed: {', '.join(FUNCTIONS)})")
         return FUNCTIONS[node.func.id](*[_eval(a, env) for a in node.args])
     raise ExpressionError(f"unsupported syntax {ast.dump(node)[:60]!r}; use numbers, names, + - * / ** and {', '.join(FUNCTIONS)}")
+
+
+def degree(expr: str, variables: Collection[str]) -> float:
+    """Polynomial degree of `expr` in `variables` (other names are constants); math.inf when it is not a
+    polynomial in them (a variable inside a function, a division by a variable, a non-integer power)."""
+    return _degree(_parse(str(expr)).body, set(variables))
+
+
+def _degree(node: ast.AST, var: set[str]) -> float:
+    if isinstance(node, ast.Constant):
+        return 0.0
+    if isinstance(node, ast.Name):
+        return 1.0 if node.id in var else 0.0
+    if isinstance(node, ast.UnaryOp):
+        return _degree(node.operand, var)
+    if isinstance(node, ast.BinOp):
+        left, right = _degree(node.left, var), _degree(node.right, var)
+        if isinstance(node.op, (ast.Add, ast.Sub)):
+            return max(left, right)
+        if isinstance(node.op, ast.Mult):
+            return left + right
+        if isinstance(node.op, ast.Div):
+            return left if right == 0 else math.inf
+        if isinstance(node.op, ast.Pow):
+            if left == 0 and right == 0:
+                return 0.0
+            exp = node.right
+            if right == 0 and isinstance(exp, ast.Constant) and float(exp.value).is_integer() and exp.value >= 0:
+                return left * float(exp.value)
+            return math.inf
+    if isinstance(node, ast.Call):
+        return 0.0 if all(_degree(a, var) == 0 for a in node.args) else math.inf
+    return math.inf
+
+
+_C_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+
+
+def to_gillespy2(expr: str) -> str:
+    """The expression in the syntax gillespy2's C++ code generator accepts: the same arithmetic, `abs` as `fabs`
+    (the double overload), and `min`/`max` written with `fabs` (gillespy2's namespace has neither)."""
+    tree = _parse(str(expr))
+    _check(tree.body)
+    return _c(tree.body)
+
+
+def _c(node: ast.AST) -> str:
+    if isinstance(node, ast.Constant):
+        return repr(float(node.value))
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.UnaryOp):
+        return f"({'-' if isinstance(node.op, ast.USub) else '+'}{_c(node.operand)})"
+    if isinstance(node, ast.BinOp):
+        return f"({_c(node.left)} {_C_OPS[type(node.op)]} {_c(node.right)})"
+    assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    args = [_c(a) for a in node.args]
+    name = node.func.id
+    if name in ("min", "max"):
+        sign = "-" if name == "min" else "+"
+        out = args[0]
+        for b in args[1:]:
+            out = f"(({out} + {b} {sign} fabs({out} - {b})) / 2.0)"
+        return out
+    return f"{'fabs' if name == 'abs' else name}({', '.join(args)})"

@@ -1,4 +1,5 @@
-"""The two-state (telegraph) gene model of Shahrezaei & Swain (2008), and a birth-death process.
+"""The shipped gene model and birth-death process (network files in configs/networks), bound to the
+conservation totals the shipped protocols use, and the gene model's closed-form means.
 
 Gene model species: inactive promoter, active promoter, mRNA, protein. Reactions:
   gene_off -> gene_on        k0          (promoter switches on)
@@ -10,30 +11,10 @@ Gene model species: inactive promoter, active promoter, mRNA, protein. Reactions
 """
 from __future__ import annotations
 
-from .base import MassActionNetwork, Reaction
+from .registry import get_network
 
-GENE = MassActionNetwork(
-    name="gene",
-    species=("gene_off", "gene_on", "mrna", "protein"),
-    reactions=(
-        Reaction("on", "k0", {"gene_off": 1}, {"gene_on": 1}),
-        Reaction("off", "k1", {"gene_on": 1}, {"gene_off": 1}),
-        Reaction("transcription", "v0", {"gene_on": 1}, {"gene_on": 1, "mrna": 1}),
-        Reaction("mrna_decay", "d0", {"mrna": 1}, {}),
-        Reaction("translation", "v1", {"mrna": 1}, {"mrna": 1, "protein": 1}),
-        Reaction("protein_decay", "d1", {"protein": 1}, {}),
-    ),
-    conserved={"gene_off": ("gene_on", 1)},
-)
-
-BIRTH_DEATH = MassActionNetwork(
-    name="birth_death",
-    species=("x",),
-    reactions=(
-        Reaction("birth", "a", {}, {"x": 1}),
-        Reaction("death", "b", {"x": 1}, {}),
-    ),
-)
+GENE = get_network("gene").with_totals({"gene_on": 1})
+BIRTH_DEATH = get_network("birth_death").with_totals({})
 
 
 def gene_means(k0, k1, v0, d0, v1, d1):

@@ -32,7 +32,7 @@ import scipy.stats
 
 from ..config import FSPSettings
 from ..errors import UserError
-from ..networks.base import AffineReaction, MassActionNetwork
+from ..networks.reaction import AffineReaction, LatticeReaction, ReactionNetwork
 
 MIN_STATES = 8          # smallest extent of an unbounded dimension
 MAX_ROUNDS = 12         # box refinements (each one is a sparse solve)
@@ -63,13 +63,19 @@ def box_order(box: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(range(len(box)), key=lambda i: (-box[i], i)))
 
 
-def generator(network: MassActionNetwork, rates: Mapping[str, float], box: Sequence[int]) -> sp.csr_matrix:
+def generator(network: ReactionNetwork, rates: Mapping[str, float], box: Sequence[int]) -> sp.csr_matrix:
     """Generator Q (N x N, rows sum to 0) of the reflecting FSP truncation on prod [0, box_i).
 
     States are numbered by C-order flattening of the box permuted by `box_order(box)`;
     `state_grid` gives the matching coordinates. Off-box transitions are dropped with their diagonal.
     """
-    return reaction_generator(network.affine_reactions(rates), box)
+    return reaction_generator(lattice(network, rates), box)
+
+
+def lattice(network: ReactionNetwork, rates: Mapping[str, float]) -> list:
+    """The network's reactions in reduced coordinates: affine ones (exact moments, cheap grids) where every
+    propensity is affine, otherwise propensities evaluated from their expressions."""
+    return network.affine_reactions(rates) if network.affine else network.lattice_reactions(rates)
 
 
 def reaction_generator(reactions: Sequence[AffineReaction], box: Sequence[int]) -> sp.csr_matrix:
@@ -116,9 +122,7 @@ def _reaction_props(reactions, box):
     for r in reactions:
         if not r.shift.any():
             continue
-        prop = np.full(perm_box, float(r.const))
-        for i in np.flatnonzero(r.coef):
-            prop += float(r.coef[i]) * coords[i]
+        prop = r.on_grid(coords, perm_box)
         for i in np.flatnonzero(r.shift):  # the reflecting wall: drop moves that leave the box
             sl = [slice(None)] * len(box)
             sh = int(r.shift[i])
@@ -377,7 +381,7 @@ def _set_diagonal(t, lev, b, props, lshift):  # pragma: no cover - compiled
 
 
 # ------------------------------------------------------------------------------ box control
-def initial_box(network: MassActionNetwork, rates: Mapping[str, float], tol: float | None = 1e-8) -> list[int]:
+def initial_box(network: ReactionNetwork, rates: Mapping[str, float], tol: float | None = 1e-8) -> list[int]:
     """Box extents from the exact stationary moments, capped by conservation bounds.
 
     A free dimension with mean m and variance v gets mean + 10 sd + 20, or, when `tol` is given, at
@@ -473,7 +477,7 @@ def _fit_to_budget(box: list[int], free: Sequence[bool], max_states: int) -> lis
 
 
 # ------------------------------------------------------------------------------ entry point
-def solve_stationary(network: MassActionNetwork, rates: Mapping[str, float], observed: Sequence[str],
+def solve_stationary(network: ReactionNetwork, rates: Mapping[str, float], observed: Sequence[str],
                      caps: Sequence[int], settings: FSPSettings) -> FSPResult:
     """Stationary marginal of `observed` on 0..cap-1 by adaptive reflecting FSP.
 
@@ -491,6 +495,8 @@ def solve_stationary(network: MassActionNetwork, rates: Mapping[str, float], obs
         raise UserError(f"FSP: need one positive cap per observed species, got caps={list(caps)}")
     bounds = network.reduced_bounds()
     free = [s not in bounds for s in species]
+    if not network.affine:
+        return _solve_general(network, rates, observed, caps, settings, t0)
     reactions = network.affine_reactions(rates)
     mean, _ = network.stationary_moments(rates)
     box = initial_box(network, rates, settings.tol)
@@ -505,7 +511,22 @@ def solve_stationary(network: MassActionNetwork, rates: Mapping[str, float], obs
             for j, m in zip(dims, marginals(sub)):
                 if free[j]:
                     box[j] = _trimmed(m, settings.tol)
-    p, box, layer = _adaptive(reactions, box, free, mean, settings)
+    p, box, layer = _adaptive(reactions, box, free, mean, settings, network.feasible if network.laws else None)
+    pmf, overflow = _observed_pmf(p, [species.index(s) for s in observed], [int(c) for c in caps])
+    return FSPResult(pmf=pmf, overflow=overflow, tail_mass=float(layer.sum()), truncation=tuple(box),
+                     wall_time=time.perf_counter() - t0)
+
+
+def _solve_general(network: ReactionNetwork, rates, observed, caps, settings: FSPSettings, t0: float) -> FSPResult:
+    """FSP for propensities that are not affine (no closed moments): the box starts at the observed caps' scale
+    (at least MIN_STATES, and the conservation bounds) and grows from the boundary mass itself."""
+    species = network.reduced_species
+    bounds = network.reduced_bounds()
+    free = [s not in bounds for s in species]
+    box = [bounds[s] + 1 if s in bounds else max(MIN_STATES, 16) for s in species]
+    mean = [b // 4 for b in box]
+    p, box, layer = _adaptive(network.lattice_reactions(rates), box, free, mean, settings,
+                              network.feasible if network.laws else None)
     pmf, overflow = _observed_pmf(p, [species.index(s) for s in observed], [int(c) for c in caps])
     return FSPResult(pmf=pmf, overflow=overflow, tail_mass=float(layer.sum()), truncation=tuple(box),
                      wall_time=time.perf_counter() - t0)
@@ -520,7 +541,7 @@ def closure(reactions: Sequence[AffineReaction], i: int) -> tuple[int, ...]:
         grown = set(dims)
         for r in reactions:
             if any(r.shift[j] for j in dims):
-                grown |= set(np.flatnonzero(r.coef).tolist())
+                grown |= set(r.depends)
         if grown == dims:
             return tuple(sorted(dims))
         dims = grown
@@ -529,15 +550,18 @@ def closure(reactions: Sequence[AffineReaction], i: int) -> tuple[int, ...]:
 def project(reactions: Sequence[AffineReaction], dims: Sequence[int]) -> list[AffineReaction]:
     """The reactions that move the closed coordinate set `dims`, restricted to those coordinates."""
     d = list(dims)
-    return [AffineReaction(r.name, r.shift[d], r.const, r.coef[d]) for r in reactions if r.shift[d].any()]
+    return [r.restrict(d) for r in reactions if r.shift[d].any()]
 
 
-def _adaptive(reactions, box, free, mean, settings: FSPSettings):
-    """Solve on a growing box (see module docstring): (p on the final box, final box, layer masses)."""
+def _adaptive(reactions, box, free, mean, settings: FSPSettings, feasible=None):
+    """Solve on a growing box (see module docstring): (p on the final box, final box, layer masses).
+
+    `feasible(coords)`, where given, marks the states whose eliminated species are non-negative; the others
+    are left out of the solve (they hold no probability)."""
     box = _fit_to_budget(list(box), free, settings.max_states)
     for _ in range(MAX_ROUNDS):
         x_fix = [min(max(int(round(mean[i])), 0), box[i] - 1) for i in range(len(box))]
-        p = _solve_box(reactions, box, x_fix)
+        p = _solve_box(reactions, box, x_fix, feasible)
         margs = marginals(p)
         layer = tail_estimate(margs, free)
         new = _next_box(box, margs, layer, free, settings)
@@ -547,7 +571,7 @@ def _adaptive(reactions, box, free, mean, settings: FSPSettings):
     return p, box, layer
 
 
-def _solve_box(reactions, box, x_fix) -> np.ndarray:
+def _solve_box(reactions, box, x_fix, feasible=None) -> np.ndarray:
     """Stationary distribution on the box as an array of shape `box` (reduced-species axis order).
 
     Block elimination over the outermost (largest) dimension when the blocks are small, else SuperLU.
@@ -555,6 +579,15 @@ def _solve_box(reactions, box, x_fix) -> np.ndarray:
     order = box_order(box)
     perm_box = [box[i] for i in order]
     block = math.prod(perm_box[1:])
+    mask = None
+    if feasible is not None:
+        coords = [np.arange(box[i], dtype=np.float64).reshape([-1 if j == i else 1 for j in order])
+                  for i in range(len(box))]
+        mask = np.broadcast_to(feasible(coords), perm_box).ravel()
+        if mask.all():
+            mask = None
+    if mask is not None:
+        return np.transpose(_solve_masked(reactions, box, mask).reshape(perm_box), np.argsort(order))
     p = None
     if block <= LEVEL_BLOCK_MAX:
         rp = _reaction_props(reactions, box)
@@ -572,6 +605,23 @@ def _solve_box(reactions, box, x_fix) -> np.ndarray:
                           shape=(n, n))
         p = stationary(q, fixed=fixed, permc_spec=permc)
     return np.transpose(p.reshape(perm_box), np.argsort(order))
+
+
+def _solve_masked(reactions, box, mask: np.ndarray) -> np.ndarray:
+    """Stationary vector on the box with the states outside `mask` left out (sparse direct solve)."""
+    src, dst, rate, _ = _offdiag(reactions, box)
+    keep = mask[src] & mask[dst]
+    src, dst, rate = src[keep], dst[keep], rate[keep]
+    idx = np.flatnonzero(mask)
+    new = np.full(mask.shape[0], -1, dtype=np.int64)
+    new[idx] = np.arange(idx.shape[0])
+    n = idx.shape[0]
+    diag = -np.bincount(new[src], weights=rate, minlength=n)
+    q = sp.csr_matrix((np.concatenate([rate, diag]), (np.concatenate([new[src], np.arange(n)]),
+                                                       np.concatenate([new[dst], np.arange(n)]))), shape=(n, n))
+    out = np.zeros(mask.shape[0])
+    out[idx] = stationary(q, fixed=0, permc_spec=PERMC_SPEC)
+    return out
 
 
 def _observed_pmf(p_box: np.ndarray, axes: Sequence[int], caps: Sequence[int]) -> tuple[np.ndarray, float]:

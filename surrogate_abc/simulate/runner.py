@@ -21,11 +21,11 @@ from .. import __version__
 from ..config import Protocol
 from ..data.schema import FORMAT_VERSION, SIMULATION_FORMAT, attr_str, open_ours, partial_path
 from ..errors import DataFileError, UserError
+from ..networks import ReactionNetwork, find_closed_form
 from .mpi import get_comm
 from .ssa import SSASimulator, set_seeds
 
 STOP_AFTER_CHUNKS_ENV = "SURROGATE_ABC_TEST_STOP_AFTER_CHUNKS"  # test hook: os._exit(9) after k commits
-GRID_KIND = {"ssa": "counts", "fsp": "pmf", "exact": "binned_pmf"}
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -53,14 +53,38 @@ class SetResult:
     raw: np.ndarray | None = None
 
 
+def closed_form(protocol: Protocol):
+    """The closed-form law of the protocol's observed species, or None."""
+    net = protocol.network
+    return find_closed_form(net, protocol.species) if isinstance(net, ReactionNetwork) else None
+
+
+def available_engines(protocol: Protocol) -> tuple[str, ...]:
+    """Engines that can compute this protocol: for reaction networks ssa and fsp, and exact where the observed
+    species has a closed-form law; for closed-form toys exact."""
+    net = protocol.network
+    if not isinstance(net, ReactionNetwork):
+        return tuple(net.engines)
+    return ("ssa", "fsp") + (("exact",) if closed_form(protocol) is not None else ())
+
+
 def resolve_engine(protocol: Protocol, engine: str | None) -> str:
     """The engine to use: the network's default or a supported one; UserError otherwise."""
     net = protocol.network
     name = engine or net.default_engine
-    if name not in net.engines:
+    engines = available_engines(protocol)
+    if name not in engines:
+        why = " (no closed-form law is known for its observed species)" if name == "exact" else ""
         raise UserError(f"{protocol.source}: engine {name!r} is not supported by the {net.name} network "
-                        f"(protocol {protocol.name}); use --engine {' or '.join(net.engines)}")
+                        f"(protocol {protocol.name}){why}; use --engine {' or '.join(engines)}")
     return name
+
+
+def grid_kind(protocol: Protocol, engine: str) -> str:
+    """What `grid` holds: SSA counts, an exact pmf on 0..cap-1, or (closed-form toys) bin masses."""
+    if engine == "exact" and not isinstance(protocol.network, ReactionNetwork):
+        return "binned_pmf"
+    return "counts" if engine == "ssa" else "pmf"
 
 
 def check_output_path(out: Path) -> None:
@@ -77,7 +101,7 @@ def check_output_path(out: Path) -> None:
 
 def grid_layout(protocol: Protocol, engine: str) -> tuple[tuple[int, ...], type]:
     """(per-set grid shape, dtype) of an engine's output."""
-    if engine == "exact":
+    if grid_kind(protocol, engine) == "binned_pmf":
         return (protocol.axes[0].bins,), np.float64
     caps = tuple(int(a.cap) for a in protocol.axes)
     return caps, (np.int64 if engine == "ssa" else np.float64)
@@ -93,6 +117,7 @@ class SetEngine:
         self.rates, self.initial, self.seeds = rates, initial, seeds
         self.caps = [a.cap for a in protocol.axes]
         self._ssa = SSASimulator(protocol.network, protocol.species) if settings.engine == "ssa" else None
+        self._law = closed_form(protocol) if settings.engine == "exact" else None
 
     def rate_map(self, i: int) -> dict[str, float]:
         return {k: float(v) for k, v in zip(self.protocol.rate_names, self.rates[i])}
@@ -116,6 +141,9 @@ class SetEngine:
                                  self.protocol.fsp)
             return SetResult(i, np.asarray(r.pmf, dtype=np.float64), float(r.overflow), time.perf_counter() - t0,
                              tail_mass=float(r.tail_mass), truncation=tuple(int(t) for t in r.truncation))
+        if self._law is not None:
+            pmf = self._law.pmf(self.rate_map(i), int(self.caps[0]))
+            return SetResult(i, pmf, float(max(1.0 - pmf.sum(), 0.0)), time.perf_counter() - t0)
         probs, outside = self.protocol.network.bin_probabilities(self.rates[i:i + 1], self.protocol.axes[0].edges)
         return SetResult(i, probs[0], float(outside[0]), time.perf_counter() - t0)
 
@@ -197,6 +225,7 @@ class SimulationFile:
             a["seed"], a["samples"], a["n"] = s.seed, s.samples, n
             a["species"], a["param_names"], a["rate_names"] = list(p.species), list(p.param_names), list(p.rate_names)
             a["config_toml"], a["complete"], a["command"] = p.toml_text, False, command
+            a["network_toml"] = p.network_toml
             f.create_dataset("theta", data=theta.astype(np.float64)).attrs["names"] = list(p.param_names)
             f.create_dataset("rates", data=rates.astype(np.float64)).attrs["names"] = list(p.rate_names)
             f.create_dataset("initial", data=initial.astype(np.int64)).attrs["names"] = list(p.network.species)
@@ -205,7 +234,7 @@ class SimulationFile:
             f.create_dataset("wall_time", data=np.zeros(n))
             g = f.create_dataset("grid", shape=(n, *shape), dtype=dtype, chunks=(1, *shape), compression="gzip",
                                  compression_opts=4, shuffle=True, fillvalue=0)
-            g.attrs["kind"] = GRID_KIND[s.engine]
+            g.attrs["kind"] = grid_kind(p, s.engine)
             f.create_dataset("overflow", data=np.zeros(n))
             f.create_dataset("tail_mass", data=np.zeros(n))
             if s.engine == "fsp":
@@ -214,7 +243,7 @@ class SimulationFile:
                 k = len(p.species)
                 f.create_dataset("raw", shape=(n, s.samples, k), dtype=np.int32, chunks=(1, s.samples, k),
                                  compression="gzip", compression_opts=4, shuffle=True, fillvalue=0)
-            if s.engine == "exact":
+            if grid_kind(p, s.engine) == "binned_pmf":
                 for ax in p.axes:
                     f.create_dataset(f"edges/{ax.species}", data=np.asarray(ax.edges, dtype=np.float64))
 

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..networks.base import MassActionNetwork, ensure_scons_on_path
+from ..networks.reaction import ReactionNetwork, ensure_scons_on_path
 
 INT31 = (1 << 31) - 1
 
@@ -28,7 +28,7 @@ def set_seeds(seed: int, indices: Sequence[int] | np.ndarray) -> np.ndarray:
     return np.array([set_seed(seed, int(i)) for i in indices], dtype=np.uint64)
 
 
-def sampling_interval(network: MassActionNetwork, rates: Mapping[str, float]) -> int:
+def sampling_interval(network: ReactionNetwork, rates: Mapping[str, float]) -> int:
     """dt = max(1, ceil(network.timescale(rates))): the time between recorded samples."""
     return max(1, int(math.ceil(network.timescale(rates))))
 
@@ -61,7 +61,7 @@ def count_grid(series: np.ndarray, caps: Sequence[int]) -> tuple[np.ndarray, int
 class SSASimulator:
     """One compiled gillespy2 SSACSolver for a network, reused for every parameter set in this process."""
 
-    def __init__(self, network: MassActionNetwork, observed: Sequence[str]):
+    def __init__(self, network: ReactionNetwork, observed: Sequence[str]):
         self.network = network
         self.observed = tuple(observed)
         self._solver = None
