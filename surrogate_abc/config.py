@@ -247,7 +247,8 @@ class _Parser:
         for key in ("name", "network", "parameters", "histogram"):
             if key not in raw:
                 raise self.err(key, "missing; every protocol needs name, network, [parameters] and [histogram]")
-        network = resolve_network(raw["network"], self.src, self.base_dir())
+        pname = raw["name"] if isinstance(raw["name"], str) and raw["name"].isidentifier() else "network"
+        network = resolve_network(raw["network"], self.src, self.base_dir(), default_name=pname)
         priors = self.priors(raw["parameters"])
         free = [n for p in priors for n in p.names]
         fixed = self.fixed(raw.get("fixed", {}), free)

@@ -57,8 +57,9 @@ def get_network(name: str, **options: Any) -> Any:
     return load_network_file(path)
 
 
-def resolve_network(spec: Any, source: str, base_dir: Path) -> Any:
-    """The network a protocol's `network` entry describes (see the module docstring)."""
+def resolve_network(spec: Any, source: str, base_dir: Path, default_name: str = "network") -> Any:
+    """The network a protocol's `network` entry describes (see the module docstring); a [network] table
+    without a name is called `default_name` (the protocol's name)."""
     if isinstance(spec, str):
         try:
             return get_network(spec)
@@ -69,7 +70,7 @@ def resolve_network(spec: Any, source: str, base_dir: Path) -> Any:
         raise ConfigError(f"{source}: [network] must be a network name or a table (species and reactions, "
                           "or file = \"net.toml\", or sbml = \"model.xml\")")
     if "species" in spec or "reactions" in spec:
-        return parse_network_table(spec, source)
+        return parse_network_table(spec, source, default_name=default_name)
     if "file" in spec or "sbml" in spec:
         key = "file" if "file" in spec else "sbml"
         extra = set(spec) - {key}

@@ -208,7 +208,8 @@ def _drop(i: np.ndarray, fixed: int) -> np.ndarray:
     return i - (i > fixed)
 
 
-def level_stationary(props: Sequence[np.ndarray], offsets: Sequence[int], block: int) -> np.ndarray:
+def level_stationary(props: Sequence[np.ndarray], offsets: Sequence[int], block: int,
+                     level_shifts: Sequence[int] | None = None) -> np.ndarray:
     """Normalised stationary vector of a block tri-diagonal generator by block elimination over levels.
 
     Q is given per reaction r by its propensities props[r] (state k moves to k + offsets[r]); state k
@@ -225,7 +226,10 @@ def level_stationary(props: Sequence[np.ndarray], offsets: Sequence[int], block:
     off = np.asarray(offsets, dtype=np.int64)
     if n % block:
         raise ValueError("level_stationary: block does not divide the number of states")
-    lshift = np.floor_divide(off + block // 2, block) if block > 1 else off  # level move of each reaction
+    if level_shifts is not None:  # a reaction that moves the outer and an inner coordinate at once
+        lshift = np.asarray(level_shifts, dtype=np.int64)
+    else:
+        lshift = np.floor_divide(off + block // 2, block) if block > 1 else off  # level move of each reaction
     inner = off - lshift * block
     if np.any(np.abs(lshift) > 1) or np.any(np.abs(inner) >= block):
         raise ValueError("level_stationary: a reaction moves more than one level")
@@ -592,7 +596,8 @@ def _solve_box(reactions, box, x_fix, feasible=None) -> np.ndarray:
     if block <= LEVEL_BLOCK_MAX:
         rp = _reaction_props(reactions, box)
         try:
-            p = level_stationary([x[0] for x in rp], [x[1] for x in rp], block)
+            p = level_stationary([x[0] for x in rp], [x[1] for x in rp], block,
+                                 [int(x[2][order[0]]) for x in rp])
         except (RuntimeError, ValueError):
             p = None  # fall back on the sparse direct solve
     if p is None:
