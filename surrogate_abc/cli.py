@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", type=_positive_int, default=None, help="SSA samples per set (default: the protocol's)")
     s.add_argument("--seed", type=int, default=0, help="seed; parameter draws and SSA runs depend only on it")
     s.add_argument("--engine", choices=("ssa", "fsp", "exact"), default=None,
-                   help="ssa: gillespy2 C++ SSA; fsp: exact finite state projection; exact: closed form (toy)")
+                   help="ssa: gillespy2 C++ SSA; fsp: exact finite state projection; exact: closed form "
+                        "(Poisson, Beta-Poisson, the Gaussian toy) where one is known")
     s.add_argument("--keep-raw", action="store_true", help="also store the sampled SSA time series")
     s.add_argument("--chunk-size", type=_positive_int, default=None, help="sets committed per chunk (default: auto)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -148,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     i = sub.add_parser("infer", help="ABC-SMC posterior of a protocol's parameters given observed counts (observed.h5)")
-    i.add_argument("observed", help="observed.h5: per-cell 'protein' (and 'mrna') counts, or 'histogram' + 'edges'")
+    i.add_argument("observed", help="observed.h5: per-cell counts, one dataset per observed species of the emulator's "
+                   "protocol (e.g. 'protein', 'mrna'), or 'histogram' + 'edges'")
     i.add_argument("--emulator", default=None,
                    help="emulator .safetensors, or exact:<protocol name or .toml> for the exact (FSP/closed-form) model; "
                         "default: the installed gene_protein / gene_joint emulator")

@@ -289,3 +289,30 @@ def test_name_falls_back_to_file_stem(tmp_path: Path) -> None:
     doc.getModel().unsetName()
     m = read_sbml(write(doc, tmp_path, "2-state gene.xml"))
     assert m.table["name"] == "_2_state_gene"
+
+
+def test_protocol_with_sbml_network_runs_fsp_and_closed_form(tmp_path: Path) -> None:
+    """network = { sbml = ... } in a protocol: SBML values fill [fixed] and [initial], FSP equals Beta-Poisson,
+    and the stored network table loads without the SBML file."""
+    from surrogate_abc import load_protocol, parse_protocol
+    from surrogate_abc.networks.closed_form import beta_poisson_pmf
+    from surrogate_abc.simulate.fsp import solve_stationary
+
+    write(telegraph(), tmp_path, "gene.xml")
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('name = "sbml_gene"\nnetwork = { sbml = "gene.xml" }\n'
+                   '[parameters.v0]\nprior = "uniform"\nlow = 5.0\nhigh = 20.0\n'
+                   '[histogram.M]\nedges = { start = 0, stop = 80, width = 1 }\n')
+    p = load_protocol(cfg)
+    assert set(p.fixed) >= {"k0", "k1", "d0"} and p.network.laws
+    rates = dict(zip(p.rate_names, p.rates([[10.0]])[0]))
+    res = solve_stationary(p.network, rates, p.species, [80], p.fsp)
+    kinds = {r.name: r.rate for r in p.network.reactions}
+    assert kinds["on"] == "k0" and kinds["decay"] == "d0"  # laws `k * X` read as mass action
+    assert kinds["transcribe"] is None  # v0 * G_on * cell stays a custom propensity
+    ref = beta_poisson_pmf({"k_on": rates["k0"], "k_off": rates["k1"], "v": rates["v0"] * rates["cell"],
+                            "d": rates["d0"]}, 80)
+    assert 0.5 * np.abs(res.pmf - ref).sum() < 1e-8
+    (tmp_path / "gene.xml").unlink()
+    again = parse_protocol(p.toml_text, "stored", network_toml=p.network_toml)
+    assert again.fixed == p.fixed and again.network.laws == p.network.laws

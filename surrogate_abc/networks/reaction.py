@@ -193,6 +193,17 @@ class ReactionNetwork:
             out[law.eliminated] = (law.total - rest) / c[law.eliminated]
         return out
 
+    def laws_couple(self, dims: Sequence[int]) -> bool:
+        """True when a conservation law ties reduced coordinates inside `dims` to ones outside it (or makes some
+        states infeasible), so the coordinates in `dims` cannot be solved for on their own."""
+        red = self.reduced_species
+        inside = {red[j] for j in dims}
+        for law in self.laws:
+            kept = {s for s, _ in law.coefficients if s != law.eliminated}
+            if len(kept) > 1 or (kept and not kept <= inside and kept & inside):
+                return True
+        return False
+
     def feasible(self, coords: Sequence[np.ndarray]) -> np.ndarray | bool:
         """Where the eliminated species' counts are non-negative integers (True everywhere without laws)."""
         env = dict(zip(self.reduced_species, coords))

@@ -83,7 +83,9 @@ def resolve_network(spec: Any, source: str, base_dir: Path, default_name: str = 
         from .sbml import read_sbml
 
         model = read_sbml(path, source=source)
-        table = {**model.table, "initial": dict(model.initial), "values": dict(model.parameters)}
+        species = set(model.table["species"])
+        rx = [_mass_action_form(r, species) for r in model.table["reactions"]]
+        table = {**model.table, "reactions": rx, "initial": dict(model.initial), "values": dict(model.parameters)}
         return parse_network_table(table, f"{source} (SBML {path.name})")
     if "kind" in spec:
         opts = {k: v for k, v in spec.items() if k != "kind"}
@@ -93,3 +95,32 @@ def resolve_network(spec: Any, source: str, base_dir: Path, default_name: str = 
             raise ConfigError(f"{source}: [network] unknown network kind {spec['kind']!r} or options "
                               f"{sorted(opts)}; kinds: {', '.join(KINDS)}") from None
     raise ConfigError(f"{source}: [network] needs `species` and [[network.reactions]], or `file`, `sbml` or `kind`")
+
+
+def _mass_action_form(reaction: dict, species: set[str]) -> dict:
+    """An SBML reaction whose kinetic law is one parameter times each of its (distinct, first-order) reactants
+    is mass action: written with `rate`, so that structural closed forms and gillespy2's mass action see it."""
+    import ast
+
+    prop = reaction.get("propensity")
+    reactants = reaction.get("reactants", {})
+    if prop is None or any(c != 1 for c in reactants.values()):
+        return reaction
+    factors: list[str] = []
+
+    def walk(node: ast.AST) -> bool:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+            return walk(node.left) and walk(node.right)
+        if isinstance(node, ast.Name):
+            factors.append(node.id)
+            return True
+        return False
+
+    if not walk(ast.parse(prop, mode="eval").body):
+        return reaction
+    params = [f for f in factors if f not in species]
+    if len(params) != 1 or sorted(f for f in factors if f in species) != sorted(reactants):
+        return reaction
+    out = {k: v for k, v in reaction.items() if k != "propensity"}
+    out["rate"] = params[0]
+    return out

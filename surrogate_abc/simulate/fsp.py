@@ -32,7 +32,7 @@ import scipy.stats
 
 from ..config import FSPSettings
 from ..errors import UserError
-from ..networks.reaction import AffineReaction, LatticeReaction, ReactionNetwork
+from ..networks.reaction import AffineReaction, ReactionNetwork
 
 MIN_STATES = 8          # smallest extent of an unbounded dimension
 MAX_ROUNDS = 12         # box refinements (each one is a sparse solve)
@@ -503,6 +503,17 @@ def solve_stationary(network: ReactionNetwork, rates: Mapping[str, float], obser
         return _solve_general(network, rates, observed, caps, settings, t0)
     reactions = network.affine_reactions(rates)
     mean, _ = network.stationary_moments(rates)
+    obs_dims = sorted({j for s in observed for j in closure(reactions, species.index(s))})
+    if len(obs_dims) < len(species) and not network.laws_couple(obs_dims):
+        # the observed species and what drives them form a chain of their own (the gene model's mRNA):
+        # its stationary law is the exact marginal, on a much smaller box
+        sub = [species[j] for j in obs_dims]
+        box = [b for j, b in enumerate(initial_box(network, rates, settings.tol)) if j in obs_dims]
+        p, box, layer = _adaptive(project(reactions, obs_dims), box, [free[j] for j in obs_dims],
+                                  [mean[j] for j in obs_dims], settings)
+        pmf, overflow = _observed_pmf(p, [sub.index(s) for s in observed], [int(c) for c in caps])
+        return FSPResult(pmf=pmf, overflow=overflow, tail_mass=float(layer.sum()), truncation=tuple(box),
+                         wall_time=time.perf_counter() - t0)
     box = initial_box(network, rates, settings.tol)
     if math.prod(sorted(box)[:-1]) > LEVEL_BLOCK_MAX:  # sparse-LU boxes: the cheaper moment rule first
         box = initial_box(network, rates, None)
