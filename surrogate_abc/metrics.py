@@ -1,0 +1,49 @@
+"""Distances and losses between distributions, each formula once, with names that say which.
+
+Histograms are rows of probabilities (bin masses, overflow last). Numpy functions return floats or
+per-row arrays; the torch ones (losses, training metrics) take (n, C) tensors.
+
+  hellinger_distance   H(p, q) = sqrt(1/2 sum (sqrt p - sqrt q)^2)            in [0, 1]
+  squared_hellinger    H^2(p, q) = 1/2 sum (sqrt p - sqrt q)^2                 in [0, 1]
+  thesis_h2            the thesis' "H2" = 2 sum (sqrt y - sqrt x)^2 = 4 H^2    in [0, 4] (loss `hellinger`)
+  total_variation      TV(p, q) = 1/2 sum |p - q|                              in [0, 1]
+  kl_divergence        KL(p || q) = sum p (log p - log q)
+  exp_divergence       ED(p, q) = sum p (log p - log q)^2  (the thesis' max-divergence partner of KL)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+KL_FLOOR = 1e-12  # floor on q in the numpy KL of observed vs simulated histograms
+
+
+# ----------------------------------------------------------------------------------------- numpy
+def squared_hellinger(p: np.ndarray, q: np.ndarray) -> np.ndarray | float:
+    """1/2 sum (sqrt p - sqrt q)^2 over the last axis (clipped at 0)."""
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    h2 = 0.5 * np.sum((np.sqrt(np.clip(p, 0, None)) - np.sqrt(np.clip(q, 0, None))) ** 2, axis=-1)
+    return np.maximum(h2, 0.0) if np.ndim(h2) else float(max(h2, 0.0))
+
+
+def hellinger_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray | float:
+    """sqrt(squared_hellinger) over the last axis."""
+    h2 = squared_hellinger(p, q)
+    return np.sqrt(h2) if np.ndim(h2) else float(np.sqrt(h2))
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray | float:
+    """1/2 sum |p - q| over the last axis."""
+    tv = 0.5 * np.abs(np.asarray(p, float) - np.asarray(q, float)).sum(axis=-1)
+    return tv if np.ndim(tv) else float(tv)
+
+
+def euclidean(p: np.ndarray, q: np.ndarray) -> float:
+    """L2 distance between two histograms."""
+    return float(np.sqrt(np.sum((np.asarray(p, float) - np.asarray(q, float)) ** 2)))
+
+
+def kl_divergence(p: np.ndarray, q: np.ndarray, floor: float = KL_FLOOR) -> float:
+    """KL(p || q) of two histograms; p_t = 0 contributes 0, q is floored at `floor`."""
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    mask = p > 0
+    return float(np.sum(p[mask] * (np.log(p[mask]) - np.log(np.maximum(q[mask], floor)))))
