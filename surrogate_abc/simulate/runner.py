@@ -25,7 +25,6 @@ from ..networks import ReactionNetwork, find_closed_form
 from .mpi import get_comm
 from .ssa import SSASimulator, set_seeds
 
-STOP_AFTER_CHUNKS_ENV = "SURROGATE_ABC_TEST_STOP_AFTER_CHUNKS"  # test hook: os._exit(9) after k commits
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -365,7 +364,6 @@ def run_simulation(protocol: Protocol, n: int, out: str | os.PathLike, samples: 
     pending: list[int] = plan[1]
     chunk = int(chunk_size or default_chunk_size(eng, size))
     engine_obj = SetEngine(protocol, settings, rates, initial, seeds)
-    stop_after = int(os.environ.get(STOP_AFTER_CHUNKS_ENV, "0") or 0)
     bar = None
     if rank == 0 and progress:
         from tqdm import tqdm
@@ -373,7 +371,7 @@ def run_simulation(protocol: Protocol, n: int, out: str | os.PathLike, samples: 
         bar = tqdm(total=settings.n, initial=settings.n - len(pending), unit="set", file=sys.stderr,
                    desc=f"simulate {protocol.name} ({eng}, {size} rank{'s' if size > 1 else ''})")
     try:
-        for c, start in enumerate(range(0, len(pending), chunk)):
+        for start in range(0, len(pending), chunk):
             round_ids = pending[start:start + chunk]
             mine: list[SetResult] | str
             try:
@@ -391,8 +389,6 @@ def run_simulation(protocol: Protocol, n: int, out: str | os.PathLike, samples: 
                 if bar is not None:
                     bar.update(len(good))
                 status = errors[0] if errors else None
-                if stop_after and c + 1 >= stop_after and status is None:
-                    os._exit(9)
             status = comm.bcast(status, root=0)
             if status is not None:
                 if status[0] == "U":
