@@ -21,14 +21,11 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .config import load_protocol
-    from .simulate import run_simulation
+    from .api import simulate
 
-    protocol = load_protocol(args.config)
-    summary = run_simulation(
-        protocol, n=args.n, out=Path(args.out), samples=args.samples, seed=args.seed, engine=args.engine,
-        keep_raw=args.keep_raw, chunk_size=args.chunk_size, command=args.command_line, progress=not args.quiet,
-    )
+    summary = simulate(args.config, n=args.n, out=args.out, samples=args.samples, seed=args.seed, engine=args.engine,
+                       keep_raw=args.keep_raw, chunk_size=args.chunk_size, command=args.command_line,
+                       progress=not args.quiet)
     if summary is not None:  # None on MPI ranks other than 0
         print(summary)
     return 0
@@ -52,16 +49,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import format_summary, load_train_config, resolve_device, train
+    from .api import train
+    from .training import format_summary
 
-    config = load_train_config(args.config)
-    if args.epochs is not None:
-        config = config.with_epochs(args.epochs)
-    if args.max_time is not None:
-        config = config.with_max_seconds(args.max_time)
-    device = resolve_device(args.device)
-    _, history = train(config, [Path(d) for d in args.data], Path(args.out), device=device,
-                       progress=not args.quiet, init=args.init)
+    _, history = train(args.config, args.data, args.out, init=args.init, device=args.device, epochs=args.epochs,
+                       max_time=args.max_time, progress=not args.quiet)
     print(format_summary(history, Path(args.out)))
     return 0
 
