@@ -38,18 +38,23 @@ def stationary(q: sp.spmatrix, fixed: int = 0, permc_spec: str = PERMC_SPEC) -> 
             continue
         if np.isfinite(p).all() and np.abs(p).max() < 1e200:
             break
-    total = p.sum()
-    if not np.isfinite(total) or total <= 0:
-        raise RuntimeError("FSP stationary solve failed: non-finite or non-positive solution")
-    p /= total
-    if p.min() < -1e-9:
-        raise RuntimeError(f"FSP stationary solve failed: negative probability {p.min():.3g}")
-    np.clip(p, 0.0, None, out=p)
-    p /= p.sum()
+    p = _normalised(p, "stationary solve")
     resid = np.abs(q.T @ p).sum() / max(np.abs(q.diagonal()) @ p, 1e-300)
     if not resid < 1e-8:
         raise RuntimeError(f"FSP stationary solve failed: relative residual {resid:.3g}")
     return p
+
+
+def _normalised(p: np.ndarray, what: str) -> np.ndarray:
+    """p scaled to sum 1 with round-off negatives clipped; RuntimeError for a failed solve."""
+    total = p.sum()
+    if not np.isfinite(total) or total <= 0:
+        raise RuntimeError(f"FSP {what} failed: non-finite or non-positive solution")
+    p = p / total
+    if p.min() < -1e-9:
+        raise RuntimeError(f"FSP {what} failed: negative probability {p.min():.3g}")
+    np.clip(p, 0.0, None, out=p)
+    return p / p.sum()
 
 
 def _solve_fixed(q: sp.spmatrix, fixed: int, permc_spec: str) -> np.ndarray:
@@ -101,15 +106,7 @@ def level_stationary(props: Sequence[np.ndarray], offsets: Sequence[int], block:
         pi = _level_kernel(n // block, block, p_all, lshift, inner, diag)
     except np.linalg.LinAlgError as e:
         raise RuntimeError(f"FSP level solve failed: {e}") from None
-    p = pi.ravel()
-    total = p.sum()
-    if not np.isfinite(total) or total <= 0:
-        raise RuntimeError("FSP level solve failed: non-finite or non-positive solution")
-    p /= total
-    if p.min() < -1e-9:
-        raise RuntimeError(f"FSP level solve failed: negative probability {p.min():.3g}")
-    np.clip(p, 0.0, None, out=p)
-    p /= p.sum()
+    p = _normalised(pi.ravel(), "level solve")
     res = diag * p  # (Q^T p)
     for prop, o in zip(p_all, off):
         flow = prop * p
