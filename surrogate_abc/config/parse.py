@@ -94,12 +94,12 @@ class _Parser:
         fixed = self.fixed(raw.get("fixed", {}), free)
         derived = self.derived(raw.get("derived", {}), free + list(fixed))
         # values the network itself sets (an SBML model's parameters) fill in what the protocol leaves undefined
-        values = dict(getattr(network, "default_values", ()))
+        values = dict(network.default_values)
         fixed = {**{k: float(v) for k, v in values.items()
                     if k not in free and k not in dict(derived) and k in network.rate_names}, **fixed}
         known = set(free) | set(fixed) | {k for k, _ in derived}
         self.check_rates(network, known)
-        initial = self.initial({**dict(getattr(network, "default_initial", ())), **raw.get("initial", {})},
+        initial = self.initial({**dict(network.default_initial), **raw.get("initial", {})},
                                network, known)
         samples = raw.get("samples", 100_000)
         if not isinstance(samples, int) or isinstance(samples, bool) or samples <= 0:

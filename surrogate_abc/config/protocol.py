@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import ConfigError
-from ..networks import Network
+from ..networks import Network, ReactionNetwork
 from ..networks.expressions import evaluate
 from ..toml_io import dumps
 
@@ -93,8 +93,7 @@ class Protocol:
     def network_toml(self) -> str:
         """The whole [network] table as TOML (empty for closed-form toys). Every file we write stores it next
         to the protocol text, so a file made from a network file or SBML model loads anywhere without them."""
-        table = getattr(self.network, "table", None)
-        return dumps({"network": table()}) if table is not None else ""
+        return dumps({"network": self.network.table()}) if isinstance(self.network, ReactionNetwork) else ""
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -144,7 +143,7 @@ class Protocol:
         """The network's rates (n, r) in `rate_names` order; raises ConfigError on NaN/inf/negative."""
         env = self.namespace(theta)
         out = np.stack([env[k] for k in self.rate_names], axis=1)
-        positive = getattr(self.network, "positive", self.rate_names)
+        positive = self.network.positive
         for j, k in enumerate(self.rate_names):
             col = out[:, j]
             bad = ~np.isfinite(col) | ((col <= 0) if k in positive else np.zeros_like(col, bool))
