@@ -96,8 +96,9 @@ def hellinger(p: np.ndarray, q: np.ndarray) -> float:
     """Hellinger distance between two probability vectors (each normalised to sum 1 first)."""
     p = np.clip(np.asarray(p, float).ravel(), 0, None)
     q = np.clip(np.asarray(q, float).ravel(), 0, None)
-    p, q = p / p.sum(), q / q.sum()
-    return float(np.sqrt(max(0.5 * np.sum((np.sqrt(p) - np.sqrt(q)) ** 2), 0.0)))
+    from surrogate_abc.metrics import hellinger_distance
+
+    return hellinger_distance(p / p.sum(), q / q.sum())
 
 
 def sample_cells(pmf: np.ndarray, overflow: float, n_cells: int, rng: np.random.Generator) -> np.ndarray:

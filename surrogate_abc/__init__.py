@@ -3,9 +3,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .api import infer, load_emulator, simulate, train
 from .config import Axis, Prior, Protocol, load_protocol, parse_protocol
 from .errors import ConfigError, DataFileError, UserError
-from .networks import BIRTH_DEATH, GENE, GaussianMixtureNetwork, MassActionNetwork, get_network
+from .networks import (BIRTH_DEATH, GENE, GaussianMixtureNetwork, MassActionNetwork, Reaction, ReactionNetwork,
+                       get_network, load_network_file, parse_network_table)
 
 __all__ = [
     "Axis",
@@ -19,7 +21,15 @@ __all__ = [
     "Protocol",
     "UserError",
     "__version__",
+    "Reaction",
+    "ReactionNetwork",
     "get_network",
+    "infer",
+    "load_emulator",
+    "load_network_file",
     "load_protocol",
+    "parse_network_table",
     "parse_protocol",
+    "simulate",
+    "train",
 ]

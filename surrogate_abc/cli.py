@@ -21,14 +21,11 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .config import load_protocol
-    from .simulate import run_simulation
+    from .api import simulate
 
-    protocol = load_protocol(args.config)
-    summary = run_simulation(
-        protocol, n=args.n, out=Path(args.out), samples=args.samples, seed=args.seed, engine=args.engine,
-        keep_raw=args.keep_raw, chunk_size=args.chunk_size, command=args.command_line, progress=not args.quiet,
-    )
+    summary = simulate(args.config, n=args.n, out=args.out, samples=args.samples, seed=args.seed, engine=args.engine,
+                       keep_raw=args.keep_raw, chunk_size=args.chunk_size, command=args.command_line,
+                       progress=not args.quiet)
     if summary is not None:  # None on MPI ranks other than 0
         print(summary)
     return 0
@@ -52,16 +49,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import format_summary, load_train_config, resolve_device, train
+    from .api import train
+    from .training import format_summary
 
-    config = load_train_config(args.config)
-    if args.epochs is not None:
-        config = config.with_epochs(args.epochs)
-    if args.max_time is not None:
-        config = config.with_max_seconds(args.max_time)
-    device = resolve_device(args.device)
-    _, history = train(config, [Path(d) for d in args.data], Path(args.out), device=device,
-                       progress=not args.quiet, init=args.init)
+    _, history = train(args.config, args.data, args.out, init=args.init, device=args.device, epochs=args.epochs,
+                       max_time=args.max_time, progress=not args.quiet)
     print(format_summary(history, Path(args.out)))
     return 0
 
@@ -99,13 +91,44 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_infer_parser(sub) -> None:
+    """The `infer` subcommand's options."""
+    i = sub.add_parser("infer", help="ABC-SMC posterior of a protocol's parameters given observed counts (observed.h5)")
+    i.add_argument("observed", help="observed.h5: per-cell counts, one dataset per observed species of the emulator's "
+                   "protocol (e.g. 'protein', 'mrna'), or 'histogram' + 'edges'")
+    i.add_argument("--emulator", default=None,
+                   help="emulator .safetensors, or exact:<protocol name or .toml> for the exact (FSP/closed-form) model; "
+                        "default: the installed gene_protein / gene_joint emulator")
+    i.add_argument("--mode", choices=("likelihood", "simulator"), default="likelihood",
+                   help="likelihood: exact ABC with the emulated log-likelihood; simulator: synthetic histograms + distance")
+    i.add_argument("--distance", choices=("hellinger", "tv", "l2", "kl"), default="hellinger",
+                   help="histogram distance in simulator mode")
+    i.add_argument("--population", type=_positive_int, default=500, help="particles per generation")
+    i.add_argument("--generations", type=_positive_int, default=10, help="maximum number of generations")
+    i.add_argument("--min-epsilon", type=float, default=None, help="stop when epsilon (temperature) reaches this")
+    i.add_argument("--max-walltime", type=float, default=None, help="seconds per chain")
+    i.add_argument("--chains", type=_positive_int, default=1, help="independent ABC-SMC runs (seeds SEED, SEED+1, ...)")
+    i.add_argument("--sampler", choices=("single", "multicore", "dask", "redis"), default="single",
+                   help="single (default): one process, the emulator evaluated on batches of proposals (fastest on a "
+                        "laptop); multicore: pyabc's per-particle sampler on --n-procs processes; dask/redis: a cluster")
+    i.add_argument("--n-procs", type=_positive_int, default=None, help="multicore: processes (default: all cores)")
+    i.add_argument("--scheduler-address", default=None, help="dask: scheduler address, e.g. tcp://host:8786")
+    i.add_argument("--redis-host", default="localhost")
+    i.add_argument("--redis-port", type=int, default=6379)
+    i.add_argument("--prior", type=_prior_override, action="append", metavar="NAME=LOW:HIGH",
+                   help="narrow a parameter's prior (must stay inside the emulator's domain); repeatable")
+    i.add_argument("--out", default=None, help="output folder (default: ./surrogate-abc-<observed file stem>/)")
+    i.add_argument("--seed", type=int, default=0)
+    i.set_defaults(func=_cmd_infer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="surrogate-abc", description=__doc__)
     p.add_argument("--version", action="version", version=f"surrogate-abc {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("simulate", help="draw parameters from a protocol's prior and simulate each set (SSA or exact FSP)")
-    s.add_argument("config", help="protocol: a .toml file or a name in configs/ (e.g. seed_protein)")
+    s.add_argument("config", help="protocol: a .toml file or a shipped protocol name (e.g. seed_protein, telegraph_mrna)")
     s.add_argument("--n", type=int, required=True, help="number of parameter sets")
     s.add_argument("--out", required=True, help="output HDF5 file (in progress: OUT.partial)")
     s.add_argument("--samples", type=_positive_int, default=None, help="SSA samples per set (default: the protocol's)")
@@ -134,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_show)
 
     t = sub.add_parser("train", help="train a neural emulator (MDN / LSTM / ensemble) on binned data")
-    t.add_argument("config", help="training config: a configs/train_*.toml file (e.g. configs/train_mdn_protein.toml)")
+    t.add_argument("config", help="training config: a train_*.toml file or a shipped name (e.g. train_mdn_protein)")
     t.add_argument("--data", required=True, action="append",
                    help="binned HDF5 file from `surrogate-abc bin`; repeat to train on several files of one protocol "
                         "(validation rows are drawn per file)")
@@ -148,33 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
 
-    i = sub.add_parser("infer", help="ABC-SMC posterior of a protocol's parameters given observed counts (observed.h5)")
-    i.add_argument("observed", help="observed.h5: per-cell counts, one dataset per observed species of the emulator's "
-                   "protocol (e.g. 'protein', 'mrna'), or 'histogram' + 'edges'")
-    i.add_argument("--emulator", default=None,
-                   help="emulator .safetensors, or exact:<protocol name or .toml> for the exact (FSP/closed-form) model; "
-                        "default: the installed gene_protein / gene_joint emulator")
-    i.add_argument("--mode", choices=("likelihood", "simulator"), default="likelihood",
-                   help="likelihood: exact ABC with the emulated log-likelihood; simulator: synthetic histograms + distance")
-    i.add_argument("--distance", choices=("hellinger", "tv", "l2", "kl"), default="hellinger",
-                   help="histogram distance in simulator mode")
-    i.add_argument("--population", type=_positive_int, default=500, help="particles per generation")
-    i.add_argument("--generations", type=_positive_int, default=10, help="maximum number of generations")
-    i.add_argument("--min-epsilon", type=float, default=None, help="stop when epsilon (temperature) reaches this")
-    i.add_argument("--max-walltime", type=float, default=None, help="seconds per chain")
-    i.add_argument("--chains", type=_positive_int, default=1, help="independent ABC-SMC runs (seeds SEED, SEED+1, ...)")
-    i.add_argument("--sampler", choices=("single", "multicore", "dask", "redis"), default="single",
-                   help="single (default): one process, the emulator evaluated on batches of proposals (fastest on a "
-                        "laptop); multicore: pyabc's per-particle sampler on --n-procs processes; dask/redis: a cluster")
-    i.add_argument("--n-procs", type=_positive_int, default=None, help="multicore: processes (default: all cores)")
-    i.add_argument("--scheduler-address", default=None, help="dask: scheduler address, e.g. tcp://host:8786")
-    i.add_argument("--redis-host", default="localhost")
-    i.add_argument("--redis-port", type=int, default=6379)
-    i.add_argument("--prior", type=_prior_override, action="append", metavar="NAME=LOW:HIGH",
-                   help="narrow a parameter's prior (must stay inside the emulator's domain); repeatable")
-    i.add_argument("--out", default=None, help="output folder (default: ./surrogate-abc-<observed file stem>/)")
-    i.add_argument("--seed", type=int, default=0)
-    i.set_defaults(func=_cmd_infer)
+    _add_infer_parser(sub)
 
     r = sub.add_parser("report", help="regenerate summary.csv and the PNGs from a posterior.nc")
     r.add_argument("posterior", help="posterior.nc written by `surrogate-abc infer`")

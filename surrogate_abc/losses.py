@@ -5,7 +5,8 @@ overflow). Losses return a scalar tensor averaged over the batch; `metrics` retu
 Zeros are handled by clamping at `eps` before sqrt / log, so values and gradients stay finite.
 In the formulas x = y_true, y = y_pred:
 
-  hellinger   H2 = 2 sum_t (sqrt(y_t) - sqrt(x_t))^2            (in [0, 4])
+  hellinger   the thesis' H2 = 2 sum_t (sqrt(y_t) - sqrt(x_t))^2 (in [0, 4]; 4x the squared Hellinger
+              distance of surrogate_abc.metrics): `thesis_h2`
   mdd_kld     max(KL(x || y), KL(y || x)),  KL(x || y) = sum_t x_t (log x_t - log y_t)
   mdd_ed      max(ED(x, y), ED(y, x)),      ED(x, y) = sum_t x_t (log x_t - log y_t)^2
   l1          mean_t |y_t - x_t|
@@ -42,7 +43,7 @@ def _log(t: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.log(t.clamp(min=eps))
 
 
-def hellinger_rows(y_pred, y_true, eps: float = EPS) -> torch.Tensor:
+def thesis_h2_rows(y_pred, y_true, eps: float = EPS) -> torch.Tensor:
     """Per-row 2 * sum_t (sqrt(y) - sqrt(x))^2, shape (n,)."""
     y, x = _pair(y_pred, y_true)
     return 2.0 * ((torch.sqrt(y.clamp(min=eps)) - torch.sqrt(x.clamp(min=eps))) ** 2).sum(dim=1)
@@ -60,9 +61,9 @@ def ed_rows(p, q, eps: float = EPS) -> torch.Tensor:
     return (p * (_log(p, eps) - _log(q, eps)) ** 2).sum(dim=1)
 
 
-def hellinger(y_pred, y_true, eps: float = EPS) -> torch.Tensor:
-    """Squared Hellinger loss H2 = 2 sum_t (sqrt(y) - sqrt(x))^2, averaged over the batch."""
-    return hellinger_rows(y_pred, y_true, eps).mean()
+def thesis_h2(y_pred, y_true, eps: float = EPS) -> torch.Tensor:
+    """The thesis' H2 loss 2 sum_t (sqrt(y) - sqrt(x))^2 (4x the squared Hellinger distance), batch mean."""
+    return thesis_h2_rows(y_pred, y_true, eps).mean()
 
 
 def mdd_kld(y_pred, y_true, eps: float = EPS) -> torch.Tensor:
@@ -88,7 +89,7 @@ def mse(y_pred, y_true) -> torch.Tensor:
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "hellinger": hellinger,
+    "hellinger": thesis_h2,
     "mdd_kld": mdd_kld,
     "mdd_ed": mdd_ed,
     "l1": l1,
@@ -113,7 +114,7 @@ def metrics(y_pred, y_true, eps: float = EPS) -> dict[str, float]:
         y, x = _pair(y_pred, y_true)
         diff = (y - x).abs()
         return {
-            "H2": float(hellinger_rows(y, x, eps).mean()),
+            "H2": float(thesis_h2_rows(y, x, eps).mean()),
             "MSE": float((diff ** 2).mean()),
             "KLD": float(kl_rows(x, y, eps).mean()),
             "L1max": float(diff.max(dim=1).values.mean()),
@@ -126,6 +127,6 @@ def metrics_rows(y_pred, y_true, eps: float = EPS) -> dict[str, np.ndarray]:
     with torch.no_grad():
         y, x = _pair(y_pred, y_true)
         diff = (y - x).abs()
-        out = {"H2": hellinger_rows(y, x, eps), "MSE": (diff ** 2).mean(dim=1), "KLD": kl_rows(x, y, eps),
+        out = {"H2": thesis_h2_rows(y, x, eps), "MSE": (diff ** 2).mean(dim=1), "KLD": kl_rows(x, y, eps),
                "L1max": diff.max(dim=1).values, "L1": diff.mean(dim=1)}
         return {k: v.detach().cpu().numpy().astype(np.float64) for k, v in out.items()}

@@ -18,16 +18,26 @@ KL_FLOOR = 1e-12  # floor on q in the numpy KL of observed vs simulated histogra
 
 
 # ----------------------------------------------------------------------------------------- numpy
-def squared_hellinger(p: np.ndarray, q: np.ndarray) -> np.ndarray | float:
-    """1/2 sum (sqrt p - sqrt q)^2 over the last axis (clipped at 0)."""
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def squared_hellinger(p, q):
+    """1/2 sum (sqrt p - sqrt q)^2 = 1 - sum sqrt(p q) (for normalised p, q) over the last axis, clipped at 0.
+    numpy arrays give floats or arrays; torch tensors give tensors (differentiable, on their device)."""
+    if _is_torch(p) or _is_torch(q):
+        bc = (p.clamp_min(0) * q.clamp_min(0)).sqrt().sum(-1)
+        return (1.0 - bc).clamp_min(0.0)
     p, q = np.asarray(p, float), np.asarray(q, float)
     h2 = 0.5 * np.sum((np.sqrt(np.clip(p, 0, None)) - np.sqrt(np.clip(q, 0, None))) ** 2, axis=-1)
     return np.maximum(h2, 0.0) if np.ndim(h2) else float(max(h2, 0.0))
 
 
-def hellinger_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray | float:
-    """sqrt(squared_hellinger) over the last axis."""
+def hellinger_distance(p, q):
+    """sqrt(squared_hellinger) over the last axis, in [0, 1] (numpy or torch, as squared_hellinger)."""
     h2 = squared_hellinger(p, q)
+    if _is_torch(h2):
+        return h2.sqrt()
     return np.sqrt(h2) if np.ndim(h2) else float(np.sqrt(h2))
 
 

@@ -26,7 +26,7 @@ from surrogate_abc.emulators.distributions import (
     mixture_probs,
 )
 from surrogate_abc.errors import UserError
-from surrogate_abc.losses import hellinger
+from surrogate_abc.losses import thesis_h2 as hellinger
 
 F64 = torch.float64
 

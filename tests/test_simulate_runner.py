@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import (BIRTH_DEATH_TOML, KILL_N, assert_same_results, kill_args, kill_when_part_done, popen_cli,
+from conftest import (BIRTH_DEATH_TOML, KILL_N, cli_env, assert_same_results, kill_args, kill_when_part_done, popen_cli,
                       run_cli)
 from surrogate_abc import __version__, load_protocol, parse_protocol
 from surrogate_abc.data.schema import FORMAT_VERSION, SIMULATION_FORMAT, partial_path
@@ -139,7 +141,14 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, bd_config: Pat
 def test_hook_stop_resume_and_mismatch(tmp_path: Path, bd_config: Path) -> None:
     args = ["simulate", str(bd_config), "--n", "6", "--engine", "fsp", "--chunk-size", "2", "--quiet"]
     out, ref = tmp_path / "h.h5", tmp_path / "ref.h5"
-    r = run_cli([*args, "--out", str(out)], cwd=tmp_path, SURROGATE_ABC_TEST_STOP_AFTER_CHUNKS="2")
+    # the fault is injected from here: the CLI runs with SimulationFile.commit patched to die after 2 commits
+    stop = ("import os, sys; from surrogate_abc.simulate import runner; from surrogate_abc.cli import main; "
+            "orig = runner.SimulationFile.commit; calls = []\n"
+            "def commit(self, results):\n    orig(self, results); calls.append(1)\n"
+            "    if len(calls) >= 2: os._exit(9)\n"
+            "runner.SimulationFile.commit = commit; sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", stop, *args, "--out", str(out)], cwd=tmp_path, env=cli_env(),
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 9 and not out.exists()
     with h5py.File(partial_path(out), "r") as f:
         assert int(f["done"][...].sum()) == 4 and not bool(f.attrs["complete"])

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import Protocol, parse_protocol
+from .scaling import transform
 from ..errors import DataFileError, UserError
 from .schema import BINNED_FORMAT, FORMAT_VERSION, SIMULATION_FORMAT, attr_list, attr_str, file_sha256, open_ours
 
@@ -203,12 +204,11 @@ def feature_scaling(theta: np.ndarray, transforms: tuple[str, ...], path: Path) 
 
     A zero std (a constant column, or a single set) is stored as 1 so that scaling never divides by 0.
     """
-    feats = np.array(theta, dtype=float)
+    theta = np.asarray(theta, dtype=float)
     for j, t in enumerate(transforms):
-        if t == "log10":
-            if np.any(feats[:, j] <= 0):
-                raise DataFileError(f"{path}: theta column {j} must be > 0 for its log10 transform; regenerate the file")
-            feats[:, j] = np.log10(feats[:, j])
+        if t == "log10" and np.any(theta[:, j] <= 0):
+            raise DataFileError(f"{path}: theta column {j} must be > 0 for its log10 transform; regenerate the file")
+    feats = transform(theta, transforms)
     if not np.isfinite(feats).all():
         raise DataFileError(f"{path}: theta has non-finite values; regenerate the file")
     mean, std = feats.mean(axis=0), feats.std(axis=0)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import total_variation
 from ..errors import UserError
 from .schema import BINNED_FORMAT, attr_list, attr_str, open_ours
 
@@ -117,7 +118,7 @@ def show_binned(path: Path, plot: Path | None = None, n_examples: int = 4, compa
                 if len(species) != 1:
                     raise UserError("--compare draws 1-D histograms only")
                 other, other_engine = _read_compare(Path(compare), theta, idx, species, edges)
-                tv = 0.5 * np.abs(examples - other).sum(axis=1)
+                tv = total_variation(examples, other)
                 lines.append(f"{'TV distance':<14}{engine} vs {other_engine}: " + ", ".join(f"{t:.4f}" for t in tv))
                 plot_comparison(plot, species[0], edges[0], examples, other, theta[idx], names,
                                 labels=(engine, other_engine), title=f"{protocol}: {engine} against {other_engine}")

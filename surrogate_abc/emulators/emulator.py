@@ -9,7 +9,6 @@ the emulator's device and is returned in float64, renormalised so each row (bins
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -17,20 +16,22 @@ import torch
 from torch import nn
 
 from ..config import Protocol
-from ..errors import UserError
+from ..data.scaling import TRANSFORMS, features
+from .base import EmulatorBase
 
 CHUNK_ROWS = 65536       # at most this many rows per forward pass
 CHUNK_ELEMENTS = 1 << 21  # ... and about this many elements per intermediate tensor (cache-friendly, bounded memory)
-TRANSFORMS = ("identity", "log10")
 
 
-class Emulator:
+class Emulator(EmulatorBase):
     """A trained network plus everything needed to evaluate it on raw parameters."""
 
     def __init__(self, model: nn.Module, protocol: Protocol, scaling_mean: Sequence[float],
-                 scaling_std: Sequence[float], transforms: Sequence[str], metadata: Mapping[str, Any] | None = None):
+                 scaling_std: Sequence[float], transforms: Sequence[str], metadata: Mapping[str, Any] | None = None,
+                 source: str = ""):
         self.model = model.eval()
         self.protocol = protocol
+        self.source = source
         self.scaling_mean = np.asarray(scaling_mean, dtype=np.float64).reshape(-1)
         self.scaling_std = np.asarray(scaling_std, dtype=np.float64).reshape(-1)
         self.transforms = tuple(str(t) for t in transforms)
@@ -44,28 +45,6 @@ class Emulator:
             raise ValueError(f"unknown transform {bad[0]!r}; use one of {', '.join(TRANSFORMS)}")
         if np.any(~np.isfinite(self.scaling_std)) or np.any(self.scaling_std <= 0):
             raise ValueError(f"scaling std must be finite and > 0, got {self.scaling_std}")
-        self._log10 = np.array([t == "log10" for t in self.transforms])
-        self.bins = tuple(a.bins for a in protocol.axes)
-        self.n_categories = int(np.prod(self.bins)) + 1
-
-    # ------------------------------------------------------------------ descriptive
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return self.protocol.param_names
-
-    @property
-    def edges(self) -> tuple[np.ndarray, ...]:
-        """Bin edges per observed species, in axis order."""
-        return tuple(np.asarray(a.edges, dtype=np.float64) for a in self.protocol.axes)
-
-    @property
-    def species(self) -> tuple[str, ...]:
-        return self.protocol.species
-
-    @property
-    def domain(self) -> np.ndarray:
-        """(d, 2) box of the training prior's support."""
-        return self.protocol.bounds()
 
     @property
     def device(self) -> torch.device:
@@ -77,36 +56,16 @@ class Emulator:
         self.model.to(device)
         return self
 
+    def _torch_out(self, values: np.ndarray, theta: Any) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(values)).to(self.device)
+
     # ------------------------------------------------------------------ evaluation
     def features(self, theta: np.ndarray) -> np.ndarray:
         """Scaled network inputs (n, d) float64: (transform(theta) - mean) / std."""
-        z = np.where(self._log10, np.log10(np.where(self._log10, theta, 1.0)), theta)
-        return (z - self.scaling_mean) / self.scaling_std
+        return features(theta, self.scaling_mean, self.scaling_std, self.transforms)
 
-    def _check(self, theta: Any, allow_extrapolation: bool) -> np.ndarray:
-        arr = np.asarray(theta, dtype=np.float64)
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        d = len(self.param_names)
-        if arr.ndim != 2 or arr.shape[1] != d:
-            raise UserError(f"theta has shape {tuple(np.shape(theta))} but the emulator expects (n, {d}) with columns "
-                            f"{', '.join(self.param_names)}")
-        if not np.all(np.isfinite(arr)):
-            i, j = np.argwhere(~np.isfinite(arr))[0]
-            raise UserError(f"parameter {self.param_names[j]} = {arr[i, j]} (row {i}) is not finite")
-        box = self.domain
-        out = (arr < box[:, 0]) | (arr > box[:, 1])
-        if out.any():
-            i, j = np.argwhere(out)[0]
-            msg = (f"parameter {self.param_names[j]} = {arr[i, j]:.6g} (row {i}) is outside the emulator's training "
-                   f"domain [{box[j, 0]:.6g}, {box[j, 1]:.6g}] ({int(out.any(axis=1).sum())} of {len(arr)} rows "
-                   f"outside)")
-            if not allow_extrapolation:
-                raise UserError(msg + "; pass allow_extrapolation=True to evaluate anyway")
-            if np.any(arr[:, self._log10] <= 0):
-                raise UserError(msg + f"; {self.param_names[j]} must be > 0 (log10 input transform)")
-            warnings.warn(msg + "; extrapolating", stacklevel=3)
-        return arr
+    def _flat_probs(self, arr: np.ndarray) -> np.ndarray:
+        return self._probs(arr)
 
     def _probs(self, arr: np.ndarray, fn: str = "forward", *args: Any) -> np.ndarray:
         """Run the network in chunks; float64 (n, C) probabilities renormalised to sum to 1 (or the output of the
@@ -139,50 +98,23 @@ class Emulator:
         per_row = getattr(self.model, "work_per_row", lambda: self.n_categories)()
         return int(min(CHUNK_ROWS, max(1, CHUNK_ELEMENTS // max(int(per_row), 1))))
 
-    def pmf(self, theta: Any, allow_extrapolation: bool = False):
-        """(probs (n, B) | (n, Bm, Bp), overflow (n,)); numpy float64 in/out, or torch in -> torch out on the device."""
-        is_torch = isinstance(theta, torch.Tensor)
-        arr = self._check(theta.detach().cpu().numpy() if is_torch else theta, allow_extrapolation)
-        y = self._probs(arr)
-        probs, over = y[:, :-1].reshape((len(y),) + self.bins), y[:, -1].copy()
-        if is_torch:
-            return torch.from_numpy(probs).to(self.device), torch.from_numpy(over).to(self.device)
-        return probs, over
-
     def category_probs(self, theta: Any, categories: Any, allow_extrapolation: bool = False) -> np.ndarray:
         """Probabilities (n, k) of the flat categories (histogram bins in C order, then the overflow) at theta:
         the rows of pmf flattened, at those columns. Networks that can (the conditional MDN) compute only what
         those categories need, much faster for a likelihood of observed data; others run the full pass.
         Unlike pmf the rows are not renormalised (differences are float rounding, ~1e-7)."""
-        arr = self._check(theta, allow_extrapolation)
-        cats = np.asarray(categories, dtype=np.int64).reshape(-1)
-        if cats.size and (cats.min() < 0 or cats.max() >= self.n_categories):
-            raise UserError(f"categories must lie in [0, {self.n_categories}), got {cats.min()}..{cats.max()}")
+        arr = self.check_domain(theta, allow_extrapolation)
+        cats = self._categories(categories)
         if not hasattr(self.model, "category_probs") or np.any(cats == self.n_categories - 1):
             return self._probs(arr)[:, cats]
         y = self._probs(arr, "category_probs", torch.as_tensor(cats, device=self.device))
         return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
 
-    def sample_counts(self, theta: Any, n_cells: int, rng: np.random.Generator,
-                      allow_extrapolation: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Histogram counts of n_cells cells per row: (counts (n, B...) int64, overflow_counts (n,) int64)."""
-        if int(n_cells) != n_cells or n_cells < 0:
-            raise UserError(f"n_cells must be a non-negative integer, got {n_cells!r}")
-        arr = self._check(theta.detach().cpu().numpy() if isinstance(theta, torch.Tensor) else theta,
-                          allow_extrapolation)
-        y = self._probs(arr)
-        counts = rng.multinomial(int(n_cells), y).astype(np.int64)
-        return counts[:, :-1].reshape((len(y),) + self.bins), counts[:, -1].copy()
-
-    def uncertainty(self, theta: Any, allow_extrapolation: bool = False) -> np.ndarray:
-        """(n,) mean Hellinger distance between ensemble members and the combined prediction; zeros for one model."""
-        is_torch = isinstance(theta, torch.Tensor)
-        arr = self._check(theta.detach().cpu().numpy() if is_torch else theta, allow_extrapolation)
+    def _spread(self, arr: np.ndarray) -> np.ndarray:
+        """Mean Hellinger distance between ensemble members and the combined prediction; zeros for one model."""
         if hasattr(self.model, "uncertainty"):
-            u = self._probs(arr, fn="uncertainty")
-        else:
-            u = np.zeros(len(arr))
-        return torch.from_numpy(u).to(self.device) if is_torch else u
+            return self._probs(arr, fn="uncertainty")
+        return np.zeros(len(arr))
 
     def __repr__(self) -> str:
         arch = getattr(self.model, "architecture", lambda: {"type": type(self.model).__name__})()

@@ -1,8 +1,8 @@
 """ExactEmulator: the emulator interface with exactly computed distributions (no neural network).
 
-It implements the same interface as `surrogate_abc.emulators.emulator.Emulator` (pmf, sample_counts,
-domain, param_names, edges, species, protocol, uncertainty) so that the inference machinery can be
-built and tested without a trained model, and it is the reference for emulator accuracy checks.
+It implements the emulator contract (`surrogate_abc.emulators.base.EmulatorLike`, shared behaviour in
+`EmulatorBase`) so that the inference machinery can be built and tested without a trained model, and it is
+the reference for emulator accuracy checks.
 
 * gaussian_mixture toy: exact bin masses by CDF differences (`GaussianMixtureNetwork.bin_probabilities`).
 * networks whose observed species has a closed-form law (`surrogate_abc.networks.closed_form`, recognised
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import warnings
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from scipy import stats
 from ..config import Protocol, load_protocol
 from ..errors import UserError
 from ..networks import GaussianMixtureNetwork, ReactionNetwork, find_closed_form
+from .base import EmulatorBase
 
 
 def count_bin_index(edges: np.ndarray, cap: int) -> np.ndarray:
@@ -52,7 +52,7 @@ def bin_integer_pmf(pmf: np.ndarray, edges: tuple[np.ndarray, ...]) -> tuple[np.
     return out, float(max(1.0 - out.sum(), 0.0))
 
 
-class ExactEmulator:
+class ExactEmulator(EmulatorBase):
     """Exact bin probabilities of a protocol's observed species (see the module docstring)."""
 
     def __init__(self, protocol: Protocol, source: str = ""):
@@ -62,29 +62,11 @@ class ExactEmulator:
         net = protocol.network
         self._law = find_closed_form(net, protocol.species) if isinstance(net, ReactionNetwork) else None
         if isinstance(net, GaussianMixtureNetwork):
-            self._kind = "gaussian"
+            self._engine = self._pmf_gaussian
         elif self._law is not None:
-            self._kind = "poisson" if self._law.law == "poisson" else "closed"
+            self._engine = self._pmf_poisson if self._law.law == "poisson" else self._pmf_closed
         else:
-            self._kind = "fsp"
-
-    # ------------------------------------------------------------------ interface
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return self.protocol.param_names
-
-    @property
-    def species(self) -> tuple[str, ...]:
-        return self.protocol.species
-
-    @property
-    def edges(self) -> tuple[np.ndarray, ...]:
-        return tuple(np.asarray(a.edges, float) for a in self.protocol.axes)
-
-    @property
-    def domain(self) -> np.ndarray:
-        """(d, 2) box of the protocol's prior support."""
-        return self.protocol.bounds()
+            self._engine = self._pmf_fsp
 
     @property
     def device(self) -> str:
@@ -99,51 +81,11 @@ class ExactEmulator:
         """Hash identifying this emulator: the SHA-256 of the protocol's TOML text."""
         return hashlib.sha256(self.protocol.toml_text.encode()).hexdigest()
 
-    def check_domain(self, theta: np.ndarray, allow_extrapolation: bool = False) -> None:
-        """Raise UserError (or warn) when a row of theta lies outside `domain`."""
-        box = self.domain
-        bad = (theta < box[:, 0]) | (theta > box[:, 1]) | ~np.isfinite(theta)
-        if bad.any():
-            i, j = map(int, np.argwhere(bad)[0])
-            msg = (f"emulator {self.source}: parameter {self.param_names[j]}={theta[i, j]:.6g} lies outside the "
-                   f"emulator's domain [{box[j, 0]:.6g}, {box[j, 1]:.6g}]; restrict the prior to the domain")
-            if not allow_extrapolation:
-                raise UserError(msg)
-            warnings.warn(msg, stacklevel=3)
-
-    def pmf(self, theta, allow_extrapolation: bool = False):
-        """Bin probabilities (n, B) or (n, Bm, Bp) and overflow mass (n,) at theta (n, d).
-
-        numpy in, numpy out (float64); a torch tensor in gives torch tensors out."""
-        is_torch = type(theta).__module__.startswith("torch")
-        arr = theta.detach().cpu().numpy() if is_torch else theta
-        arr = np.atleast_2d(np.asarray(arr, dtype=float))
-        if arr.shape[1] != len(self.param_names):
-            raise UserError(f"emulator {self.source}: theta has {arr.shape[1]} columns, expected "
-                            f"{len(self.param_names)} ({', '.join(self.param_names)})")
-        self.check_domain(arr, allow_extrapolation)
-        probs, overflow = getattr(self, f"_pmf_{self._kind}")(arr)
-        if is_torch:
-            import torch
-
-            return (torch.as_tensor(probs, dtype=theta.dtype, device=theta.device),
-                    torch.as_tensor(overflow, dtype=theta.dtype, device=theta.device))
-        return probs, overflow
-
-    def sample_counts(self, theta, n_cells: int, rng: np.random.Generator):
-        """Histogram of n_cells cells drawn from the distribution at each row of theta:
-        (counts (n, B...) int64, overflow_counts (n,) int64)."""
-        probs, overflow = self.pmf(theta)
-        n = probs.shape[0]
-        p = np.concatenate([probs.reshape(n, -1), overflow[:, None]], axis=1)
+    def _flat_probs(self, arr: np.ndarray) -> np.ndarray:
+        probs, overflow = self._engine(arr)
+        p = np.concatenate([probs.reshape(len(arr), -1), np.asarray(overflow)[:, None]], axis=1)
         p = np.clip(p, 0.0, None)
-        p /= p.sum(axis=1, keepdims=True)
-        draws = rng.multinomial(int(n_cells), p)
-        return draws[:, :-1].reshape(probs.shape).astype(np.int64), draws[:, -1].astype(np.int64)
-
-    def uncertainty(self, theta) -> np.ndarray:
-        """Zeros: an exact model has no ensemble spread."""
-        return np.zeros(np.atleast_2d(np.asarray(theta)).shape[0])
+        return p / p.sum(axis=1, keepdims=True)
 
     # ------------------------------------------------------------------ engines
     def _pmf_gaussian(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -154,7 +154,8 @@ def load_emulator(path: str | os.PathLike, device: str | torch.device | None = N
     model.load_state_dict(tensors, strict=True)
     extra_meta = {k: v for k, v in meta.items() if k not in CORE_KEYS}
     try:
-        em = Emulator(model, protocol, scaling["mean"], scaling["std"], scaling["transforms"], extra_meta)
+        em = Emulator(model, protocol, scaling["mean"], scaling["std"], scaling["transforms"], extra_meta,
+                      source=str(path))
     except (KeyError, TypeError, ValueError) as exc:
         raise DataFileError(f"{path}: invalid scaling metadata ({exc}); the file is damaged") from None
     if list(em.param_names) != list(meta["param_names"]):

@@ -114,7 +114,7 @@ LAWS: dict[str, tuple[Callable[[ReactionNetwork, str], dict[str, str] | None],
 
 def find_closed_form(network: ReactionNetwork, observed: Sequence[str]) -> ClosedForm | None:
     """The closed-form law of the single observed species, or None (two species, or no known law)."""
-    if len(observed) != 1 or getattr(network, "kind", "") != "reaction":
+    if len(observed) != 1 or not isinstance(network, ReactionNetwork):
         return None
     for law, (match, _) in LAWS.items():
         roles = match(network, observed[0])

@@ -16,6 +16,8 @@ class GaussianMixtureNetwork:
     kind: str = "closed_form"
     engines: tuple[str, ...] = ("exact",)
     default_engine: str = "exact"
+    default_initial: tuple[tuple[str, int], ...] = ()   # (as reaction networks: nothing to start from)
+    default_values: tuple[tuple[str, float], ...] = ()
 
     @property
     def rate_names(self) -> tuple[str, ...]:

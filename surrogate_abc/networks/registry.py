@@ -1,9 +1,10 @@
-"""Where networks come from: shipped network files (configs/networks/*.toml), a [network] table written in
+"""Where networks come from: shipped network files (surrogate_abc/configs/networks/*.toml, package data), a [network] table written in
 the protocol, a network file or an SBML model named by the protocol, or a closed-form toy (`kind`).
 
 One registry per kind of source; nothing downstream branches on a network's name."""
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,7 +14,7 @@ from .gaussian import GaussianMixtureNetwork
 from .reaction import ReactionNetwork
 from .table import parse_network_table
 
-NETWORK_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "networks"
+NETWORK_DIR = Path(str(resources.files("surrogate_abc").joinpath("configs", "networks")))  # package data
 
 # Networks that are not reaction networks (closed-form toys), by `kind`.
 KINDS: dict[str, Callable[..., Any]] = {

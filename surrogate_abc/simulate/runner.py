@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,70 +20,11 @@ from .. import __version__
 from ..config import Protocol
 from ..data.schema import FORMAT_VERSION, SIMULATION_FORMAT, attr_str, open_ours, partial_path
 from ..errors import DataFileError, UserError
-from ..networks import ReactionNetwork, find_closed_form
+from .engines import SetEngine, available_engines, closed_form, grid_kind, grid_layout, resolve_engine
 from .mpi import get_comm
-from .ssa import SSASimulator, set_seeds
+from .results import RunSettings, SetResult
+from .ssa import set_seeds
 
-STOP_AFTER_CHUNKS_ENV = "SURROGATE_ABC_TEST_STOP_AFTER_CHUNKS"  # test hook: os._exit(9) after k commits
-
-
-# ------------------------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class RunSettings:
-    """What a simulation file is a function of (besides the protocol)."""
-
-    n: int
-    samples: int
-    seed: int
-    engine: str
-    keep_raw: bool
-
-
-@dataclass
-class SetResult:
-    """One parameter set's output, as committed to the file."""
-
-    index: int
-    grid: np.ndarray
-    overflow: float
-    wall_time: float
-    tail_mass: float = 0.0
-    truncation: tuple[int, ...] | None = None
-    raw: np.ndarray | None = None
-
-
-def closed_form(protocol: Protocol):
-    """The closed-form law of the protocol's observed species, or None."""
-    net = protocol.network
-    return find_closed_form(net, protocol.species) if isinstance(net, ReactionNetwork) else None
-
-
-def available_engines(protocol: Protocol) -> tuple[str, ...]:
-    """Engines that can compute this protocol: for reaction networks ssa and fsp, and exact where the observed
-    species has a closed-form law; for closed-form toys exact."""
-    net = protocol.network
-    if not isinstance(net, ReactionNetwork):
-        return tuple(net.engines)
-    return ("ssa", "fsp") + (("exact",) if closed_form(protocol) is not None else ())
-
-
-def resolve_engine(protocol: Protocol, engine: str | None) -> str:
-    """The engine to use: the network's default or a supported one; UserError otherwise."""
-    net = protocol.network
-    name = engine or net.default_engine
-    engines = available_engines(protocol)
-    if name not in engines:
-        why = " (no closed-form law is known for its observed species)" if name == "exact" else ""
-        raise UserError(f"{protocol.source}: engine {name!r} is not supported by the {net.name} network "
-                        f"(protocol {protocol.name}){why}; use --engine {' or '.join(engines)}")
-    return name
-
-
-def grid_kind(protocol: Protocol, engine: str) -> str:
-    """What `grid` holds: SSA counts, an exact pmf on 0..cap-1, or (closed-form toys) bin masses."""
-    if engine == "exact" and not isinstance(protocol.network, ReactionNetwork):
-        return "binned_pmf"
-    return "counts" if engine == "ssa" else "pmf"
 
 
 def check_output_path(out: Path) -> None:
@@ -97,55 +37,6 @@ def check_output_path(out: Path) -> None:
         raise UserError(f"{out}: output directory {parent} does not exist; create it or choose another --out")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"{out}: output directory {parent} is not writable; choose another --out")
-
-
-def grid_layout(protocol: Protocol, engine: str) -> tuple[tuple[int, ...], type]:
-    """(per-set grid shape, dtype) of an engine's output."""
-    if grid_kind(protocol, engine) == "binned_pmf":
-        return (protocol.axes[0].bins,), np.float64
-    caps = tuple(int(a.cap) for a in protocol.axes)
-    return caps, (np.int64 if engine == "ssa" else np.float64)
-
-
-# ------------------------------------------------------------------------------------------- engines
-class SetEngine:
-    """Computes one parameter set at a time (one instance per process; SSA compiles lazily)."""
-
-    def __init__(self, protocol: Protocol, settings: RunSettings, rates: np.ndarray, initial: np.ndarray,
-                 seeds: np.ndarray):
-        self.protocol, self.settings = protocol, settings
-        self.rates, self.initial, self.seeds = rates, initial, seeds
-        self.caps = [a.cap for a in protocol.axes]
-        self._ssa = SSASimulator(protocol.network, protocol.species) if settings.engine == "ssa" else None
-        self._law = closed_form(protocol) if settings.engine == "exact" else None
-
-    def rate_map(self, i: int) -> dict[str, float]:
-        return {k: float(v) for k, v in zip(self.protocol.rate_names, self.rates[i])}
-
-    def compute(self, i: int) -> SetResult:
-        """Simulate/solve set i."""
-        eng = self.settings.engine
-        if eng == "ssa":
-            init = {s: int(v) for s, v in zip(self.protocol.network.species, self.initial[i])}
-            self._ssa.ensure_compiled(self.rate_map(i), init)  # once per process, not counted as set time
-        t0 = time.perf_counter()
-        if eng == "ssa":
-            grid, over, raw = self._ssa.histogram(self.rate_map(i), init, self.settings.samples,
-                                                  self.protocol.ssa.burn_in_intervals, int(self.seeds[i]),
-                                                  self.caps, keep_raw=self.settings.keep_raw)
-            return SetResult(i, grid, float(over), time.perf_counter() - t0, raw=raw)
-        if eng == "fsp":
-            from .fsp import solve_stationary  # written separately; imported only when used
-
-            r = solve_stationary(self.protocol.network, self.rate_map(i), self.protocol.species, self.caps,
-                                 self.protocol.fsp)
-            return SetResult(i, np.asarray(r.pmf, dtype=np.float64), float(r.overflow), time.perf_counter() - t0,
-                             tail_mass=float(r.tail_mass), truncation=tuple(int(t) for t in r.truncation))
-        if self._law is not None:
-            pmf = self._law.pmf(self.rate_map(i), int(self.caps[0]))
-            return SetResult(i, pmf, float(max(1.0 - pmf.sum(), 0.0)), time.perf_counter() - t0)
-        probs, outside = self.protocol.network.bin_probabilities(self.rates[i:i + 1], self.protocol.axes[0].edges)
-        return SetResult(i, probs[0], float(outside[0]), time.perf_counter() - t0)
 
 
 # ------------------------------------------------------------------------------------------- the file
@@ -320,9 +211,31 @@ def run_simulation(protocol: Protocol, n: int, out: str | os.PathLike, samples: 
     """
     t_start = time.perf_counter()
     comm = get_comm()
-    rank, size = comm.rank, comm.size
     out = Path(out)
     # Deterministic checks and draws: identical on every rank, so errors are raised everywhere alike.
+    settings = _settings(protocol, n, samples, seed, engine, keep_raw, chunk_size)
+    theta = protocol.sample(settings.n, settings.seed)  # ConfigError for n <= 0
+    rates = protocol.rates(theta)
+    initial = protocol.initial_state(theta)
+    seeds = set_seeds(settings.seed, range(settings.n))
+    sim = SimulationFile(out, protocol, settings) if comm.rank == 0 else None
+    plan = _plan(comm, sim, out, theta, rates, initial, seeds, command)
+    if plan[0] == "complete":
+        if comm.rank != 0:
+            return None
+        return f"{out}: already complete with these settings; nothing to do\n" + summarize(out, 0, 0.0, comm.size)
+    pending: list[int] = plan[1]
+    chunk = int(chunk_size or default_chunk_size(settings.engine, comm.size))
+    _run_rounds(comm, sim, SetEngine(protocol, settings, rates, initial, seeds), pending, chunk,
+                progress_bar(protocol, settings, comm, len(pending)) if progress else None)
+    if comm.rank != 0:
+        return None
+    sim.finalize()
+    return summarize(out, len(pending), time.perf_counter() - t_start, comm.size)
+
+
+def _settings(protocol: Protocol, n, samples, seed, engine, keep_raw, chunk_size) -> RunSettings:
+    """The run's settings, checked (UserError on bad values)."""
     eng = resolve_engine(protocol, engine)
     if samples is not None and (not isinstance(samples, int) or samples <= 0):
         raise UserError(f"--samples must be a positive integer, got {samples!r}")
@@ -332,17 +245,15 @@ def run_simulation(protocol: Protocol, n: int, out: str | os.PathLike, samples: 
         raise UserError(f"--chunk-size must be a positive integer, got {chunk_size!r}")
     if keep_raw and eng != "ssa":
         raise UserError(f"--keep-raw stores SSA time series; engine {eng} has none (drop --keep-raw)")
-    settings = RunSettings(n=int(n), samples=int(samples or protocol.samples), seed=int(seed), engine=eng,
-                           keep_raw=bool(keep_raw))
-    theta = protocol.sample(settings.n, settings.seed)  # ConfigError for n <= 0
-    rates = protocol.rates(theta)
-    initial = protocol.initial_state(theta)
-    seeds = set_seeds(settings.seed, range(settings.n))
+    return RunSettings(n=int(n), samples=int(samples or protocol.samples), seed=int(seed), engine=eng,
+                       keep_raw=bool(keep_raw))
 
-    # Rank 0 owns the file; it broadcasts the plan (or the error) before anyone computes.
-    sim = SimulationFile(out, protocol, settings) if rank == 0 else None
-    plan: tuple[str, Any]
-    if rank == 0:
+
+def _plan(comm, sim: "SimulationFile | None", out: Path, theta, rates, initial, seeds, command: str) -> tuple[str, Any]:
+    """Rank 0 owns the file; it broadcasts the plan ("complete", or "run" with the pending sets), or the error,
+    before anyone computes."""
+    plan: tuple[str, Any] = ("", None)
+    if comm.rank == 0:
         try:
             check_output_path(out)
             if sim.completed_already(theta):
@@ -354,26 +265,28 @@ def run_simulation(protocol: Protocol, n: int, out: str | os.PathLike, samples: 
         except Exception as exc:  # unexpected: tell the other ranks, then re-raise here
             comm.bcast(("error", f"rank 0 failed: {type(exc).__name__}: {exc}"), root=0)
             raise
-    plan = comm.bcast(plan if rank == 0 else None, root=0)
+    plan = comm.bcast(plan if comm.rank == 0 else None, root=0)
     if plan[0] == "error":
         raise UserError(plan[1])
-    if plan[0] == "complete":
-        if rank != 0:
-            return None
-        return f"{out}: already complete with these settings; nothing to do\n" + summarize(out, 0, 0.0, size)
+    return plan
 
-    pending: list[int] = plan[1]
-    chunk = int(chunk_size or default_chunk_size(eng, size))
-    engine_obj = SetEngine(protocol, settings, rates, initial, seeds)
-    stop_after = int(os.environ.get(STOP_AFTER_CHUNKS_ENV, "0") or 0)
-    bar = None
-    if rank == 0 and progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=settings.n, initial=settings.n - len(pending), unit="set", file=sys.stderr,
-                   desc=f"simulate {protocol.name} ({eng}, {size} rank{'s' if size > 1 else ''})")
+def progress_bar(protocol: Protocol, settings: RunSettings, comm, pending: int):
+    """A tqdm bar on rank 0 (None elsewhere)."""
+    if comm.rank != 0:
+        return None
+    from tqdm import tqdm  # only when a bar is shown
+
+    return tqdm(total=settings.n, initial=settings.n - pending, unit="set", file=sys.stderr,
+                desc=f"simulate {protocol.name} ({settings.engine}, {comm.size} rank{'s' if comm.size > 1 else ''})")
+
+
+def _run_rounds(comm, sim, engine_obj: "SetEngine", pending: list[int], chunk: int, bar) -> None:
+    """Compute the pending sets in rounds split over the ranks; rank 0 commits each round, then all ranks learn
+    whether any set failed (UserError, or RuntimeError telling the user to rerun and resume)."""
+    rank, size = comm.rank, comm.size
     try:
-        for c, start in enumerate(range(0, len(pending), chunk)):
+        for start in range(0, len(pending), chunk):
             round_ids = pending[start:start + chunk]
             mine: list[SetResult] | str
             try:
@@ -391,8 +304,6 @@ def run_simulation(protocol: Protocol, n: int, out: str | os.PathLike, samples: 
                 if bar is not None:
                     bar.update(len(good))
                 status = errors[0] if errors else None
-                if stop_after and c + 1 >= stop_after and status is None:
-                    os._exit(9)
             status = comm.bcast(status, root=0)
             if status is not None:
                 if status[0] == "U":
@@ -401,11 +312,7 @@ def run_simulation(protocol: Protocol, n: int, out: str | os.PathLike, samples: 
     finally:
         if bar is not None:
             bar.close()
-    if rank != 0:
-        return None
-    sim.finalize()
-    return summarize(out, len(pending), time.perf_counter() - t_start, size)
 
 
-__all__ = ["RunSettings", "SetResult", "SimulationFile", "check_output_path", "resolve_engine", "run_simulation",
-           "summarize"]
+__all__ = ["RunSettings", "SetResult", "SimulationFile", "available_engines", "check_output_path", "closed_form",
+           "grid_kind", "grid_layout", "resolve_engine", "run_simulation", "summarize"]

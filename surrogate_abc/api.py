@@ -1,0 +1,70 @@
+"""The Python API: plain functions over the objects the command line uses.
+
+    import surrogate_abc as sa
+    protocol = sa.load_protocol("telegraph_mrna")
+    sa.simulate(protocol, n=200, out="sim.h5", engine="exact")
+    emulator, history = sa.train("train_mdn_protein", data=["binned.h5"], out="em.safetensors")
+    idata = sa.infer("observed.h5", emulator="em.safetensors", out="posterior", chains=2)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import Protocol, load_protocol
+
+PathLike = str | os.PathLike
+
+
+def load_emulator(spec: PathLike) -> Any:
+    """An emulator from a .safetensors file, or the exact one of a protocol ('exact:<protocol name or .toml>')."""
+    from .inference.infer import resolve_emulator
+
+    return resolve_emulator(str(spec))[0]
+
+
+def simulate(protocol: Protocol | PathLike, n: int, out: PathLike, *, engine: str | None = None, seed: int = 0,
+             samples: int | None = None, keep_raw: bool = False, chunk_size: int | None = None, command: str = "",
+             progress: bool = False) -> str | None:
+    """`surrogate-abc simulate`: n parameter sets from the protocol's prior into `out` (resumable, MPI-parallel
+    under mpiexec); the summary table (None on MPI ranks other than 0)."""
+    from .simulate import run_simulation
+
+    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    return run_simulation(proto, n=n, out=Path(out), samples=samples, seed=seed, engine=engine, keep_raw=keep_raw,
+                          chunk_size=chunk_size, command=command, progress=progress)
+
+
+def train(config: PathLike, data: PathLike | Sequence[PathLike], out: PathLike | None = None, *,
+          init: PathLike | None = None, device: str | None = None, epochs: int | None = None,
+          max_time: float | None = None, progress: bool = False) -> tuple[Any, dict[str, Any]]:
+    """`surrogate-abc train`: (the trained Emulator, its training history); written to `out` when given."""
+    from .training import load_train_config, resolve_device
+    from .training import train as run_training
+
+    cfg = load_train_config(config)
+    if epochs is not None:
+        cfg = cfg.with_epochs(epochs)
+    if max_time is not None:
+        cfg = cfg.with_max_seconds(max_time)
+    files = [Path(data)] if isinstance(data, (str, os.PathLike)) else [Path(d) for d in data]
+    return run_training(cfg, files, Path(out) if out is not None else None, device=resolve_device(device),
+                        progress=progress, init=str(init) if init is not None else None)
+
+
+def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | None = None, *,
+          command: str = "", log=None, **settings: Any):
+    """`surrogate-abc infer`: the posterior as ArviZ InferenceData (also written to `out`/posterior.nc).
+
+    `settings` are InferenceSettings fields: mode, population, generations, chains, seed, sampler, prior
+    ({name: (low, high)}), distance, min_epsilon, max_walltime, ..."""
+    import arviz as az
+
+    from .inference.infer import infer as run_inference
+    from .inference.run import InferenceSettings
+
+    nc, _ = run_inference(Path(observed), str(emulator) if emulator is not None else None,
+                          InferenceSettings(**settings), Path(out) if out is not None else None, command=command,
+                          log=log or (lambda _msg: None))
+    return az.from_netcdf(nc)
