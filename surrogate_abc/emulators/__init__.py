@@ -1,6 +1,7 @@
 """Neural emulators: MDNs and LSTM arrays (and bagged ensembles of them), the Emulator object, save/load.
 
-Submodules are imported on first use, so `import surrogate_abc.emulators` stays cheap.
+Submodules are imported on first use (module __getattr__), so `import surrogate_abc.emulators` stays cheap:
+the exact emulators and the file readers do not need the networks imported.
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ _EXPORTS = {
     "MDNEnsemble": "ensemble",
     "LSTMEnsemble": "ensemble",
     "hellinger": "ensemble",
+    "EMULATOR_TYPES": "models",
     "build_model": "models",
     "make_binning": "models",
-    "resolve_family": "models",
+    "ACTIVATIONS": "layers",
+    "resolve_family": "layers",
     "Emulator": "emulator",
     "save_emulator": "io",
     "load_emulator": "io",

@@ -17,10 +17,19 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from .mdn import DEFAULT_HIDDEN, BinningOnDevice, dense_trunk, make_activation
+from .distributions import _sum_into, mixture_pmf_grid
+from .layers import (
+    DEFAULT_HIDDEN,
+    BinningOnDevice,
+    dense_trunk,
+    make_activation,
+    resolve_family,
+)
+
+DEFAULT_HEAD = (128, 128)
 
 
 def bin_features(edges: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -40,10 +49,8 @@ class ConditionalMDN(nn.Module):
     conditional head, whose first layer adds a projection of the trunk output to one of the m features."""
 
     def __init__(self, d_in: int, family: Any, n_components: int, binning: Any,
-                 hidden: Sequence[int] = DEFAULT_HIDDEN, activation: str = "elu", head: Sequence[int] = (128, 128)):
+                 hidden: Sequence[int] = DEFAULT_HIDDEN, activation: str = "elu", head: Sequence[int] = DEFAULT_HEAD):
         super().__init__()
-        from .models import resolve_family
-
         self.family = resolve_family(family)
         if self.family.event_dim != 1 or not getattr(self.family, "discrete", True):
             raise ValueError(f"a conditional MDN needs a univariate count family (gamma_poisson, poisson_lognormal), "
@@ -110,8 +117,6 @@ class ConditionalMDN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Bin probabilities (n, C), last column the overflow mass; rows sum to 1."""
-        from .distributions import _sum_into, mixture_pmf_grid
-
         b = self._binning.on(x.device)
         n_a, n_b = b.support
         log_wa, pa, log_wb, pb = self.factors(x)
@@ -128,8 +133,6 @@ class ConditionalMDN(nn.Module):
         """forward(x)[:, categories] for bin categories (flat index a_bin * bins_b + b_bin; not the overflow),
         computing only the a-bins listed and the b integers up to the last b-bin listed: an observed data set
         touches a fraction of the grid, so a likelihood costs that fraction of a full forward pass."""
-        from .distributions import _sum_into, mixture_pmf_grid
-
         b = self._binning.on(x.device)
         n_a = b.support[0]
         A, B = b.shape

@@ -17,8 +17,10 @@ import math
 from typing import Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
+
+from . import distributions
 
 DENSE_COMBINER_MAX_C = 1024
 
@@ -75,8 +77,6 @@ class MDNEnsemble(_Ensemble):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Bin probabilities (n, C) of the combined mixture."""
-        from . import distributions
-
         log_w, params = self.mixture(x)
         first = self.members[0]
         return distributions.mixture_probs(self.family, log_w, params, first._binning.on(x.device))

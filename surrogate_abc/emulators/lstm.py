@@ -31,10 +31,10 @@ import math
 from typing import Sequence
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from .mdn import make_activation
+from .layers import dense_trunk, make_activation
 
 CELLS = ("standard", "peephole")
 
@@ -96,12 +96,7 @@ class LSTMArray(nn.Module):
         self.d_in, self.n_bins_total = int(d_in), int(n_bins_total)
         self.embed_sizes, self.bin_features, self.hidden = tuple(int(h) for h in embed), int(bin_features), int(hidden)
         self.ar_order, self.bidirectional, self.cell, self.activation = int(ar_order), bool(bidirectional), cell, activation
-        layers: list[nn.Module] = []
-        prev = self.d_in
-        for h in self.embed_sizes:
-            layers += [nn.Linear(prev, h), make_activation(activation)]
-            prev = h
-        self.embed = nn.Sequential(*layers)
+        self.embed, prev = dense_trunk(self.d_in, self.embed_sizes, activation)
         self.per_bin = PerBinLinear(self.n_bins_total, prev + self.ar_order, self.bin_features)
         dirs = 2 if self.bidirectional else 1
         if cell == "standard":

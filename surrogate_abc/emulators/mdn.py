@@ -10,51 +10,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-ACTIVATIONS = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU,
-               "softplus": nn.Softplus}
-DEFAULT_HIDDEN = (64, 128, 256, 128, 64)
-
-
-def make_activation(name: str) -> nn.Module:
-    """A fresh activation module by name (elu, tanh, relu, gelu, silu, softplus)."""
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; use one of {', '.join(ACTIVATIONS)}") from None
-
-
-def dense_trunk(d_in: int, hidden: Sequence[int], activation: str) -> tuple[nn.Sequential, int]:
-    """Linear + activation layers; returns (module, output width)."""
-    layers: list[nn.Module] = []
-    prev = d_in
-    for h in hidden:
-        layers += [nn.Linear(prev, int(h)), make_activation(activation)]
-        prev = int(h)
-    return nn.Sequential(*layers), prev
-
-
-class BinningOnDevice:
-    """Holds a Binning and hands out a copy on the device asked for (the copy is kept for reuse)."""
-
-    def __init__(self, binning: Any):
-        self.binning = binning
-        self._device = _binning_device(binning)
-        self._on = binning
-
-    def on(self, device: torch.device) -> Any:
-        """The binning on `device`."""
-        if self._device != torch.device(device):
-            moved = self.binning.to(device)
-            self._on = moved if moved is not None else self.binning
-            self._device = torch.device(device)
-        return self._on
-
-
-def _binning_device(binning: Any) -> torch.device:
-    return torch.device(getattr(binning, "device", "cpu"))
+from . import distributions
+from .layers import DEFAULT_HIDDEN, BinningOnDevice, dense_trunk, resolve_family
 
 
 class MDN(nn.Module):
@@ -66,8 +26,6 @@ class MDN(nn.Module):
         """`family`: an instance from distributions (or its name); `loc_init`: optional initial bias of
         the raw parameter head, one value per raw parameter (e.g. a typical location), for faster training."""
         super().__init__()
-        from .models import resolve_family  # late import: models imports this module
-
         self.family = resolve_family(family)
         if n_components < 1:
             raise ValueError(f"n_components must be >= 1, got {n_components}")
@@ -111,7 +69,5 @@ class MDN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Bin probabilities (n, C), last column the overflow mass; rows sum to 1."""
-        from . import distributions
-
         log_w, params = self.mixture(x)
         return distributions.mixture_probs(self.family, log_w, params, self._binning.on(x.device))

@@ -1,0 +1,67 @@
+"""Building blocks the emulator networks share: the one activation table (also what training configs may
+name), dense trunks, a Binning held per device, and the component family by name.
+
+The network modules (mdn, conditional, lstm, ensemble) import this module, never models.py, which
+imports them to build networks.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .distributions import get_family
+
+# name -> module class; the names a [model] activation may take (training checks it against this table)
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus,
+    "leaky_relu": nn.LeakyReLU,
+}
+DEFAULT_HIDDEN = (64, 128, 256, 128, 64)
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module by name (a key of ACTIVATIONS)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; use one of {', '.join(ACTIVATIONS)}") from None
+
+
+def dense_trunk(d_in: int, hidden: Sequence[int], activation: str) -> tuple[nn.Sequential, int]:
+    """Linear + activation layers; returns (module, output width)."""
+    layers: list[nn.Module] = []
+    prev = d_in
+    for h in hidden:
+        layers += [nn.Linear(prev, int(h)), make_activation(activation)]
+        prev = int(h)
+    return nn.Sequential(*layers), prev
+
+
+class BinningOnDevice:
+    """Holds a Binning and hands out a copy on the device asked for (the copy is kept for reuse)."""
+
+    def __init__(self, binning: Any):
+        self.binning = binning
+        self._device = _binning_device(binning)
+        self._on = binning
+
+    def on(self, device: torch.device) -> Any:
+        """The binning on `device`."""
+        if self._device != torch.device(device):
+            moved = self.binning.to(device)
+            self._on = moved if moved is not None else self.binning
+            self._device = torch.device(device)
+        return self._on
+
+
+def _binning_device(binning: Any) -> torch.device:
+    return torch.device(getattr(binning, "device", "cpu"))
+
+
+def resolve_family(family: Any) -> Any:
+    """A family instance from an instance (returned as is) or a name such as 'gamma_poisson'."""
+    if not isinstance(family, str):
+        return family
+    return get_family(family)
