@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from surrogate_abc.emulators.ensemble import LSTMEnsemble, hellinger
+from surrogate_abc.emulators.ensemble import LSTMEnsemble
+from surrogate_abc.metrics import hellinger_distance as hellinger
 from surrogate_abc.emulators.lstm import LSTMArray, PeepholeLSTMCell, PerBinLinear, _stick_breaking_log
 from surrogate_abc.emulators.models import build_model
 

@@ -20,15 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics import hellinger_distance
 from . import distributions
 
 DENSE_COMBINER_MAX_C = 1024
-
-
-def hellinger(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Hellinger distance sqrt(1 - sum_i sqrt(p_i q_i)) along the last axis, in [0, 1]."""
-    bc = torch.sqrt(p.clamp_min(0) * q.clamp_min(0)).sum(-1)
-    return torch.sqrt((1.0 - bc).clamp_min(0.0))
 
 
 class _Ensemble(nn.Module):
@@ -52,7 +47,7 @@ class _Ensemble(nn.Module):
 
     def uncertainty(self, x: torch.Tensor) -> torch.Tensor:
         """(n,) mean Hellinger distance between each member's prediction and the ensemble's."""
-        return hellinger(self.member_probs(x), self(x).unsqueeze(0)).mean(0)
+        return hellinger_distance(self.member_probs(x), self(x).unsqueeze(0)).mean(0)
 
 
 class MDNEnsemble(_Ensemble):
@@ -84,7 +79,7 @@ class MDNEnsemble(_Ensemble):
     def uncertainty(self, x: torch.Tensor) -> torch.Tensor:
         """(n,) mean Hellinger distance between each member and the combined (= mean) prediction."""
         mp = self.member_probs(x)
-        return hellinger(mp, mp.mean(0, keepdim=True)).mean(0)
+        return hellinger_distance(mp, mp.mean(0, keepdim=True)).mean(0)
 
 
 class LSTMEnsemble(_Ensemble):
@@ -133,4 +128,4 @@ class LSTMEnsemble(_Ensemble):
         """(n,) mean Hellinger distance between each member and the combined prediction."""
         mp = self.member_probs(x)
         combined = F.softmax(self.combine_logits(mp), dim=-1)
-        return hellinger(mp, combined.unsqueeze(0)).mean(0)
+        return hellinger_distance(mp, combined.unsqueeze(0)).mean(0)

@@ -23,6 +23,7 @@ from .. import __version__
 from ..config import parse_protocol
 from ..errors import DataFileError, UserError
 from .emulator import Emulator
+from .models import build_model, make_binning, needs_binning
 
 EMULATOR_FORMAT = "surrogate-abc/emulator"
 EMULATOR_FORMAT_VERSION = 1
@@ -124,8 +125,6 @@ def _read(path: Path, tensors: bool) -> tuple[dict, dict[str, torch.Tensor]]:
 
 def load_emulator(path: str | os.PathLike, device: str | torch.device | None = None) -> Emulator:
     """Read an emulator written by save_emulator; DataFileError (one line) on a damaged or foreign file."""
-    from .models import build_model, make_binning, needs_binning
-
     path = Path(path)
     meta, tensors = _read(path, tensors=True)
     if weights_sha256(tensors) != meta["weights_sha256"]:
