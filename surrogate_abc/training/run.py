@@ -30,15 +30,9 @@ from ..errors import ConfigError, UserError
 from ..losses import get_loss, metrics
 from .checkpoint import checkpoint_fingerprint, checkpoint_path, json_safe
 from .config import ModelSpec, TrainConfig
-from .data import (
-    TrainingData,
-    bootstrap_indices,
-    concat_training_data,
-    kfold_indices,
-    load_training_data,
-    split_by_source,
-)
+from .data import TrainingData, concat_training_data, load_training_data
 from .loop import LossFn, evaluate, fit, resolve_device
+from .splits import bootstrap_indices, kfold_indices, split_by_source
 
 ModelFactory = Callable[[int, int], nn.Module]
 
