@@ -346,3 +346,53 @@ def test_conditional_mdn_learns_a_correlated_joint():
         loss.backward()
         opt.step()
     assert float(loss.detach()) < 0.05
+
+
+# --------------------------------------------------------------------------- the registry
+from types import SimpleNamespace  # noqa: E402
+
+from surrogate_abc.emulators import layers, models  # noqa: E402
+
+
+def test_registry_names_and_aliases():
+    assert models.MODEL_TYPES == ("mdn", "mdn_conditional", "lstm_array", "mdn_ensemble", "lstm_ensemble")
+    assert models.CONFIG_TYPES == ("mdn", "mdn_conditional", "lstm", "mdn_ensemble", "lstm_ensemble")
+    assert models.EMULATOR_TYPES["lstm"] is models.EMULATOR_TYPES["lstm_array"]
+    arch = small_lstm().architecture()
+    assert build_model({**arch, "type": "lstm"}).architecture() == arch  # the config spelling rebuilds too
+    with pytest.raises(ValueError, match="unknown model type 'cnn'; known: mdn, mdn_conditional, lstm_array"):
+        build_model({"type": "cnn"})
+    with pytest.raises(ValueError, match="unknown model type"):
+        build_model({"type": ["mdn"]})
+    assert models.needs_binning({"type": "mdn"}) and not models.needs_binning(arch)
+    assert models.needs_binning({"type": "mdn_ensemble", "members": [{"type": "mdn"}]})
+    assert not models.needs_binning({"type": ["mdn"]})
+
+
+def test_config_architecture_builds_what_the_file_rebuilds():
+    """A [model] section becomes an architecture dict, built by the same builder that loads files."""
+    spec = SimpleNamespace(family="gamma_poisson", components=2, hidden=(8,), activation="leaky_relu", lstm={})
+    arch = models.config_architecture("mdn", spec, 3, 0)
+    torch.manual_seed(0)
+    net = build_model(arch, BINNINGS["gamma_poisson"]())
+    assert net.architecture() == {**arch, "hidden": [8]}
+    lstm_spec = SimpleNamespace(hidden=(8,), activation="tanh", lstm={"bin_features": 4, "hidden": 5})
+    lstm = build_model(models.config_architecture("lstm", lstm_spec, 3, T))
+    assert lstm.architecture()["type"] == "lstm_array" and lstm.embed_sizes == (8,) and lstm.hidden == 5
+    with pytest.raises(ValueError, match="unknown LSTM option 'units'"):
+        models.config_architecture("lstm", SimpleNamespace(hidden=(8,), activation="elu", lstm={"units": 3}), 3, T)
+    with pytest.raises(ValueError, match="member"):
+        models.config_architecture("mdn_ensemble", spec, 3, 0)
+
+
+@pytest.mark.parametrize("activation", sorted(layers.ACTIVATIONS))
+def test_every_activation_builds_every_network(activation):
+    mdn = small_mdn("gamma_poisson", activation=activation)
+    lstm = small_lstm(activation=activation)
+    for net in (mdn, lstm):
+        y = net(_x())
+        assert torch.isfinite(y).all()
+        torch.testing.assert_close(y.sum(-1), torch.ones(4), rtol=0, atol=1e-5)
+    assert isinstance(mdn.trunk[1], layers.ACTIVATIONS[activation])
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        layers.make_activation("swish")

@@ -301,6 +301,51 @@ def test_config_errors_name_file_and_field(bad, field):
     assert msg.startswith("bad.toml: ") and field in msg and "\n" not in msg
 
 
+def test_every_activation_of_the_networks_is_a_valid_config():
+    """Config validation and the networks share one activation table (emulators.layers.ACTIVATIONS)."""
+    from surrogate_abc.emulators.layers import ACTIVATIONS
+
+    assert "leaky_relu" in ACTIVATIONS
+    for act in ACTIVATIONS:
+        assert T.parse_train_config(SMALL_MDN.format(type="mdn", components=2, hidden="[8]", lr=1e-3, batch=64,
+                                                     epochs=1, seed=0, extra="").replace('"elu"', f'"{act}"'),
+                                    "a.toml").model.activation == act
+    with pytest.raises(ConfigError, match=r"model\.activation.*leaky_relu"):
+        T.parse_train_config(SMALL_MDN.format(type="mdn", components=2, hidden="[8]", lr=1e-3, batch=64, epochs=1,
+                                              seed=0, extra="").replace('"elu"', '"swish"'), "a.toml")
+
+
+def test_leaky_relu_config_trains_one_epoch(toy_small):
+    text = SMALL_MDN.format(type="mdn", components=2, hidden="[8]", lr=1e-3, batch=64, epochs=1, seed=0, extra="")
+    cfg = T.parse_train_config(text.replace('activation = "elu"', 'activation = "leaky_relu"'), "leaky.toml")
+    emu, hist = T.train(cfg, toy_small, None, device="cpu", progress=False)
+    assert cfg.model.activation == "leaky_relu" and emu.model.architecture()["activation"] == "leaky_relu"
+    assert isinstance(emu.model.trunk[1], nn.LeakyReLU)
+    assert len(hist["epochs"]) == 1 and math.isfinite(hist["validation_metrics"]["H2"])
+
+
+def test_lstm_configs_accept_both_spellings(toy_small):
+    """[model] type "lstm" (the config spelling) and "lstm_array" (the file spelling) build the same network."""
+    text = """
+protocol = "gaussian_mixture"
+[model]
+type = "{t}"
+hidden = [8]
+[model.lstm]
+bin_features = 4
+hidden = 5
+[training]
+epochs = 1
+"""
+    proto = load_protocol("gaussian_mixture")
+    nets = []
+    for t in ("lstm", "lstm_array"):
+        cfg = T.parse_train_config(text.format(t=t), f"{t}.toml")
+        torch.manual_seed(0)
+        nets.append(T.build_network(cfg.model, proto, 2, 101, cfg.source))
+    assert nets[0].architecture() == nets[1].architecture() and states_equal(nets[0], nets[1])
+
+
 # ----------------------------------------------------------------------------- train() end to end
 @pytest.fixture(scope="module")
 def toy_4000(tmp_path_factory) -> Path:
