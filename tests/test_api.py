@@ -29,6 +29,13 @@ seed = 0
 """
 
 
+def test_api_names_are_the_functions():
+    import surrogate_abc.simulate.runner  # noqa: F401  (loading the stage's modules must not rebind the name)
+
+    assert callable(sa.simulate) and callable(sa.train) and callable(sa.infer) and callable(sa.load_emulator)
+    assert sa.load_protocol("telegraph_mrna").name == "telegraph_mrna"
+
+
 def test_top_level_api_runs_the_pipeline(tmp_path: Path):
     (tmp_path / "bd.toml").write_text(BIRTH_DEATH_TOML)
     (tmp_path / "train.toml").write_text(TRAIN)

@@ -15,7 +15,6 @@ _EXPORTS = {
     "PeepholeLSTMCell": "lstm",
     "MDNEnsemble": "ensemble",
     "LSTMEnsemble": "ensemble",
-    "hellinger": "ensemble",
     "EMULATOR_TYPES": "models",
     "build_model": "models",
     "make_binning": "models",
