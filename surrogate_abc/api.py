@@ -5,6 +5,8 @@
     sa.simulate(protocol, n=200, out="sim.h5", engine="exact")
     emulator, history = sa.train("train_mdn_protein", data=["binned.h5"], out="em.safetensors")
     idata = sa.infer("observed.h5", emulator="em.safetensors", out="posterior", chains=2)
+
+Each function imports its stage when called, so `import surrogate_abc` stays cheap (no torch, pyabc, numba).
 """
 from __future__ import annotations
 

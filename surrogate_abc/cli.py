@@ -1,4 +1,8 @@
-"""The `surrogate-abc` command: parse arguments, call the library, print. Nothing else lives here."""
+"""The `surrogate-abc` command: parse arguments, call the library, print. Nothing else lives here.
+
+Commands import their stage when they run (not at start-up), so `--help` and each command load only what
+they need.
+"""
 from __future__ import annotations
 
 import argparse

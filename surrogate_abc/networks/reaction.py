@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
@@ -355,8 +356,6 @@ def _affine_at(net: ReactionNetwork, lr: LatticeReaction, coords, rates) -> floa
 
 
 def _names_in_order(expr: str) -> list[str]:
-    import re
-
     return re.findall(r"[A-Za-z_][A-Za-z_0-9]*", expr)
 
 

@@ -4,6 +4,7 @@ the protocol, a network file or an SBML model named by the protocol, or a closed
 One registry per kind of source; nothing downstream branches on a network's name."""
 from __future__ import annotations
 
+import ast
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -12,6 +13,7 @@ from ..errors import ConfigError
 from ..toml_io import tomllib
 from .gaussian import GaussianMixtureNetwork
 from .reaction import ReactionNetwork
+from .sbml import read_sbml  # libsbml itself is imported only when a model is read
 from .table import parse_network_table
 
 NETWORK_DIR = Path(str(resources.files("surrogate_abc").joinpath("configs", "networks")))  # package data
@@ -81,8 +83,6 @@ def resolve_network(spec: Any, source: str, base_dir: Path, default_name: str = 
         path = path if path.is_absolute() else base_dir / path
         if key == "file":
             return load_network_file(path, source)
-        from .sbml import read_sbml
-
         model = read_sbml(path, source=source)
         species = set(model.table["species"])
         rx = [_mass_action_form(r, species) for r in model.table["reactions"]]
@@ -101,8 +101,6 @@ def resolve_network(spec: Any, source: str, base_dir: Path, default_name: str = 
 def _mass_action_form(reaction: dict, species: set[str]) -> dict:
     """An SBML reaction whose kinetic law is one parameter times each of its (distinct, first-order) reactants
     is mass action: written with `rate`, so that structural closed forms and gillespy2's mass action see it."""
-    import ast
-
     prop = reaction.get("propensity")
     reactants = reaction.get("reactants", {})
     if prop is None or any(c != 1 for c in reactants.values()):
