@@ -10,20 +10,6 @@ from conftest import run_cli
 
 from surrogate_abc.report import Note, notes_from_warnings, notify, warn
 
-BD = """
-name = "bd_report"
-network = "birth_death"
-samples = 100
-[parameters.a]
-prior = "uniform"
-low = 1.0
-high = 50.0
-[fixed]
-b = 1.0
-[histogram.x]
-edges = { start = 0, stop = 80, width = 1 }
-"""
-
 
 def _assert_one_line_notes(stderr: str) -> list[str]:
     lines = stderr.strip().splitlines()
@@ -34,16 +20,16 @@ def _assert_one_line_notes(stderr: str) -> list[str]:
     return lines
 
 
-def _files(tmp_path, counts):
-    (tmp_path / "bd.toml").write_text(BD)
+def _observed(tmp_path, counts):
     with h5py.File(tmp_path / "obs.h5", "w") as f:
         f["x"] = np.asarray(counts, dtype=np.int64)
-    return tmp_path / "obs.h5", f"exact:{tmp_path / 'bd.toml'}"
+    return tmp_path / "obs.h5"
 
 
-def test_infer_beyond_every_bin_prints_one_line_messages(tmp_path):
-    obs, emulator = _files(tmp_path, np.full(50, 250_000))
-    r = run_cli(["infer", str(obs), "--emulator", emulator, "--population", "20", "--generations", "1",
+def test_infer_beyond_every_bin_prints_one_line_messages(tmp_path, bd_config):
+    """conftest's birth-death protocol (bins 0..19): counts of 250000 lie beyond every bin."""
+    obs = _observed(tmp_path, np.full(50, 250_000))
+    r = run_cli(["infer", str(obs), "--emulator", f"exact:{bd_config}", "--population", "20", "--generations", "1",
                  "--out", str(tmp_path / "out")], cwd=tmp_path)
     lines = _assert_one_line_notes(r.stderr)
     assert r.returncode == 2
@@ -52,17 +38,20 @@ def test_infer_beyond_every_bin_prints_one_line_messages(tmp_path):
     assert len(lines) == len(set(lines))
 
 
-def test_infer_run_with_overflow_cells_prints_only_notes(tmp_path):
-    """A whole run (pyabc, arviz, matplotlib inside): stderr holds our one-line notes and nothing else."""
-    counts = np.concatenate([np.random.default_rng(0).poisson(10, 100), [500, 600]])
-    obs, emulator = _files(tmp_path, counts)
-    r = run_cli(["infer", str(obs), "--emulator", emulator, "--population", "30", "--generations", "2",
+def test_infer_run_with_overflow_cells_prints_only_notes(tmp_path, bd_config):
+    """A whole run (pyabc, arviz, matplotlib inside; a true value, so arviz marks it): stderr holds our one-line
+    notes and nothing else."""
+    counts = np.concatenate([np.random.default_rng(0).poisson(5, 100), [25, 30]])
+    obs = _observed(tmp_path, counts)
+    with h5py.File(obs, "a") as f:
+        f.attrs["true_a"] = 5.0
+    r = run_cli(["infer", str(obs), "--emulator", f"exact:{bd_config}", "--population", "30", "--generations", "2",
                  "--out", str(tmp_path / "out")], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = _assert_one_line_notes(r.stderr)
     assert all(line.startswith("surrogate-abc: note: ") for line in lines), r.stderr
     assert sum("2 of 102 cells lie beyond" in line for line in lines) == 1
-    assert "generation 1" in r.stdout and "ESS" in r.stdout
+    assert "generation 0" in r.stdout and "ESS" in r.stdout
 
 
 def test_notes_from_warnings_one_line_each_once(capsys):

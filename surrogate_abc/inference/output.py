@@ -1,4 +1,5 @@
-"""Inference outputs: posterior.nc (ArviZ InferenceData), summary.csv and the PNG plots.
+"""Inference outputs: posterior.nc (ArviZ InferenceData), summary.csv and the PNG plots (drawn by
+surrogate_abc.plots.plot_posterior_figures).
 
 posterior.nc groups:
   posterior            one variable per parameter (chain, draw): equal-weight draws resampled from each
@@ -39,7 +40,7 @@ def resample_indices(weights: np.ndarray, n_draws: int, seed: Sequence[int]) -> 
     from pyabc.weighted_statistics import resample
 
     state = np.random.get_state()
-    np.random.seed(list(seed))
+    np.random.seed([int(s) % 2**32 for s in seed])
     try:
         return resample(np.arange(len(weights)), weights, n_draws)
     finally:
