@@ -150,14 +150,12 @@ def observed_categories(hist: np.ndarray, overflow: int) -> np.ndarray:
 
 
 def category_probs(emulator: Any, theta: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:
-    """(n, k) emulated probabilities of the flat categories (bins, then the overflow; all C when None):
-    emulator.category_probs when it has one (computes only those), else its full pmf at those columns."""
-    fn = getattr(emulator, "category_probs", None)
-    if fn is not None and categories is not None:
-        return np.asarray(fn(theta, categories), dtype=np.float64)
+    """(n, k) emulated probabilities of the flat categories (bins, then the overflow): emulator.category_probs
+    (every emulator has it, emulators/base.py; it computes only those) or, for categories None, the full pmf."""
+    if categories is not None:
+        return np.asarray(emulator.category_probs(theta, categories), dtype=np.float64)
     probs, overflow = emulator.pmf(theta)
-    flat = np.concatenate([np.asarray(probs).reshape(len(theta), -1), np.asarray(overflow)[:, None]], axis=1)
-    return flat if categories is None else flat[:, np.asarray(categories, dtype=np.int64)]
+    return np.concatenate([np.asarray(probs).reshape(len(theta), -1), np.asarray(overflow)[:, None]], axis=1)
 
 
 # ----------------------------------------------------------------------------------- batched sampler
