@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import UserError
+from .report import notes_from_warnings
 
 
 def _positive_int(text: str) -> int:
@@ -192,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "n", 1) is not None and getattr(args, "n", 1) <= 0:
         parser.exit(2, f"surrogate-abc: error: --n must be a positive number of parameter sets, got {args.n}\n")
     try:
-        return int(args.func(args) or 0)
+        with notes_from_warnings():  # warnings raised by the command: one-line notes on stderr
+            return int(args.func(args) or 0)
     except UserError as exc:
         print(f"surrogate-abc: error: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,13 @@
-"""Matplotlib helpers (Agg backend): histogram step plots, joint-histogram heatmaps, example figures."""
+"""Matplotlib figures (Agg backend): histogram step plots, joint-histogram heatmaps, example figures, and the
+posterior figures of `surrogate-abc infer` / `report` (marginals.png, pair.png with arviz; ppc.png)."""
 from __future__ import annotations
 
+import json
+import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import matplotlib
 
@@ -10,6 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+
+from .metrics import total_variation  # noqa: E402
 
 PROB_LABEL = "probability per bin"
 DENSITY_LABEL = "probability per count (bin mass / width)"
@@ -119,7 +126,7 @@ def plot_comparison(path: Path, species: str, edges: np.ndarray, reference: np.n
         o, _ = as_density(edges, oth)
         plot_histograms(ax, edges, r, label=labels[0], linewidth=1.6, color="black")
         plot_histograms(ax, edges, o, label=labels[1], linewidth=1.2, color="tab:orange", linestyle="--")
-        tv = 0.5 * np.abs(np.asarray(ref) - np.asarray(oth)).sum()
+        tv = total_variation(ref, oth)
         ax.set_title(f"{format_params(param_names, th)}\nTV = {tv:.4f}", fontsize=7)
         ax.set_xlabel(axis_label(species))
         ax.set_ylabel(ylabel, fontsize=8)
@@ -133,3 +140,126 @@ def plot_comparison(path: Path, species: str, edges: np.ndarray, reference: np.n
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------------------------- posterior figures
+POSTERIOR_FIGURES = ("marginals.png", "pair.png", "ppc.png")
+
+
+def plot_posterior_figures(idata, out_dir: Path) -> None:
+    """marginals.png, pair.png and ppc.png of an `infer` InferenceData in out_dir."""
+    with _quiet_drawing():
+        for name, plot in zip(POSTERIOR_FIGURES, (plot_marginals, plot_pair, plot_ppc)):
+            plot(idata, Path(out_dir) / name)
+
+
+@contextmanager
+def _quiet_drawing() -> Iterator[None]:
+    """Remarks of matplotlib and arviz while drawing are not for the user: layout UserWarnings, and the font
+    manager's log line that the semibold weight arviz asks for falls back to bold."""
+    fonts = logging.getLogger("matplotlib.font_manager")
+    level = fonts.level
+    fonts.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        fonts.setLevel(level)
+
+
+def _json_attr(idata, key: str) -> dict:
+    """A JSON attribute of the posterior group (prior, true_params, edges); {} when absent or unreadable."""
+    v = idata.posterior.attrs.get(key)
+    try:
+        return json.loads(v) if v else {}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _draw_marginal(az: Any, idata, k: str, ax, prior: dict, truth: dict, legend: bool = True) -> None:
+    """arviz.plot_posterior of parameter k on ax (density of all chains, 94% HDI, mean; the true value as
+    ref_val) plus the prior density (dashed). A log-uniform parameter is drawn on the log10 scale, where its prior
+    is flat and the density is per log10 unit."""
+    from .inference.priors import prior_pdf_1d
+
+    kind, lo, hi = prior.get(k, (None, None, None))
+    log = kind == "loguniform"
+    ref = truth.get(k)
+    az.plot_posterior(idata.posterior[[k]], transform=np.log10 if log else None, hdi_prob=0.94, ax=ax,
+                      ref_val=None if ref is None else float(np.log10(ref) if log else ref), ref_val_color="r",
+                      textsize=8, **({"label": "posterior"} if legend else {}))
+    if log:
+        ax.plot(np.log10([lo, hi]), [1.0 / np.log10(hi / lo)] * 2, "k--", lw=1, label="prior")
+    elif kind is not None:
+        grid = np.linspace(lo, hi, 400)
+        ax.plot(grid, prior_pdf_1d(kind, lo, hi, grid), "k--", lw=1, label="prior")
+    ax.set_xlabel(f"log10 {k} (density per log10 unit)" if log else k, fontsize=8)
+    if legend:
+        ax.legend(fontsize=7)
+
+
+def plot_marginals(idata, path: Path) -> None:
+    """marginals.png: one panel per parameter (see _draw_marginal)."""
+    from .inference.output import import_arviz
+
+    az = import_arviz()
+    names = list(idata.posterior.data_vars)
+    prior, truth = _json_attr(idata, "prior"), _json_attr(idata, "true_params")
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.0), squeeze=False)
+    for i, (ax, k) in enumerate(zip(axes[0], names)):
+        _draw_marginal(az, idata, k, ax, prior, truth, legend=i == 0)
+    _save(fig, path)
+
+
+def plot_pair(idata, path: Path) -> None:
+    """pair.png: arviz.plot_pair of the posterior draws (scatter, marginal densities on the diagonal, the true
+    values as reference_values when all are known); a single parameter: its marginal."""
+    from .inference.output import import_arviz
+
+    az = import_arviz()
+    names = list(idata.posterior.data_vars)
+    if len(names) < 2:  # arviz.plot_pair needs two variables
+        fig, ax = plt.subplots(figsize=(3.4, 3.4))
+        _draw_marginal(az, idata, names[0], ax, _json_attr(idata, "prior"), _json_attr(idata, "true_params"))
+        _save(fig, path)
+        return
+    truth = _json_attr(idata, "true_params")
+    d = len(names)
+    axes = az.plot_pair(idata, var_names=names, kind="scatter", marginals=True, figsize=(2.4 * d + 1, 2.4 * d + 1),
+                        scatter_kwargs={"s": 2, "alpha": 0.3},
+                        reference_values={k: truth[k] for k in names} if all(k in truth for k in names) else None,
+                        reference_values_kwargs={"color": "r", "markersize": 6})
+    _save(np.ravel(axes)[0].figure, path)
+
+
+def plot_ppc(idata, path: Path) -> None:
+    """ppc.png: observed histogram against the posterior predictive (median and 90% band) per observed species
+    (marginals for joint data); bin masses divided by bin widths."""
+    edges = {k: np.asarray(v, float) for k, v in _json_attr(idata, "edges").items()}
+    species = list(edges)
+    obs = idata.observed_data["hist"].values
+    pred = idata.posterior_predictive["hist"].values
+    pred = pred.reshape((-1,) + pred.shape[2:])
+    fig, axes = plt.subplots(1, max(len(species), 1), figsize=(5 * max(len(species), 1), 3.2), squeeze=False)
+    for ax_i, s in enumerate(species):
+        others = tuple(a for a in range(obs.ndim) if a != ax_i)
+        o = obs.sum(axis=others) if others else obs
+        p = pred.sum(axis=tuple(a + 1 for a in others)) if others else pred
+        e = edges[s]
+        w = np.diff(e)
+        lo, med, hi = np.quantile(p, [0.05, 0.5, 0.95], axis=0)
+        ax = axes[0][ax_i]
+        ax.fill_between(e[:-1], lo / w, hi / w, step="post", alpha=0.3, color="C1", label="posterior predictive 90%")
+        ax.step(e[:-1], med / w, where="post", color="C1", lw=1, label="posterior predictive median")
+        ax.step(e[:-1], o / w, where="post", color="k", lw=1, label="observed")
+        ax.set_xlabel(s)
+        ax.set_ylabel("density")
+        ax.legend(fontsize=7)
+    _save(fig, path)

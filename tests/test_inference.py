@@ -275,7 +275,11 @@ def test_likelihood_on_observed_categories_only_equals_the_full_one(tmp_path):
     from surrogate_abc.emulators.conditional import ConditionalMDN
     from surrogate_abc.emulators.emulator import Emulator
     from surrogate_abc.emulators.models import make_binning
-    from surrogate_abc.inference.abc_parts import EmulatorModel, observed_categories, observed_sumstat
+    from surrogate_abc.inference.abc_parts import (
+        EmulatorModel,
+        observed_categories,
+        observed_sumstat,
+    )
 
     proto = load_protocol("gene_joint")
     torch.manual_seed(0)

@@ -13,7 +13,6 @@ A value x is in bin i when edges[i] <= x < edges[i+1]; values outside every bin 
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +21,7 @@ import h5py
 import numpy as np
 
 from ..errors import DataFileError
+from ..report import warn
 
 # Datasets read as per-cell counts when no emulator names its species: the species of the shipped default
 # emulators and the toy birth-death protocols. With an emulator, its protocol's species are read.
@@ -174,8 +174,8 @@ def select_species(observed: Observed, species: tuple[str, ...]) -> Observed:
     if observed.counts is None:
         raise DataFileError(f"{observed.path}: the histogram is over {'+'.join(observed.species)} but the emulator "
                             f"models {'+'.join(species)}; use a matching emulator")
-    warnings.warn(f"{observed.path}: using only {', '.join(species)} of the observed "
-                  f"{', '.join(observed.species)} (the emulator models {'+'.join(species)})", stacklevel=2)
+    warn(f"{observed.path}: using only {', '.join(species)} of the observed "
+         f"{', '.join(observed.species)} (the emulator models {'+'.join(species)})", stacklevel=2)
     cols = [observed.species.index(s) for s in species]
     return Observed(observed.path, tuple(species), observed.n_cells, counts=observed.counts[:, cols],
                     attrs=observed.attrs)
@@ -204,8 +204,8 @@ def observed_histogram(observed: Observed, edges: tuple[np.ndarray, ...]) -> tup
     overflow = int(observed.n_cells - hist.sum())
     if overflow > 0:
         where = ", ".join(f"{s} >= {e[-1]:g}" for s, e in zip(observed.species, edges))
-        warnings.warn(f"{observed.path}: {overflow} of {observed.n_cells} cells lie beyond the emulator's last edge "
-                      f"({where}); they count as overflow mass", stacklevel=2)
+        warn(f"{observed.path}: {overflow} of {observed.n_cells} cells lie beyond the emulator's last edge "
+             f"({where}); they count as overflow mass", stacklevel=2)
     return hist, overflow
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +15,7 @@ from ..data.observed import (
     select_species,
 )
 from ..errors import UserError
+from ..report import warn
 from .run import InferenceSettings, run_chains
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -58,11 +58,7 @@ def resolve_emulator(spec: str | None, species: tuple[str, ...] = ()) -> tuple[A
     from ..data.schema import file_sha256
 
     em = load_emulator(path)
-    if not hasattr(em, "source"):
-        try:
-            em.source = str(path)
-        except AttributeError:
-            pass
+    em.source = str(path)  # the file it came from, as the emulator's name in messages and outputs
     return em, file_sha256(path)
 
 
@@ -71,11 +67,11 @@ def emulator_error_note(emulator: Any, n_cells: int, max_nats: float = 1.0) -> s
 
     An emulator off by KL per cell shifts the log-likelihood of N cells by about N x KL nats (KLD: the
     max-divergence of its validation metrics, else H2); above ~1 nat the posterior may be shifted or too narrow."""
-    vm = (getattr(emulator, "metadata", None) or {}).get("validation_metrics") or {}
+    vm = emulator.metadata.get("validation_metrics") or {}
     kl = vm.get("KLD", vm.get("H2"))
     if not isinstance(kl, (int, float)) or not np.isfinite(kl) or n_cells * kl <= max_nats:
         return None
-    return (f"note: this emulator's held-out error is KLD {kl:.2g} per cell (H2 {vm.get('H2', float('nan')):.2g}), "
+    return (f"this emulator's held-out error is KLD {kl:.2g} per cell (H2 {vm.get('H2', float('nan')):.2g}), "
             f"about {n_cells * kl:.1f} nats over {n_cells} cells: the posterior may be shifted or too narrow; "
             "an emulator trained to a smaller error (README: training your own) gives calibrated intervals")
 
@@ -98,7 +94,7 @@ def infer(observed_path: str | Path, emulator_spec: str | None, settings: Infere
     else:  # the emulator's protocol names the datasets to read
         emulator, sha = resolve_emulator(emulator_spec)
         observed = load_observed(observed_path, tuple(emulator.species))
-    name = getattr(emulator, "source", str(emulator_spec))
+    name = emulator.source
     observed = select_species(observed, tuple(emulator.species))
     hist, overflow = observed_histogram(observed, tuple(emulator.edges))
     from ..emulators.exact import ExactEmulator
@@ -109,7 +105,7 @@ def infer(observed_path: str | Path, emulator_spec: str | None, settings: Infere
         check_observed_predictive(observed, hist, overflow, emulator, name)
     note = emulator_error_note(emulator, observed.n_cells)
     if note:
-        log(note)
+        warn(note)
     out = Path(out_dir) if out_dir else default_out_dir(observed_path)
     out.mkdir(parents=True, exist_ok=True)
     db = out / "abc.db"
@@ -130,7 +126,4 @@ def infer(observed_path: str | Path, emulator_spec: str | None, settings: Infere
         "observed_file": str(observed_path), "abc_db": str(db), "seed": int(settings.seed),
     }
     idata = build_inference_data(chains, emulator, hist, overflow, attrs, seed=settings.seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        nc, table = write_outputs(idata, out)
-    return nc, table
+    return write_outputs(idata, out)

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import logging
 import random
-import time
-import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from ..errors import UserError
+from ..report import notify, warn
 from .abc_parts import (
     DISTANCES,
     MODES,
@@ -72,83 +72,117 @@ class ChainResult:
     final_temperature_ok: bool = True
 
 
-def effective_sample_size(w: np.ndarray) -> float:
-    """Kish's ESS of importance weights."""
-    w = np.asarray(w, float)
-    return float(w.sum() ** 2 / max(np.sum(w**2), 1e-300))
+class GenerationProgress(logging.Handler):
+    """Handler on pyabc's "ABC" logger during one chain's run: turns pyabc's record that a generation is done
+    (ABCSMC.run_generation's "Accepted: ... ESS: ..." line, logged after the population is stored) into our
+    progress line, with the numbers read from the History; pyabc's warnings become one-line notes, its other
+    records are dropped."""
+
+    def __init__(self, chain: int, settings: InferenceSettings, log: Callable[[str], None]):
+        super().__init__(logging.INFO)
+        self.chain, self.settings, self.log = chain, settings, log
+        self.history: Any = None  # the run's pyabc History, once ABCSMC.new made it
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            notify(record.getMessage())
+        elif self.history is not None and record.funcName == "run_generation" and record.getMessage().startswith("Accepted:"):
+            g = generation_stats(self.history, self.history.max_t)
+            what = "temperature" if self.settings.mode == "likelihood" else "epsilon"
+            self.log(f"chain {self.chain + 1}/{self.settings.chains}  generation {int(g['t'][0])}  {what} "
+                     f"{g['epsilon'][0]:.4g}  acceptance {g['acceptance_rate'][0]:.3f}  ESS {g['ess'][0]:.1f}  "
+                     f"elapsed {g['wall_time'][0]:.1f} s")
+
+
+@contextmanager
+def pyabc_log_to(handler: logging.Handler) -> Iterator[None]:
+    """pyabc's log records (logger "ABC" and its children, INFO and up) go to `handler` alone while inside:
+    pyabc's own stderr handler is detached and restored afterwards, with the logger's level."""
+    logger = logging.getLogger("ABC")
+    saved = logger.level, logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved[1], saved[2]
+        logger.setLevel(saved[0])
+
+
+def generation_stats(history: Any, t_from: int = 0) -> dict[str, np.ndarray]:
+    """Per-generation statistics of a pyabc History from generation t_from on: t, epsilon (or temperature),
+    acceptance_rate, ess (pyabc's effective_sample_size of the weights), n_simulations, wall_time (seconds
+    from the run's start in the database to the generation's end)."""
+    from pyabc.weighted_statistics import effective_sample_size
+
+    pops = history.get_all_populations()
+    pops = pops[pops["t"] >= max(t_from, 0)].sort_values("t")
+    weights = [history.get_distribution(m=0, t=int(t))[1] for t in pops["t"]]
+    start = history.get_abc().start_time
+    n_sim = pops["samples"].to_numpy(float)
+    return {
+        "t": pops["t"].to_numpy(int),
+        "epsilon": pops["epsilon"].to_numpy(float),
+        "acceptance_rate": np.array([len(w) for w in weights], float) / np.maximum(n_sim, 1),
+        "ess": np.array([effective_sample_size(w) for w in weights], float),
+        "n_simulations": n_sim,
+        "wall_time": np.array([(e - start).total_seconds() for e in pops["population_end_time"]], float),
+    }
 
 
 def run_chains(emulator: Any, hist: np.ndarray, overflow: int, settings: InferenceSettings, db_path: Path,
                log: Callable[[str], None] = print, sampler_factory: Callable[[], Any] | None = None) -> list[ChainResult]:
     """Run settings.chains independent ABC-SMC runs (seeds seed, seed+1, ...) into one pyabc database.
 
-    Each chain is a separate History run in db_path. Progress is reported through `log` once per generation."""
+    Each chain is a separate History run in db_path, run by pyabc's ABCSMC.run. Progress is reported through
+    `log` once per generation (GenerationProgress)."""
     import pyabc
 
     settings.check()
     box = prior_box(emulator.protocol, settings.prior)
-    check_prior_in_domain(box, np.asarray(emulator.domain), tuple(emulator.param_names), getattr(emulator, "source", "emulator"))
+    check_prior_in_domain(box, np.asarray(emulator.domain), tuple(emulator.param_names), emulator.source)
     prior = pyabc_prior(box)
     n_cells = int(np.asarray(hist).sum() + overflow)
     cats = observed_categories(hist, overflow) if settings.mode == "likelihood" else None
     x_0 = observed_sumstat(settings.mode, hist, overflow, cats)
-    logging.getLogger("ABC").setLevel(logging.WARNING)
+    walltime = timedelta(seconds=settings.max_walltime) if settings.max_walltime else None
     results = []
     for c in range(settings.chains):
         seed = settings.seed + c
         np.random.seed(seed % 2**32)
         random.seed(seed)
         model = EmulatorModel(emulator, settings.mode, n_cells, box, categories=cats)
-        sampler = sampler_factory() if sampler_factory else make_sampler(
-            settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port)
-        if settings.mode == "likelihood":
-            abc = pyabc.ABCSMC(model, prior, MultinomialKernel(), population_size=settings.population, sampler=sampler,
-                               eps=pyabc.Temperature(), acceptor=pyabc.StochasticAcceptor())
-        else:
-            abc = pyabc.ABCSMC(model, prior, HistogramDistance(settings.distance), population_size=settings.population,
-                               sampler=sampler, eps=pyabc.MedianEpsilon())
-        abc.new(f"sqlite:///{Path(db_path).resolve()}", x_0,
-                meta_info={"chain": c, "seed": seed, "mode": settings.mode, "emulator": getattr(emulator, "source", "")})
-        abc.history.stores_sum_stats = False
-        results.append(_run_one(abc, c, settings, model, log))
+        progress = GenerationProgress(c, settings, log)
+        with pyabc_log_to(progress):
+            sampler = sampler_factory() if sampler_factory else make_sampler(
+                settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port)
+            if settings.mode == "likelihood":
+                abc = pyabc.ABCSMC(model, prior, MultinomialKernel(), population_size=settings.population,
+                                   sampler=sampler, eps=pyabc.Temperature(), acceptor=pyabc.StochasticAcceptor())
+            else:
+                abc = pyabc.ABCSMC(model, prior, HistogramDistance(settings.distance),
+                                   population_size=settings.population, sampler=sampler, eps=pyabc.MedianEpsilon())
+            abc.new(f"sqlite:///{Path(db_path).resolve()}", x_0,
+                    meta_info={"chain": c, "seed": seed, "mode": settings.mode, "emulator": emulator.source})
+            abc.history.stores_sum_stats = False
+            progress.history = abc.history
+            history = abc.run(minimum_epsilon=settings.min_epsilon, max_nr_populations=settings.generations,
+                              max_walltime=walltime)
+        results.append(chain_result(history, c, settings, model))
     return results
 
 
-def _run_one(abc, chain: int, settings: InferenceSettings, model: EmulatorModel, log) -> ChainResult:
-    """pyabc's ABCSMC.run loop, with a progress line after each generation."""
-    start = time.perf_counter()
-    walltime = timedelta(seconds=settings.max_walltime) if settings.max_walltime else None
-    stats: dict[str, list[float]] = {k: [] for k in ("eps", "acc", "ess", "nsim", "wall")}
-    what = "temperature" if settings.mode == "likelihood" else "epsilon"
-    try:
-        t = abc.initialize_components_before_run(
-            minimum_epsilon=settings.min_epsilon, max_nr_populations=settings.generations, min_acceptance_rate=0.0,
-            max_total_nr_simulations=np.inf, max_walltime=walltime, min_eps_diff=0.0)
-        while True:
-            ret = abc.run_generation(t=t)
-            if not ret["successful"]:
-                break
-            _, w = abc.history.get_distribution(m=0, t=t)
-            eps, acc, ess = float(abc.eps(t)), float(ret["acceptance_rate"]), effective_sample_size(w)
-            elapsed = time.perf_counter() - start
-            for k, v in zip(stats, (eps, acc, ess, len(w) / max(acc, 1e-300), elapsed)):
-                stats[k].append(v)
-            log(f"chain {chain + 1}/{settings.chains}  generation {t}  {what} {eps:.4g}  acceptance {acc:.3f}  "
-                f"ESS {ess:.1f}  elapsed {elapsed:.1f} s")
-            if abc.check_terminate(t=t, acceptance_rate=acc):
-                break
-            t += 1
-    finally:
-        abc.history.done()
-        abc.sampler.stop()
-    if not stats["eps"]:
+def chain_result(history: Any, chain: int, settings: InferenceSettings, model: EmulatorModel) -> ChainResult:
+    """The ChainResult of a finished run: its last population (natural scale) and generation_stats."""
+    stats = generation_stats(history)
+    if not len(stats["t"]):
         raise UserError("ABC-SMC produced no population (the sampler failed); try --sampler single")
-    df, w = abc.history.get_distribution(m=0, t=abc.history.max_t)
-    ok = settings.mode != "likelihood" or stats["eps"][-1] <= 1.0 + 1e-12
+    df, w = history.get_distribution(m=0, t=history.max_t)
+    ok = settings.mode != "likelihood" or stats["epsilon"][-1] <= 1.0 + 1e-12
     if not ok:
-        warnings.warn(f"chain {chain + 1}: stopped at temperature {stats['eps'][-1]:.4g} > 1, so its population is a "
-                      "tempered posterior; allow more --generations or a longer --max-walltime", stacklevel=2)
-    return ChainResult(chain=chain, run_id=int(abc.history.id), params=model.natural(df),
-                       weights=np.asarray(w, float) / np.sum(w), epsilon=np.array(stats["eps"]),
-                       acceptance_rate=np.array(stats["acc"]), ess=np.array(stats["ess"]),
-                       n_simulations=np.array(stats["nsim"]), wall_time=np.array(stats["wall"]), final_temperature_ok=ok)
+        warn(f"chain {chain + 1}: stopped at temperature {stats['epsilon'][-1]:.4g} > 1, so its population is a "
+             "tempered posterior; allow more --generations or a longer --max-walltime", stacklevel=3)
+    return ChainResult(chain=chain, run_id=int(history.id), params=model.natural(df),
+                       weights=np.asarray(w, float) / np.sum(w), epsilon=stats["epsilon"],
+                       acceptance_rate=stats["acceptance_rate"], ess=stats["ess"],
+                       n_simulations=stats["n_simulations"], wall_time=stats["wall_time"], final_temperature_ok=ok)
