@@ -32,7 +32,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calibration as cal  # noqa: E402  (benchmarks/calibration.py: datasets and helpers)
-
 import pyabc  # noqa: E402
 
 

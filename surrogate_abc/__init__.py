@@ -9,8 +9,17 @@ from . import simulate as _simulate_stage  # noqa: F401
 from .api import infer, load_emulator, simulate, train
 from .config import Axis, Prior, Protocol, load_protocol, parse_protocol
 from .errors import ConfigError, DataFileError, UserError
-from .networks import (BIRTH_DEATH, GENE, GaussianMixtureNetwork, MassActionNetwork, Reaction, ReactionNetwork,
-                       get_network, load_network_file, parse_network_table)
+from .networks import (
+                       BIRTH_DEATH,
+                       GENE,
+                       GaussianMixtureNetwork,
+                       MassActionNetwork,
+                       Reaction,
+                       ReactionNetwork,
+                       get_network,
+                       load_network_file,
+                       parse_network_table,
+)
 
 __all__ = [
     "Axis",

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 
 import surrogate_abc as sa
-from conftest import BIRTH_DEATH_TOML
 from surrogate_abc.data.binned import bin_file
+
+from conftest import BIRTH_DEATH_TOML
 
 TRAIN = """
 name = "api_mdn"

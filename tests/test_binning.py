@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from surrogate_abc.data.binning import (bin_indices, bin_values, bin_values_2d, bin_weighted, rebin_grid,
-                                        rebin_grid_2d)
+from surrogate_abc.data.binning import bin_indices, bin_values, bin_values_2d, bin_weighted, rebin_grid, rebin_grid_2d
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

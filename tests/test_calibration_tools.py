@@ -15,7 +15,7 @@ from scipy import stats
 
 from surrogate_abc.config import Prior, parse_protocol
 from surrogate_abc.data.observed import load_observed
-from surrogate_abc.inference.abc_parts import hellinger as abc_hellinger
+from surrogate_abc.metrics import hellinger_distance as abc_hellinger
 
 _spec = importlib.util.spec_from_file_location(
     "calibration_bench", Path(__file__).resolve().parent.parent / "benchmarks" / "calibration.py")

@@ -17,8 +17,13 @@ from surrogate_abc.emulators.conditional import ConditionalMDN
 from surrogate_abc.emulators.distributions import Binning, get_family
 from surrogate_abc.emulators.emulator import Emulator
 from surrogate_abc.emulators.ensemble import LSTMEnsemble, MDNEnsemble
-from surrogate_abc.emulators.io import (EMULATOR_FORMAT_VERSION, META_KEY, load_emulator, read_emulator_metadata,
-                                        save_emulator)
+from surrogate_abc.emulators.io import (
+    EMULATOR_FORMAT_VERSION,
+    META_KEY,
+    load_emulator,
+    read_emulator_metadata,
+    save_emulator,
+)
 from surrogate_abc.emulators.lstm import LSTMArray
 from surrogate_abc.emulators.mdn import MDN
 from surrogate_abc.errors import DataFileError, UserError

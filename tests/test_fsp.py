@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 import scipy.stats
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from surrogate_abc.config import FSPSettings, load_protocol
 from surrogate_abc.errors import UserError

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from surrogate_abc.emulators.ensemble import LSTMEnsemble
-from surrogate_abc.metrics import hellinger_distance as hellinger
 from surrogate_abc.emulators.lstm import LSTMArray, PeepholeLSTMCell, PerBinLinear, _stick_breaking_log
 from surrogate_abc.emulators.models import build_model
+from surrogate_abc.metrics import hellinger_distance as hellinger
 
 torch.set_num_threads(1)
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import h5py
 import pytest
 
-from conftest import (KILL_N, assert_same_results, cli_env, kill_args, kill_when_part_done, popen_cli)
 from surrogate_abc.data.schema import partial_path
 from surrogate_abc.simulate.mpi import SerialComm, get_comm, launched_under_mpi
+
+from conftest import KILL_N, assert_same_results, cli_env, kill_args, kill_when_part_done, popen_cli
 
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 needs_mpiexec = pytest.mark.skipif(not MPIEXEC.exists(), reason=f"mpiexec not found next to the interpreter ({MPIEXEC})")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from conftest import run_cli
 from surrogate_abc import ConfigError, load_protocol, parse_protocol
 from surrogate_abc.config import FSPSettings
 from surrogate_abc.networks import GENE, find_closed_form, get_network, network_names
@@ -17,6 +16,8 @@ from surrogate_abc.networks.closed_form import beta_poisson_pmf
 from surrogate_abc.networks.expressions import degree, evaluate, to_gillespy2
 from surrogate_abc.simulate.fsp import solve_stationary
 from surrogate_abc.simulate.ssa import SSASimulator
+
+from conftest import run_cli
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,9 +10,10 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from surrogate_abc import load_protocol
 from surrogate_abc.simulate.fsp import solve_stationary
+
+from conftest import run_cli
 
 # Promoter off -> low -> high -> off (a cycle: three states, two of them transcribing at different rates).
 NETWORK = """

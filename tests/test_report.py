@@ -6,9 +6,10 @@ import warnings
 
 import h5py
 import numpy as np
-from conftest import run_cli
 
 from surrogate_abc.report import Note, notes_from_warnings, notify, warn
+
+from conftest import run_cli
 
 
 def _assert_one_line_notes(stderr: str) -> list[str]:

@@ -11,11 +11,20 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import (BIRTH_DEATH_TOML, KILL_N, cli_env, assert_same_results, kill_args, kill_when_part_done, popen_cli,
-                      run_cli)
 from surrogate_abc import __version__, load_protocol, parse_protocol
 from surrogate_abc.data.schema import FORMAT_VERSION, SIMULATION_FORMAT, partial_path
 from surrogate_abc.simulate import count_grid, run_simulation, set_seeds
+
+from conftest import (
+    BIRTH_DEATH_TOML,
+    KILL_N,
+    assert_same_results,
+    cli_env,
+    kill_args,
+    kill_when_part_done,
+    popen_cli,
+    run_cli,
+)
 
 SCHEMA_ATTRS = {"format", "format_version", "package_version", "protocol", "network", "engine", "seed", "samples", "n",
                 "species", "param_names", "rate_names", "config_toml", "network_toml", "complete", "command"}

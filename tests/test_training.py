@@ -18,7 +18,6 @@ from surrogate_abc.config import CONFIG_DIR, load_protocol
 from surrogate_abc.errors import ConfigError, DataFileError, UserError
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """One intra-op thread: small batches gain nothing from two, and oversubscribed cores lose a lot."""
@@ -470,7 +469,6 @@ def test_cli_train_runs(tmp_path, toy_small, capsys):
 
 def test_learning_rate_decays_on_plateau_and_is_checkpointed():
     """With lr_decay < 1 the learning rate drops after lr_patience epochs without improvement."""
-    import dataclasses
 
     import torch
 
@@ -490,7 +488,6 @@ def test_learning_rate_decays_on_plateau_and_is_checkpointed():
 
 
 def test_wall_time_budget_stops_and_keeps_best_weights():
-    import dataclasses
 
     import torch
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from .. import __version__
 from ..config import Protocol, parse_protocol
-from .scaling import transform
 from ..errors import DataFileError, UserError
+from .scaling import transform
 from .schema import BINNED_FORMAT, FORMAT_VERSION, SIMULATION_FORMAT, attr_list, attr_str, file_sha256, open_ours
 
 GRID_KINDS = ("counts", "pmf", "binned_pmf")

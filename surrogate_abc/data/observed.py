@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import DataFileError
 from ..report import warn
+from .edges import bin_centres
 
 # Datasets read as per-cell counts when no emulator names its species: the species of the shipped default
 # emulators and the toy birth-death protocols. With an emulator, its protocol's species are read.
@@ -50,7 +51,7 @@ class Observed:
         if self.counts is not None:
             return float(self.counts[:, j].mean())
         e = self.edges[j]
-        centres = 0.5 * (e[:-1] + e[1:])
+        centres = bin_centres(e, integer=True)
         marg = self.histogram.sum(axis=tuple(a for a in range(self.histogram.ndim) if a != j))
         return float((marg * centres).sum() / max(marg.sum(), 1))
 
@@ -274,7 +275,7 @@ def binned_means(hist: np.ndarray, overflow: np.ndarray, edges: Sequence[np.ndar
     for j, e in enumerate(edges):
         e = np.asarray(e, float)
         marg = hist.sum(axis=tuple(a for a in range(1, hist.ndim) if a != j + 1)) if hist.ndim > 2 else hist
-        out.append(((marg * 0.5 * (e[:-1] + e[1:])).sum(axis=1) + np.asarray(overflow, float) * e[-1]) / np.maximum(total, 1))
+        out.append(((marg * bin_centres(e, integer=True)).sum(axis=1) + np.asarray(overflow, float) * e[-1]) / np.maximum(total, 1))
     return np.stack(out, axis=1)
 
 

@@ -5,20 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import total_variation
 from ..errors import UserError
+from ..metrics import total_variation
+from .edges import bin_centres
 from .schema import BINNED_FORMAT, attr_list, attr_str, open_ours
 
 BLOCK_ROWS = 4096
-
-
-def bin_centres(edges: np.ndarray, integer: bool) -> np.ndarray:
-    """Mean value of each bin assuming mass spread evenly: over the integers it holds (count data,
-    (ceil(a) + ceil(b) - 1) / 2 for [a, b)), or over the interval (continuous data)."""
-    e = np.asarray(edges, float)
-    if integer:
-        return 0.5 * (np.ceil(e[:-1]) + np.ceil(e[1:]) - 1.0)
-    return 0.5 * (e[:-1] + e[1:])
 
 
 def histogram_means(hist: np.ndarray, edges: list[np.ndarray], integer: bool = True) -> np.ndarray:

@@ -12,9 +12,23 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .families import (FAMILIES, PARAM_MAX, PARAM_MIN, BivariateDMGammaPoissonFamily, GammaPoissonFamily,  # noqa: F401
-                       GaussianFamily, PoissonLogNormalFamily, get_family, lambertw_exp, log1mexp, log_rising_rel,
-                       log_rising_rel_grid, nb_log_pmf, positive)
+from .families import (  # noqa: F401
+    FAMILIES,
+    PARAM_MAX,
+    PARAM_MIN,
+    BivariateDMGammaPoissonFamily,
+    GammaPoissonFamily,
+    GaussianFamily,
+    PoissonLogNormalFamily,
+    get_family,
+    lambertw_exp,
+    log1mexp,
+    log_rising_rel,
+    log_rising_rel_grid,
+    nb_log_pmf,
+    positive,
+)
+
 
 # ----------------------------------------------------------------------------------------- binning
 def _bin_index(edges: np.ndarray, n_support: int) -> np.ndarray:

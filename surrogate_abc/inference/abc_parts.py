@@ -40,7 +40,6 @@ LOG_FLOOR = 1e-300
 DISTANCES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "hellinger": hellinger_distance, "tv": total_variation, "l2": euclidean, "kl": kl_divergence,
 }
-hellinger = hellinger_distance  # the name tests/test_calibration_tools.py imports from here
 
 
 class HistogramDistance(pyabc.Distance):

@@ -57,9 +57,7 @@ def resolve_emulator(spec: str | None, species: tuple[str, ...] = ()) -> tuple[A
         raise UserError(f"cannot load neural emulators in this installation ({exc}); use --emulator exact:<protocol>") from None
     from ..data.schema import file_sha256
 
-    em = load_emulator(path)
-    em.source = str(path)  # the file it came from, as the emulator's name in messages and outputs
-    return em, file_sha256(path)
+    return load_emulator(path), file_sha256(path)  # its source is the file it came from
 
 
 def emulator_error_note(emulator: Any, n_cells: int, max_nats: float = 1.0) -> str | None:

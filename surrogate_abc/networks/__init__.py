@@ -7,8 +7,14 @@ from .closed_form import ClosedForm, find_closed_form
 from .conservation import ConservationLaw
 from .gaussian import GaussianMixtureNetwork
 from .gene import BIRTH_DEATH, GENE, gene_means
-from .reaction import (AffineReaction, LatticeReaction, MassActionNetwork, Reaction, ReactionNetwork,
-                       ensure_scons_on_path)
+from .reaction import (
+                       AffineReaction,
+                       LatticeReaction,
+                       MassActionNetwork,
+                       Reaction,
+                       ReactionNetwork,
+                       ensure_scons_on_path,
+)
 from .registry import get_network, load_network_file, network_names, resolve_network
 from .table import parse_network_table
 

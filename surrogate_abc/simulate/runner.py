@@ -26,7 +26,6 @@ from .results import RunSettings, SetResult
 from .ssa import set_seeds
 
 
-
 def check_output_path(out: Path) -> None:
     """UserError unless `out` can be written: its directory exists and is writable and it is not a directory."""
     out = Path(out)
