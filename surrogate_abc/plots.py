@@ -155,7 +155,8 @@ def plot_posterior_figures(idata, out_dir: Path) -> None:
 
 @contextmanager
 def _quiet_drawing() -> Iterator[None]:
-    """Remarks of matplotlib and arviz while drawing are not for the user: layout UserWarnings, and the font
+    """Remarks of matplotlib and arviz while drawing are not for the user: layout UserWarnings, deprecations
+    between their versions, and the font
     manager's log line that the semibold weight arviz asks for falls back to bold."""
     fonts = logging.getLogger("matplotlib.font_manager")
     level = fonts.level
@@ -163,6 +164,7 @@ def _quiet_drawing() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # arviz 0.23 on matplotlib 3.11
             yield
     finally:
         fonts.setLevel(level)

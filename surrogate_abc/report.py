@@ -15,8 +15,6 @@ from typing import Iterator
 
 PREFIX = "surrogate-abc: note: "
 
-_shown: set[str] | None = None  # notes shown inside the active notes_from_warnings(); None outside it
-
 
 class Note(UserWarning):
     """A warning meant for the person running a command (shown by the CLI as a one-line note)."""
@@ -28,13 +26,8 @@ def one_line(message: object) -> str:
 
 
 def notify(message: object) -> None:
-    """Write `surrogate-abc: note: MESSAGE` (one line) to stderr; inside notes_from_warnings() each text once."""
-    text = one_line(message)
-    if _shown is not None:
-        if text in _shown:
-            return
-        _shown.add(text)
-    print(PREFIX + text, file=sys.stderr, flush=True)
+    """Write `surrogate-abc: note: MESSAGE` (one line) to stderr."""
+    print(PREFIX + one_line(message), file=sys.stderr, flush=True)
 
 
 def warn(message: str, stacklevel: int = 1) -> None:
@@ -42,20 +35,18 @@ def warn(message: str, stacklevel: int = 1) -> None:
     warnings.warn(message, Note, stacklevel=stacklevel + 1)
 
 
-def _show(message, category, filename, lineno, file=None, line=None) -> None:  # warnings.showwarning's signature
-    notify(message)
-
-
 @contextmanager
 def notes_from_warnings() -> Iterator[None]:
     """Within the block every Python warning that the warning filters let through is written by `notify`
     (one line, no category, file or line, each text once); filters and display are restored afterwards."""
-    global _shown
-    outer = _shown
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # warnings.showwarning's signature
+        text = one_line(message)
+        if text not in seen:
+            seen.add(text)
+            notify(text)
+
     with warnings.catch_warnings():
-        warnings.showwarning = _show
-        _shown = set() if outer is None else outer
-        try:
-            yield
-        finally:
-            _shown = outer
+        warnings.showwarning = show
+        yield

@@ -60,11 +60,11 @@ def test_notes_from_warnings_one_line_each_once(capsys):
         for _ in range(3):
             warnings.warn("first\n  line two", RuntimeWarning)
         warn("a note")
-        notify("a note")
-        with notes_from_warnings():  # nested: the same notes count as shown
-            warn("a note")
+        warn("a note")
+        notify("said directly")  # notify writes every time; the block dedupes warnings
     err = capsys.readouterr().err
-    assert err.splitlines() == ["surrogate-abc: note: first line two", "surrogate-abc: note: a note"]
+    assert err.splitlines() == ["surrogate-abc: note: first line two", "surrogate-abc: note: a note",
+                                "surrogate-abc: note: said directly"]
     with warnings.catch_warnings(record=True) as caught:  # outside the CLI: an ordinary (catchable) warning
         warnings.simplefilter("always")
         warn("library use")

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from ..errors import UserError
-from ..report import notify, warn
+from ..report import warn
 from .abc_parts import (
     DISTANCES,
     MODES,
@@ -75,7 +75,7 @@ class ChainResult:
 class GenerationProgress(logging.Handler):
     """Handler on pyabc's "ABC" logger during one chain's run: turns pyabc's record that a generation is done
     (ABCSMC.run_generation's "Accepted: ... ESS: ..." line, logged after the population is stored) into our
-    progress line, with the numbers read from the History; pyabc's warnings become one-line notes, its other
+    progress line, with the numbers read from the History; pyabc's warnings become Notes (one line each in the CLI), its other
     records are dropped."""
 
     def __init__(self, chain: int, settings: InferenceSettings, log: Callable[[str], None]):
@@ -85,7 +85,7 @@ class GenerationProgress(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.WARNING:
-            notify(record.getMessage())
+            warn(record.getMessage())  # as a warning: the CLI shows each text once
         elif self.history is not None and record.funcName == "run_generation" and record.getMessage().startswith("Accepted:"):
             g = generation_stats(self.history, self.history.max_t)
             what = "temperature" if self.settings.mode == "likelihood" else "epsilon"
