@@ -186,7 +186,7 @@ def _save(fig, path: Path) -> None:
 
 
 def _draw_marginal(az: Any, idata, k: str, ax, prior: dict, truth: dict, legend: bool = True) -> None:
-    """arviz.plot_posterior of parameter k on ax (density of all chains, 94% HDI, mean; the true value as
+    """arviz.plot_posterior of parameter k on ax (histogram of all chains, 94% HDI, median; the true value as
     ref_val) plus the prior density (dashed). A log-uniform parameter is drawn on the log10 scale, where its prior
     is flat and the density is per log10 unit."""
     from .inference.priors import prior_pdf_1d
@@ -194,9 +194,11 @@ def _draw_marginal(az: Any, idata, k: str, ax, prior: dict, truth: dict, legend:
     kind, lo, hi = prior.get(k, (None, None, None))
     log = kind == "loguniform"
     ref = truth.get(k)
+    # a histogram, not a KDE: the posterior of a bounded prior stops at its bounds
     az.plot_posterior(idata.posterior[[k]], transform=np.log10 if log else None, hdi_prob=0.94, ax=ax,
-                      ref_val=None if ref is None else float(np.log10(ref) if log else ref), ref_val_color="r",
-                      textsize=8, **({"label": "posterior"} if legend else {}))
+                      kind="hist", bins=30, density=True, point_estimate="median", round_to=3,
+                      ref_val=None if ref is None else round(float(np.log10(ref) if log else ref), 3),
+                      ref_val_color="r", textsize=8, **({"label": "posterior"} if legend else {}))
     if log:
         ax.plot(np.log10([lo, hi]), [1.0 / np.log10(hi / lo)] * 2, "k--", lw=1, label="prior")
     elif kind is not None:
