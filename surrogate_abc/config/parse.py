@@ -105,7 +105,9 @@ class _Parser:
         if not isinstance(samples, int) or isinstance(samples, bool) or samples <= 0:
             raise self.err("samples", f"must be a positive integer, got {samples!r}")
         axes = self.axes(raw["histogram"], network)
-        ssa = SSASettings(**self.table(raw.get("ssa", {}), "ssa", {"burn_in_intervals": int}))
+        ssa = SSASettings(**self.table(raw.get("ssa", {}), "ssa", {"burn_in_intervals": int, "interval": float}))
+        if ssa.interval is not None and not ssa.interval > 0:
+            raise self.err("ssa.interval", f"must be a time > 0, got {ssa.interval}")
         fsp = FSPSettings(**self.table(raw.get("fsp", {}), "fsp", {"tol": float, "max_states": int}))
         if not 0 < fsp.tol < 1:
             raise self.err("fsp.tol", f"must be in (0, 1), got {fsp.tol}")

@@ -63,6 +63,7 @@ class Axis:
 @dataclass(frozen=True)
 class SSASettings:
     burn_in_intervals: int = 10
+    interval: float | None = None  # time between samples; default max(1, ceil(slowest first-order timescale))
 
 
 @dataclass(frozen=True)

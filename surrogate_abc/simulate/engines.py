@@ -80,7 +80,8 @@ class SetEngine:
         if eng == "ssa":
             grid, over, raw = self._ssa.histogram(self.rate_map(i), init, self.settings.samples,
                                                   self.protocol.ssa.burn_in_intervals, int(self.seeds[i]),
-                                                  self.caps, keep_raw=self.settings.keep_raw)
+                                                  self.caps, keep_raw=self.settings.keep_raw,
+                                                  interval=self.protocol.ssa.interval)
             return SetResult(i, grid, float(over), time.perf_counter() - t0, raw=raw)
         if eng == "fsp":
             r = solve_stationary(self.protocol.network, self.rate_map(i), self.protocol.species, self.caps,

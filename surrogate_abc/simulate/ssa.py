@@ -28,8 +28,11 @@ def set_seeds(seed: int, indices: Sequence[int] | np.ndarray) -> np.ndarray:
     return np.array([set_seed(seed, int(i)) for i in indices], dtype=np.uint64)
 
 
-def sampling_interval(network: ReactionNetwork, rates: Mapping[str, float]) -> int:
-    """dt = max(1, ceil(network.timescale(rates))): the time between recorded samples."""
+def sampling_interval(network: ReactionNetwork, rates: Mapping[str, float], interval: float | None = None) -> float:
+    """The time between recorded samples: `interval` when given (the protocol's [ssa] interval), else
+    dt = max(1, ceil(network.timescale(rates)))."""
+    if interval is not None:
+        return float(interval)
     return max(1, int(math.ceil(network.timescale(rates))))
 
 
@@ -77,12 +80,12 @@ class SSASimulator:
         self._solver = gillespy2.SSACSolver(model=model, variable=True)
 
     def trajectory(self, rates: Mapping[str, float], initial: Mapping[str, int], samples: int,
-                   burn_in_intervals: int, seed: int) -> np.ndarray:
+                   burn_in_intervals: int, seed: int, interval: float | None = None) -> np.ndarray:
         """Observed counts (samples, k) int64 read every dt after burn_in_intervals * dt of burn-in."""
         rates = {k: float(rates[k]) for k in self.network.rate_names}
         initial = {s: int(initial.get(s, 0)) for s in self.network.species}
         self.ensure_compiled(rates, initial)
-        dt = sampling_interval(self.network, rates)
+        dt = sampling_interval(self.network, rates, interval)
         steps = int(burn_in_intervals) + int(samples)
         solver = self._solver
         solver.model.tspan = None  # a previous run stored its timespan on the model; give t/increment anew
@@ -95,9 +98,10 @@ class SSASimulator:
         return out
 
     def histogram(self, rates: Mapping[str, float], initial: Mapping[str, int], samples: int,
-                  burn_in_intervals: int, seed: int, caps: Sequence[int], keep_raw: bool = False
+                  burn_in_intervals: int, seed: int, caps: Sequence[int], keep_raw: bool = False,
+                  interval: float | None = None
                   ) -> tuple[np.ndarray, int, np.ndarray | None]:
         """(grid, overflow, raw series or None) for one parameter set; see count_grid."""
-        series = self.trajectory(rates, initial, samples, burn_in_intervals, seed)
+        series = self.trajectory(rates, initial, samples, burn_in_intervals, seed, interval)
         grid, overflow = count_grid(series, caps)
         return grid, overflow, (series.astype(np.int32) if keep_raw else None)
