@@ -19,6 +19,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -122,7 +123,7 @@ class ReactionNetwork:
                     raise ValueError(f"reaction {r.name}: unknown species {s!r}")
 
     # ----------------------------------------------------------------- names
-    @property
+    @cached_property
     def rate_names(self) -> tuple[str, ...]:
         """Parameter names the propensities use (mass-action rates and symbols of custom propensities)."""
         names: list[str] = []
@@ -194,16 +195,10 @@ class ReactionNetwork:
             out[law.eliminated] = (law.total - rest) / c[law.eliminated]
         return out
 
-    def laws_couple(self, dims: Sequence[int]) -> bool:
-        """True when a conservation law ties reduced coordinates inside `dims` to ones outside it (or makes some
-        states infeasible), so the coordinates in `dims` cannot be solved for on their own."""
-        red = self.reduced_species
-        inside = {red[j] for j in dims}
-        for law in self.laws:
-            kept = {s for s, _ in law.coefficients if s != law.eliminated}
-            if len(kept) > 1 or (kept and not kept <= inside and kept & inside):
-                return True
-        return False
+    def laws_tie_coordinates(self) -> bool:
+        """True when a conservation law ties two or more reduced coordinates (then some lattice states are
+        infeasible and no subset of the coordinates can be solved for on its own)."""
+        return any(sum(s != law.eliminated for s, _ in law.coefficients) > 1 for law in self.laws)
 
     def feasible(self, coords: Sequence[np.ndarray]) -> np.ndarray | bool:
         """Where the eliminated species' counts are non-negative integers (True everywhere without laws)."""
@@ -215,7 +210,7 @@ class ReactionNetwork:
         return ok
 
     # ----------------------------------------------------------------- propensities
-    @property
+    @cached_property
     def affine(self) -> bool:
         """Every propensity is affine in the counts (the moment equations close)."""
         return all(degree(r.propensity_expression(), self.species) <= 1 for r in self.reactions)
@@ -223,30 +218,37 @@ class ReactionNetwork:
     def lattice_reactions(self, rates: Mapping[str, float]) -> list[LatticeReaction]:
         """Reactions in reduced coordinates with propensities evaluated by expression; moves that would make an
         eliminated species negative get propensity 0."""
-        red = self.reduced_species
-        params = {k: float(rates[k]) for k in self.rate_names}
+        params = self._parameters(rates)
         out = []
         for r in self.reactions:
             expr = r.propensity_expression()
-            full = r.change(self.species)
-            shift = np.array([full[self.species.index(s)] for s in red], dtype=np.int64)
-            out.append(LatticeReaction(r.name, shift, self._grid_fn(expr, params, full),
+            out.append(LatticeReaction(r.name, self._reduced_shift(r), self._grid_fn(expr, params, r),
                                        self._depends(expr)))
         return out
 
-    def _grid_fn(self, expr: str, params: Mapping[str, float], full_change: np.ndarray):
-        red, species = self.reduced_species, self.species
-        elim_change = {s: int(full_change[species.index(s)]) for s in self.eliminated}
+    def _parameters(self, rates: Mapping[str, float]) -> dict[str, float]:
+        return {k: float(rates[k]) for k in self.rate_names}
+
+    def _reduced_shift(self, r: Reaction) -> np.ndarray:
+        """The reaction's state change over the reduced coordinates."""
+        return r.change(self.reduced_species)
+
+    def _env(self, coords: Sequence[Any], params: Mapping[str, float]) -> dict[str, Any]:
+        """Names an expression may use at lattice points: reduced coordinates, eliminated species, parameters."""
+        env: dict[str, Any] = dict(zip(self.reduced_species, coords))
+        env.update(self._eliminated_exprs(env))
+        env.update(params)
+        return env
+
+    def _grid_fn(self, expr: str, params: Mapping[str, float], r: Reaction):
+        elim_change = {s: int(r.products.get(s, 0)) - int(r.reactants.get(s, 0)) for s in self.eliminated}
 
         def fn(coords: Sequence[np.ndarray]) -> np.ndarray:
-            env: dict[str, Any] = dict(zip(red, coords))
-            elim = self._eliminated_exprs(env)
-            env.update(elim)
-            env.update(params)
+            env = self._env(coords, params)
             prop = np.maximum(evaluate(expr, env), 0.0)
             for s, d in elim_change.items():  # the move would leave the eliminated species below 0
                 if d < 0:
-                    prop = np.where(np.asarray(elim[s]) + d < -1e-9, 0.0, prop)
+                    prop = np.where(np.asarray(env[s]) + d < -1e-9, 0.0, prop)
             return np.nan_to_num(prop, nan=0.0, posinf=0.0)
 
         return fn
@@ -267,16 +269,18 @@ class ReactionNetwork:
         """Reactions in reduced coordinates with numeric propensity coefficients (affine networks only)."""
         if not self.affine:
             raise ValueError(f"network {self.name}: propensities are not affine in the counts")
-        red = self.reduced_species
-        n = len(red)
+        n = len(self.reduced_species)
+        params = self._parameters(rates)
         out = []
-        for lr in self.lattice_reactions(rates):
-            const = _affine_at(self, lr, [np.zeros(1)] * n, rates)
-            coef = np.zeros(n)
-            for i in range(n):
-                unit = [np.full(1, 1.0 if j == i else 0.0) for j in range(n)]
-                coef[i] = float(_affine_at(self, lr, unit, rates)) - const
-            out.append(AffineReaction(lr.name, lr.shift, const, coef))
+        for r in self.reactions:
+            expr = r.propensity_expression()
+
+            def at(point: Sequence[float]) -> float:  # no clip at 0: k (1 - x) at x = 1 stays exactly 0
+                return float(np.asarray(evaluate(expr, self._env(point, params))).ravel()[0])
+
+            const = at([0.0] * n)
+            coef = np.array([at([1.0 if j == i else 0.0 for j in range(n)]) - const for i in range(n)])
+            out.append(AffineReaction(r.name, self._reduced_shift(r), const, coef.reshape(n)))
         return out
 
     def stationary_moments(self, rates: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -343,16 +347,6 @@ class ReactionNetwork:
         if self.default_values:
             out["values"] = dict(self.default_values)
         return out
-
-
-def _affine_at(net: ReactionNetwork, lr: LatticeReaction, coords, rates) -> float:
-    """Propensity of an affine reaction at a point, without the non-negativity clip (so coefficients of
-    conserved species stay exact: k (1 - x) at x = 1 is 0, not clipped)."""
-    r = next(r for r in net.reactions if r.name == lr.name)
-    env: dict[str, Any] = dict(zip(net.reduced_species, coords))
-    env.update(net._eliminated_exprs(env))
-    env.update({k: float(rates[k]) for k in net.rate_names})
-    return float(np.asarray(evaluate(r.propensity_expression(), env)).ravel()[0])
 
 
 def _names_in_order(expr: str) -> list[str]:

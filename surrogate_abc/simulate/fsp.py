@@ -261,12 +261,19 @@ def solve_stationary(network: ReactionNetwork, rates: Mapping[str, float], obser
         raise UserError(f"FSP: need one positive cap per observed species, got caps={list(caps)}")
     bounds = network.reduced_bounds()
     free = [s not in bounds for s in species]
+    feasible = network.feasible if network.laws else None
+    axes = [species.index(s) for s in observed]
     if not network.affine:
-        return _solve_general(network, rates, observed, caps, settings, t0)
+        # no closed moments: the box starts at 16 states per free coordinate (the conservation bounds for the
+        # others) and grows from the boundary mass itself
+        box = [bounds[s] + 1 if s in bounds else max(MIN_STATES, 16) for s in species]
+        p, box, layer = _adaptive(network.lattice_reactions(rates), box, free, [b // 4 for b in box], settings,
+                                  feasible)
+        return _result(p, box, layer, axes, caps, t0)
     reactions = network.affine_reactions(rates)
     mean, _ = network.stationary_moments(rates)
     obs_dims = sorted({j for s in observed for j in closure(reactions, species.index(s))})
-    if len(obs_dims) < len(species) and not network.laws_couple(obs_dims):
+    if len(obs_dims) < len(species) and not network.laws_tie_coordinates():
         # the observed species and what drives them form a chain of their own (the gene model's mRNA):
         # its stationary law is the exact marginal, on a much smaller box
         sub = [species[j] for j in obs_dims]
@@ -286,27 +293,14 @@ def solve_stationary(network: ReactionNetwork, rates: Mapping[str, float], obser
             for j, m in zip(dims, marginals(sub)):
                 if free[j]:
                     box[j] = _trimmed(m, settings.tol)
-    p, box, layer = _adaptive(reactions, box, free, mean, settings, network.feasible if network.laws else None)
-    return _result(p, box, layer, [species.index(s) for s in observed], caps, t0)
+    p, box, layer = _adaptive(reactions, box, free, mean, settings, feasible)
+    return _result(p, box, layer, axes, caps, t0)
 
 
 def _result(p: np.ndarray, box, layer: np.ndarray, axes: Sequence[int], caps: Sequence[int], t0: float) -> FSPResult:
     pmf, overflow = _observed_pmf(p, axes, [int(c) for c in caps])
     return FSPResult(pmf=pmf, overflow=overflow, tail_mass=float(layer.sum()), truncation=tuple(box),
                      wall_time=time.perf_counter() - t0)
-
-
-def _solve_general(network: ReactionNetwork, rates, observed, caps, settings: FSPSettings, t0: float) -> FSPResult:
-    """FSP for propensities that are not affine (no closed moments): the box starts at the observed caps' scale
-    (at least MIN_STATES, and the conservation bounds) and grows from the boundary mass itself."""
-    species = network.reduced_species
-    bounds = network.reduced_bounds()
-    free = [s not in bounds for s in species]
-    box = [bounds[s] + 1 if s in bounds else max(MIN_STATES, 16) for s in species]
-    mean = [b // 4 for b in box]
-    p, box, layer = _adaptive(network.lattice_reactions(rates), box, free, mean, settings,
-                              network.feasible if network.laws else None)
-    return _result(p, box, layer, [species.index(s) for s in observed], caps, t0)
 
 
 def closure(reactions: Sequence[AffineReaction], i: int) -> tuple[int, ...]:
