@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from surrogate_abc import load_protocol, parse_protocol  # noqa: E402
 from surrogate_abc.config import FSPSettings  # noqa: E402
+from surrogate_abc.metrics import sampling_tv_quantile, total_variation  # noqa: E402
 from surrogate_abc.networks import find_closed_form  # noqa: E402
 from surrogate_abc.simulate.fsp import solve_stationary  # noqa: E402
 from surrogate_abc.simulate.ssa import SSASimulator  # noqa: E402
@@ -76,11 +77,8 @@ def ssa_vs_fsp(p, values, samples: int) -> tuple[float, float]:
     sim = SSASimulator(p.network, p.species)
     grid, over, _ = sim.histogram(rates, dict(zip(p.network.species, p.initial_state(theta)[0])), samples, 20, 7,
                                   [cap])
-    ref = np.append(fsp.pmf, fsp.overflow)
-    tv = 0.5 * np.abs(np.append(grid, over) / samples - ref).sum()
-    rng = np.random.default_rng(1)
-    null = [0.5 * np.abs(rng.multinomial(samples, ref / ref.sum()) / samples - ref).sum() for _ in range(300)]
-    return tv, float(np.quantile(null, 0.999))
+    tv = total_variation(np.append(grid, over) / samples, np.append(fsp.pmf, fsp.overflow))
+    return tv, sampling_tv_quantile(fsp.pmf, samples, np.random.default_rng(1))
 
 
 def fsp_seconds(p, theta) -> tuple[float, float]:

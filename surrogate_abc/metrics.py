@@ -57,3 +57,12 @@ def kl_divergence(p: np.ndarray, q: np.ndarray, floor: float = KL_FLOOR) -> floa
     p, q = np.asarray(p, float), np.asarray(q, float)
     mask = p > 0
     return float(np.sum(p[mask] * (np.log(p[mask]) - np.log(np.maximum(q[mask], floor)))))
+
+
+def sampling_tv_quantile(pmf: np.ndarray, n: int, rng: np.random.Generator, reps: int = 300,
+                         q: float = 0.999) -> float:
+    """The q-quantile of TV(histogram of n independent draws, law) for a law given as probabilities on 0..K-1
+    (the rest, 1 - sum, is one more category): what sampling error alone gives, to judge a simulator by."""
+    p = np.append(np.asarray(pmf, float).ravel(), max(1.0 - float(np.sum(pmf)), 0.0))
+    p /= p.sum()
+    return float(np.quantile([total_variation(rng.multinomial(n, p) / n, p) for _ in range(reps)], q))

@@ -11,13 +11,14 @@ from scipy import integrate, stats
 
 from surrogate_abc import ConfigError, load_protocol, parse_protocol
 from surrogate_abc.config import FSPSettings
+from surrogate_abc.metrics import sampling_tv_quantile
 from surrogate_abc.networks import GENE, find_closed_form, get_network, network_names
 from surrogate_abc.networks.closed_form import beta_poisson_pmf
 from surrogate_abc.networks.expressions import degree, evaluate, to_gillespy2
 from surrogate_abc.simulate.fsp import solve_stationary
 from surrogate_abc.simulate.ssa import SSASimulator
 
-from conftest import run_cli
+from conftest import BIRTH_DEATH_TOML, run_cli
 
 DATA = Path(__file__).parent / "data"
 
@@ -278,7 +279,7 @@ def test_telegraph_fsp_equals_beta_poisson(corner):
 
 
 def test_birth_death_fsp_equals_poisson():
-    p = parse_protocol(Path(__file__).parent.joinpath("conftest.py").read_text().split('"""')[3], "bd.toml")
+    p = parse_protocol(BIRTH_DEATH_TOML, "bd.toml")
     for a in (4.0, 5.5):
         res = _fsp(p, [a], FSPSettings(tol=1e-12))
         ref = stats.poisson.pmf(np.arange(20), a)
@@ -301,34 +302,25 @@ def test_exact_engine_writes_pmf_grid(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- SSA vs FSP
-def _tv_bound(pmf: np.ndarray, n: int, rng, reps: int = 300) -> float:
-    """The 99.9% quantile of TV(empirical histogram of n iid draws, pmf), by simulation."""
-    p = np.append(pmf, max(1 - pmf.sum(), 0))
-    p /= p.sum()
-    tvs = [0.5 * np.abs(rng.multinomial(n, p) / n - p).sum() for _ in range(reps)]
-    return float(np.quantile(tvs, 0.999))
+def _gene_protein():
+    """seed_joint observing protein alone."""
+    head = load_protocol("seed_joint").toml_text.split("[histogram.mrna]")[0]
+    return parse_protocol(head + "[histogram.protein]\nedges = { start = 0, stop = 400, width = 5 }\n", "g.toml")
 
 
-SSA_CASES = {
-    "gene": ("seed_joint", None, {"k0": 2.0, "k1": 3.0, "v0": 0.5, "d1": 0.5}),
-    "birth_death": (None, Path(__file__).parent.joinpath("conftest.py"), {"a": 5.0}),
-    "telegraph_mrna": ("telegraph_mrna", None, {"k0": 2.0, "k1": 3.0, "v0": 30.0}),
-    "autoregulation": ("autoregulation", None, {"sb": 0.05, "su": 1.0, "rho_u": 30.0, "rho_b": 5.0}),
-    "hill": (None, None, {"rho": 30.0}),
+SSA_CASES = {  # protocol, fast-switching parameter values
+    "gene": (_gene_protein, {"k0": 2.0, "k1": 3.0, "v0": 0.5, "d1": 0.5}),
+    "birth_death": (lambda: parse_protocol(BIRTH_DEATH_TOML, "bd.toml"), {"a": 5.0}),
+    "telegraph_mrna": (lambda: load_protocol("telegraph_mrna"), {"k0": 2.0, "k1": 3.0, "v0": 30.0}),
+    "autoregulation": (lambda: load_protocol("autoregulation"), {"sb": 0.05, "su": 1.0, "rho_u": 30.0, "rho_b": 5.0}),
+    "hill": (lambda: parse_protocol(HILL, "hill.toml"), {"rho": 30.0}),
 }
 
 
 @pytest.mark.parametrize("case", sorted(SSA_CASES))
 def test_ssa_matches_fsp_within_sampling_error(case):
-    name, conf, values = SSA_CASES[case]
-    if case == "hill":
-        p = parse_protocol(HILL, "hill.toml")
-    elif conf is not None:
-        p = parse_protocol(conf.read_text().split('"""')[3], "bd.toml")
-    else:
-        p = load_protocol(name)
-    if p.species == ("mrna", "protein"):  # the gene model: observe protein
-        p = parse_protocol(p.toml_text.split("[histogram.mrna]")[0] + "[histogram.protein]\nedges = { start = 0, stop = 400, width = 5 }\n", "g.toml")
+    make, values = SSA_CASES[case]
+    p = make()
     theta = np.array([[values[k] for k in p.param_names]])
     rates = _rates(p, theta)
     cap = p.axes[0].cap
@@ -339,5 +331,5 @@ def test_ssa_matches_fsp_within_sampling_error(case):
     grid, over, _ = sim.histogram(rates, init, n, 20, seed=7, caps=[cap])
     emp = np.append(grid, over) / n
     tv = 0.5 * np.abs(emp - np.append(fsp.pmf, fsp.overflow)).sum()
-    bound = _tv_bound(fsp.pmf, n, np.random.default_rng(1))
+    bound = sampling_tv_quantile(fsp.pmf, n, np.random.default_rng(1))
     assert tv < 1.5 * bound, (case, tv, bound)  # 1.5x: samples every dt are only nearly independent

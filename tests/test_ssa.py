@@ -13,6 +13,8 @@ from surrogate_abc import BIRTH_DEATH, GENE, ConfigError, parse_protocol
 from surrogate_abc.config import FSPSettings
 from surrogate_abc.simulate import SSASimulator, count_grid, sampling_interval, set_seed, set_seeds
 
+from conftest import BIRTH_DEATH_TOML
+
 BD_TOML = """
 name = "bd_test"
 network = "birth_death"
@@ -175,26 +177,9 @@ def test_sampling_interval() -> None:
     assert sampling_interval(BIRTH_DEATH, {"a": 5.0, "b": 20.0}) == 1
 
 
-BD_SSA_TOML = """
-name = "bd_ssa"
-network = "birth_death"
-samples = 1000
-[parameters.a]
-prior = "uniform"
-low = 4.0
-high = 6.0
-[fixed]
-b = 1.0
-[initial]
-x = 5
-[histogram.x]
-edges = { start = 0, stop = 20, width = 1 }
-"""
-
-
 def test_ssa_interval_from_the_protocol():
     """[ssa] interval sets the time between samples (for networks whose slowest timescale is not a rate)."""
-    proto = parse_protocol(BD_SSA_TOML + "\n[ssa]\ninterval = 0.3\nburn_in_intervals = 20\n", "bd.toml")
+    proto = parse_protocol(BIRTH_DEATH_TOML + "\n[ssa]\ninterval = 0.3\nburn_in_intervals = 20\n", "bd.toml")
     assert proto.ssa.interval == 0.3
     assert sampling_interval(BIRTH_DEATH, {"a": 5.0, "b": 0.3}, proto.ssa.interval) == 0.3
     sim = SSASimulator(proto.network, proto.species)
@@ -203,4 +188,4 @@ def test_ssa_interval_from_the_protocol():
     lag1 = np.corrcoef(series[:-1, 0], series[1:, 0])[0, 1]
     assert 0.6 < lag1 < 0.85  # exp(-0.3) = 0.74 for a birth-death chain read every 0.3 time units
     with pytest.raises(ConfigError, match=r"\[ssa.interval\] must be a time > 0"):
-        parse_protocol(BD_SSA_TOML + "\n[ssa]\ninterval = 0\n", "bd.toml")
+        parse_protocol(BIRTH_DEATH_TOML + "\n[ssa]\ninterval = 0\n", "bd.toml")
