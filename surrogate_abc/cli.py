@@ -72,8 +72,33 @@ def _prior_override(text: str) -> tuple[str, tuple[float, float]]:
         raise argparse.ArgumentTypeError(f"expected NAME=LOW:HIGH, got {text!r}") from None
 
 
+def _species_map(text: str) -> dict[str, str]:
+    out = {}
+    for part in text.split(","):
+        name, sep, col = part.partition("=")
+        if not sep or not name.strip() or not col.strip():
+            raise argparse.ArgumentTypeError(f"expected SPECIES=COLUMN[,SPECIES=COLUMN], got {text!r}")
+        out[name.strip()] = col.strip()
+    return out
+
+
+def _name_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {text!r}")
+    return names
+
+
+def _interval(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = text.split(":")
+        return float(lo), float(hi)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH, got {text!r}") from None
+
+
 def _cmd_infer(args: argparse.Namespace) -> int:
-    from .inference.infer import infer
+    from .data.tables import is_count_table
     from .inference.run import InferenceSettings
 
     settings = InferenceSettings(
@@ -82,8 +107,24 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         distance=args.distance, n_procs=args.n_procs, scheduler_address=args.scheduler_address,
         redis_host=args.redis_host, redis_port=args.redis_port, prior=dict(args.prior or []),
     )
-    nc, table = infer(Path(args.observed), args.emulator, settings, Path(args.out) if args.out else None,
-                      command=args.command_line)
+    out = Path(args.out) if args.out else None
+    if is_count_table(args.observed):
+        from .inference.genes import infer_table
+
+        csv_path, table = infer_table(Path(args.observed), args.emulator, settings, out, genes=args.genes,
+                                      layer=args.layer, species_map=args.species, compare=args.compare,
+                                      capture=args.capture, capture_prior=args.capture_prior, jobs=args.jobs,
+                                      command=args.command_line, progress=not args.quiet)
+        print(table)
+        print(f"wrote {csv_path} and {csv_path.parent}/<gene>/posterior.nc (with abc.db, summary.csv and PNGs)")
+        return 0
+    for flag, value in (("--genes", args.genes), ("--layer", args.layer), ("--species", args.species)):
+        if value is not None:
+            raise UserError(f"{flag} applies to count tables (.csv, .tsv, .h5ad); {args.observed} is read as HDF5")
+    from .inference.infer import infer
+
+    nc, table = infer(Path(args.observed), args.emulator, settings, out, command=args.command_line,
+                      compare=args.compare, capture=args.capture, capture_prior=args.capture_prior)
     print(table)
     print(f"wrote {nc} (and abc.db, summary.csv, marginals.png, pair.png, ppc.png in {nc.parent})")
     return 0
@@ -99,11 +140,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _add_infer_parser(sub) -> None:
     """The `infer` subcommand's options."""
     i = sub.add_parser("infer", help="ABC-SMC posterior of a protocol's parameters given observed counts (observed.h5)")
-    i.add_argument("observed", help="observed.h5: per-cell counts, one dataset per observed species of the emulator's "
-                   "protocol (e.g. 'protein', 'mrna'), or 'histogram' + 'edges'")
+    i.add_argument("observed", help="counts.csv / .tsv / .h5ad: a count table, one column per gene (mRNA counts; "
+                   "every gene is inferred); or observed.h5: per-cell counts, one dataset per observed species of the "
+                   "emulator's protocol (e.g. 'protein', 'mrna'), or 'histogram' + 'edges'")
     i.add_argument("--emulator", default=None,
-                   help="emulator .safetensors, or exact:<protocol name or .toml> for the exact (FSP/closed-form) model; "
-                        "default: the installed gene_protein / gene_joint emulator")
+                   help="emulator .safetensors, a protocol name (its shipped emulator, else its exact model), or "
+                        "exact:<protocol name or .toml>; default: the shipped emulator for the data's species "
+                        "(mRNA: telegraph_mrna, protein: gene_protein, both: gene_joint)")
+    i.add_argument("--genes", type=_name_list, default=None, metavar="A,B,...",
+                   help="count tables: the columns (genes) to infer (default: all)")
+    i.add_argument("--layer", default=None, help=".h5ad: the layer holding raw counts (default: X)")
+    i.add_argument("--species", type=_species_map, default=None, metavar="mrna=COL,protein=COL",
+                   help="count tables with a two-species emulator: the column of each species (one data set)")
+    i.add_argument("--capture", type=float, default=None, metavar="BETA",
+                   help="detection probability of each molecule (binomial thinning, applied exactly); default 1")
+    i.add_argument("--capture-prior", type=_interval, default=None, metavar="LOW:HIGH",
+                   help="infer the detection probability (parameter 'capture', uniform prior on LOW:HIGH)")
+    i.add_argument("--compare", type=_name_list, default=None, metavar="MODEL,MODEL,...",
+                   help="model selection in one ABC-SMC over these protocols or emulator files, e.g. "
+                        "telegraph_mrna,poisson,negbin; reports posterior model probabilities")
+    i.add_argument("--jobs", type=_positive_int, default=None,
+                   help="count tables: genes run in parallel (default: the cores)")
+    i.add_argument("--quiet", action="store_true", help="count tables: no progress bar")
     i.add_argument("--mode", choices=("likelihood", "simulator"), default="likelihood",
                    help="likelihood: exact ABC with the emulated log-likelihood; simulator: synthetic histograms + distance")
     i.add_argument("--distance", choices=("hellinger", "tv", "l2", "kl"), default="hellinger",

@@ -295,11 +295,13 @@ def predictive_mean_ranges(emulator, n_cells: int, n_draws: int = 2000, seed: in
 
 
 def check_observed_predictive(observed: Observed, hist: np.ndarray, overflow: int, emulator, emulator_name: str,
-                              margin: float = 0.05) -> None:
+                              margin: float = 0.05, ranges: dict | None = None) -> None:
     """DataFileError when the observed truncated mean of a species lies outside the range of such means that the
-    emulator produces for as many cells over its prior (`predictive_mean_ranges`, widened by `margin`)."""
+    emulator produces for as many cells over its prior (`predictive_mean_ranges`, widened by `margin`; pass
+    `ranges` to reuse them for several data sets of as many cells)."""
     obs = binned_means(np.asarray(hist)[None], np.array([overflow]), tuple(emulator.edges))[0]
-    for j, (s, (lo, hi)) in enumerate(predictive_mean_ranges(emulator, observed.n_cells).items()):
+    ranges = ranges if ranges is not None else predictive_mean_ranges(emulator, observed.n_cells)
+    for j, (s, (lo, hi)) in enumerate(ranges.items()):
         if not (lo * (1 - margin) <= obs[j] <= hi * (1 + margin)):
             raise DataFileError(
                 f"{observed.path}: mean {s} count {observed.mean(s):.4g} ({obs[j]:.4g} on the emulator's bins) lies "

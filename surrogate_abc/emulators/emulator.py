@@ -17,6 +17,7 @@ from torch import nn
 
 from ..config import Protocol
 from ..data.scaling import TRANSFORMS, features
+from ..errors import UserError
 from .base import EmulatorBase
 
 CHUNK_ROWS = 65536       # at most this many rows per forward pass
@@ -67,9 +68,18 @@ class Emulator(EmulatorBase):
     def _flat_probs(self, arr: np.ndarray) -> np.ndarray:
         return self._probs(arr)
 
-    def _probs(self, arr: np.ndarray, fn: str = "forward", *args: Any) -> np.ndarray:
+    def thinned_flat_probs(self, arr: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """(n, C) probabilities of the counts after binomial thinning (each molecule detected with probability
+        beta (n,)), exact for mixtures of count components (their thinned components stay in the family)."""
+        if not hasattr(self.model, "thinned"):
+            raise UserError(f"emulator {self.source or self.protocol.name}: capture efficiency is applied exactly to "
+                            f"mixtures of count components (MDN emulators); a {type(self.model).__name__} cannot; "
+                            "drop --capture/--capture-prior or use an MDN emulator")
+        return self._probs(arr, "thinned", row_args=(np.asarray(beta, np.float64).reshape(-1),))
+
+    def _probs(self, arr: np.ndarray, fn: str = "forward", *args: Any, row_args: tuple[np.ndarray, ...] = ()) -> np.ndarray:
         """Run the network in chunks; float64 (n, C) probabilities renormalised to sum to 1 (or the output of the
-        model's method `fn`, called as fn(x, *args))."""
+        model's method `fn`, called as fn(x, *row_args chunked as x, *args))."""
         x_all = self.features(arr)
         dev = self.device
         rows = self.chunk_rows()
@@ -77,10 +87,11 @@ class Emulator(EmulatorBase):
         with torch.no_grad():
             for s in range(0, max(len(x_all), 1), rows):
                 x = torch.as_tensor(x_all[s:s + rows], dtype=torch.float32, device=dev)
-                y = self.model(x) if fn == "forward" else getattr(self.model, fn)(x, *args)
+                extra = [torch.as_tensor(a[s:s + rows], dtype=torch.float32, device=dev) for a in row_args]
+                y = self.model(x) if fn == "forward" else getattr(self.model, fn)(x, *extra, *args)
                 outs.append(y.to(torch.float64).cpu().numpy())
         y = np.concatenate(outs, axis=0) if outs else np.zeros((0, self.n_categories))
-        if fn != "forward":
+        if fn not in ("forward", "thinned"):
             return y
         if y.shape[1] != self.n_categories:
             raise ValueError(f"network returned {y.shape[1]} categories, the protocol's bins give {self.n_categories}")

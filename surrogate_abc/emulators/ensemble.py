@@ -76,6 +76,12 @@ class MDNEnsemble(_Ensemble):
         first = self.members[0]
         return distributions.mixture_probs(self.family, log_w, params, first._binning.on(x.device))
 
+    def thinned(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """forward(x) of the counts after binomial thinning with detection probability beta (n,)."""
+        log_w, params = self.mixture(x)
+        return distributions.thinned_mixture_probs(self.family, log_w, params, beta,
+                                                   self.members[0]._binning.on(x.device))
+
     def uncertainty(self, x: torch.Tensor) -> torch.Tensor:
         """(n,) mean Hellinger distance between each member and the combined (= mean) prediction."""
         mp = self.member_probs(x)

@@ -69,6 +69,11 @@ class ExactEmulator(EmulatorBase):
             self._engine = self._pmf_fsp
 
     @property
+    def uses_fsp(self) -> bool:
+        """True when distributions come from the FSP solver (no closed form): slow, one solve per set."""
+        return self._engine == self._pmf_fsp
+
+    @property
     def device(self) -> str:
         return "cpu"
 

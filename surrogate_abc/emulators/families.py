@@ -191,6 +191,11 @@ class GammaPoissonFamily:
         mu, r = params[..., 0:1], params[..., 1:2]
         return nb_log_pmf(k, torch.log(mu), r)
 
+    def thin(self, params: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """Components of the counts after binomial thinning (each molecule kept with probability beta, (...,)
+        broadcast over K): a negative binomial stays one, mean beta * mu, shape r."""
+        return torch.stack([params[..., 0] * beta[..., None], params[..., 1]], dim=-1)
+
     def log_pmf_grid(self, params: torch.Tensor, n: int) -> torch.Tensor:
         """log_pmf on the grid k = 0..n-1, (..., K, n): the lgamma(k + r) - lgamma(r) term by a cumulative
         sum (`log_rising_rel_grid`), ~15x faster than `log_pmf` on CPU and equal to float rounding."""
@@ -231,6 +236,11 @@ class PoissonLogNormalFamily:
     def constrain(self, raw: torch.Tensor) -> torch.Tensor:
         """(..., K, 2) raw -> (mu, sigma): identity, exp clamped."""
         return torch.stack([raw[..., 0], positive(raw[..., 1])], dim=-1)
+
+    def thin(self, params: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """Components after binomial thinning with probability beta (...,): Poisson(beta lam) with log(beta lam)
+        ~ N(mu + log beta, sigma^2), so mu shifts by log beta."""
+        return torch.stack([params[..., 0] + torch.log(beta)[..., None], params[..., 1]], dim=-1)
 
     def integration_range(self, params: torch.Tensor, k) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(left end, mode, right end) of the integration range in x = log lam, (..., K, E), float64."""
@@ -295,6 +305,11 @@ class BivariateDMGammaPoissonFamily:
     def constrain(self, raw: torch.Tensor) -> torch.Tensor:
         """(..., K, 4) raw -> (mu, r, a, b), all exp(raw) clamped to [1e-12, 1e12]."""
         return positive(raw)
+
+    def thin(self, params: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """Both species thinned with probability beta (...,): m ~ Pois(beta lam q), p ~ Pois(beta lam (1 - q)),
+        so only mu scales."""
+        return torch.cat([params[..., :1] * beta[..., None, None], params[..., 1:]], dim=-1)
 
     def log_pmf(self, params: torch.Tensor, m, p) -> torch.Tensor:
         """params (..., K, 4), m integers (Km,), p integers (Kp,) -> (..., K, Km, Kp)."""

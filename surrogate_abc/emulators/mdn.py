@@ -71,3 +71,8 @@ class MDN(nn.Module):
         """Bin probabilities (n, C), last column the overflow mass; rows sum to 1."""
         log_w, params = self.mixture(x)
         return distributions.mixture_probs(self.family, log_w, params, self._binning.on(x.device))
+
+    def thinned(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """forward(x) of the counts after binomial thinning with detection probability beta (n,)."""
+        log_w, params = self.mixture(x)
+        return distributions.thinned_mixture_probs(self.family, log_w, params, beta, self._binning.on(x.device))

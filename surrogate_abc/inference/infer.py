@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..data.observed import (
+    Observed,
     check_observed_in_domain,
     check_observed_predictive,
     load_observed,
@@ -16,12 +17,13 @@ from ..data.observed import (
 )
 from ..errors import UserError
 from ..report import warn
-from .run import InferenceSettings, run_chains
+from .run import InferenceSettings, model_boxes, run_chains
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-DEFAULT_EMULATORS = {"protein": "gene_protein.safetensors", "joint": "gene_joint.safetensors"}
+DEFAULT_EMULATORS = {"protein": "gene_protein.safetensors", "joint": "gene_joint.safetensors",
+                     "mrna": "telegraph_mrna.safetensors"}
 # The species each default emulator models; data holding them choose it (the one with most species wins).
-DEFAULT_SPECIES = {"joint": ("mrna", "protein"), "protein": ("protein",)}
+DEFAULT_SPECIES = {"joint": ("mrna", "protein"), "protein": ("protein",), "mrna": ("mrna",)}
 
 
 def default_emulator_path(species: tuple[str, ...]) -> Path:
@@ -35,8 +37,9 @@ def default_emulator_path(species: tuple[str, ...]) -> Path:
 
 
 def resolve_emulator(spec: str | None, species: tuple[str, ...] = ()) -> tuple[Any, str]:
-    """(emulator, sha256) for --emulator: a .safetensors path, 'exact:<protocol>' (ExactEmulator), or None for the
-    default emulator in surrogate_abc/resources/ for the observed `species` (DEFAULT_EMULATORS)."""
+    """(emulator, sha256) for --emulator: a .safetensors path, 'exact:<protocol>' (ExactEmulator), a protocol name
+    (its shipped emulator in surrogate_abc/resources/, else the exact model), or None for the default emulator
+    for the observed `species` (DEFAULT_EMULATORS)."""
     if spec and spec.startswith("exact:"):
         from ..emulators.exact import exact_emulator
 
@@ -49,8 +52,13 @@ def resolve_emulator(spec: str | None, species: tuple[str, ...] = ()) -> tuple[A
                             "pass --emulator PATH.safetensors (or --emulator exact:<protocol> for small models)")
     else:
         path = Path(spec)
+        if path.suffix == ".toml":  # a protocol file: its exact model
+            return protocol_emulator(spec)
         if not path.is_file():
-            raise UserError(f"--emulator {spec}: file not found; give a .safetensors emulator or exact:<protocol>")
+            if path.suffix or "/" in spec:
+                raise UserError(f"--emulator {spec}: file not found; give a .safetensors emulator, a protocol name "
+                                "or exact:<protocol>")
+            return protocol_emulator(spec)
     try:
         from ..emulators.io import load_emulator
     except ImportError as exc:
@@ -58,6 +66,44 @@ def resolve_emulator(spec: str | None, species: tuple[str, ...] = ()) -> tuple[A
     from ..data.schema import file_sha256
 
     return load_emulator(path), file_sha256(path)  # its source is the file it came from
+
+
+def protocol_emulator(name: str) -> tuple[Any, str]:
+    """The emulator of a shipped protocol by name: its shipped neural emulator (resources/<name>.safetensors)
+    when there is one, else the exact model (closed form or FSP); UserError for an unknown name."""
+    shipped = RESOURCES / f"{name}.safetensors"
+    if "/" not in name and not name.endswith(".toml") and shipped.is_file():
+        return resolve_emulator(str(shipped))
+    from ..emulators.exact import exact_emulator
+
+    em = exact_emulator(name)  # ConfigError (one line) for a name that is no protocol
+    return em, em.sha256
+
+
+def model_specs(emulator_spec: str | None, compare: Sequence[str] | None) -> list[str | None]:
+    """The models to run: the --compare list, or the one --emulator (None: the default emulator)."""
+    if compare and emulator_spec is not None:
+        raise UserError("--emulator and --compare exclude each other: list every model in --compare")
+    return list(compare) if compare else [emulator_spec]
+
+
+def resolve_models(specs: Sequence[str | None], species: tuple[str, ...] = (), capture: float | None = None,
+                   capture_prior: tuple[float, float] | None = None) -> list[tuple[Any, str]]:
+    """[(emulator, sha256)] for --emulator or the --compare list, each wrapped for capture efficiency
+    (emulators/capture.py) when a capture or its prior is given (beta = 1 leaves the emulator as it is)."""
+    from ..emulators.capture import CapturedEmulator, check_capture
+
+    check_capture(capture, capture_prior)
+    out = []
+    for spec in specs:
+        em, sha = resolve_emulator(spec, species)
+        if capture_prior is not None or (capture is not None and capture != 1.0):
+            em = CapturedEmulator(em, capture=capture, prior=capture_prior)
+        out.append((em, sha))
+    names = [em.protocol.name for em, _ in out]
+    if len(set(names)) != len(names):
+        raise UserError(f"--compare: a model is named twice ({', '.join(names)}); compare distinct protocols")
+    return out
 
 
 def emulator_error_note(emulator: Any, n_cells: int, max_nats: float = 1.0) -> str | None:
@@ -79,49 +125,85 @@ def default_out_dir(observed_path: str | Path) -> Path:
     return Path.cwd() / f"surrogate-abc-{Path(observed_path).stem}"
 
 
-def infer(observed_path: str | Path, emulator_spec: str | None, settings: InferenceSettings, out_dir: Path | None,
-          command: str = "", log: Callable[[str], None] = print, sampler_factory=None) -> tuple[Path, str]:
-    """Run the whole inference; returns (posterior.nc path, summary table text)."""
-    from .output import build_inference_data, write_outputs
-    from .priors import prior_box
-
-    settings.check()
-    if emulator_spec is None:  # the data's species choose the default emulator
-        observed = load_observed(observed_path)
-        emulator, sha = resolve_emulator(None, observed.species)
-    else:  # the emulator's protocol names the datasets to read
-        emulator, sha = resolve_emulator(emulator_spec)
-        observed = load_observed(observed_path, tuple(emulator.species))
-    name = emulator.source
-    observed = select_species(observed, tuple(emulator.species))
-    hist, overflow = observed_histogram(observed, tuple(emulator.edges))
+def check_observed(observed: Observed, hist: np.ndarray, overflow: int, emulator: Any,
+                   ranges: dict | None = None) -> None:
+    """DataFileError when the data lie outside what the emulator covers (observed.check_observed_predictive;
+    for FSP-backed exact models, whose predictive check would solve thousands of FSPs, the range of means)."""
     from ..emulators.exact import ExactEmulator
 
-    if isinstance(emulator, ExactEmulator):  # FSP per parameter set: too slow for a predictive check
-        check_observed_in_domain(observed, emulator.protocol, name)
+    base = getattr(emulator, "inner", emulator)
+    if isinstance(base, ExactEmulator) and base.uses_fsp:
+        check_observed_in_domain(observed, base.protocol, emulator.source)
     else:
-        check_observed_predictive(observed, hist, overflow, emulator, name)
-    note = emulator_error_note(emulator, observed.n_cells)
-    if note:
-        warn(note)
+        check_observed_predictive(observed, hist, overflow, emulator, emulator.source, ranges=ranges)
+
+
+def infer(observed_path: str | Path, emulator_spec: str | None, settings: InferenceSettings, out_dir: Path | None,
+          command: str = "", log: Callable[[str], None] = print, sampler_factory=None,
+          compare: Sequence[str] | None = None, capture: float | None = None,
+          capture_prior: tuple[float, float] | None = None) -> tuple[Path, str]:
+    """Run the whole inference on observed.h5; returns (posterior.nc path, summary table text).
+
+    `compare`: several models (protocol names or emulator files) in one ABC-SMC (model selection);
+    `capture` / `capture_prior`: the detection probability of each molecule, fixed or with a uniform prior."""
+    settings.check()
+    specs = model_specs(emulator_spec, compare)
+    if specs[0] is None:  # the data's species choose the default emulator
+        observed = load_observed(observed_path)
+        models = resolve_models(specs, observed.species, capture, capture_prior)
+    else:  # the emulator's protocol names the datasets to read
+        models = resolve_models(specs, (), capture, capture_prior)
+        observed = load_observed(observed_path, tuple(models[0][0].species))
+    observed = select_species(observed, tuple(models[0][0].species))
+    hist, overflow = observed_histogram(observed, tuple(models[0][0].edges))
+    for em, _ in models:
+        check_observed(observed, hist, overflow, em)
     out = Path(out_dir) if out_dir else default_out_dir(observed_path)
+    return run_dataset(observed, hist, overflow, models, settings, out, command=command, log=log,
+                       sampler_factory=sampler_factory)
+
+
+def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Sequence[tuple[Any, str]],
+                settings: InferenceSettings, out: Path, command: str = "", log: Callable[[str], None] = print,
+                sampler_factory=None, attrs: dict | None = None) -> tuple[Path, str]:
+    """ABC-SMC on one checked dataset against one model (or several, compared) -> outputs in `out`; returns
+    (posterior.nc path, summary table text)."""
+    from .output import build_inference_data, write_outputs
+
+    emulators = [em for em, _ in models]
+    for em in emulators:
+        note = emulator_error_note(em, observed.n_cells)
+        if note:
+            warn(note)
     out.mkdir(parents=True, exist_ok=True)
     db = out / "abc.db"
     if db.exists():
         db.unlink()  # a fresh database: chains of an earlier run must not mix with this one's
-    log(f"{observed.n_cells} cells ({'+'.join(observed.species)}), emulator {name}, mode {settings.mode}, "
-        f"{settings.chains} chain(s) of population {settings.population}; writing {out}")
-    chains = run_chains(emulator, hist, overflow, settings, db, log=log, sampler_factory=sampler_factory)
-    box = prior_box(emulator.protocol, settings.prior)
-    attrs = {
-        "emulator": name, "emulator_sha256": sha, "command": command, "mode": settings.mode,
+    names = ", ".join(em.source for em in emulators)
+    log(f"{observed.n_cells} cells ({'+'.join(observed.species)}), {'models' if len(models) > 1 else 'emulator'} "
+        f"{names}, mode {settings.mode}, {settings.chains} chain(s) of population {settings.population}; writing {out}")
+    chains = run_chains(emulators if len(emulators) > 1 else emulators[0], hist, overflow, settings, db, log=log,
+                        sampler_factory=sampler_factory)
+    best = chains[0].model
+    emulator, sha = models[best]
+    box = model_boxes([emulator], settings.prior)[0]
+    info = {
+        "emulator": emulator.source, "emulator_sha256": sha, "command": command, "mode": settings.mode,
         "distance": settings.distance if settings.mode == "simulator" else "multinomial log-likelihood",
-        "config_toml": emulator.protocol.toml_text, "network_toml": emulator.protocol.network_toml, "protocol": emulator.protocol.name,
+        "config_toml": emulator.protocol.toml_text, "network_toml": emulator.protocol.network_toml,
+        "protocol": emulator.protocol.name,
         "prior": json.dumps({k: list(v) for k, v in box.items()}),
         "true_params": json.dumps(observed.true_params()),
         "edges": json.dumps({s: np.asarray(e, float).tolist() for s, e in zip(emulator.species, emulator.edges)}),
         "species": ",".join(emulator.species), "n_cells": int(observed.n_cells),
-        "observed_file": str(observed_path), "abc_db": str(db), "seed": int(settings.seed),
+        "observed_file": str(observed.path), "abc_db": str(db), "seed": int(settings.seed),
+        **(attrs or {}),
     }
-    idata = build_inference_data(chains, emulator, hist, overflow, attrs, seed=settings.seed)
+    model_names = [em.protocol.name for em in emulators]
+    if len(models) > 1:
+        probs = np.mean([c.model_probabilities for c in chains], axis=0)
+        info.update({"models": json.dumps(model_names), "model": model_names[best],
+                     "model_probabilities": json.dumps(dict(zip(model_names, map(float, probs))))})
+    idata = build_inference_data(chains, emulator, hist, overflow, info, seed=settings.seed,
+                                 model_names=model_names if len(models) > 1 else None)
     return write_outputs(idata, out)

@@ -9,6 +9,11 @@ posterior.nc groups:
                        n_simulations, wall_time (chain, generation), NaN-padded when chains differ in length
   posterior_predictive hist (chain, draw, bin...) emulated bin probabilities at the draws, overflow (chain, draw)
   observed_data        hist (bin...) observed fraction of cells per bin, counts (bin...), overflow_count
+  log_likelihood       cells (chain, draw, cell): log-likelihood of each observed cell (its bin's emulated
+                       probability) at the draws, for arviz.loo / arviz.compare
+  model_selection      (with --compare) probability (chain, model): posterior model probabilities of each
+                       chain's last population; `posterior` then holds the most probable model's parameters
+  posterior also holds burst_frequency and burst_size (chain, draw) for bursty mRNA models (networks/bursts.py)
   attributes (every group) emulator, emulator_sha256, command, mode, protocol config_toml, network_toml, prior (JSON),
                        true parameters (JSON), edges (JSON), species, n_cells, observed_file
 """
@@ -48,10 +53,12 @@ def resample_indices(weights: np.ndarray, n_draws: int, seed: Sequence[int]) -> 
 
 
 def build_inference_data(chains: Sequence[Any], emulator: Any, hist: np.ndarray, overflow: int,
-                         attrs: dict[str, Any], seed: int = 0):
+                         attrs: dict[str, Any], seed: int = 0, model_names: Sequence[str] | None = None):
     """ArviZ InferenceData from ChainResults (see the module docstring for the layout)."""
     az = import_arviz()
     import xarray as xr
+
+    from ..networks.bursts import burst_kinetics
 
     names = tuple(emulator.param_names)
     n_draws = min(len(c.params) for c in chains)
@@ -59,19 +66,21 @@ def build_inference_data(chains: Sequence[Any], emulator: Any, hist: np.ndarray,
     draws = np.stack([c.params[i] for c, i in zip(chains, idx)])  # (C, N, d)
     weights = np.stack([c.weights[i] for c, i in zip(chains, idx)])
     posterior = {k: draws[..., j] for j, k in enumerate(names)}
-
+    C, N = draws.shape[:2]
     flat = draws.reshape(-1, len(names))
+    posterior.update({k: v.reshape(C, N) for k, v in burst_kinetics(emulator.protocol, flat).items()})
+
     uniq, inv = np.unique(flat, axis=0, return_inverse=True)
     probs, ovf = emulator.pmf(uniq)
     probs, ovf = np.asarray(probs)[inv.ravel()], np.asarray(ovf)[inv.ravel()]
-    C, N = draws.shape[:2]
     bin_dims = ["bin"] if hist.ndim == 1 else [f"bin_{s}" for s in emulator.species]
     n_cells = int(hist.sum() + overflow)
-    dims = {"hist": bin_dims, "counts": bin_dims}
+    dims = {"hist": bin_dims, "counts": bin_dims, "cells": ["cell"]}
     idata = az.from_dict(
         posterior=posterior,
         posterior_predictive={"hist": probs.reshape((C, N) + hist.shape), "overflow": ovf.reshape(C, N)},
         observed_data={"hist": hist / max(n_cells, 1), "counts": hist, "overflow_count": np.array([overflow])},
+        log_likelihood={"cells": pointwise_log_likelihood(probs, ovf, hist, overflow).reshape(C, N, n_cells)},
         dims=dims,
     )
     G = max(len(c.epsilon) for c in chains)
@@ -90,10 +99,27 @@ def build_inference_data(chains: Sequence[Any], emulator: Any, hist: np.ndarray,
         coords={"chain": np.arange(C), "draw": np.arange(N), "generation": np.arange(G)},
         attrs={**attrs, "epsilon_kind": "temperature" if attrs.get("mode") == "likelihood" else "epsilon"},
     )
-    idata.add_groups({"sample_stats": stats})
+    groups = {"sample_stats": stats}
+    if model_names is not None:
+        groups["model_selection"] = xr.Dataset(
+            {"probability": (("chain", "model"), np.stack([c.model_probabilities for c in chains]))},
+            coords={"chain": np.arange(C), "model": list(model_names)})
+    with warnings.catch_warnings():  # model_selection is not one of arviz's schema groups
+        warnings.simplefilter("ignore", UserWarning)
+        idata.add_groups(groups)
     for g in idata.groups():
         idata[g].attrs.update(attrs)
     return idata
+
+
+def pointwise_log_likelihood(probs: np.ndarray, overflow_probs: np.ndarray, hist: np.ndarray, overflow: int,
+                             floor: float = 1e-300) -> np.ndarray:
+    """(draws, cells) log-likelihood of each observed cell at each draw: log of the emulated probability of the
+    cell's bin (or of the overflow), the terms whose sum is the likelihood ABC used; cells ordered by bin."""
+    flat = np.concatenate([np.asarray(probs).reshape(len(probs), -1), np.asarray(overflow_probs)[:, None]], axis=1)
+    counts = np.concatenate([np.asarray(hist).ravel(), [overflow]]).astype(np.int64)
+    cell_category = np.repeat(np.arange(len(counts)), counts)
+    return np.log(np.maximum(flat[:, cell_category], floor))
 
 
 def arviz_logger(az) -> logging.Logger:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -70,6 +70,8 @@ class ChainResult:
     n_simulations: np.ndarray  # (G,)
     wall_time: np.ndarray  # (G,) seconds since the chain started
     final_temperature_ok: bool = True
+    model: int = 0  # index of the model whose particles these are (model selection)
+    model_probabilities: np.ndarray = field(default_factory=lambda: np.ones(1))  # (M,) of the last population
 
 
 class GenerationProgress(logging.Handler):
@@ -111,13 +113,13 @@ def pyabc_log_to(handler: logging.Handler) -> Iterator[None]:
 
 def generation_stats(history: Any, t_from: int = 0) -> dict[str, np.ndarray]:
     """Per-generation statistics of a pyabc History from generation t_from on: t, epsilon (or temperature),
-    acceptance_rate, ess (pyabc's effective_sample_size of the weights), n_simulations, wall_time (seconds
-    from the run's start in the database to the generation's end)."""
+    acceptance_rate, ess (pyabc's effective_sample_size of the weights, over all models' particles),
+    n_simulations, wall_time (seconds from the run's start in the database to the generation's end)."""
     from pyabc.weighted_statistics import effective_sample_size
 
     pops = history.get_all_populations()
     pops = pops[pops["t"] >= max(t_from, 0)].sort_values("t")
-    weights = [history.get_distribution(m=0, t=int(t))[1] for t in pops["t"]]
+    weights = [history.get_weighted_distances(t=int(t))["w"].to_numpy(float) for t in pops["t"]]
     start = history.get_abc().start_time
     n_sim = pops["samples"].to_numpy(float)
     return {
@@ -130,54 +132,109 @@ def generation_stats(history: Any, t_from: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def run_chains(emulator: Any, hist: np.ndarray, overflow: int, settings: InferenceSettings, db_path: Path,
+def model_boxes(emulators: Sequence[Any], overrides: Mapping[str, tuple[float, float]]) -> list[dict]:
+    """The prior box of each model; an --prior override applies to every model with that parameter (UserError
+    when none has it)."""
+    unknown = [k for k in overrides if not any(k in em.param_names for em in emulators)]
+    if unknown:
+        names = sorted({n for em in emulators for n in em.param_names})
+        raise UserError(f"--prior {unknown[0]}: unknown parameter; the emulator's parameters are {', '.join(names)}")
+    boxes = []
+    for em in emulators:
+        box = prior_box(em.protocol, {k: v for k, v in overrides.items() if k in em.param_names})
+        check_prior_in_domain(box, np.asarray(em.domain), tuple(em.param_names), em.source)
+        boxes.append(box)
+    return boxes
+
+
+def run_chains(emulators: Any, hist: np.ndarray, overflow: int, settings: InferenceSettings, db_path: Path,
                log: Callable[[str], None] = print, sampler_factory: Callable[[], Any] | None = None) -> list[ChainResult]:
     """Run settings.chains independent ABC-SMC runs (seeds seed, seed+1, ...) into one pyabc database.
 
-    Each chain is a separate History run in db_path, run by pyabc's ABCSMC.run. Progress is reported through
-    `log` once per generation (GenerationProgress)."""
+    `emulators`: one emulator, or several (model selection: pyabc's ABC-SMC over the models, with a uniform
+    model prior; every model must share the bins). Each chain is a separate History run in db_path, run by
+    pyabc's ABCSMC.run; progress is reported through `log` once per generation (GenerationProgress). With
+    several models each ChainResult holds the particles of the model most probable over all chains, and every
+    model's posterior probability."""
     import pyabc
 
     settings.check()
-    box = prior_box(emulator.protocol, settings.prior)
-    check_prior_in_domain(box, np.asarray(emulator.domain), tuple(emulator.param_names), emulator.source)
-    prior = pyabc_prior(box)
+    models_in = list(emulators) if isinstance(emulators, (list, tuple)) else [emulators]
+    check_same_bins(models_in)
+    boxes = model_boxes(models_in, settings.prior)
+    priors = [pyabc_prior(box) for box in boxes]
     n_cells = int(np.asarray(hist).sum() + overflow)
     cats = observed_categories(hist, overflow) if settings.mode == "likelihood" else None
     x_0 = observed_sumstat(settings.mode, hist, overflow, cats)
     walltime = timedelta(seconds=settings.max_walltime) if settings.max_walltime else None
-    results = []
+    runs = []
     for c in range(settings.chains):
         seed = settings.seed + c
         np.random.seed(seed % 2**32)
         random.seed(seed)
-        model = EmulatorModel(emulator, settings.mode, n_cells, box, categories=cats)
+        models = [EmulatorModel(em, settings.mode, n_cells, box, name=em.protocol.name, categories=cats)
+                  for em, box in zip(models_in, boxes)]
         progress = GenerationProgress(c, settings, log)
         with pyabc_log_to(progress):
             sampler = sampler_factory() if sampler_factory else make_sampler(
                 settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port)
+            one = models if len(models) > 1 else models[0]
+            pri = priors if len(priors) > 1 else priors[0]
             if settings.mode == "likelihood":
-                abc = pyabc.ABCSMC(model, prior, MultinomialKernel(), population_size=settings.population,
+                abc = pyabc.ABCSMC(one, pri, MultinomialKernel(), population_size=settings.population,
                                    sampler=sampler, eps=pyabc.Temperature(), acceptor=pyabc.StochasticAcceptor())
             else:
-                abc = pyabc.ABCSMC(model, prior, HistogramDistance(settings.distance),
+                abc = pyabc.ABCSMC(one, pri, HistogramDistance(settings.distance),
                                    population_size=settings.population, sampler=sampler, eps=pyabc.MedianEpsilon())
             abc.new(f"sqlite:///{Path(db_path).resolve()}", x_0,
-                    meta_info={"chain": c, "seed": seed, "mode": settings.mode, "emulator": emulator.source})
+                    meta_info={"chain": c, "seed": seed, "mode": settings.mode,
+                               "emulator": ";".join(em.source for em in models_in)})
             abc.history.stores_sum_stats = False
             progress.history = abc.history
             history = abc.run(minimum_epsilon=settings.min_epsilon, max_nr_populations=settings.generations,
                               max_walltime=walltime)
-        results.append(chain_result(history, c, settings, model))
+        runs.append((history, models))
+    probs = np.array([model_probabilities(h, len(models_in)) for h, _ in runs])  # (chains, M)
+    best = int(np.argmax(probs.mean(axis=0)))
+    results = []
+    for c, (history, models) in enumerate(runs):
+        if probs[c, best] <= 0:
+            warn(f"chain {c + 1}: model {models_in[best].protocol.name} has no particles left in its last "
+                 "population; the chain is left out of the posterior", stacklevel=2)
+            continue
+        results.append(chain_result(history, c, settings, models[best], m=best, model_probabilities=probs[c]))
     return results
 
 
-def chain_result(history: Any, chain: int, settings: InferenceSettings, model: EmulatorModel) -> ChainResult:
-    """The ChainResult of a finished run: its last population (natural scale) and generation_stats."""
+def check_same_bins(emulators: Sequence[Any]) -> None:
+    """UserError unless all models share species and bin edges (their likelihoods must be of the same data)."""
+    first = emulators[0]
+    for em in emulators[1:]:
+        same = tuple(em.species) == tuple(first.species) and len(em.edges) == len(first.edges) and all(
+            len(a) == len(b) and np.allclose(a, b) for a, b in zip(em.edges, first.edges))
+        if not same:
+            raise UserError(f"--compare: models {first.protocol.name} and {em.protocol.name} bin the data differently "
+                            "(species or histogram edges differ); compared models need the same [histogram] edges")
+
+
+def model_probabilities(history: Any, n_models: int) -> np.ndarray:
+    """(n_models,) posterior model probabilities of a run's last population (0 for models that died out)."""
+    out = np.zeros(n_models)
+    if history.max_t < 0:
+        return out
+    df = history.get_model_probabilities(history.max_t)  # indexed by model id m, column p
+    for m, p in zip(df.index, df["p"].to_numpy(float)):
+        out[int(m)] = p
+    return out / out.sum() if out.sum() > 0 else out
+
+
+def chain_result(history: Any, chain: int, settings: InferenceSettings, model: EmulatorModel, m: int = 0,
+                 model_probabilities: np.ndarray | None = None) -> ChainResult:
+    """The ChainResult of a finished run: model m's last population (natural scale) and generation_stats."""
     stats = generation_stats(history)
     if not len(stats["t"]):
         raise UserError("ABC-SMC produced no population (the sampler failed); try --sampler single")
-    df, w = history.get_distribution(m=0, t=history.max_t)
+    df, w = history.get_distribution(m=m, t=history.max_t)
     ok = settings.mode != "likelihood" or stats["epsilon"][-1] <= 1.0 + 1e-12
     if not ok:
         warn(f"chain {chain + 1}: stopped at temperature {stats['epsilon'][-1]:.4g} > 1, so its population is a "
@@ -185,4 +242,6 @@ def chain_result(history: Any, chain: int, settings: InferenceSettings, model: E
     return ChainResult(chain=chain, run_id=int(history.id), params=model.natural(df),
                        weights=np.asarray(w, float) / np.sum(w), epsilon=stats["epsilon"],
                        acceptance_rate=stats["acceptance_rate"], ess=stats["ess"],
-                       n_simulations=stats["n_simulations"], wall_time=stats["wall_time"], final_temperature_ok=ok)
+                       n_simulations=stats["n_simulations"], wall_time=stats["wall_time"], final_temperature_ok=ok,
+                       model=m, model_probabilities=(np.ones(1) if model_probabilities is None
+                                                     else np.asarray(model_probabilities, float)))

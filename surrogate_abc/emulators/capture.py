@@ -1,0 +1,70 @@
+"""Capture efficiency: observed counts as a binomial thinning of the true counts.
+
+When each molecule of a cell is detected independently with probability beta (smFISH sees nearly all,
+beta = 1; scRNA-seq sees a few tens of percent), the observed count of a cell with n molecules is
+Binomial(n, beta). `CapturedEmulator` wraps an emulator of the true counts and gives the distribution of the
+observed ones, exactly: the wrapped emulator thins its own distribution (`thinned_flat_probs`: a negative
+binomial component stays negative binomial with mean beta * mu, a Poisson one Poisson(beta lam), a closed
+form scales its rate, an FSP pmf is thinned by the binomial kernel), never by simulating molecules.
+
+beta is either fixed (`capture=0.3`) or a parameter with a uniform prior (`prior=(low, high)`), which
+becomes the emulator's last parameter, named `capture`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ..config.protocol import Prior
+from ..errors import UserError
+from .base import EmulatorBase
+
+CAPTURE = "capture"
+
+
+def check_capture(capture: float | None, prior: tuple[float, float] | None) -> None:
+    """UserError for a capture efficiency or prior outside (0, 1], or both given."""
+    if capture is not None and prior is not None:
+        raise UserError("--capture and --capture-prior exclude each other: fix beta, or give it a prior")
+    if capture is not None and not 0.0 < capture <= 1.0:
+        raise UserError(f"--capture {capture:g}: the detection probability must lie in (0, 1]")
+    if prior is not None:
+        lo, hi = prior
+        if not 0.0 < lo < hi <= 1.0:
+            raise UserError(f"--capture-prior {lo:g}:{hi:g}: needs 0 < LOW < HIGH <= 1")
+
+
+class CapturedEmulator(EmulatorBase):
+    """The observed-count distribution of `inner` under binomial capture (see the module docstring)."""
+
+    def __init__(self, inner: Any, capture: float | None = None, prior: tuple[float, float] | None = None):
+        check_capture(capture, prior)
+        if capture is None and prior is None:
+            raise UserError("a CapturedEmulator needs a capture efficiency or a prior for it")
+        if len(inner.species) != 1:
+            raise UserError(f"emulator {inner.source}: capture efficiency applies to one observed species (mRNA "
+                            f"counts); this emulator models {'+'.join(inner.species)}")
+        if CAPTURE in inner.param_names:
+            raise UserError(f"emulator {inner.source} already has a parameter named {CAPTURE!r}")
+        if not hasattr(inner, "thinned_flat_probs"):
+            raise UserError(f"emulator {inner.source}: cannot apply capture efficiency exactly")
+        self.inner, self.capture, self.prior = inner, capture, prior
+        protocol = inner.protocol
+        if prior is not None:
+            extra = Prior("uniform", (CAPTURE,), float(prior[0]), float(prior[1]))
+            protocol = dataclasses.replace(protocol, priors=tuple(protocol.priors) + (extra,))
+        self.protocol = protocol
+        what = f"{capture:g}" if capture is not None else f"~ U({prior[0]:g}, {prior[1]:g})"
+        self.source = f"{inner.source} with capture {what}"
+        self.metadata = dict(inner.metadata)
+
+    @property
+    def sha256(self) -> str | None:
+        return getattr(self.inner, "sha256", None)
+
+    def _flat_probs(self, arr: np.ndarray) -> np.ndarray:
+        d = len(self.inner.param_names)
+        beta = arr[:, d] if self.prior is not None else np.full(len(arr), float(self.capture))
+        return self.inner.thinned_flat_probs(arr[:, :d], beta)

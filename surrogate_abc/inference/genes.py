@@ -1,0 +1,284 @@
+"""`surrogate-abc infer counts.csv|.tsv|.h5ad`: one inference per gene of a count table, genes in parallel.
+
+Every column of a table (or `genes`) is one data set of the emulator's single observed species (mRNA unless
+the emulator says otherwise); for a two-species emulator `species` maps columns to species
+({"mrna": COL, "protein": COL}) and the table is one data set. Everything is checked before anything is
+written (one DataFileError line naming the file, column and problem). Each data set's outputs go to
+OUT/<gene>/ (written to OUT/.<gene>.partial/ and renamed when complete) and OUT/genes.csv holds one row per
+gene: cells, mean, Fano factor and, for each parameter and derived variable, the posterior median, 5% and 95%
+quantiles, ESS and r_hat (and with --compare the model probabilities).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..data.observed import Observed, observed_histogram, predictive_mean_ranges
+from ..data.tables import read_count_table
+from ..errors import UserError
+from ..report import warn
+from .infer import check_observed, default_out_dir, model_specs, resolve_models, run_dataset
+from .run import InferenceSettings
+
+QUANTILES = {"median": 0.5, "q05": 0.05, "q95": 0.95}
+
+
+@dataclass(frozen=True)
+class GeneTask:
+    """One data set of a table, with everything a worker process needs to run it."""
+
+    name: str
+    columns: tuple[str, ...]
+    species: tuple[str, ...]
+    counts: np.ndarray  # (cells, len(species)) int64
+    path: str
+    specs: tuple[str | None, ...]
+    capture: float | None
+    capture_prior: tuple[float, float] | None
+    settings: InferenceSettings
+    out: str
+    command: str
+
+
+def dir_name(gene: str) -> str:
+    """A folder name for a gene: characters other than letters, digits, '.', '-', '_' and '+' become '_'."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", gene).strip(".")
+    return safe or "gene"
+
+
+def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: InferenceSettings, out: Path,
+               genes: Sequence[str] | None = None, layer: str | None = None,
+               species_map: Mapping[str, str] | None = None, capture: float | None = None,
+               capture_prior: tuple[float, float] | None = None, command: str = "") -> list[GeneTask]:
+    """Read and check the table and the models; the data sets to run (UserError before anything is written)."""
+    models = resolve_models(list(specs), ("mrna",), capture, capture_prior)
+    emulator = models[0][0]
+    species = tuple(emulator.species)
+    if species_map:
+        unknown = [s for s in species_map if s not in species]
+        missing = [s for s in species if s not in species_map]
+        if unknown or missing:
+            raise UserError(f"--species {','.join(f'{k}={v}' for k, v in species_map.items())}: the emulator "
+                            f"{emulator.source} models {'+'.join(species)}; map exactly those "
+                            f"(e.g. --species {','.join(f'{s}=COLUMN' for s in species)})")
+        if genes:
+            raise UserError("--genes and --species exclude each other: --species names the columns of one data set")
+        columns = [species_map[s] for s in species]
+    elif len(species) > 1:
+        raise UserError(f"emulator {emulator.source} models {'+'.join(species)}: map the table's columns to them "
+                        f"with --species {','.join(f'{s}=COLUMN' for s in species)}")
+    else:
+        columns = list(genes) if genes else None
+    table = read_count_table(path, columns, layer)
+    if species_map:
+        groups = [(f"{'+'.join(table.genes)}", tuple(table.genes))]
+    else:
+        groups = [(g, (g,)) for g in table.genes]
+    names = [dir_name(n) for n, _ in groups]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"{path}: genes {', '.join(g for g, _ in groups if dir_name(g) == dup[0])} would share the "
+                        f"output folder {dup[0]!r}; rename them")
+    tasks, ranges = [], {}
+    for (name, cols), folder in zip(groups, names):
+        counts = np.stack([table.column(c) for c in cols], axis=1)
+        observed = Observed(str(path), species, len(counts), counts=counts)
+        hist, overflow = observed_histogram(observed, tuple(emulator.edges))
+        for em, _ in models:
+            key = (em.source, len(counts))
+            if key not in ranges:  # the same for every gene with as many cells
+                ranges[key] = None if getattr(em, "uses_fsp", False) else predictive_mean_ranges(em, len(counts))
+            check_observed(_named(observed, name), hist, overflow, em, ranges=ranges[key])
+        tasks.append(GeneTask(name, cols, species, counts, str(path), tuple(specs), capture, capture_prior, settings,
+                              str(out / folder), command))
+    return tasks
+
+
+def _named(observed: Observed, gene: str) -> Observed:
+    """The observed data with the gene in its path, so that messages name the column."""
+    return Observed(f"{observed.path} (column {gene})", observed.species, observed.n_cells, counts=observed.counts)
+
+
+def run_task(task: GeneTask, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one gene (in this process): outputs to task.out (via a .partial folder); returns its genes.csv row."""
+    start = time.perf_counter()
+    models = resolve_models(list(task.specs), task.species, task.capture, task.capture_prior)
+    observed = Observed(task.path, task.species, len(task.counts), counts=task.counts)
+    hist, overflow = observed_histogram(observed, tuple(models[0][0].edges))
+    final = Path(task.out)
+    partial = final.parent / f".{final.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    try:
+        nc, _ = run_dataset(observed, hist, overflow, models, task.settings, partial, command=task.command,
+                            log=log or (lambda _m: None), attrs={"gene": task.name, "columns": ",".join(task.columns),
+                                                     "abc_db": str(final / "abc.db")})
+        import arviz as az
+
+        idata = az.from_netcdf(str(nc))
+        row = gene_row(task, idata)
+        idata.close()
+        if final.exists():
+            shutil.rmtree(final)
+        partial.rename(final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    return row
+
+
+def _worker(task: GeneTask) -> tuple[dict[str, Any], list[str]]:
+    """run_task in a worker process, with its warnings collected as note lines for the parent to print."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        row = run_task(task)
+    return row, list(dict.fromkeys(str(w.message) for w in caught))
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # one core per gene: genes run in parallel
+    except ImportError:
+        pass
+
+
+def gene_row(task: GeneTask, idata) -> dict[str, Any]:
+    """The genes.csv row of one finished gene."""
+    from .output import import_arviz
+
+    az = import_arviz()
+    x = task.counts[:, 0].astype(float)
+    mean = float(x.mean())
+    row: dict[str, Any] = {"gene": task.name, "cells": int(len(x)), "mean": mean,
+                           "fano": float(x.var(ddof=1) / mean) if mean > 0 and len(x) > 1 else float("nan")}
+    post = idata.posterior
+    attrs = post.attrs
+    if "models" in attrs:
+        import json
+
+        row["model"] = attrs["model"]
+        for k, v in json.loads(attrs["model_probabilities"]).items():
+            row[f"p_{k}"] = v
+    ess = az.ess(idata, var_names=list(post.data_vars))
+    rhat = az.rhat(idata, var_names=list(post.data_vars)) if post.sizes.get("chain", 1) > 1 else None
+    for v in post.data_vars:
+        vals = post[v].values.ravel()
+        for key, q in QUANTILES.items():
+            row[f"{v}_{key}"] = float(np.quantile(vals, q))
+        row[f"{v}_ess"] = float(ess[v].values)
+        row[f"{v}_r_hat"] = float(rhat[v].values) if rhat is not None else float("nan")
+    return row
+
+
+def write_genes_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """genes.csv (columns: the union of the rows' keys, in first-seen order); written to a temporary name and
+    renamed, so the file is never half-written."""
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    tmp = path.with_suffix(".csv.partial")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, restval="")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    tmp.replace(path)
+    return path
+
+
+def format_genes(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The printed table: per gene cells, mean, Fano and median [5%, 95%] of each parameter/derived variable."""
+    if not rows:
+        return "(no genes)"
+    variables = [k[: -len("_median")] for k in rows[0] if k.endswith("_median")]
+    probs = [k for k in rows[0] if k.startswith("p_")]
+    head = ["gene", "cells", "mean", "Fano"] + (["model"] + probs if probs else []) + variables
+    lines = [head]
+    for r in rows:
+        cells = [str(r["gene"]), str(r["cells"]), f"{r['mean']:.4g}", f"{r['fano']:.4g}"]
+        if probs:
+            cells += [str(r.get("model", ""))] + [f"{r.get(p, float('nan')):.3f}" for p in probs]
+        for v in variables:
+            if f"{v}_median" in r:
+                cells.append(f"{r[f'{v}_median']:.3g} [{r[f'{v}_q05']:.3g}, {r[f'{v}_q95']:.3g}]")
+            else:
+                cells.append("-")
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def infer_table(path: str | Path, emulator_spec: str | None, settings: InferenceSettings, out_dir: Path | None,
+                genes: Sequence[str] | None = None, layer: str | None = None,
+                species_map: Mapping[str, str] | None = None, compare: Sequence[str] | None = None,
+                capture: float | None = None, capture_prior: tuple[float, float] | None = None,
+                jobs: int | None = None, command: str = "", log: Callable[[str], None] = print,
+                progress: bool = True) -> tuple[Path, str]:
+    """Infer every gene of a count table; returns (genes.csv path, printed table). Genes run in `jobs` worker
+    processes (default: the cores, at most one per gene), each on one core."""
+    settings.check()
+    out = Path(out_dir) if out_dir else default_out_dir(path)
+    specs = model_specs(emulator_spec, compare)
+    tasks = plan_tasks(path, specs, settings, out, genes, layer, species_map, capture, capture_prior, command)
+    n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"{len(tasks)} gene(s) of {tasks[0].counts.shape[0]} cells from {path}; {n_jobs} in parallel; writing {out}")
+    rows: dict[str, dict[str, Any]] = {}
+    bar = _bar(len(tasks)) if progress else None
+    start = time.perf_counter()
+
+    def done(row: dict[str, Any]) -> None:
+        rows[row["gene"]] = row
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"last {row['gene']} ({row['seconds']:.0f} s)")
+        else:
+            log(f"gene {row['gene']} done ({len(rows)}/{len(tasks)}, {len(tasks) - len(rows)} left) "
+                f"in {row['seconds']:.1f} s")
+
+    try:
+        if n_jobs == 1:
+            for t in tasks:  # one gene: its generations are reported too
+                done(run_task(t, log if len(tasks) == 1 else None))
+        else:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+                futures = [pool.submit(_worker, t) for t in tasks]
+                for f in as_completed(futures):
+                    row, notes = f.result()
+                    for n in notes:
+                        _reissue(n)
+                    done(row)
+    finally:
+        if bar is not None:
+            bar.close()
+    ordered = [rows[t.name] for t in tasks]
+    csv_path = write_genes_csv(ordered, out / "genes.csv")
+    log(f"{len(tasks)} gene(s) in {time.perf_counter() - start:.1f} s")
+    return csv_path, format_genes(ordered)
+
+
+def _reissue(note: str) -> None:
+    """A worker's warning, raised again in the parent (the CLI prints each text once)."""
+    warn(note, stacklevel=2)
+
+
+def _bar(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="genes", unit="gene", dynamic_ncols=True)

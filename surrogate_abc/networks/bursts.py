@@ -1,0 +1,60 @@
+"""Burst kinetics of mRNA models with a closed-form law: burst frequency and burst size from the rates.
+
+A bursty mRNA is made in bursts that arrive at a frequency (per mRNA lifetime) and carry a mean number of
+molecules (the burst size). Both follow from the law's roles (`closed_form.find_closed_form`), recognised
+from the network's structure, so they are reported for any network of that shape whatever its rates are
+called:
+
+* beta_poisson (the telegraph model): burst frequency k_on / d, burst size v / k_off (the bursty limit of
+  the telegraph model, k_off >> k_on, and the usual read-out of smFISH fits; Raj et al. 2006).
+* negative_binomial (bursty birth-immigration-death form): burst frequency = the shape r = a / l, burst size
+  = mean / r = l / (m - l).
+
+`burst_kinetics(protocol, theta)` returns {"burst_frequency": (n,), "burst_size": (n,)}, or {} for a protocol
+whose observed species has no such law (Poisson, joint data, networks without a closed form).
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .closed_form import find_closed_form
+from .reaction import ReactionNetwork
+
+BURST_VARIABLES = ("burst_frequency", "burst_size")
+
+Rates = Mapping[str, np.ndarray]
+
+
+def _telegraph(r: Rates) -> tuple[np.ndarray, np.ndarray]:
+    return r["k_on"] / r["d"], r["v"] / r["k_off"]
+
+
+def _negative_binomial(r: Rates) -> tuple[np.ndarray, np.ndarray]:
+    a, lam, mu = r["a"], r["l"], r["m"]
+    return a / lam, lam / (mu - lam)
+
+
+# law name -> (rates by role -> (burst frequency, burst size))
+BURSTS: dict[str, Callable[[Rates], tuple[np.ndarray, np.ndarray]]] = {
+    "beta_poisson": _telegraph,
+    "negative_binomial": _negative_binomial,
+}
+
+
+def burst_kinetics(protocol, theta: np.ndarray) -> dict[str, np.ndarray]:
+    """{"burst_frequency", "burst_size"} (n,) at parameter sets theta (n, d) of `protocol`; {} when its observed
+    species has no bursty closed-form law."""
+    net = protocol.network
+    if not isinstance(net, ReactionNetwork):
+        return {}
+    law = find_closed_form(net, protocol.species)
+    if law is None or law.law not in BURSTS:
+        return {}
+    theta = np.atleast_2d(np.asarray(theta, float))
+    rates = protocol.rates(theta)
+    names = protocol.rate_names
+    by_role = {role: rates[:, names.index(name)] for role, name in law.roles}
+    freq, size = BURSTS[law.law](by_role)
+    return {"burst_frequency": np.asarray(freq, float), "burst_size": np.asarray(size, float)}
