@@ -6,9 +6,15 @@ the reference for emulator accuracy checks.
 
 * gaussian_mixture toy: exact bin masses by CDF differences (`GaussianMixtureNetwork.bin_probabilities`).
 * networks whose observed species has a closed-form law (`surrogate_abc.networks.closed_form`, recognised
-  from the reactions): Poisson (birth-death; bin masses by CDF differences), Beta-Poisson (telegraph mRNA).
+  from the reactions), vectorised over parameter sets: Poisson (birth-death) and negative binomial
+  (birth-immigration-death, the bursty mRNA model), bin masses by CDF / survival-function differences;
+  Beta-Poisson (telegraph mRNA) by the backward ratio recurrence (`beta_poisson_pmf_rows`) summed into bins.
 * any other reaction network: the exact FSP solver
   `surrogate_abc.simulate.fsp.solve_stationary`, one parameter set at a time (slow; small problems only).
+
+`ExactEmulator.thinned_flat_probs(theta, beta)` gives the same probabilities for counts binomially thinned
+with detection probability beta per set (exactly: the thinned closed-form law, or `thin_integer_pmf` of
+the FSP pmf).
 
 Select it on the command line with `surrogate-abc infer DATA --emulator exact:<protocol name or .toml>`;
 it is also useful for users with small models whose FSP solution is cheap.
@@ -25,6 +31,7 @@ from scipy import stats
 from ..config import Protocol, load_protocol
 from ..errors import UserError
 from ..networks import GaussianMixtureNetwork, ReactionNetwork, find_closed_form
+from ..networks.closed_form import LAWS, beta_poisson_pmf_rows, check_beta, negative_binomial_params
 from .base import EmulatorBase
 
 
@@ -52,6 +59,49 @@ def bin_integer_pmf(pmf: np.ndarray, edges: tuple[np.ndarray, ...]) -> tuple[np.
     return out, float(max(1.0 - out.sum(), 0.0))
 
 
+def thin_integer_pmf(pmf: np.ndarray, beta: Any, size: int | None = None) -> np.ndarray:
+    """Binomial thinning of a pmf on the counts 0..K-1: q(k) = sum_n p(n) Binom(k; n, beta), for k = 0..size-1
+    (default size = K, where the total is preserved: thinning only lowers counts).
+
+    `pmf` is (K,) or (n, K) (one pmf per row) and beta a scalar or (n,) (one per row), each in [0, 1]. Mass
+    beyond the grid, which thinning could bring onto it, is not known here: give a grid that holds it."""
+    p = np.asarray(pmf, dtype=float)
+    rows = np.atleast_2d(p)
+    b = np.broadcast_to(np.asarray(check_beta(beta), dtype=float), (len(rows),))
+    K = rows.shape[1]
+    size = K if size is None else int(size)
+    k = np.arange(size)[None, :]
+    out = np.zeros((len(rows), size))
+    for i in range(len(rows)):
+        for lo in range(0, K, 2048):  # Binom(k; n, beta) for a block of n: (block, size), 0 where k > n
+            n = np.arange(lo, min(lo + 2048, K))[:, None]
+            out[i] += rows[i, lo:lo + 2048] @ stats.binom.pmf(k, n, b[i])
+    return out.reshape(p.shape[:-1] + (size,))
+
+
+def _nb_bins(shape: np.ndarray, p: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bin masses and overflow of NB(shape, p) (scipy's parametrisation) per row on edges e."""
+    k = np.ceil(e)[None, :] - 1
+    below = stats.nbinom.cdf(k, shape[:, None], p[:, None])
+    above = stats.nbinom.sf(k, shape[:, None], p[:, None])
+    return _cdf_bins(below, above)
+
+
+def _poisson_bins(lam: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bin masses and overflow of Poisson(lam) per row on edges e."""
+    k = np.ceil(e)[None, :] - 1
+    return _cdf_bins(stats.poisson.cdf(k, lam[:, None]), stats.poisson.sf(k, lam[:, None]))
+
+
+def _cdf_bins(below: np.ndarray, above: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bin masses from P(X < e_j) (`below`) and P(X >= e_j) (`above`) at each edge: differences of the CDF below
+    the median and of the survival function above it keep the tail bins accurate to relative precision."""
+    use_sf = below[:, :-1] > 0.5
+    probs = np.where(use_sf, above[:, :-1] - above[:, 1:], below[:, 1:] - below[:, :-1])
+    probs = np.clip(probs, 0.0, None)
+    return probs, below[:, 0] + above[:, -1]
+
+
 class ExactEmulator(EmulatorBase):
     """Exact bin probabilities of a protocol's observed species (see the module docstring)."""
 
@@ -64,7 +114,7 @@ class ExactEmulator(EmulatorBase):
         if isinstance(net, GaussianMixtureNetwork):
             self._engine = self._pmf_gaussian
         elif self._law is not None:
-            self._engine = self._pmf_poisson if self._law.law == "poisson" else self._pmf_closed
+            self._engine = self._pmf_closed
         else:
             self._engine = self._pmf_fsp
 
@@ -97,37 +147,55 @@ class ExactEmulator(EmulatorBase):
         params = self.protocol.rates(theta)
         return self.protocol.network.bin_probabilities(params, self.edges[0])
 
-    def _pmf_poisson(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rates = self.protocol.rates(theta)
-        names = self.protocol.rate_names
-        roles = dict(self._law.roles)
-        lam = rates[:, names.index(roles["birth"])] / rates[:, names.index(roles["death"])]
-        e = self.edges[0]
-        # P(X < e) = P(X <= ceil(e) - 1) for integer X. Differences of the CDF below the median and of the
-        # survival function above it keep the tail bins accurate to relative precision.
-        k = np.ceil(e)[None, :] - 1
-        below = stats.poisson.cdf(k, lam[:, None])
-        above = stats.poisson.sf(k, lam[:, None])
-        use_sf = below[:, :-1] > 0.5
-        probs = np.where(use_sf, above[:, :-1] - above[:, 1:], below[:, 1:] - below[:, :-1])
-        probs = np.clip(probs, 0.0, None)
-        overflow = below[:, 0] + above[:, -1]
-        return probs, overflow
-
     def _caps(self) -> tuple[int, ...]:
         return tuple(int(a.cap) if a.cap is not None else int(math.ceil(a.edges[-1])) for a in self.protocol.axes)
 
-    def _pmf_closed(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _roles(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """Each role of the closed-form law as an (n,) array of rate values."""
         rates = self.protocol.rates(theta)
+        names = self.protocol.rate_names
+        return {role: rates[:, names.index(name)] for role, name in self._law.roles}
+
+    def _closed_bins(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(n, B) bin masses and (n,) overflow of the closed-form law at role values r (arrays), vectorised."""
+        e = self.edges[0]
+        law = self._law.law
+        if law == "poisson":
+            return _poisson_bins(r["birth"] / r["death"], e)
+        if law == "negative_binomial":
+            shape, p, valid = negative_binomial_params(r)
+            n = len(shape)
+            probs, overflow = np.zeros((n, len(e) - 1)), np.ones(n)  # l >= m: no stationary law, all beyond
+            nb = valid & (r["birth"] > 0)
+            if nb.any():
+                probs[nb], overflow[nb] = _nb_bins(shape[nb], p[nb], e)
+            pois = valid & (r["birth"] == 0)
+            if pois.any():
+                probs[pois], overflow[pois] = _poisson_bins(r["immigration"][pois] / r["death"][pois], e)
+            return probs, overflow
+        if law == "beta_poisson":
+            return self._beta_poisson_bins(r)
+        raise NotImplementedError(f"ExactEmulator: no vectorised bins for the closed-form law {law!r}")
+
+    def _beta_poisson_bins(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         cap = self._caps()[0]
-        probs = np.zeros((len(theta), len(self.edges[0]) - 1))
-        overflow = np.zeros(len(theta))
-        for i, row in enumerate(rates):
-            pmf = self._law.pmf(dict(zip(self.protocol.rate_names, row)), cap)
-            probs[i], overflow[i] = bin_integer_pmf(pmf, self.edges)
+        n = len(r["v"])
+        probs, overflow = np.zeros((n, len(self.edges[0]) - 1)), np.zeros(n)
+        for lo in range(0, n, 512):  # rows in chunks: (512, N) floats at a time
+            part = {k: np.broadcast_to(np.asarray(v, float), (n,))[lo:lo + 512] for k, v in r.items()}
+            pmf = beta_poisson_pmf_rows(part, cap)
+            idx = count_bin_index(self.edges[0], pmf.shape[1])
+            keep = idx >= 0
+            ind = np.zeros((keep.sum(), probs.shape[1]))
+            ind[np.arange(keep.sum()), idx[keep]] = 1.0
+            probs[lo:lo + 512] = pmf[:, keep] @ ind
+            overflow[lo:lo + 512] = pmf[:, ~keep].sum(axis=1)  # everything outside the bins, beyond the cap too
         return probs, overflow
 
-    def _pmf_fsp(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _pmf_closed(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._closed_bins(self._roles(theta))
+
+    def _pmf_fsp(self, theta: np.ndarray, beta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         try:
             from ..simulate.fsp import solve_stationary
         except ImportError as exc:
@@ -139,10 +207,37 @@ class ExactEmulator(EmulatorBase):
         probs = np.zeros((len(theta),) + shape)
         overflow = np.zeros(len(theta))
         for i, row in enumerate(rates):
-            res = solve_stationary(self.protocol.network, dict(zip(self.protocol.rate_names, row)),
-                                   self.species, caps, self.protocol.fsp)
-            probs[i], overflow[i] = bin_integer_pmf(np.asarray(res.pmf, float), self.edges)
+            rate_map = dict(zip(self.protocol.rate_names, row))
+            res = solve_stationary(self.protocol.network, rate_map, self.species, caps, self.protocol.fsp)
+            pmf = np.asarray(res.pmf, float)
+            if beta is not None:
+                grid = int(max(res.truncation))  # the box holds the observed counts below this
+                if grid > caps[0] and res.overflow > 0:  # the mass beyond the cap, thinned, lands partly below it
+                    pmf = np.asarray(solve_stationary(self.protocol.network, rate_map, self.species, [grid],
+                                                      self.protocol.fsp).pmf, float)
+                pmf = thin_integer_pmf(pmf, beta[i], caps[0])
+            probs[i], overflow[i] = bin_integer_pmf(pmf, self.edges)
         return probs, overflow
+
+    # ------------------------------------------------------------------ thinned counts
+    def thinned_flat_probs(self, theta: Any, beta: Any) -> np.ndarray:
+        """(n, C) probabilities (bins, then the overflow) of the observed counts binomially thinned with detection
+        probability beta[i] for parameter set theta[i] (each molecule seen independently with probability
+        beta): exactly the thinned closed-form law where one is known, otherwise `thin_integer_pmf` of the
+        FSP pmf (its grid grown to the FSP truncation so that no mass beyond the cap is lost). One observed
+        count species only. theta is checked against the domain like `pmf`; beta is (n,) or a scalar."""
+        arr = self.check_domain(theta)
+        b = np.broadcast_to(np.asarray(check_beta(beta), dtype=float), (len(arr),)).copy()
+        if isinstance(self.protocol.network, GaussianMixtureNetwork) or len(self.edges) != 1:
+            raise UserError(f"emulator {self.source}: binomial thinning needs one observed count species "
+                            f"(protocol {self.protocol.name} has {', '.join(self.species)})")
+        if self._law is not None:
+            probs, overflow = self._closed_bins(LAWS[self._law.law].thin(self._roles(arr), b))
+        else:
+            probs, overflow = self._pmf_fsp(arr, beta=b)
+        p = np.concatenate([probs, np.asarray(overflow)[:, None]], axis=1)
+        p = np.clip(p, 0.0, None)
+        return p / p.sum(axis=1, keepdims=True)
 
 
 def exact_emulator(spec: str) -> ExactEmulator:

@@ -5,13 +5,25 @@
 * `beta_poisson`: a species M made at rate v G by a two-state switch G' <-> G (G' -> G at k_on G',
   G -> G' at k_off G, G + G' = 1) and lost at rate d M is Beta-Poisson: M | x ~ Poisson(v x / d),
   x ~ Beta(k_on / d, k_off / d) (the mRNA of the telegraph model; Raj et al. 2006).
+* `negative_binomial`: the linear birth-immigration-death process of a species X, made at a constant rate a
+  (0 -> X), duplicated at rate l X (X -> 2X) and lost at rate m X (X -> 0), with no other reaction changing
+  it, has for l < m the stationary law P(n) = C(n + r - 1, n) (1 - q)^r q^n with shape r = a / l and
+  q = l / m (mean a / (m - l), Fano factor m / (m - l)); in scipy's parametrisation nbinom(r, 1 - l / m).
+  For l >= m there is no stationary law (the counts escape to infinity): the pmf is 0 on 0..cap-1, all mass
+  beyond the cap. With a = k0 b, l = b, m = 1 + b it is the bursty mRNA law NB(k0, mean burst size b) of
+  geometric bursts at frequency k0 per mRNA lifetime (network file `bursty.toml`).
 
 `find_closed_form(network, observed)` returns the law of a single observed species or None.
+
+Binomial thinning (each molecule detected independently with probability beta) keeps every law in its
+family: Poisson(lam) -> Poisson(beta lam); NB(r, mean mu) -> NB(r, beta mu); Beta-Poisson with v -> v beta.
+`LAWS[law].thin(values, beta)` gives the role values of the thinned law (elementwise on arrays) and
+`ClosedForm.thinned_pmf` its pmf.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy import special, stats
@@ -27,10 +39,22 @@ class ClosedForm:
     species: str
     roles: tuple[tuple[str, str], ...]
 
+    def values(self, rates: Mapping[str, Any]) -> dict[str, Any]:
+        """The value of each role (floats, or arrays for many parameter sets) from rate values by name."""
+        return {role: rates[name] for role, name in self.roles}
+
     def pmf(self, rates: Mapping[str, float], cap: int) -> np.ndarray:
         """Probabilities of the counts 0..cap-1 (the rest, 1 - sum, lies at counts >= cap)."""
-        r = {role: float(rates[name]) for role, name in self.roles}
-        return LAWS[self.law][1](r, int(cap))
+        r = {role: float(v) for role, v in self.values(rates).items()}
+        return LAWS[self.law].pmf(r, int(cap))
+
+    def thinned_pmf(self, rates: Mapping[str, float], cap: int, beta: float) -> np.ndarray:
+        """Probabilities of the counts 0..cap-1 after binomial thinning with detection probability beta
+        (each molecule kept independently with probability beta), exactly: the law of the same family with
+        the thinned role values (module docstring)."""
+        law = LAWS[self.law]
+        r = law.thin({role: float(v) for role, v in self.values(rates).items()}, check_beta(beta))
+        return law.pmf({k: float(v) for k, v in r.items()}, int(cap))
 
 
 def _changes(net: ReactionNetwork, r: Reaction) -> dict[str, int]:
@@ -80,6 +104,47 @@ def _match_beta_poisson(net: ReactionNetwork, m: str) -> dict[str, str] | None:
     return {"k_on": str(on[0].rate), "k_off": str(off[0].rate), "v": str(make[0].rate), "d": str(lose[0].rate)}
 
 
+def _match_negative_binomial(net: ReactionNetwork, x: str) -> dict[str, str] | None:
+    rs = _touching(net, x)
+    if len(rs) != 3 or not all(r.mass_action for r in rs):
+        return None
+    imm = [r for r in rs if r.order == 0 and _changes(net, r)[x] == 1]
+    dup = [r for r in rs if dict(r.reactants) == {x: 1} and _changes(net, r)[x] == 1]
+    lose = [r for r in rs if dict(r.reactants) == {x: 1} and _changes(net, r)[x] == -1]
+    if len(imm) != 1 or len(dup) != 1 or len(lose) != 1:
+        return None
+    return {"immigration": str(imm[0].rate), "birth": str(dup[0].rate), "death": str(lose[0].rate)}
+
+
+def check_beta(beta: Any) -> Any:
+    """beta as a float or float array in [0, 1]; ValueError otherwise."""
+    b = np.asarray(beta, dtype=float)
+    if not np.all((b >= 0) & (b <= 1)):
+        raise ValueError(f"detection probability beta must lie in [0, 1], got {beta!r}")
+    return float(b) if b.ndim == 0 else b
+
+
+def negative_binomial_params(r: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """(shape a / l, scipy's success probability 1 - l / m, valid: l < m) of the negative_binomial law,
+    elementwise. Where l = 0 the shape is infinite (the law is Poisson(a / m)); callers treat that apart."""
+    a, lam, m = (np.asarray(r[k], dtype=float) for k in ("immigration", "birth", "death"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shape = a / lam
+        p = 1.0 - lam / m
+    return shape, p, lam < m
+
+
+def negative_binomial_pmf(r: Mapping[str, float], cap: int) -> np.ndarray:
+    """NB(a / l, q = l / m) on 0..cap-1 (Poisson(a / m) for l = 0; zeros, all mass beyond the cap, for l >= m)."""
+    shape, p, valid = negative_binomial_params(r)
+    k = np.arange(cap)
+    if not valid:
+        return np.zeros(cap)
+    if float(r["birth"]) == 0.0:
+        return stats.poisson.pmf(k, float(r["immigration"]) / float(r["death"]))
+    return stats.nbinom.pmf(k, float(shape), float(p))
+
+
 def poisson_pmf(r: Mapping[str, float], cap: int) -> np.ndarray:
     return stats.poisson.pmf(np.arange(cap), r["birth"] / r["death"])
 
@@ -105,10 +170,65 @@ def beta_poisson_pmf(r: Mapping[str, float], cap: int) -> np.ndarray:
     return np.exp(head + out)
 
 
-LAWS: dict[str, tuple[Callable[[ReactionNetwork, str], dict[str, str] | None],
-                      Callable[[Mapping[str, float], int], np.ndarray]]] = {
-    "poisson": (_match_poisson, poisson_pmf),
-    "beta_poisson": (_match_beta_poisson, beta_poisson_pmf),
+def beta_poisson_pmf_rows(r: Mapping[str, Any], cap: int) -> np.ndarray:
+    """Beta-Poisson pmf of many parameter sets at once: (n, N) probabilities of the counts 0..N-1 with
+    N >= cap, so far beyond the bulk of every row that the mass at N and above is negligible (< 1e-300: the
+    law lies stochastically below Poisson(v / d)); sum columns >= cap for the mass beyond the cap.
+
+    The pmf is the minimal solution of the three-term recurrence that the generating function
+    1F1(a; a + b; v (z - 1)) gives (Kummer's equation), for m >= 1
+        (m + 1) m p(m + 1) = m (m - 1 + a + b + v) p(m) - v (m - 1 + a) p(m - 1),
+    so the ratios rho(m) = p(m) / p(m - 1) follow stably from the backward continued fraction
+        rho(m) = v (m - 1 + a) / (m (m - 1 + a + b + v) - m (m + 1) rho(m + 1)),  rho(N) = 0
+    (Miller's algorithm), vectorised over rows; p = exp(cumsum log rho), normalised to sum 1. Agrees with
+    `beta_poisson_pmf` (the per-set series) to ~1e-12 relative, tails included."""
+    d = np.atleast_1d(np.asarray(r["d"], dtype=float))
+    a = np.atleast_1d(np.asarray(r["k_on"], dtype=float)) / d
+    b = np.atleast_1d(np.asarray(r["k_off"], dtype=float)) / d
+    v = np.atleast_1d(np.asarray(r["v"], dtype=float)) / d
+    a, b, v = np.broadcast_arrays(a, b, v)
+    vmax = float(v.max()) if v.size else 0.0
+    N = int(max(cap, vmax + 50.0 * np.sqrt(vmax + 1.0) + 100))
+    c = a + b
+    logrho = np.empty((len(v), N))
+    logrho[:, 0] = 0.0
+    rho = np.zeros(len(v))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for m in range(N - 1, 0, -1):
+            rho = v * (m - 1 + a) / (m * (m - 1 + c + v) - m * (m + 1) * rho)
+            logrho[:, m] = np.log(rho)
+    logp = np.cumsum(logrho, axis=1)
+    logp -= special.logsumexp(logp, axis=1, keepdims=True)
+    return np.exp(logp)
+
+
+def _thin_poisson(r: Mapping[str, Any], beta: Any) -> dict[str, Any]:
+    return {**r, "birth": r["birth"] * beta}
+
+
+def _thin_negative_binomial(r: Mapping[str, Any], beta: Any) -> dict[str, Any]:
+    # same shape a / l, mean a / (m - l) scaled by beta: m -> l + (m - l) / beta (m = inf at beta = 0: all at 0)
+    with np.errstate(divide="ignore"):
+        return {**r, "death": r["birth"] + (r["death"] - r["birth"]) / np.asarray(beta, dtype=float)}
+
+
+def _thin_beta_poisson(r: Mapping[str, Any], beta: Any) -> dict[str, Any]:
+    return {**r, "v": r["v"] * beta}
+
+
+class Law(NamedTuple):
+    """A closed-form law: its structural matcher (network, species -> role -> rate name, or None), its pmf on
+    0..cap-1 from role values, and its thinning map (role values, beta -> role values of the thinned law)."""
+
+    match: Callable[[ReactionNetwork, str], dict[str, str] | None]
+    pmf: Callable[[Mapping[str, float], int], np.ndarray]
+    thin: Callable[[Mapping[str, Any], Any], dict[str, Any]]
+
+
+LAWS: dict[str, Law] = {
+    "poisson": Law(_match_poisson, poisson_pmf, _thin_poisson),
+    "negative_binomial": Law(_match_negative_binomial, negative_binomial_pmf, _thin_negative_binomial),
+    "beta_poisson": Law(_match_beta_poisson, beta_poisson_pmf, _thin_beta_poisson),
 }
 
 
@@ -116,8 +236,8 @@ def find_closed_form(network: ReactionNetwork, observed: Sequence[str]) -> Close
     """The closed-form law of the single observed species, or None (two species, or no known law)."""
     if len(observed) != 1 or not isinstance(network, ReactionNetwork):
         return None
-    for law, (match, _) in LAWS.items():
-        roles = match(network, observed[0])
+    for law, spec in LAWS.items():
+        roles = spec.match(network, observed[0])
         if roles is not None:
             return ClosedForm(law, observed[0], tuple(roles.items()))
     return None
