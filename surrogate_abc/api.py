@@ -5,6 +5,7 @@
     sa.simulate(protocol, n=200, out="sim.h5", engine="exact")
     emulator, history = sa.train("train_mdn_protein", data=["binned.h5"], out="em.safetensors")
     idata = sa.infer("observed.h5", emulator="em.safetensors", out="posterior", chains=2)
+    genes = sa.infer_genes("counts.csv", out="genes", compare=["telegraph_mrna", "poisson", "negbin"])
 
 Each function imports its stage when called, so `import surrogate_abc` stays cheap (no torch, pyabc, numba).
 """
@@ -56,7 +57,8 @@ def train(config: PathLike, data: PathLike | Sequence[PathLike], out: PathLike |
 
 
 def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | None = None, *,
-          command: str = "", log=None, **settings: Any):
+          command: str = "", log=None, compare: Sequence[str] | None = None, capture: float | None = None,
+          capture_prior: tuple[float, float] | None = None, **settings: Any):
     """`surrogate-abc infer`: the posterior as ArviZ InferenceData (also written to `out`/posterior.nc).
 
     `settings` are InferenceSettings fields: mode, population, generations, chains, seed, sampler, prior
@@ -68,5 +70,26 @@ def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | 
 
     nc, _ = run_inference(Path(observed), str(emulator) if emulator is not None else None,
                           InferenceSettings(**settings), Path(out) if out is not None else None, command=command,
-                          log=log or (lambda _msg: None))
+                          log=log or (lambda _msg: None), compare=compare, capture=capture,
+                          capture_prior=capture_prior)
     return az.from_netcdf(nc)
+
+
+def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike | None = None, *,
+                genes: Sequence[str] | None = None, layer: str | None = None, species: dict[str, str] | None = None,
+                compare: Sequence[str] | None = None, capture: float | None = None,
+                capture_prior: tuple[float, float] | None = None, jobs: int | None = None, command: str = "",
+                log=None, progress: bool = False, **settings: Any):
+    """`surrogate-abc infer counts.csv|.tsv|.h5ad`: one posterior per gene (`out`/<gene>/posterior.nc) and the
+    table of all genes (`out`/genes.csv), returned as a pandas DataFrame. `settings` as for `infer`."""
+    import pandas as pd
+
+    from .inference.genes import infer_table
+    from .inference.run import InferenceSettings
+
+    csv_path, _ = infer_table(Path(table), str(emulator) if emulator is not None else None,
+                              InferenceSettings(**settings), Path(out) if out is not None else None, genes=genes,
+                              layer=layer, species_map=species, compare=compare, capture=capture,
+                              capture_prior=capture_prior, jobs=jobs, command=command,
+                              log=log or (lambda _msg: None), progress=progress)
+    return pd.read_csv(csv_path, keep_default_na=False, na_values=[""])

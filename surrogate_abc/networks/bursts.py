@@ -7,8 +7,8 @@ called:
 
 * beta_poisson (the telegraph model): burst frequency k_on / d, burst size v / k_off (the bursty limit of
   the telegraph model, k_off >> k_on, and the usual read-out of smFISH fits; Raj et al. 2006).
-* negative_binomial (bursty birth-immigration-death form): burst frequency = the shape r = a / l, burst size
-  = mean / r = l / (m - l).
+* negative_binomial (the birth-immigration-death form of the bursty model, configs/networks/bursty.toml):
+  burst frequency = the shape r = immigration / birth, burst size = mean / r = birth / (death - birth).
 
 `burst_kinetics(protocol, theta)` returns {"burst_frequency": (n,), "burst_size": (n,)}, or {} for a protocol
 whose observed species has no such law (Poisson, joint data, networks without a closed form).
@@ -32,7 +32,7 @@ def _telegraph(r: Rates) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _negative_binomial(r: Rates) -> tuple[np.ndarray, np.ndarray]:
-    a, lam, mu = r["a"], r["l"], r["m"]
+    a, lam, mu = r["immigration"], r["birth"], r["death"]
     return a / lam, lam / (mu - lam)
 
 

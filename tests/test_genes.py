@@ -1,0 +1,165 @@
+"""`infer` on count tables: per-gene runs, genes.csv, derived burst variables, the log_likelihood group, model
+selection against a closed-form Bayes factor, and bad input (exit 2, one line, nothing written)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from surrogate_abc.inference.abc_parts import multinomial_loglik
+from surrogate_abc.inference.output import pointwise_log_likelihood
+
+# A Poisson (birth-death) model of one species named mrna, log-uniform prior: fast exact likelihoods.
+POISSON_TOML = """
+name = "{name}"
+samples = 1000
+[network]
+species = ["mrna"]
+[[network.reactions]]
+name = "birth"
+reactants = {{}}
+products = {{ mrna = 1 }}
+rate = "a"
+[[network.reactions]]
+name = "death"
+reactants = {{ mrna = 1 }}
+products = {{}}
+rate = "b"
+[parameters.a]
+prior = "loguniform"
+low = 0.5
+high = {high}
+[fixed]
+b = 1.0
+[initial]
+mrna = 3
+[histogram.mrna]
+edges = [{{ start = 0, stop = 50, width = 1 }}, {{ start = 50, stop = 120, width = 5 }}]
+"""
+
+
+def write_protocol(tmp_path: Path, name: str = "pois", high: float = 50.0) -> Path:
+    p = tmp_path / f"{name}.toml"
+    p.write_text(POISSON_TOML.format(name=name, high=high))
+    return p
+
+
+def write_table(path: Path, columns: dict[str, np.ndarray], sep: str = ",") -> Path:
+    names = list(columns)
+    with path.open("w") as fh:
+        fh.write(sep.join(names) + "\n")
+        for row in zip(*columns.values()):
+            fh.write(sep.join(str(int(v)) for v in row) + "\n")
+    return path
+
+
+def test_cli_runs_every_gene_and_writes_genes_csv(tmp_path):
+    rng = np.random.default_rng(3)
+    table = write_table(tmp_path / "counts.csv", {"Low": rng.poisson(3.0, 300), "High gene": rng.poisson(20.0, 300),
+                                                    "Unused": rng.poisson(5.0, 300)})
+    proto = write_protocol(tmp_path)
+    out = tmp_path / "out"
+    r = run_cli(["infer", str(table), "--emulator", f"exact:{proto}", "--genes", "Low,High gene", "--population", "150",
+                 "--generations", "5", "--chains", "2", "--jobs", "2", "--out", str(out), "--quiet"], cwd=tmp_path,
+                timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Low" in r.stdout and "High gene" in r.stdout
+    rows = list(csv.DictReader((out / "genes.csv").open()))
+    assert [row["gene"] for row in rows] == ["Low", "High gene"]
+    for row, truth in zip(rows, (3.0, 20.0)):
+        assert int(row["cells"]) == 300
+        assert float(row["a_q05"]) < float(row["a_median"]) < float(row["a_q95"])
+        assert abs(float(row["a_median"]) - truth) < 4 * math.sqrt(truth / 300) + 0.05 * truth
+        assert float(row["mean"]) == pytest.approx(truth, rel=0.15)
+        assert 0.7 < float(row["fano"]) < 1.3
+        assert float(row["a_ess"]) > 50 and np.isfinite(float(row["a_r_hat"]))
+    assert (out / "High_gene" / "posterior.nc").is_file() and (out / "Low" / "summary.csv").is_file()
+    assert not (out / "Unused").exists() and not list(out.glob(".*partial"))
+
+    import arviz as az
+
+    idata = az.from_netcdf(str(out / "Low" / "posterior.nc"))
+    ll = idata.log_likelihood["cells"]
+    assert ll.shape == (2, idata.posterior.sizes["draw"], 300)
+    assert idata.posterior.attrs["gene"] == "Low"
+    assert np.isfinite(az.loo(idata).elpd_loo)
+
+
+def test_pointwise_log_likelihood_sums_to_the_abc_likelihood():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(7), size=4)
+    hist, overflow = np.array([3, 0, 5, 1, 0, 2]), 4
+    ll = pointwise_log_likelihood(probs[:, :-1], probs[:, -1], hist, overflow)
+    assert ll.shape == (4, hist.sum() + overflow)
+    counts = np.concatenate([hist, [overflow]])
+    for i in range(4):
+        assert ll[i].sum() == pytest.approx(multinomial_loglik(counts, probs[i]), rel=1e-12)
+
+
+def test_model_probabilities_match_the_closed_form_bayes_factor(tmp_path):
+    """Two Poisson models that differ only in their prior's range: with the likelihood concentrated well inside
+    both, the Bayes factor is the ratio of the prior densities there, log(20 / 0.5) / log(200 / 0.5)."""
+    from surrogate_abc.api import infer_genes
+
+    rng = np.random.default_rng(5)
+    table = write_table(tmp_path / "c.csv", {"g": rng.poisson(3.0, 400)})
+    wide, narrow = write_protocol(tmp_path, "wide", 200.0), write_protocol(tmp_path, "narrow", 20.0)
+    df = infer_genes(table, out=tmp_path / "o", compare=[str(wide), str(narrow)], population=400, generations=6,
+                     chains=2, jobs=1)
+    bf = math.log(20 / 0.5) / math.log(200 / 0.5)  # p(data | wide) / p(data | narrow)
+    expected = bf / (1 + bf)
+    assert df.loc[0, "p_wide"] == pytest.approx(expected, abs=0.08)
+    assert df.loc[0, "model"] == "narrow"
+    import arviz as az
+
+    idata = az.from_netcdf(str(tmp_path / "o" / "g" / "posterior.nc"))
+    ms = idata["model_selection"]["probability"]
+    assert list(ms["model"].values) == ["wide", "narrow"]
+    assert json.loads(idata.posterior.attrs["model_probabilities"])["wide"] == pytest.approx(df.loc[0, "p_wide"])
+
+
+def test_burst_kinetics_of_the_telegraph_model():
+    from surrogate_abc.config import load_protocol
+    from surrogate_abc.networks.bursts import burst_kinetics
+
+    proto = load_protocol("telegraph_mrna")
+    theta = np.array([[0.5, 2.0, 40.0], [3.0, 0.2, 100.0]])  # k0, k1, v0
+    got = burst_kinetics(proto, theta)
+    assert np.allclose(got["burst_frequency"], theta[:, 0] / 1.0)
+    assert np.allclose(got["burst_size"], theta[:, 2] / theta[:, 1])
+    assert burst_kinetics(load_protocol("gene_protein"), load_protocol("gene_protein").sample(2, 0)) == {}
+
+
+@pytest.mark.parametrize("columns, extra, message", [
+    ({"A": ["1", "2", "0.5"]}, [], "fractional"),
+    ({"A": ["0", "0", "0"]}, [], "zero in every cell"),
+    ({"A": ["1", "x", "2"]}, [], "not a number"),
+    ({"A": ["1", "-1", "2"]}, [], "negative"),
+    ({"A": ["1", "2", "3"]}, ["--genes", "B"], "'B'"),
+    ({"A": ["1", "2", "3"]}, ["--species", "mrna=A,protein=A"], "--species"),
+])
+def test_bad_tables_exit_2_with_one_line_and_write_nothing(tmp_path, columns, extra, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(",".join(columns) + "\n" + "\n".join(",".join(r) for r in zip(*columns.values())) + "\n")
+    proto = write_protocol(tmp_path)
+    out = tmp_path / "out"
+    r = run_cli(["infer", str(path), "--emulator", f"exact:{proto}", "--out", str(out), *extra], cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_empty_table_and_bad_capture_exit_2(tmp_path):
+    proto = write_protocol(tmp_path)
+    (tmp_path / "empty.csv").write_text("")
+    r = run_cli(["infer", "empty.csv", "--emulator", f"exact:{proto}", "--out", "o"], cwd=tmp_path)
+    assert r.returncode == 2 and "empty" in r.stderr and not (tmp_path / "o").exists()
+    write_table(tmp_path / "c.csv", {"A": np.arange(20) % 4})
+    r = run_cli(["infer", "c.csv", "--emulator", f"exact:{proto}", "--capture", "1.5", "--out", "o"], cwd=tmp_path)
+    assert r.returncode == 2 and "(0, 1]" in r.stderr and not (tmp_path / "o").exists()
