@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
 from surrogate_abc.inference.abc_parts import multinomial_loglik
 from surrogate_abc.inference.output import pointwise_log_likelihood
+
+from conftest import run_cli
 
 # A Poisson (birth-death) model of one species named mrna, log-uniform prior: fast exact likelihoods.
 POISSON_TOML = """
