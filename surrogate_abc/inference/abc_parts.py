@@ -208,7 +208,8 @@ def bulk_proposals(k: int, kw: dict, from_prior: bool) -> list | None:
     return [(0, pyabc.Parameter(dict(zip(names, map(float, row))))) for row in cols]
 
 class BatchedSampler(SingleCoreSampler):
-    """Single-core sampler that proposes a batch of parameters, evaluates the emulator once on the batch,
+    """Single-core sampler that proposes a batch of parameters, evaluates each model's emulator once on its part
+    of the batch (several models: model selection; their proposals are pyabc's own, drawn one at a time),
     then runs pyabc's own acceptance and weighting on each proposal in order, stopping at the n-th
     acceptance. Proposals are i.i.d., so discarding the unevaluated rest of a batch leaves the sample's law
     (and pyabc's weights) unchanged. Falls back to per-particle evaluation for anything else."""
@@ -220,12 +221,11 @@ class BatchedSampler(SingleCoreSampler):
     def sample_until_n_accepted(self, n, simulate_one, t, *, max_eval=np.inf, all_accepted=False, ana_vars=None):
         func, kw = getattr(simulate_one, "func", None), getattr(simulate_one, "keywords", None) or {}
         models = kw.get("models") or []
-        batchable = (len(models) == 1 and isinstance(models[0], EmulatorModel)
+        batchable = (len(models) >= 1 and all(isinstance(m, EmulatorModel) for m in models)
                      and (func is _simulate_one_from_prior or (func is _simulate_one and kw.get("evaluate", True))))
         if not batchable:
             return super().sample_until_n_accepted(n, simulate_one, t, max_eval=max_eval,
                                                    all_accepted=all_accepted, ana_vars=ana_vars)
-        model: EmulatorModel = models[0]
         sample = self._create_empty_sample()
         n_eval = n_acc = 0
         rate = 0.5
@@ -237,10 +237,11 @@ class BatchedSampler(SingleCoreSampler):
             props = bulk_proposals(k, kw, from_prior=func is _simulate_one_from_prior)
             if props is None:  # not the one-model, RV-prior, Gaussian-kernel case: pyabc's own, one at a time
                 props = [_one_proposal(kw, func is _simulate_one_from_prior) for _ in range(k)]
-            model.prefill([theta for _, theta in props])
+            for j, model in enumerate(models):  # each model's proposals in one emulator call
+                model.prefill([theta for m_ss, theta in props if m_ss == j])
             for m_ss, theta in props:
                 if func is _simulate_one_from_prior:
-                    res = model.summary_statistics(0, theta, kw["summary_statistics"])
+                    res = models[m_ss].summary_statistics(0, theta, kw["summary_statistics"])
                     particle = Particle(m=m_ss, parameter=theta, weight=1.0, sum_stat=res.sum_stat,
                                         distance=np.inf, accepted=True, proposal_id=0, preliminary=False)
                 else:
@@ -254,7 +255,8 @@ class BatchedSampler(SingleCoreSampler):
                     n_acc += 1
                     if n_acc >= n:
                         break
-            model.clear_cache()
+            for model in models:
+                model.clear_cache()
             rate = (n_acc + 0.5) / (n_eval + 1.0)
         self.nr_evaluations_ = n_eval
         if sample.n_accepted < n:
