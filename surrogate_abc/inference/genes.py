@@ -60,7 +60,7 @@ def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: Inferenc
                species_map: Mapping[str, str] | None = None, capture: float | None = None,
                capture_prior: tuple[float, float] | None = None, command: str = "") -> list[GeneTask]:
     """Read and check the table and the models; the data sets to run (UserError before anything is written)."""
-    models = resolve_models(list(specs), ("mrna",), capture, capture_prior)
+    models = resolve_models(list(specs), tuple(species_map) if species_map else ("mrna",), capture, capture_prior)
     emulator = models[0][0]
     species = tuple(emulator.species)
     if species_map:
