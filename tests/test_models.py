@@ -50,7 +50,7 @@ def test_per_bin_linear_equals_loop_over_bins():
     with torch.no_grad():
         layer.weight[2] += 1.0
     diff = (layer(inp) - ref).abs().amax(dim=(0, 2))
-    assert diff[2] > 0.1 and torch.all(diff[torch.arange(7) != 2] == 0)
+    assert diff[2] > 0.1 and torch.all(diff[torch.arange(7) != 2] < 1e-6)  # the others: float rounding only
 
 
 @pytest.mark.parametrize("kw", LSTM_VARIANTS, ids=lambda k: f"{k['cell']}-bi{int(k['bidirectional'])}-p{k['ar_order']}")
