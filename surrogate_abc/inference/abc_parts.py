@@ -29,6 +29,7 @@ from pyabc.sampler import SingleCoreSampler
 from pyabc.transition import MultivariateNormalTransition
 
 from ..metrics import euclidean, hellinger_distance, kl_divergence, total_variation
+from .batched_abc import DeferredWeights, sampler_densities
 from .priors import natural_values
 
 MODES = ("likelihood", "simulator")
@@ -96,7 +97,7 @@ class EmulatorModel(pyabc.Model):
         self.categories = None if categories is None else np.asarray(categories, dtype=np.int64)
         self.param_names = tuple(emulator.param_names)
         self.box = dict(box) if box is not None else {k: ("uniform", -np.inf, np.inf) for k in self.param_names}
-        self._cache: dict[tuple, dict] = {}
+        self._cache: dict[int, tuple[Any, dict]] = {}
 
     def natural(self, values: Any) -> np.ndarray:
         """Natural-scale parameters (emulator order) from pyabc values: a Parameter/dict -> (d,), a DataFrame -> (n, d)."""
@@ -118,20 +119,24 @@ class EmulatorModel(pyabc.Model):
         return [{"h": row} for row in flat]
 
     def prefill(self, params: list) -> None:
-        """Evaluate a batch of pyabc Parameters and cache the results."""
+        """Evaluate a batch of pyabc Parameters and cache the results (by Parameter object; `sample` of the same
+        object takes them)."""
         if not params:
             return
-        theta = np.array([self._key(p) for p in params])
-        for key, out in zip(map(tuple, theta.tolist()), self.evaluate(theta)):
-            self._cache[key] = out
+        names = list(params[0].keys())
+        cols = np.array([[p[k] for k in names] for p in params], dtype=np.float64)
+        theta = self.natural(dict(zip(names, cols.T)))
+        for par, out in zip(params, self.evaluate(theta)):
+            self._cache[id(par)] = (par, out)
 
     def clear_cache(self) -> None:
         self._cache.clear()
 
     def sample(self, pars) -> dict:
-        key = self._key(pars)
-        out = self._cache.pop(key, None)
-        return out if out is not None else self.evaluate(np.array([key]))[0]
+        hit = self._cache.pop(id(pars), None)
+        if hit is not None and hit[0] is pars:
+            return hit[1]
+        return self.evaluate(np.array([self._key(pars)]))[0]
 
 
 def observed_sumstat(mode: str, hist: np.ndarray, overflow: int, categories: np.ndarray | None = None) -> dict:
@@ -214,9 +219,10 @@ class BatchedSampler(SingleCoreSampler):
     acceptance. Proposals are i.i.d., so discarding the unevaluated rest of a batch leaves the sample's law
     (and pyabc's weights) unchanged. Falls back to per-particle evaluation for anything else."""
 
-    def __init__(self, max_batch: int = 2048, min_batch: int = 16):
+    def __init__(self, max_batch: int = 2048, min_batch: int = 16, batched_weights: bool = True):
         super().__init__(check_max_eval=False)
         self.max_batch, self.min_batch = max_batch, min_batch
+        self.batched_weights = batched_weights  # False: pyabc's own weight function, one particle at a time
 
     def sample_until_n_accepted(self, n, simulate_one, t, *, max_eval=np.inf, all_accepted=False, ana_vars=None):
         func, kw = getattr(simulate_one, "func", None), getattr(simulate_one, "keywords", None) or {}
@@ -227,6 +233,9 @@ class BatchedSampler(SingleCoreSampler):
             return super().sample_until_n_accepted(n, simulate_one, t, max_eval=max_eval,
                                                    all_accepted=all_accepted, ana_vars=ana_vars)
         sample = self._create_empty_sample()
+        weights = None
+        if self.batched_weights and func is _simulate_one:
+            weights = DeferredWeights(*sampler_densities(kw))
         n_eval = n_acc = 0
         rate = 0.5
         while n_acc < n and n_eval < max_eval:
@@ -248,7 +257,10 @@ class BatchedSampler(SingleCoreSampler):
                     particle = evaluate_proposal(
                         m_ss, theta, t=kw["t"], models=models, summary_statistics=kw["summary_statistics"],
                         distance_function=kw["distance_function"], eps=kw["eps"], acceptor=kw["acceptor"],
-                        x_0=kw["x_0"], weight_function=kw["weight_function"], proposal_id=kw["proposal_id"])
+                        x_0=kw["x_0"], weight_function=weights or kw["weight_function"],
+                        proposal_id=kw["proposal_id"])
+                    if weights is not None and particle.accepted:
+                        weights.bind(particle)
                 sample.append(particle)
                 n_eval += 1
                 if particle.accepted:
@@ -257,6 +269,8 @@ class BatchedSampler(SingleCoreSampler):
                         break
             for model in models:
                 model.clear_cache()
+            if weights is not None:
+                weights.resolve()  # the batch's accepted particles get their weights in one pass
             rate = (n_acc + 0.5) / (n_eval + 1.0)
         self.nr_evaluations_ = n_eval
         if sample.n_accepted < n:
@@ -265,7 +279,7 @@ class BatchedSampler(SingleCoreSampler):
 
 
 def make_sampler(kind: str, n_procs: int | None = None, scheduler_address: str | None = None,
-                 redis_host: str = "localhost", redis_port: int = 6379):
+                 redis_host: str = "localhost", redis_port: int = 6379, fast: bool = True):
     """The pyabc sampler for --sampler.
 
     * single: `BatchedSampler` (one process; the emulator is evaluated on batches of proposals).
@@ -283,7 +297,7 @@ def make_sampler(kind: str, n_procs: int | None = None, scheduler_address: str |
     from ..errors import UserError
 
     if kind == "single":
-        return BatchedSampler()
+        return BatchedSampler(batched_weights=fast)
     if kind == "multicore":
         return pyabc.sampler.MulticoreEvalParallelSampler(n_procs=n_procs or os.cpu_count() or 1)
     if kind == "dask":

@@ -23,6 +23,7 @@ from .abc_parts import (
     observed_categories,
     observed_sumstat,
 )
+from .batched_abc import BatchedABCSMC
 from .priors import check_prior_in_domain, prior_box, pyabc_prior
 
 
@@ -44,6 +45,7 @@ class InferenceSettings:
     redis_host: str = "localhost"
     redis_port: int = 6379
     prior: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    fast: bool = True  # batched densities, weights and History writes (batched_abc.py); False: pyabc's own
 
     def check(self) -> None:
         """UserError on inconsistent options."""
@@ -177,15 +179,17 @@ def run_chains(emulators: Any, hist: np.ndarray, overflow: int, settings: Infere
         progress = GenerationProgress(c, settings, log)
         with pyabc_log_to(progress):
             sampler = sampler_factory() if sampler_factory else make_sampler(
-                settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port)
+                settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port,
+                fast=settings.fast)
             one = models if len(models) > 1 else models[0]
             pri = priors if len(priors) > 1 else priors[0]
+            smc = BatchedABCSMC if settings.fast else pyabc.ABCSMC
             if settings.mode == "likelihood":
-                abc = pyabc.ABCSMC(one, pri, MultinomialKernel(), population_size=settings.population,
-                                   sampler=sampler, eps=pyabc.Temperature(), acceptor=pyabc.StochasticAcceptor())
+                abc = smc(one, pri, MultinomialKernel(), population_size=settings.population,
+                          sampler=sampler, eps=pyabc.Temperature(), acceptor=pyabc.StochasticAcceptor())
             else:
-                abc = pyabc.ABCSMC(one, pri, HistogramDistance(settings.distance),
-                                   population_size=settings.population, sampler=sampler, eps=pyabc.MedianEpsilon())
+                abc = smc(one, pri, HistogramDistance(settings.distance),
+                          population_size=settings.population, sampler=sampler, eps=pyabc.MedianEpsilon())
             abc.new(f"sqlite:///{Path(db_path).resolve()}", x_0,
                     meta_info={"chain": c, "seed": seed, "mode": settings.mode,
                                "emulator": ";".join(em.source for em in models_in)})
