@@ -1,5 +1,6 @@
 """notebooks/posterior_diagnostics.ipynb runs end to end on a real `surrogate-abc infer` output of the shipped
-protein example and draws its figures."""
+protein example and draws its figures, and its many-genes section draws a small genes.csv (written here: the
+layout of `surrogate-abc infer counts.csv`'s OUT/genes.csv, with model probabilities)."""
 from __future__ import annotations
 
 import json
@@ -27,8 +28,18 @@ def test_committed_notebook_has_no_outputs():
     assert code and all(not c["outputs"] and c["execution_count"] is None for c in code)
     src = "".join("".join(c["source"]) for c in nb["cells"])
     for needle in ("SURROGATE_ABC_POSTERIOR", "plot_rank", "plot_trace", "plot_pair", "posterior_predictive",
-                   "observed_data", "acceptance_rate", "ess", "summary"):
+                   "observed_data", "acceptance_rate", "ess", "summary", "SURROGATE_ABC_GENES", "burst_size_q95"):
         assert needle in src, needle
+
+
+# genes.csv of `infer counts.csv --compare telegraph_mrna,poisson,negbin`, abridged (the notebook reads only the
+# columns below); the poisson gene has no burst variables (empty cells)
+GENES_CSV = """gene,cells,mean,fano,model,p_telegraph_mrna,p_poisson,p_negbin,burst_frequency_median,burst_frequency_q05,\
+burst_frequency_q95,burst_size_median,burst_size_q05,burst_size_q95
+bursty,300,11.4,71.9,telegraph_mrna,0.7,0.0,0.3,0.11,0.08,0.15,95,70,130
+frequent,300,6.8,2.8,negbin,0.4,0.1,0.5,2.5,1.2,5.1,3.4,2.1,5.0
+flat,300,29.3,1.1,poisson,0.05,0.9,0.05,,,,,,
+"""
 
 
 def test_notebook_runs_on_infer_output(tmp_path, monkeypatch):
@@ -45,6 +56,9 @@ def test_notebook_runs_on_infer_output(tmp_path, monkeypatch):
     monkeypatch.setenv("SURROGATE_ABC_POSTERIOR", str(out / "posterior.nc"))
     monkeypatch.setenv("SURROGATE_ABC_FIGURES", str(figs))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    genes_csv = tmp_path / "genes.csv"
+    genes_csv.write_text(GENES_CSV)
+    monkeypatch.setenv("SURROGATE_ABC_GENES", str(genes_csv))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOK.parent)}})
@@ -54,9 +68,10 @@ def test_notebook_runs_on_infer_output(tmp_path, monkeypatch):
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.get("output_type") == "display_data" and "image/png" in o.get("data", {})]
     assert len(images) >= len(FIGURES)
-    for name in FIGURES:
+    for name in (*FIGURES, "genes"):
         png = figs / f"{name}.png"
         assert png.is_file() and png.stat().st_size > 5_000, name
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for c in nb.cells
                    if c.cell_type == "code" for o in c.outputs)
     assert "mean_protein" in text and "true in 90%" in text  # summary table with the true values from the file
+    assert "3 gene(s) from" in text
