@@ -46,6 +46,7 @@ class InferenceSettings:
     redis_port: int = 6379
     prior: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     fast: bool = True  # batched densities, weights and History writes (batched_abc.py); False: pyabc's own
+    chain_jobs: int | None = None  # chains run at once (forked processes; default: the cores)
 
     def check(self) -> None:
         """UserError on inconsistent options."""
@@ -149,64 +150,162 @@ def model_boxes(emulators: Sequence[Any], overrides: Mapping[str, tuple[float, f
     return boxes
 
 
+@dataclass(frozen=True)
+class ChainSetup:
+    """What every chain of one inference shares (built once, inherited by forked chain processes)."""
+
+    emulators: tuple[Any, ...]
+    boxes: tuple[dict, ...]
+    priors: tuple[Any, ...]
+    n_cells: int
+    categories: np.ndarray | None
+    x_0: dict
+    settings: InferenceSettings
+    db: str
+
+    def models(self) -> list[EmulatorModel]:
+        return [EmulatorModel(em, self.settings.mode, self.n_cells, box, name=em.protocol.name,
+                              categories=self.categories) for em, box in zip(self.emulators, self.boxes)]
+
+
+def run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None] = print,
+                  sampler_factory: Callable[[], Any] | None = None) -> tuple[int, np.ndarray]:
+    """Chain c (seed settings.seed + c) as one History run of setup.db; returns (run id, model probabilities)."""
+    import pyabc
+
+    settings = setup.settings
+    seed = settings.seed + c
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    models = setup.models()
+    walltime = timedelta(seconds=settings.max_walltime) if settings.max_walltime else None
+    progress = GenerationProgress(c, settings, log)
+    with pyabc_log_to(progress):
+        sampler = sampler_factory() if sampler_factory else make_sampler(
+            settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port,
+            fast=settings.fast)
+        one = models if len(models) > 1 else models[0]
+        pri = list(setup.priors) if len(setup.priors) > 1 else setup.priors[0]
+        smc = BatchedABCSMC if settings.fast else pyabc.ABCSMC
+        if settings.mode == "likelihood":
+            abc = smc(one, pri, MultinomialKernel(), population_size=settings.population,
+                      sampler=sampler, eps=pyabc.Temperature(), acceptor=pyabc.StochasticAcceptor())
+        else:
+            abc = smc(one, pri, HistogramDistance(settings.distance),
+                      population_size=settings.population, sampler=sampler, eps=pyabc.MedianEpsilon())
+        abc.new(setup.db, setup.x_0, meta_info={"chain": c, "seed": seed, "mode": settings.mode,
+                                                "emulator": ";".join(em.source for em in setup.emulators)})
+        abc.history.stores_sum_stats = False
+        progress.history = abc.history
+        history = abc.run(minimum_epsilon=settings.min_epsilon, max_nr_populations=settings.generations,
+                          max_walltime=walltime)
+    return int(history.id), model_probabilities(history, len(models))
+
+
+def _chain_child(conn: Any, setup: ChainSetup, c: int, log: Callable[[str], None]) -> None:
+    """Body of a forked chain process: run the chain, send (status, result, warning texts) back."""
+    import warnings
+
+    try:
+        import sys
+
+        if "torch" in sys.modules:  # one core per chain: the chains are the parallelism
+            sys.modules["torch"].set_num_threads(1)
+        with warnings.catch_warnings(record=True) as caught:
+            out = run_one_chain(setup, c, log)
+        conn.send(("ok", out, list(dict.fromkeys(str(w.message) for w in caught))))
+    except BaseException as exc:  # the parent re-raises it
+        conn.send(("error", exc if isinstance(exc, UserError) else RuntimeError(f"{type(exc).__name__}: {exc}"), []))
+    finally:
+        conn.close()
+
+
+def chain_jobs(settings: InferenceSettings, sampler_factory: Any) -> int:
+    """Chains run at once: one process per chain and core for the single-process sampler on Linux (fork keeps
+    the loaded emulator), else 1 (the other samplers bring their own parallelism)."""
+    import multiprocessing as mp
+    import os
+
+    if (settings.chains < 2 or sampler_factory is not None or settings.sampler != "single"
+            or "fork" not in mp.get_all_start_methods()):
+        return 1
+    return max(1, min(settings.chain_jobs or os.cpu_count() or 1, settings.chains))
+
+
+def run_chains_in_processes(setup: ChainSetup, jobs: int, log: Callable[[str], None]) -> list[tuple[int, np.ndarray]]:
+    """All chains, `jobs` forked processes at a time; results in chain order, workers' warnings re-raised here."""
+    import multiprocessing as mp
+
+    import pyabc
+
+    pyabc.History(setup.db)  # the database and its schema version, made once before the chains write to it
+    ctx = mp.get_context("fork")
+    results: dict[int, tuple[int, np.ndarray]] = {}
+    pending = list(range(setup.settings.chains))
+    running: list[tuple[int, Any, Any]] = []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                c = pending.pop(0)
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_chain_child, args=(send, setup, c, log), daemon=True)
+                proc.start()
+                send.close()
+                running.append((c, proc, recv))
+            c, proc, recv = running.pop(0)
+            try:
+                status, out, notes = recv.recv()
+            except EOFError:
+                raise RuntimeError(f"chain {c + 1}: its process ended without a result (exit code "
+                                   f"{proc.exitcode})") from None
+            proc.join()
+            for n in notes:
+                warn(n, stacklevel=2)
+            if status != "ok":
+                raise out
+            results[c] = out
+    finally:
+        for _, proc, _ in running:
+            proc.terminate()
+    return [results[c] for c in sorted(results)]
+
+
 def run_chains(emulators: Any, hist: np.ndarray, overflow: int, settings: InferenceSettings, db_path: Path,
                log: Callable[[str], None] = print, sampler_factory: Callable[[], Any] | None = None) -> list[ChainResult]:
     """Run settings.chains independent ABC-SMC runs (seeds seed, seed+1, ...) into one pyabc database.
 
     `emulators`: one emulator, or several (model selection: pyabc's ABC-SMC over the models, with a uniform
     model prior; every model must share the bins). Each chain is a separate History run in db_path, run by
-    pyabc's ABCSMC.run; progress is reported through `log` once per generation (GenerationProgress). With
-    several models each ChainResult holds the particles of the model most probable over all chains, and every
-    model's posterior probability."""
+    pyabc's ABCSMC.run, in parallel processes where `chain_jobs` allows (the results do not depend on it);
+    progress is reported through `log` once per generation (GenerationProgress). With several models each
+    ChainResult holds the particles of the model most probable over all chains, and every model's posterior
+    probability."""
     import pyabc
 
     settings.check()
     models_in = list(emulators) if isinstance(emulators, (list, tuple)) else [emulators]
     check_same_bins(models_in)
     boxes = model_boxes(models_in, settings.prior)
-    priors = [pyabc_prior(box) for box in boxes]
     n_cells = int(np.asarray(hist).sum() + overflow)
     cats = observed_categories(hist, overflow) if settings.mode == "likelihood" else None
-    x_0 = observed_sumstat(settings.mode, hist, overflow, cats)
-    walltime = timedelta(seconds=settings.max_walltime) if settings.max_walltime else None
-    runs = []
-    for c in range(settings.chains):
-        seed = settings.seed + c
-        np.random.seed(seed % 2**32)
-        random.seed(seed)
-        models = [EmulatorModel(em, settings.mode, n_cells, box, name=em.protocol.name, categories=cats)
-                  for em, box in zip(models_in, boxes)]
-        progress = GenerationProgress(c, settings, log)
-        with pyabc_log_to(progress):
-            sampler = sampler_factory() if sampler_factory else make_sampler(
-                settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port,
-                fast=settings.fast)
-            one = models if len(models) > 1 else models[0]
-            pri = priors if len(priors) > 1 else priors[0]
-            smc = BatchedABCSMC if settings.fast else pyabc.ABCSMC
-            if settings.mode == "likelihood":
-                abc = smc(one, pri, MultinomialKernel(), population_size=settings.population,
-                          sampler=sampler, eps=pyabc.Temperature(), acceptor=pyabc.StochasticAcceptor())
-            else:
-                abc = smc(one, pri, HistogramDistance(settings.distance),
-                          population_size=settings.population, sampler=sampler, eps=pyabc.MedianEpsilon())
-            abc.new(f"sqlite:///{Path(db_path).resolve()}", x_0,
-                    meta_info={"chain": c, "seed": seed, "mode": settings.mode,
-                               "emulator": ";".join(em.source for em in models_in)})
-            abc.history.stores_sum_stats = False
-            progress.history = abc.history
-            history = abc.run(minimum_epsilon=settings.min_epsilon, max_nr_populations=settings.generations,
-                              max_walltime=walltime)
-        runs.append((history, models))
-    probs = np.array([model_probabilities(h, len(models_in)) for h, _ in runs])  # (chains, M)
+    setup = ChainSetup(tuple(models_in), tuple(boxes), tuple(pyabc_prior(b) for b in boxes), n_cells, cats,
+                       observed_sumstat(settings.mode, hist, overflow, cats), settings,
+                       f"sqlite:///{Path(db_path).resolve()}")
+    jobs = chain_jobs(settings, sampler_factory)
+    if jobs > 1:
+        runs = run_chains_in_processes(setup, jobs, log)
+    else:
+        runs = [run_one_chain(setup, c, log, sampler_factory) for c in range(settings.chains)]
+    probs = np.array([p for _, p in runs])  # (chains, M)
     best = int(np.argmax(probs.mean(axis=0)))
     results = []
-    for c, (history, models) in enumerate(runs):
+    for c, (run_id, _) in enumerate(runs):
         if probs[c, best] <= 0:
             warn(f"chain {c + 1}: model {models_in[best].protocol.name} has no particles left in its last "
                  "population; the chain is left out of the posterior", stacklevel=2)
             continue
-        results.append(chain_result(history, c, settings, models[best], m=best, model_probabilities=probs[c]))
+        history = pyabc.History(setup.db, _id=run_id)
+        results.append(chain_result(history, c, settings, setup.models()[best], m=best, model_probabilities=probs[c]))
     return results
 
 
