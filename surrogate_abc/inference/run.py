@@ -202,17 +202,17 @@ def run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None] = print,
     return int(history.id), model_probabilities(history, len(models))
 
 
-def _chain_child(conn: Any, setup: ChainSetup, c: int, log: Callable[[str], None]) -> None:
-    """Body of a forked chain process: run the chain, send (status, result, warning texts) back."""
+def _chain_child(conn: Any, setup: ChainSetup, c: int) -> None:
+    """Body of a forked chain process: run the chain, sending its progress lines ("log", text) and at the end
+    ("ok", result, warning texts) or ("error", exception, []) to the parent."""
+    import sys
     import warnings
 
     try:
-        import sys
-
         if "torch" in sys.modules:  # one core per chain: the chains are the parallelism
             sys.modules["torch"].set_num_threads(1)
         with warnings.catch_warnings(record=True) as caught:
-            out = run_one_chain(setup, c, log)
+            out = run_one_chain(setup, c, lambda line: conn.send(("log", line, [])))
         conn.send(("ok", out, list(dict.fromkeys(str(w.message) for w in caught))))
     except BaseException as exc:  # the parent re-raises it
         conn.send(("error", exc if isinstance(exc, UserError) else RuntimeError(f"{type(exc).__name__}: {exc}"), []))
@@ -233,8 +233,10 @@ def chain_jobs(settings: InferenceSettings, sampler_factory: Any) -> int:
 
 
 def run_chains_in_processes(setup: ChainSetup, jobs: int, log: Callable[[str], None]) -> list[tuple[int, np.ndarray]]:
-    """All chains, `jobs` forked processes at a time; results in chain order, workers' warnings re-raised here."""
+    """All chains, `jobs` forked processes at a time; their progress lines go to `log` as they come, results in
+    chain order, and the workers' warnings are re-raised here."""
     import multiprocessing as mp
+    from multiprocessing.connection import wait
 
     import pyabc
 
@@ -242,30 +244,35 @@ def run_chains_in_processes(setup: ChainSetup, jobs: int, log: Callable[[str], N
     ctx = mp.get_context("fork")
     results: dict[int, tuple[int, np.ndarray]] = {}
     pending = list(range(setup.settings.chains))
-    running: list[tuple[int, Any, Any]] = []
+    running: dict[Any, tuple[int, Any]] = {}  # receiving end -> (chain, process)
     try:
         while pending or running:
             while pending and len(running) < jobs:
                 c = pending.pop(0)
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_chain_child, args=(send, setup, c, log), daemon=True)
+                proc = ctx.Process(target=_chain_child, args=(send, setup, c), daemon=True)
                 proc.start()
                 send.close()
-                running.append((c, proc, recv))
-            c, proc, recv = running.pop(0)
-            try:
-                status, out, notes = recv.recv()
-            except EOFError:
-                raise RuntimeError(f"chain {c + 1}: its process ended without a result (exit code "
-                                   f"{proc.exitcode})") from None
-            proc.join()
-            for n in notes:
-                warn(n, stacklevel=2)
-            if status != "ok":
-                raise out
-            results[c] = out
+                running[recv] = (c, proc)
+            for recv in wait(list(running)):
+                c, proc = running[recv]
+                try:
+                    status, out, notes = recv.recv()
+                except EOFError:
+                    raise RuntimeError(f"chain {c + 1}: its process ended without a result (exit code "
+                                       f"{proc.join() or proc.exitcode})") from None
+                if status == "log":
+                    log(out)
+                    continue
+                del running[recv]
+                proc.join()
+                for n in notes:
+                    warn(n, stacklevel=2)
+                if status != "ok":
+                    raise out
+                results[c] = out
     finally:
-        for _, proc, _ in running:
+        for _, proc in running.values():
             proc.terminate()
     return [results[c] for c in sorted(results)]
 
