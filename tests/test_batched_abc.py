@@ -1,0 +1,172 @@
+"""The fast path of `infer` (inference/batched_abc.py) against pyabc's own: the densities and weights to 1e-10, a
+whole run reproducing pyabc's, the History it writes read back by pyabc, and the pyabc internals it relies on."""
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import numpy as np
+import pandas as pd
+import pyabc
+import pytest
+from pyabc.inference_util.inference_util import create_prior_pdf, create_transition_pdf
+from pyabc.transition import ModelPerturbationKernel, MultivariateNormalTransition
+
+from surrogate_abc.inference.batched_abc import (
+    PYABC_INTERNALS,
+    DeferredWeights,
+    PriorDensity,
+    TransitionDensity,
+    gaussian_mixture_density,
+)
+
+
+def _resolve(dotted: str):
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(dotted)
+
+
+EXPECTED_SIGNATURES = {
+    "pyabc.inference.smc.ABCSMC._create_transition_pdf": ["self", "t", "transitions"],
+    "pyabc.inference.smc.ABCSMC._prepare_next_iteration": ["self", "t", "sample", "population", "acceptance_rate"],
+    "pyabc.storage.history.History._save_to_population_db": ["self", "t", "current_epsilon", "nr_simulations",
+                                                             "particles_by_model", "model_probabilities",
+                                                             "model_names", "wall_time"],
+    "pyabc.inference_util.inference_util._weight_function": ["m_ss", "theta_ss", "acceptance_weight", "prior_pdf",
+                                                             "transition_pdf"],
+}
+
+
+@pytest.mark.parametrize("dotted", PYABC_INTERNALS)
+def test_the_pyabc_internals_the_fast_path_relies_on_are_there(dotted):
+    """Fails loudly when a pyabc release renames or reshapes what batched_abc.py overrides or calls."""
+    obj = _resolve(dotted)
+    if dotted in EXPECTED_SIGNATURES:
+        assert list(inspect.signature(inspect.unwrap(obj)).parameters) == EXPECTED_SIGNATURES[dotted], dotted
+
+
+def test_pyabc_asks_for_transition_densities_where_the_fast_path_prefills_them():
+    src = inspect.getsource(pyabc.ABCSMC._prepare_next_iteration)
+    assert "self._create_transition_pdf(" in src and "get_all_records" in src and "sample.all_particles" in src
+    src = inspect.getsource(importlib.import_module("pyabc.inference_util.inference_util").evaluate_proposal)
+    assert "weight_function(m_ss, theta_ss, model_result.weight)" in src
+    tr = MultivariateNormalTransition()
+    tr.fit(pd.DataFrame({"a": [0.0, 1.0, 2.0], "b": [1.0, 0.0, 2.0]}), np.ones(3) / 3)
+    for attr in ("_X_arr", "w", "cov", "normal", "X"):
+        assert hasattr(tr, attr), attr
+
+
+def _population(rng, n=60, names=("a", "b", "c")):
+    x = pd.DataFrame(rng.normal(size=(n, len(names))) * [1.0, 0.3, 2.0][: len(names)], columns=list(names))
+    w = rng.random(n)
+    return x, w / w.sum()
+
+
+def test_transition_and_prior_densities_equal_pyabcs_own():
+    rng = np.random.default_rng(0)
+    transitions = []
+    for _ in range(2):
+        tr = MultivariateNormalTransition()
+        tr.fit(*_population(rng))
+        transitions.append(tr)
+    probs = pd.DataFrame({"p": [0.7, 0.3]}, index=pd.Index([0, 1], name="m"))
+    kernel = ModelPerturbationKernel(2, probability_to_stay=0.8)
+    ref = create_transition_pdf(transitions=transitions, model_probabilities=probs, model_perturbation_kernel=kernel)
+    fast = TransitionDensity.from_frame(transitions, probs, kernel)
+    priors = [pyabc.Distribution(a=pyabc.RV("norm", 0, 1), b=pyabc.RV("uniform", -1, 2), c=pyabc.RV("norm", 1, 3))] * 2
+    model_prior = pyabc.RV("randint", 0, 2)
+    ref_prior = create_prior_pdf(model_prior=model_prior, parameter_priors=priors)
+    fast_prior = PriorDensity(model_prior, priors)
+    pairs = [(int(m), pyabc.Parameter(dict(zip("abc", row)))) for m, row in
+             zip(rng.integers(0, 2, 200), rng.normal(size=(200, 3)) * 1.5)]
+    fast.prefill(pairs)
+    fast_prior.prefill(pairs)
+    for m, par in pairs:
+        assert fast(m, par) == pytest.approx(ref(m, par), rel=1e-10, abs=1e-300)
+        assert fast_prior(m, par) == pytest.approx(ref_prior(m, par), rel=1e-12, abs=0)
+    m, par = 1, pyabc.Parameter({"a": 0.1, "b": 0.2, "c": -0.3})  # not prefilled: computed on the spot
+    assert fast(m, par) == pytest.approx(ref(m, par), rel=1e-10)
+
+
+def test_gaussian_mixture_density_matches_scipy_for_a_singular_covariance():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(2, 3))
+    cov = a.T @ a  # rank 2 in 3 dimensions
+    centres = rng.normal(size=(40, 2)) @ a
+    w = rng.dirichlet(np.ones(40))
+    x = centres[:7] + 0.01 * (rng.normal(size=(7, 2)) @ a)
+    ref = np.array([(stats.multivariate_normal(cov=cov, allow_singular=True).pdf(xi - centres) * w).sum() for xi in x])
+    assert np.allclose(gaussian_mixture_density(x, centres, w, cov), ref, rtol=1e-9)
+
+
+def test_deferred_weights_are_pyabcs_weight_function():
+    from pyabc.inference_util.inference_util import _weight_function
+
+    rng = np.random.default_rng(2)
+    tr = MultivariateNormalTransition()
+    tr.fit(*_population(rng))
+    probs = pd.DataFrame({"p": [1.0]}, index=pd.Index([0], name="m"))
+    kernel = ModelPerturbationKernel(1)
+    priors = [pyabc.Distribution(a=pyabc.RV("norm", 0, 1), b=pyabc.RV("norm", 0, 2), c=pyabc.RV("norm", 0, 3))]
+    model_prior = pyabc.RV("randint", 0, 1)
+    deferred = DeferredWeights(PriorDensity(model_prior, priors), TransitionDensity.from_frame([tr], probs, kernel))
+
+    class P:  # the one attribute of a pyabc Particle that resolve() sets
+        weight = None
+
+    items = [(pyabc.Parameter(dict(zip("abc", rng.normal(size=3)))), float(rng.random())) for _ in range(30)]
+    parts = []
+    for par, aw in items:
+        assert np.isnan(deferred(0, par, aw))
+        parts.append(P())
+        deferred.bind(parts[-1])
+    deferred.resolve()
+    ref_prior = create_prior_pdf(model_prior=model_prior, parameter_priors=priors)
+    ref_tr = create_transition_pdf(transitions=[tr], model_probabilities=probs, model_perturbation_kernel=kernel)
+    for (par, aw), p in zip(items, parts):
+        assert p.weight == pytest.approx(_weight_function(0, par, aw, ref_prior, ref_tr), rel=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["likelihood", "simulator"])
+def test_fast_run_reproduces_pyabcs_run_and_its_history(tmp_path, mode):
+    """Same seed, same proposals: the fast path's populations, weights and stored History equal the stock path's."""
+    from test_genes import write_protocol
+
+    from surrogate_abc.emulators.exact import exact_emulator
+    from surrogate_abc.inference.run import InferenceSettings, run_chains
+
+    em = exact_emulator(str(write_protocol(tmp_path)))
+    rng = np.random.default_rng(4)
+    counts = np.bincount(rng.poisson(6.0, 300), minlength=120)
+    hist = np.concatenate([counts[:50], np.add.reduceat(counts[50:120], np.arange(0, 70, 5))])  # the protocol's bins
+    overflow = int(counts[120:].sum())
+    out = {}
+    for fast in (False, True):
+        s = InferenceSettings(mode=mode, population=80, generations=4, chains=1, seed=3, fast=fast)
+        db = tmp_path / f"{fast}.db"
+        (chain,) = run_chains(em, hist, overflow, s, db, log=lambda _m: None)
+        h = pyabc.History(f"sqlite:///{db}", _id=chain.run_id)
+        out[fast] = (chain, h)
+    (slow, hs), (fast, hf) = out[False], out[True]
+    assert np.allclose(slow.params, fast.params, rtol=1e-12)
+    assert np.allclose(slow.weights, fast.weights, rtol=1e-10)
+    assert np.allclose(slow.epsilon, fast.epsilon, rtol=1e-10)
+    for t in range(hs.max_t + 1):
+        a, b = hs.get_weighted_distances(t), hf.get_weighted_distances(t)
+        assert np.allclose(a["w"], b["w"], rtol=1e-10) and np.allclose(a["distance"], b["distance"], rtol=1e-10)
+        (da, wa), (db_, wb) = hs.get_distribution(m=0, t=t), hf.get_distribution(m=0, t=t)
+        assert list(da.columns) == list(db_.columns)
+        assert np.allclose(da.to_numpy(), db_.to_numpy()) and np.allclose(wa, wb, rtol=1e-10)
+    pa, pb = hs.get_all_populations(), hf.get_all_populations()
+    assert list(pa["samples"]) == list(pb["samples"]) and np.allclose(pa["epsilon"], pb["epsilon"])
+    assert hf.n_populations == hs.n_populations and hf.total_nr_simulations == hs.total_nr_simulations
