@@ -106,6 +106,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         max_walltime=args.max_walltime, chains=args.chains, sampler=args.sampler, seed=args.seed,
         distance=args.distance, n_procs=args.n_procs, scheduler_address=args.scheduler_address,
         redis_host=args.redis_host, redis_port=args.redis_port, prior=dict(args.prior or []),
+        plots=not args.no_plots,
     )
     out = Path(args.out) if args.out else None
     if is_count_table(args.observed):
@@ -123,10 +124,11 @@ def _cmd_infer(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} applies to count tables (.csv, .tsv, .h5ad); {args.observed} is read as HDF5")
     from .inference.infer import infer
 
-    nc, table = infer(Path(args.observed), args.emulator, settings, out, command=args.command_line,
-                      compare=args.compare, capture=args.capture, capture_prior=args.capture_prior)
-    print(table)
-    print(f"wrote {nc} (and abc.db, summary.csv, marginals.png, pair.png, ppc.png in {nc.parent})")
+    nc, _ = infer(Path(args.observed), args.emulator, settings, out, command=args.command_line,
+                  compare=args.compare, capture=args.capture, capture_prior=args.capture_prior,
+                  on_table=lambda table: print(table, flush=True))  # the table first, then the plots
+    pngs = "" if args.no_plots else ", marginals.png, pair.png, ppc.png"
+    print(f"wrote {nc} (and abc.db, summary.csv{pngs} in {nc.parent})")
     return 0
 
 
@@ -162,6 +164,8 @@ def _add_infer_parser(sub) -> None:
     i.add_argument("--jobs", type=_positive_int, default=None,
                    help="count tables: genes run in parallel (default: the cores)")
     i.add_argument("--quiet", action="store_true", help="count tables: no progress bar")
+    i.add_argument("--no-plots", action="store_true",
+                   help="skip the PNGs (faster for many genes); `surrogate-abc report posterior.nc` draws them later")
     i.add_argument("--mode", choices=("likelihood", "simulator"), default="likelihood",
                    help="likelihood: exact ABC with the emulated log-likelihood; simulator: synthetic histograms + distance")
     i.add_argument("--distance", choices=("hellinger", "tv", "l2", "kl"), default="hellinger",

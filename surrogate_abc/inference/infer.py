@@ -141,7 +141,8 @@ def check_observed(observed: Observed, hist: np.ndarray, overflow: int, emulator
 def infer(observed_path: str | Path, emulator_spec: str | None, settings: InferenceSettings, out_dir: Path | None,
           command: str = "", log: Callable[[str], None] = print, sampler_factory=None,
           compare: Sequence[str] | None = None, capture: float | None = None,
-          capture_prior: tuple[float, float] | None = None) -> tuple[Path, str]:
+          capture_prior: tuple[float, float] | None = None,
+          on_table: Callable[[str], None] | None = None) -> tuple[Path, str]:
     """Run the whole inference on observed.h5; returns (posterior.nc path, summary table text).
 
     `compare`: several models (protocol names or emulator files) in one ABC-SMC (model selection);
@@ -160,14 +161,15 @@ def infer(observed_path: str | Path, emulator_spec: str | None, settings: Infere
         check_observed(observed, hist, overflow, em)
     out = Path(out_dir) if out_dir else default_out_dir(observed_path)
     return run_dataset(observed, hist, overflow, models, settings, out, command=command, log=log,
-                       sampler_factory=sampler_factory)
+                       sampler_factory=sampler_factory, on_table=on_table)
 
 
 def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Sequence[tuple[Any, str]],
                 settings: InferenceSettings, out: Path, command: str = "", log: Callable[[str], None] = print,
-                sampler_factory=None, attrs: dict | None = None) -> tuple[Path, str]:
+                sampler_factory=None, attrs: dict | None = None,
+                on_table: Callable[[str], None] | None = None) -> tuple[Path, str]:
     """ABC-SMC on one checked dataset against one model (or several, compared) -> outputs in `out`; returns
-    (posterior.nc path, summary table text)."""
+    (posterior.nc path, summary table text); `on_table` gets the table before the plots are drawn."""
     from .output import build_inference_data, write_outputs
 
     emulators = [em for em, _ in models]
@@ -206,4 +208,4 @@ def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Seq
                      "model_probabilities": json.dumps(dict(zip(model_names, map(float, probs))))})
     idata = build_inference_data(chains, emulator, hist, overflow, info, seed=settings.seed,
                                  model_names=model_names if len(models) > 1 else None)
-    return write_outputs(idata, out)
+    return write_outputs(idata, out, plots=settings.plots, on_table=on_table)

@@ -23,7 +23,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -145,25 +145,35 @@ def summarise(idata) -> "Any":
         log.setLevel(level)
 
 
-def write_outputs(idata, out_dir: Path) -> tuple[Path, str]:
-    """Write posterior.nc, summary.csv and the PNGs into out_dir; returns (posterior.nc path, printed table)."""
+def write_outputs(idata, out_dir: Path, plots: bool = True,
+                  on_table: Callable[[str], None] | None = None) -> tuple[Path, str]:
+    """Write posterior.nc and summary.csv into out_dir, hand the summary table to `on_table` (the command line
+    prints it there, before the plots are drawn), then the PNGs (unless plots is False; `surrogate-abc report`
+    draws them later); returns (posterior.nc path, summary table text)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     nc = out_dir / "posterior.nc"
     if nc.exists():
         nc.unlink()
     idata.to_netcdf(str(nc))
-    table = report_from_idata(idata, out_dir)
+    table = report_from_idata(idata, out_dir, plots=False)
+    if on_table is not None:
+        on_table(table)
+    if plots:
+        from ..plots import plot_posterior_figures
+
+        plot_posterior_figures(idata, out_dir)
     return nc, table
 
 
-def report_from_idata(idata, out_dir: Path) -> str:
-    """summary.csv and marginals.png, pair.png, ppc.png from an InferenceData; returns the summary table text."""
+def report_from_idata(idata, out_dir: Path, plots: bool = True) -> str:
+    """summary.csv (and marginals.png, pair.png, ppc.png) from an InferenceData; returns the summary table text."""
     out_dir.mkdir(parents=True, exist_ok=True)
     df = summarise(idata)
     df.to_csv(out_dir / "summary.csv")
-    from ..plots import plot_posterior_figures
+    if plots:
+        from ..plots import plot_posterior_figures
 
-    plot_posterior_figures(idata, out_dir)
+        plot_posterior_figures(idata, out_dir)
     return df.to_string()
 
 

@@ -47,6 +47,7 @@ class InferenceSettings:
     prior: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     fast: bool = True  # batched densities, weights and History writes (batched_abc.py); False: pyabc's own
     chain_jobs: int | None = None  # chains run at once (forked processes; default: the cores)
+    plots: bool = True  # draw marginals.png, pair.png, ppc.png (`surrogate-abc report` draws them later)
 
     def check(self) -> None:
         """UserError on inconsistent options."""
