@@ -29,7 +29,7 @@ from pyabc.sampler import SingleCoreSampler
 from pyabc.transition import MultivariateNormalTransition
 
 from ..metrics import euclidean, hellinger_distance, kl_divergence, total_variation
-from .batched_abc import DeferredWeights, sampler_densities
+from .batched_abc import DeferredWeights, parameter_matrix, sampler_densities
 from .priors import natural_values
 
 MODES = ("likelihood", "simulator")
@@ -124,8 +124,7 @@ class EmulatorModel(pyabc.Model):
         if not params:
             return
         names = list(params[0].keys())
-        cols = np.array([[p[k] for k in names] for p in params], dtype=np.float64)
-        theta = self.natural(dict(zip(names, cols.T)))
+        theta = self.natural(dict(zip(names, parameter_matrix(params, names).T)))
         for par, out in zip(params, self.evaluate(theta)):
             self._cache[id(par)] = (par, out)
 

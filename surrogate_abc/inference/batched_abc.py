@@ -24,6 +24,7 @@ them changes, and pyproject pins the pyabc versions this was checked with.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -76,8 +77,11 @@ class _CachedDensity:
         return float(self._batch(int(m_ss), [theta_ss])[0])
 
 
-def _matrix(params: Sequence[Any], names: Sequence[str]) -> np.ndarray:
-    return np.array([[float(p[k]) for k in names] for p in params], dtype=np.float64).reshape(len(params), len(names))
+def parameter_matrix(params: Sequence[Any], names: Sequence[str]) -> np.ndarray:
+    """(n, len(names)) float64 values of pyabc Parameters (mappings), columns in `names` order."""
+    get = operator.itemgetter(*names)
+    rows = [get(p) for p in params] if len(names) > 1 else [(get(p),) for p in params]
+    return np.array(rows, dtype=np.float64).reshape(len(params), len(names))
 
 
 class PriorDensity(_CachedDensity):
@@ -93,7 +97,7 @@ class PriorDensity(_CachedDensity):
         names = list(params[0].keys()) if params else []
         if not all(type(prior[k]) is pyabc.RV for k in names) or sorted(names) != sorted(prior.keys()):
             return np.array([factor * prior.pdf(p) for p in params], dtype=np.float64)
-        x = _matrix(params, names)
+        x = parameter_matrix(params, names)
         out = np.ones(len(params))
         for j, k in enumerate(names):  # the marginals' product, in the Parameter's key order as pyabc takes it
             out = out * np.asarray(prior[k].pdf(x[:, j]), dtype=np.float64)
@@ -123,7 +127,7 @@ class TransitionDensity(_CachedDensity):
         factor = self.model_factor(m)
         if type(tr) is not MultivariateNormalTransition:
             return np.array([factor * tr.pdf(p) for p in params], dtype=np.float64)
-        x = _matrix(params, list(tr.X.columns))
+        x = parameter_matrix(params, list(tr.X.columns))
         anc, w = np.asarray(tr._X_arr, dtype=np.float64), np.asarray(tr.w, dtype=np.float64)
         return factor * gaussian_mixture_density(x, anc, w, np.asarray(tr.cov, dtype=np.float64))
 
