@@ -33,6 +33,9 @@ from .batched_abc import DeferredWeights, parameter_matrix, sampler_densities
 from .priors import natural_values
 
 MODES = ("likelihood", "simulator")
+# Proposals per request of a dask task or a redis worker: each round trip carries this many particles, so the
+# scheduler's and the database's per-message cost is shared (pyabc's batch_size; the law is unchanged).
+CLUSTER_BATCH = 16
 LOG_FLOOR = 1e-300
 
 
@@ -289,7 +292,8 @@ def make_sampler(kind: str, n_procs: int | None = None, scheduler_address: str |
       `dask worker ADDRESS` (ADDRESS e.g. tcp://host:8786) on each machine.
     * redis: pyabc.sampler.RedisEvalParallelSampler(host, port). Start a server with
       `redis-server --port PORT` and workers with `abc-redis-worker --host=HOST --port=PORT`.
-    Workers of dask/redis receive the model by pyabc's own (cloud)pickle transport.
+    Workers of dask/redis receive the model by pyabc's own (cloud)pickle transport and take CLUSTER_BATCH
+    proposals per request.
     """
     import os
 
@@ -306,10 +310,10 @@ def make_sampler(kind: str, n_procs: int | None = None, scheduler_address: str |
             from dask.distributed import Client
         except ImportError:
             raise UserError("--sampler dask needs the 'distributed' package: pip install 'dask[distributed]'") from None
-        return pyabc.sampler.DaskDistributedSampler(dask_client=Client(scheduler_address))
+        return pyabc.sampler.DaskDistributedSampler(dask_client=Client(scheduler_address), batch_size=CLUSTER_BATCH)
     if kind == "redis":
         try:
-            return pyabc.sampler.RedisEvalParallelSampler(host=redis_host, port=redis_port)
+            return pyabc.sampler.RedisEvalParallelSampler(host=redis_host, port=redis_port, batch_size=CLUSTER_BATCH)
         except Exception as exc:  # missing redis package or server
             raise UserError(f"--sampler redis: cannot use redis at {redis_host}:{redis_port} ({exc}); "
                             "install 'redis' and start `redis-server`") from None

@@ -198,8 +198,13 @@ def run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None] = print,
                                                 "emulator": ";".join(em.source for em in setup.emulators)})
         abc.history.stores_sum_stats = False
         progress.history = abc.history
-        history = abc.run(minimum_epsilon=settings.min_epsilon, max_nr_populations=settings.generations,
-                          max_walltime=walltime)
+        try:
+            history = abc.run(minimum_epsilon=settings.min_epsilon, max_nr_populations=settings.generations,
+                              max_walltime=walltime)
+        finally:
+            client = getattr(sampler, "client", None)  # the dask sampler's connection to the scheduler
+            if settings.sampler == "dask" and client is not None and sampler_factory is None:
+                client.close()
     return int(history.id), model_probabilities(history, len(models))
 
 

@@ -1,0 +1,142 @@
+"""The cluster samplers against real engines on this machine: a dask.distributed scheduler with two local worker
+processes, and a redis-server with two abc-redis-worker processes. Each gives the posterior of the single-process
+sampler within Monte Carlo error, survives losing a worker mid-run, and is shut down by the test."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from surrogate_abc.emulators.exact import exact_emulator
+from surrogate_abc.inference.run import InferenceSettings, run_chains
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def _data(tmp_path):
+    from test_genes import write_protocol
+
+    em = exact_emulator(str(write_protocol(tmp_path)))
+    counts = np.bincount(np.random.default_rng(8).poisson(7.0, 300), minlength=120)
+    hist = np.concatenate([counts[:50], np.add.reduceat(counts[50:120], np.arange(0, 70, 5))])
+    return em, hist, int(counts[120:].sum())
+
+
+def _quantiles(chain) -> np.ndarray:
+    idx = np.random.default_rng(0).choice(len(chain.weights), size=5000, p=chain.weights)
+    return np.quantile(chain.params[idx, 0], [0.05, 0.5, 0.95])
+
+
+def _populations(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as con:
+            return int(con.execute("select count(*) from populations where t >= 0").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def _when_running(db: Path, action, timeout: float = 120.0) -> threading.Thread:
+    """Call action() once the run has stored its first generation (the run is then mid-way)."""
+    def watch():
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and _populations(db) < 2:
+            time.sleep(0.05)
+        action()
+
+    th = threading.Thread(target=watch, daemon=True)
+    th.start()
+    return th
+
+
+def _agree(reference: np.ndarray, other: np.ndarray) -> None:
+    width = reference[2] - reference[0]
+    assert np.all(np.abs(other - reference) < 0.25 * width), (reference, other)
+
+
+@pytest.fixture(scope="module")
+def single_reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("single")
+    em, hist, over = _data(tmp)
+    s = InferenceSettings(population=200, generations=5, chains=1, seed=11)
+    (chain,) = run_chains(em, hist, over, s, tmp / "abc.db", log=lambda _m: None)
+    return _quantiles(chain)
+
+
+def test_dask_sampler_with_two_worker_processes(tmp_path, single_reference):
+    distributed = pytest.importorskip("distributed")
+    em, hist, over = _data(tmp_path)
+    db = tmp_path / "abc.db"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=50) as cluster, distributed.Client(cluster) as client:
+        pids = list(client.run(os.getpid).values())
+        assert len(pids) == 2
+        killer = _when_running(db, lambda: os.kill(pids[0], signal.SIGKILL))  # dask reschedules its tasks
+        s = InferenceSettings(population=200, generations=5, chains=1, seed=12, sampler="dask",
+                              scheduler_address=cluster.scheduler_address)
+        (chain,) = run_chains(em, hist, over, s, db, log=lambda _m: None)
+        killer.join(5)
+        assert not killer.is_alive()
+        with pytest.raises(ProcessLookupError):
+            os.kill(pids[0], 0)  # the first worker is gone: the run finished without it
+    assert chain.epsilon[-1] == pytest.approx(1.0)
+    _agree(single_reference, _quantiles(chain))
+
+
+def _free_port() -> int:
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return int(sk.getsockname()[1])
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed (Debian package "
+                    "redis-server; `make test` installs it when run as root)")
+def test_redis_sampler_with_two_workers(tmp_path, single_reference):
+    pytest.importorskip("redis")
+    em, hist, over = _data(tmp_path)
+    db = tmp_path / "abc.db"
+    port = _free_port()
+    server = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        import redis
+
+        r = redis.StrictRedis(port=port)
+        for _ in range(100):
+            try:
+                if r.ping():
+                    break
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        workers = [subprocess.Popen([str(BIN / "abc-redis-worker"), "--host=localhost", f"--port={port}",
+                                     "--runtime=10m", "--processes=1"], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL) for _ in range(2)]
+        killer = _when_running(db, workers[0].terminate)  # SIGTERM: the worker leaves between two particles
+        s = InferenceSettings(population=200, generations=5, chains=1, seed=13, sampler="redis", redis_port=port)
+        (chain,) = run_chains(em, hist, over, s, db, log=lambda _m: None)
+        killer.join(5)
+        assert workers[0].wait(30) is not None and workers[1].poll() is None  # one left, the run went on
+    finally:
+        for p in [*workers, server]:
+            if p.poll() is None:
+                p.terminate()
+        for p in [*workers, server]:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    assert all(p.poll() is not None for p in [*workers, server])
+    assert chain.epsilon[-1] == pytest.approx(1.0)
+    _agree(single_reference, _quantiles(chain))
