@@ -164,3 +164,31 @@ def test_empty_table_and_bad_capture_exit_2(tmp_path):
     write_table(tmp_path / "c.csv", {"A": np.arange(20) % 4})
     r = run_cli(["infer", "c.csv", "--emulator", f"exact:{proto}", "--capture", "1.5", "--out", "o"], cwd=tmp_path)
     assert r.returncode == 2 and "(0, 1]" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_anndata_layer_and_two_species_mapping(tmp_path):
+    """An .h5ad layer runs gene by gene; --species maps two columns onto the joint emulator's species."""
+    anndata = pytest.importorskip("anndata")
+    import h5py
+    import scipy.sparse as sp
+
+    from surrogate_abc.api import infer_genes
+    from surrogate_abc.inference.infer import RESOURCES
+
+    rng = np.random.default_rng(9)
+    raw = np.stack([rng.poisson(4.0, 200), rng.poisson(15.0, 200)], axis=1)
+    ad = anndata.AnnData(X=np.log1p(raw), layers={"counts": sp.csr_matrix(raw)})
+    ad.var_names = ["g1", "g2"]
+    ad.write_h5ad(tmp_path / "c.h5ad")
+    df = infer_genes(tmp_path / "c.h5ad", emulator=f"exact:{write_protocol(tmp_path)}", out=tmp_path / "a",
+                     layer="counts", population=100, generations=4, jobs=1, plots=False)
+    assert list(df["gene"]) == ["g1", "g2"] and df.loc[1, "a_median"] == pytest.approx(15.0, rel=0.15)
+    if not (RESOURCES / "gene_joint.safetensors").is_file():
+        pytest.skip("the shipped joint emulator is not installed")
+    with h5py.File(Path(__file__).resolve().parent.parent / "examples" / "observed_joint.h5") as f:
+        m, p = f["mrna"][()], f["protein"][()]
+    table = write_table(tmp_path / "joint.csv", {"Xist_mrna": m[:300], "Xist_protein": p[:300]})
+    df = infer_genes(table, out=tmp_path / "j", species={"mrna": "Xist_mrna", "protein": "Xist_protein"},
+                     population=60, generations=3, jobs=1, plots=False)
+    assert list(df["gene"]) == ["Xist_mrna+Xist_protein"] and "mean_protein_median" in df.columns
+    assert (tmp_path / "j" / "Xist_mrna+Xist_protein" / "posterior.nc").is_file()
