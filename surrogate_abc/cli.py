@@ -106,7 +106,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         max_walltime=args.max_walltime, chains=args.chains, sampler=args.sampler, seed=args.seed,
         distance=args.distance, n_procs=args.n_procs, scheduler_address=args.scheduler_address,
         redis_host=args.redis_host, redis_port=args.redis_port, prior=dict(args.prior or []),
-        plots=not args.no_plots,
+        plots=not args.no_plots, exact_check=args.check, check_budget=args.check_budget, reweight=args.reweight,
     )
     out = Path(args.out) if args.out else None
     if is_count_table(args.observed):
@@ -164,6 +164,14 @@ def _add_infer_parser(sub) -> None:
     i.add_argument("--jobs", type=_positive_int, default=None,
                    help="count tables: genes run in parallel (default: the cores)")
     i.add_argument("--quiet", action="store_true", help="count tables: no progress bar")
+    i.add_argument("--check", choices=("exact", "none"), default="exact",
+                   help="exact (default where an exact engine exists): after the run, the emulator against the exact "
+                        "model (closed form or FSP) at 50 posterior draws: H2, KLD and the log-likelihood difference")
+    i.add_argument("--check-budget", type=float, default=60.0, metavar="SECONDS",
+                   help="skip the exact check (with a note) when it would take longer than this (default 60)")
+    i.add_argument("--reweight", choices=("exact", "none"), default="none",
+                   help="exact: importance-reweight the final populations to the exact likelihood (group "
+                        "posterior_exact, summary_exact.csv); the emulator then only proposes")
     i.add_argument("--no-plots", action="store_true",
                    help="skip the PNGs (faster for many genes); `surrogate-abc report posterior.nc` draws them later")
     i.add_argument("--mode", choices=("likelihood", "simulator"), default="likelihood",

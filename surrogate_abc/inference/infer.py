@@ -17,6 +17,7 @@ from ..data.observed import (
 )
 from ..errors import UserError
 from ..report import warn
+from .exact_check import N_CHECK_DRAWS, exact_counterpart
 from .run import InferenceSettings, model_boxes, run_chains
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
@@ -208,4 +209,50 @@ def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Seq
                      "model_probabilities": json.dumps(dict(zip(model_names, map(float, probs))))})
     idata = build_inference_data(chains, emulator, hist, overflow, info, seed=settings.seed,
                                  model_names=model_names if len(models) > 1 else None)
-    return write_outputs(idata, out, plots=settings.plots, on_table=on_table)
+    nc, table = write_outputs(idata, out, plots=settings.plots, on_table=on_table)
+    exact = exact_counterpart(emulator) if "exact" in (settings.exact_check, settings.reweight) else None
+    if exact is not None:  # after the table: the user has the posterior while the exact model runs
+        exact_followups(idata, nc, out, chains, emulator, exact, hist, overflow, settings, log, on_table)
+    return nc, table
+
+
+def exact_followups(idata: Any, nc: Path, out: Path, chains: Sequence[Any], emulator: Any, exact: Any,
+                    hist: np.ndarray, overflow: int, settings: InferenceSettings, log: Callable[[str], None],
+                    on_table: Callable[[str], None] | None) -> None:
+    """--check exact and --reweight exact: compute, report one line each, store in posterior.nc."""
+    from .exact_check import budget_note, check_exact, estimate_seconds, reweight_exact
+    from .output import add_exact_groups, summarise
+
+    draws = np.concatenate([c.params for c in chains])
+    check = reweighted = None
+    if settings.exact_check == "exact":
+        estimate, _ = estimate_seconds(exact, draws, N_CHECK_DRAWS, settings.chain_jobs)
+        if estimate > settings.check_budget:
+            warn(budget_note(estimate, settings.check_budget))
+        else:
+            check = check_exact(emulator, exact, draws, hist, overflow, seed=settings.seed, jobs=settings.chain_jobs)
+            log(check.line())
+            if check.sd > 1.0:
+                warn(f"the emulator's log-likelihood differs from the exact one by {check.sd:.1f} nats (sd over "
+                     "posterior draws): the posterior may be shifted or too narrow; --reweight exact corrects it")
+    if settings.reweight == "exact":
+        n = sum(len(c.params) for c in chains)
+        log(f"reweighting {n} particles with the exact model {exact.source} ...")
+        reweighted = reweight_exact(emulator, exact, chains, hist, overflow, jobs=settings.chain_jobs)
+        log(reweighted.line())
+        if not reweighted.healthy(settings.population):
+            warn(f"after exact reweighting the ESS is {min(reweighted.ess):.0f} of {settings.population} particles "
+                 "(< 10%): posterior_exact rests on few particles; the emulator is far off here (retrain it, or "
+                 "run --emulator exact:<protocol>)")
+    if check is None and reweighted is None:
+        return
+    add_exact_groups(idata, check, reweighted, chains, emulator, seed=settings.seed)
+    if reweighted is not None:
+        exact_table = summarise(idata, group="posterior_exact")
+        exact_table.to_csv(out / "summary_exact.csv")
+        if on_table is not None:
+            on_table("posterior reweighted to the exact likelihood (posterior_exact):\n" + exact_table.to_string())
+    tmp = nc.with_suffix(".nc.partial")
+    idata.to_netcdf(str(tmp))
+    tmp.replace(nc)
+

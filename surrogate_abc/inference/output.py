@@ -112,6 +112,46 @@ def build_inference_data(chains: Sequence[Any], emulator: Any, hist: np.ndarray,
     return idata
 
 
+def add_exact_groups(idata, check: Any, reweighted: Any, chains: Sequence[Any], emulator: Any, seed: int = 0) -> None:
+    """Groups `diagnostics` (the exact check at its draws, its summary in attributes) and `posterior_exact`
+    (equal-weight draws from each chain's final population reweighted to the exact likelihood)."""
+    import xarray as xr
+
+    from ..networks.bursts import burst_kinetics
+
+    names = tuple(emulator.param_names)
+    attrs = dict(idata.posterior.attrs)
+    groups = {}
+    if check is not None:
+        groups["diagnostics"] = xr.Dataset(
+            {"h2": (("check_draw",), check.h2), "kld": (("check_draw",), check.kld),
+             "dloglik": (("check_draw",), check.dloglik),
+             **{k: (("check_draw",), check.theta[:, j]) for j, k in enumerate(names)}},
+            attrs={**attrs, **check.attrs(), "dloglik": "emulator minus exact log-likelihood of the observed data"})
+    if reweighted is not None:
+        n_draws = min(len(c.params) for c in chains)
+        idx = np.stack([resample_indices(w, n_draws, (seed, 11, c.chain)) for c, w in zip(chains, reweighted.weights)])
+        draws = np.stack([c.params[i] for c, i in zip(chains, idx)])
+        C, N = draws.shape[:2]
+        data = {k: (("chain", "draw"), draws[..., j]) for j, k in enumerate(names)}
+        data.update({k: (("chain", "draw"), v.reshape(C, N))
+                     for k, v in burst_kinetics(emulator.protocol, draws.reshape(-1, len(names))).items()})
+        groups["posterior_exact"] = xr.Dataset(
+            {**data, "weight": (("chain", "draw"), np.stack([w[i] for w, i in zip(reweighted.weights, idx)]))},
+            coords={"chain": np.arange(C), "draw": np.arange(N)},
+            attrs={**attrs, "ess": json_list(reweighted.ess), "ess_before": json_list(reweighted.ess_before),
+                   "reweight_seconds": float(reweighted.seconds)})
+    with warnings.catch_warnings():  # not among arviz's schema groups
+        warnings.simplefilter("ignore", UserWarning)
+        idata.add_groups(groups)
+
+
+def json_list(values: Sequence[float]) -> str:
+    import json
+
+    return json.dumps([float(v) for v in values])
+
+
 def pointwise_log_likelihood(probs: np.ndarray, overflow_probs: np.ndarray, hist: np.ndarray, overflow: int,
                              floor: float = 1e-300) -> np.ndarray:
     """(draws, cells) log-likelihood of each observed cell at each draw: log of the emulated probability of the
@@ -128,19 +168,20 @@ def arviz_logger(az) -> logging.Logger:
     return log if isinstance(log, logging.Logger) else logging.getLogger("arviz")
 
 
-def summarise(idata) -> "Any":
-    """arviz.summary (mean, sd, 94% HDI, ess, r_hat) of the posterior parameters, as a DataFrame.
+def summarise(idata, group: str = "posterior") -> "Any":
+    """arviz.summary (mean, sd, 94% HDI, ess, r_hat) of a posterior group's variables, as a DataFrame.
 
     With one chain r_hat is undefined (NaN); arviz's log warning about the chain count is silenced then."""
     az = import_arviz()
     log = arviz_logger(az)
     level = log.level
-    if idata.posterior.sizes.get("chain", 1) < 2:
+    post = idata[group]
+    if post.sizes.get("chain", 1) < 2:
         log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return az.summary(idata, var_names=list(idata.posterior.data_vars), hdi_prob=0.94)
+            return az.summary(post, var_names=[v for v in post.data_vars if v != "weight"], hdi_prob=0.94)
     finally:
         log.setLevel(level)
 

@@ -48,6 +48,9 @@ class InferenceSettings:
     fast: bool = True  # batched densities, weights and History writes (batched_abc.py); False: pyabc's own
     chain_jobs: int | None = None  # chains run at once (forked processes; default: the cores)
     plots: bool = True  # draw marginals.png, pair.png, ppc.png (`surrogate-abc report` draws them later)
+    exact_check: str = "exact"  # --check exact: the emulator against the exact model at posterior draws (exact_check.py); none
+    check_budget: float = 60.0  # seconds the exact check may take (estimated first; skipped with a note above)
+    reweight: str = "none"  # exact: importance-reweight the final populations to the exact likelihood
 
     def check(self) -> None:
         """UserError on inconsistent options."""
@@ -55,6 +58,12 @@ class InferenceSettings:
             raise UserError(f"--mode {self.mode!r}: use likelihood or simulator")
         if self.distance not in DISTANCES:
             raise UserError(f"--distance {self.distance!r}: use one of {', '.join(DISTANCES)}")
+        if self.exact_check not in ("exact", "none"):
+            raise UserError(f"--check {self.exact_check!r}: use exact or none")
+        if self.reweight not in ("exact", "none"):
+            raise UserError(f"--reweight {self.reweight!r}: use exact or none")
+        if not self.check_budget > 0:
+            raise UserError(f"--check-budget must be > 0 seconds, got {self.check_budget:g}")
         for name, v in (("--population", self.population), ("--generations", self.generations), ("--chains", self.chains)):
             if v < 1:
                 raise UserError(f"{name} must be >= 1, got {v}")
