@@ -154,7 +154,7 @@ def run_genes(table: Path, emulator: str | None, out: Path, args: argparse.Names
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         infer_genes(table, emulator=emulator, out=out, population=args.population, generations=args.generations,
-                    chains=args.chains, seed=seed, jobs=args.jobs, mode="likelihood",
+                    chains=args.chains, seed=seed, jobs=args.jobs, mode="likelihood", plots=False,
                     command=f"benchmarks/mrna_validation.py ({emulator}, seed {seed})")
     return read_genes(genes_csv), time.perf_counter() - t0, False
 
