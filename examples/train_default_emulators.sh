@@ -36,4 +36,4 @@ run surrogate-abc train configs/train_default_joint_finetune.toml --data "$work/
 launch surrogate-abc simulate telegraph_mrna --engine exact --n "${N_MRNA:-20000}" --seed 1 --out "$work/telegraph_mrna_exact.h5" --quiet
 run surrogate-abc bin "$work/telegraph_mrna_exact.h5" --out "$work/telegraph_mrna_binned.h5"
 run surrogate-abc train configs/train_default_mrna.toml --data "$work/telegraph_mrna_binned.h5" \
-    --out "$res/telegraph_mrna.safetensors" --epochs "${MRNA_EPOCHS:-1500}" "${dev[@]}"
+    --out "$res/telegraph_mrna.safetensors" --epochs "${MRNA_EPOCHS:-381}" "${dev[@]}"
