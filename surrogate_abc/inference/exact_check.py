@@ -112,14 +112,14 @@ class ExactCheck:
                 "check_dloglik_sd": self.sd, "check_draws": int(len(self.h2)), "check_seconds": float(self.seconds)}
 
 
-def estimate_seconds(exact: Any, theta: np.ndarray, n: int, jobs: int | None = None) -> tuple[float, np.ndarray]:
-    """(estimated seconds for n exact solves from the time of one, the first row's probabilities)."""
+def estimate_seconds(exact: Any, theta: np.ndarray, n: int, jobs: int | None = None) -> float:
+    """Estimated seconds for n exact solves, from the time of one (at theta's first row)."""
     t0 = time.perf_counter()
-    first = _flat(exact, np.atleast_2d(theta[0]))
+    _flat(exact, np.atleast_2d(theta[0]))
     one = time.perf_counter() - t0
     base = getattr(exact, "inner", exact)
     jobs = max(1, jobs or os.cpu_count() or 1) if getattr(base, "uses_fsp", False) else 1
-    return one * n / jobs, first
+    return one * n / jobs
 
 
 def check_exact(emulator: Any, exact: Any, draws: np.ndarray, hist: np.ndarray, overflow: int,

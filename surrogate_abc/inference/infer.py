@@ -226,7 +226,7 @@ def exact_followups(idata: Any, nc: Path, out: Path, chains: Sequence[Any], emul
     draws = np.concatenate([c.params for c in chains])
     check = reweighted = None
     if settings.exact_check == "exact":
-        estimate, _ = estimate_seconds(exact, draws, N_CHECK_DRAWS, settings.chain_jobs)
+        estimate = estimate_seconds(exact, draws, N_CHECK_DRAWS, settings.chain_jobs)
         if estimate > settings.check_budget:
             warn(budget_note(estimate, settings.check_budget))
         else:
