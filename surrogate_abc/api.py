@@ -6,6 +6,7 @@
     emulator, history = sa.train("train_mdn_protein", data=["binned.h5"], out="em.safetensors")
     idata = sa.infer("observed.h5", emulator="em.safetensors", out="posterior", chains=2)
     genes = sa.infer_genes("counts.csv", out="genes", compare=["telegraph_mrna", "poisson", "negbin"])
+    table, paths = sa.calibrate("em.safetensors", datasets=50, cells=1000, out="calibration")
 
 Each function imports its stage when called, so `import surrogate_abc` stays cheap (no torch, pyabc, numba).
 """
@@ -93,3 +94,18 @@ def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike
                               capture_prior=capture_prior, jobs=jobs, command=command,
                               log=log or (lambda _msg: None), progress=progress)
     return pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
+
+
+def calibrate(emulator: PathLike | None = None, datasets: int = 50, cells: int = 1000, out: PathLike | None = None, *,
+              protocol: str | None = None, population: int = 400, generations: int = 10, mode: str = "likelihood",
+              chains: int = 1, seed: int = 0, jobs: int | None = None, max_walltime: float | None = None,
+              progress: bool = False, log=None) -> tuple[str, dict[str, Path]]:
+    """`surrogate-abc calibrate`: exact datasets at `datasets` prior draws, each inferred; returns (the coverage
+    table text, {name: path} of calibration.csv, datasets.csv, sbc_ranks.png, the folder). `emulator`: None or
+    "DEFAULT" (the shipped emulator of `protocol`), a .safetensors file or "exact:<protocol>"."""
+    from .inference.calibrate import calibrate as run_calibration
+
+    return run_calibration(str(emulator) if emulator is not None else None, datasets, cells, population=population,
+                           generations=generations, mode=mode, seed=seed, jobs=jobs,
+                           out=Path(out) if out is not None else None, protocol=protocol, progress=progress,
+                           chains=chains, max_walltime=max_walltime, log=log or (lambda _msg: None))

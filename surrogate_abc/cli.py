@@ -197,6 +197,43 @@ def _add_infer_parser(sub) -> None:
     i.set_defaults(func=_cmd_infer)
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .api import calibrate
+
+    text, paths = calibrate(args.emulator, datasets=args.datasets, cells=args.cells, population=args.population,
+                            generations=args.generations, mode=args.mode, chains=args.chains,
+                            max_walltime=args.max_walltime, seed=args.seed, jobs=args.jobs, out=args.out,
+                            protocol=args.protocol, progress=not args.quiet, log=lambda m: print(m, flush=True))
+    print(text)
+    print(f"wrote {paths['calibration']}, {paths['datasets'].name} and {paths['sbc_ranks'].name} in {paths['out']}")
+    return 1 if "failed" in paths else 0
+
+
+def _add_calibrate_parser(sub) -> None:
+    """The `calibrate` subcommand's options."""
+    c = sub.add_parser("calibrate", help="coverage of the posteriors over the prior: exact datasets at prior draws, "
+                       "inferred each (calibration.csv, SBC rank histograms)")
+    c.add_argument("--emulator", default="DEFAULT",
+                   help="DEFAULT (the shipped emulator of --protocol), an emulator .safetensors (its own protocol) "
+                        "or exact:<protocol name or .toml>")
+    c.add_argument("--protocol", default=None,
+                   help="with --emulator DEFAULT: the protocol whose shipped emulator is calibrated (default "
+                        "gene_protein); otherwise it must match the emulator's")
+    c.add_argument("--datasets", type=int, required=True, help="number of prior draws (datasets)")
+    c.add_argument("--cells", type=_positive_int, required=True, help="cells per dataset")
+    c.add_argument("--population", type=_positive_int, default=400, help="particles per generation")
+    c.add_argument("--generations", type=_positive_int, default=10, help="maximum number of generations")
+    c.add_argument("--mode", choices=("likelihood", "simulator"), default="likelihood")
+    c.add_argument("--chains", type=_positive_int, default=1, help="ABC-SMC chains per dataset")
+    c.add_argument("--max-walltime", type=float, default=None, help="seconds per chain")
+    c.add_argument("--seed", type=int, default=0, help="prior draws, cells and ABC seeds derive from it")
+    c.add_argument("--jobs", type=_positive_int, default=None, help="datasets run in parallel (default: the cores)")
+    c.add_argument("--out", default=None,
+                   help="output folder (default ./surrogate-abc-calibration/); a rerun reuses finished datasets")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_cmd_calibrate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="surrogate-abc", description=__doc__)
     p.add_argument("--version", action="version", version=f"surrogate-abc {__version__}")
@@ -252,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("posterior", help="posterior.nc written by `surrogate-abc infer`")
     r.add_argument("--out", default=None, help="folder for summary.csv and PNGs (default: next to posterior.nc)")
     r.set_defaults(func=_cmd_report)
+
+    _add_calibrate_parser(sub)
     return p
 
 

@@ -1,11 +1,8 @@
-"""Pure helpers of benchmarks/calibration.py: weighted quantiles and credible intervals, coverage of a calibrated
+"""Pure helpers of surrogate_abc.inference.calibrate (`surrogate-abc calibrate`): weighted quantiles and credible intervals, coverage of a calibrated
 (conjugate Gaussian) posterior, binomial bands, prior variances, exact cell sampling, observed.h5 round trip."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,13 +12,8 @@ from scipy import stats
 
 from surrogate_abc.config import Prior, parse_protocol
 from surrogate_abc.data.observed import load_observed
+from surrogate_abc.inference import calibrate as cal
 from surrogate_abc.metrics import hellinger_distance as abc_hellinger
-
-_spec = importlib.util.spec_from_file_location(
-    "calibration_bench", Path(__file__).resolve().parent.parent / "benchmarks" / "calibration.py")
-cal = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("calibration_bench", cal)
-_spec.loader.exec_module(cal)
 
 BD = """
 name = "bd_cal_test"
@@ -105,12 +97,12 @@ def test_prior_variance_and_contraction():
     assert cal.contraction(0.0, 1.0) == 1.0
 
 
-def test_hellinger_agrees_with_library_and_bounds():
+def test_ppc_hellinger_agrees_with_library_and_bounds():
     p = np.array([0.2, 0.3, 0.5, 0.0])
     q = np.array([0.1, 0.1, 0.4, 0.4])
-    assert cal.hellinger(p, q) == pytest.approx(abc_hellinger(p, q))
-    assert cal.hellinger(p, p) == pytest.approx(0.0, abs=1e-12)
-    assert cal.hellinger([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert cal.ppc_hellinger(p[:3], p[3], q[:3], q[3]) == pytest.approx(abc_hellinger(p, q))
+    assert cal.ppc_hellinger(2 * p[:3], 0.0, p[:3], 0.0) == pytest.approx(0.0, abs=1e-12)  # renormalised
+    assert cal.ppc_hellinger([1], 0, [0], 1) == pytest.approx(1.0)
 
 
 def test_wasserstein_normalised_of_a_shift():
@@ -138,8 +130,9 @@ def test_make_dataset_writes_exact_poisson_cells(tmp_path):
     proto = parse_protocol(BD, source="bd.toml")
     (tmp_path / "bd.toml").write_text(BD)
     path = tmp_path / "obs.h5"
-    res = cal.make_dataset(proto, np.array([12.0]), index=3, seed=9, n_cells=1000, path=path)
-    assert np.allclose(res.pmf, stats.poisson.pmf(np.arange(60), 12.0), atol=1e-7)
+    pmf, overflow = cal.make_dataset(proto, np.array([12.0]), index=3, seed=9, n_cells=1000, path=path)
+    assert np.allclose(pmf, stats.poisson.pmf(np.arange(60), 12.0), atol=1e-7)  # the closed form
+    assert overflow == pytest.approx(stats.poisson.sf(59, 12.0), abs=1e-9)
     obs = load_observed(path)
     assert obs.species == ("x",) and obs.n_cells == 1000
     assert obs.true_params() == {"a": 12.0}
@@ -153,6 +146,29 @@ def test_summarise_table():
     rows = [{"in50_a": i % 2, "in90_a": 1, "contraction_a": 0.5, "hellinger_ppc": 0.01 * i} for i in range(10)]
     table = cal.summarise(rows, ["a"])
     assert table[0]["coverage_50"] == 0.5 and table[0]["coverage_90"] == 1.0
-    assert table[0]["contraction_mean"] == pytest.approx(0.5)
+    assert table[0]["contraction"] == pytest.approx(0.5)
     assert table[1]["hellinger_mean"] == pytest.approx(0.045) and table[1]["hellinger_max"] == pytest.approx(0.09)
     assert "posterior_predictive" in cal.format_table(table)
+
+
+def test_exact_pmf_closed_form_agrees_with_fsp():
+    """The closed-form path (birth-death: Poisson) and the FSP solver give the same pmf."""
+    from surrogate_abc.simulate.fsp import solve_stationary
+
+    proto = parse_protocol(BD, source="bd.toml")
+    pmf, overflow = cal.exact_counts_pmf(proto, np.array([12.0]), [60])
+    rates = dict(zip(proto.rate_names, proto.rates(np.array([[12.0]]))[0]))
+    res = solve_stationary(proto.network, rates, proto.species, (60,), proto.fsp)
+    assert np.allclose(pmf, res.pmf, atol=1e-6) and overflow == pytest.approx(res.overflow, abs=1e-6)
+
+
+def test_sbc_rank_is_uniform_for_draws_from_the_same_law():
+    rng = np.random.default_rng(6)
+    ranks = [cal.sbc_rank(rng.normal(size=500), float(rng.normal()), rng) for _ in range(2000)]
+    assert min(ranks) >= 0 and max(ranks) <= cal.N_RANK_DRAWS
+    counts = np.histogram(ranks, bins=np.linspace(0, cal.N_RANK_DRAWS + 1, cal.RANK_BINS + 1))[0]
+    assert stats.chisquare(counts).pvalue > 1e-3
+    assert cal.sbc_rank(np.zeros(5), 1.0, rng) == cal.N_RANK_DRAWS  # fewer draws: drawn with replacement
+    assert 0 <= cal.sbc_rank(np.zeros(5), 0.0, rng) <= cal.N_RANK_DRAWS  # ties broken at random
+    lo, hi = cal.rank_band(100)
+    assert lo <= 10 <= hi

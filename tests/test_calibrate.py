@@ -1,0 +1,112 @@
+"""`surrogate-abc calibrate` end to end on a log-uniform birth-death (Poisson) protocol with its exact model:
+outputs written, a rerun reuses every finished dataset, bad input exits 2 with one line."""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+BD_TOML = """
+name = "bd_calibrate"
+samples = 1000
+[network]
+species = ["mrna"]
+[[network.reactions]]
+name = "birth"
+reactants = {}
+products = { mrna = 1 }
+rate = "a"
+[[network.reactions]]
+name = "death"
+reactants = { mrna = 1 }
+products = {}
+rate = "b"
+[parameters.a]
+prior = "loguniform"
+low = 1.0
+high = 20.0
+[fixed]
+b = 1.0
+[initial]
+mrna = 3
+[histogram.mrna]
+edges = { start = 0, stop = 60, width = 1 }
+"""
+
+ARGS = ["--datasets", "4", "--cells", "200", "--population", "60", "--generations", "4", "--jobs", "2", "--quiet"]
+
+
+@pytest.fixture
+def bd_poisson(tmp_path: Path) -> Path:
+    p = tmp_path / "bd.toml"
+    p.write_text(BD_TOML)
+    return p
+
+
+def test_calibrate_writes_table_ranks_and_reuses_finished_datasets(tmp_path, bd_poisson):
+    out = tmp_path / "cal"
+    args = ["calibrate", "--emulator", f"exact:{bd_poisson}", *ARGS, "--out", str(out)]
+    t0 = time.perf_counter()
+    r = run_cli(args, cwd=tmp_path)
+    first = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr
+    assert "4 datasets (0 finished earlier, reused)" in r.stdout
+    assert "posterior_predictive" in r.stdout and "cover 90%" in r.stdout
+    for name in ("calibration.csv", "datasets.csv", "sbc_ranks.png"):
+        assert (out / name).is_file(), name
+    with open(out / "datasets.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["index"]) for r in rows] == [0, 1, 2, 3]
+    assert all(0 <= int(r["rank_a"]) <= 99 and r["in50_a"] in "01" and r["in90_a"] in "01" for r in rows)
+    with open(out / "calibration.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [t["parameter"] for t in table] == ["a", "posterior_predictive"]
+    assert float(table[0]["band90_lo"]) <= float(table[0]["band90_hi"]) and 0 <= float(table[0]["coverage_90"]) <= 1
+    assert 0 <= float(table[1]["hellinger_mean"]) < 0.2
+    results = sorted(out.glob("ds_*/result.json"))
+    assert len(results) == 4 and all((p.parent / "observed.h5").is_file() for p in results)
+    mtimes = [p.stat().st_mtime_ns for p in results]
+
+    t0 = time.perf_counter()
+    again = run_cli(args, cwd=tmp_path)
+    second = time.perf_counter() - t0
+    assert again.returncode == 0, again.stderr
+    assert "4 datasets (4 finished earlier, reused)" in again.stdout
+    assert [p.stat().st_mtime_ns for p in results] == mtimes  # not rerun
+    assert second < 0.5 * first  # nothing rerun: no worker processes, no inference
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--emulator", "exact:no_such_protocol"], "no_such_protocol"),
+    (["--emulator", "missing.safetensors"], "file not found"),
+    (["--protocol", "no_such_protocol"], "no_such_protocol"),
+    (["--emulator", "EXACT", "--datasets", "0"], "--datasets must be >= 1"),
+])
+def test_calibrate_bad_input_exits_2_with_one_line(tmp_path, bd_poisson, extra, message):
+    extra = [f"exact:{bd_poisson}" if a == "EXACT" else a for a in extra]
+    args = ["calibrate", "--datasets", "2", "--cells", "10", "--out", str(tmp_path / "cal"), *extra]
+    r = run_cli(args, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("surrogate-abc: error:") and message in lines[0], r.stderr
+    assert not (tmp_path / "cal").exists()  # nothing written before the input is checked
+
+
+def test_a_failed_dataset_is_reported_in_one_line_and_the_others_go_on(monkeypatch):
+    from surrogate_abc.inference import calibrate as cal
+    from surrogate_abc.report import Note
+
+    def fake(task):
+        if task.index == 1:
+            raise RuntimeError("solver\nblew up")
+        return {"index": task.index}
+
+    monkeypatch.setattr(cal, "run_dataset", fake)
+    tasks = [cal.Task(i, (1.0,), None, "exact:x", "unused", 0, 10, (10,), None) for i in range(3)]
+    with pytest.warns(Note, match="dataset 1 failed: RuntimeError: solver blew up"):
+        rows, failed = cal.run_tasks(tasks, jobs=1, progress=False)
+    assert [r["index"] for r in rows] == [0, 2] and [i for i, _ in failed] == [1]
