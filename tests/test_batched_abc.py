@@ -170,3 +170,68 @@ def test_fast_run_reproduces_pyabcs_run_and_its_history(tmp_path, mode):
     pa, pb = hs.get_all_populations(), hf.get_all_populations()
     assert list(pa["samples"]) == list(pb["samples"]) and np.allclose(pa["epsilon"], pb["epsilon"])
     assert hf.n_populations == hs.n_populations and hf.total_nr_simulations == hs.total_nr_simulations
+
+
+@pytest.mark.parametrize("importance", [True, False])
+def test_batched_stochastic_acceptance_is_the_acceptors_own_with_the_same_uniforms(importance):
+    """stochastic_acceptance decides like pyabc.StochasticAcceptor called once per particle, up to the needed-th
+    acceptance, and leaves numpy's global generator where those calls would have left it."""
+    from surrogate_abc.inference.batched_abc import stochastic_acceptance
+
+    acceptor = pyabc.StochasticAcceptor(apply_importance_weighting=importance)
+    acceptor.pdf_norms = {3: -10.0}
+    eps = pyabc.Temperature()
+    eps.temperatures = {3: 2.5}
+    dens = np.random.default_rng(0).normal(-14.0, 3.0, size=400)
+    dens[7] = -np.inf  # acceptance probability 0
+    dens[9] = -4.0  # above pdf_norm: weight > 1 with importance weighting
+    for needed in (5, 10_000):
+        np.random.seed(11)
+        ref, n_acc = [], 0
+        for d in dens:
+            r = acceptor(_Fixed(d), eps, {}, {}, 3, None)
+            ref.append((bool(r.accept), float(r.weight)))
+            n_acc += bool(r.accept)
+            if n_acc >= needed:
+                break
+        after_ref = np.random.uniform()
+        np.random.seed(11)
+        rows, accepted, weight = stochastic_acceptance(acceptor, eps, 3, dens, needed)
+        after = np.random.uniform()
+        assert rows == len(ref)
+        assert [bool(a) for a in accepted[:rows]] == [a for a, _ in ref]
+        assert np.allclose(weight[:rows], [w for _, w in ref], rtol=1e-13, atol=0)
+        assert after == after_ref
+
+
+class _Fixed:
+    """A log-scale kernel returning a fixed value (for driving StochasticAcceptor directly)."""
+
+    ret_scale = pyabc.distance.SCALE_LOG
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, x, x_0, t, par):
+        return self.value
+
+
+def test_parameters_without_flattening_equal_pyabcs_and_logliks_of_rows_equal_the_scalar_one():
+    from surrogate_abc.inference.abc_parts import multinomial_loglik, multinomial_logliks, parameters
+
+    vals = np.random.default_rng(1).normal(size=(6, 3))
+    made = parameters(["a", "b", "c"], vals)
+    for p, row in zip(made, vals):
+        ref = pyabc.Parameter({"a": row[0], "b": row[1], "c": row[2]})
+        assert type(p) is pyabc.Parameter and p == ref and p.b == ref.b and list(p) == list(ref)
+    counts = np.array([0.0, 3.0, 1.0, 0.0, 7.0])
+    probs = np.random.default_rng(2).dirichlet(np.ones(5), size=4)
+    probs[0, 2] = 0.0  # floored, not -inf
+    assert np.allclose(multinomial_logliks(counts, probs), [multinomial_loglik(counts, p) for p in probs], rtol=1e-14)
+
+
+def test_pyabc_logs_the_generation_lines_the_progress_reads():
+    """GenerationProgress parses ABCSMC.run_generation's "t: T, eps: E." and "Accepted: A / N = R, ESS: S." lines."""
+    src = inspect.getsource(pyabc.ABCSMC.run_generation)
+    assert "logger.info(f't: {t}, eps: {current_eps:.8e}.')" in src
+    assert "f'Accepted: {pop_size} / {n_sim} = '" in src and "f'{acceptance_rate:.4e}, ESS: {ess:.4e}.'" in src

@@ -13,11 +13,12 @@ Two modes:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pyabc
 from pyabc.distance import SCALE_LOG, StochasticKernel
+from pyabc.inference.smc import identity
 from pyabc.inference_util.inference_util import (
     _simulate_one,
     _simulate_one_from_prior,
@@ -29,7 +30,7 @@ from pyabc.sampler import SingleCoreSampler
 from pyabc.transition import MultivariateNormalTransition
 
 from ..metrics import euclidean, hellinger_distance, kl_divergence, total_variation
-from .batched_abc import DeferredWeights, parameter_matrix, sampler_densities
+from .batched_abc import DeferredWeights, parameter_matrix, sampler_densities, stochastic_acceptance
 from .priors import natural_values
 
 MODES = ("likelihood", "simulator")
@@ -76,9 +77,14 @@ class MultinomialKernel(StochasticKernel):
 
 def multinomial_loglik(counts: np.ndarray, p: np.ndarray) -> float:
     """sum_b counts_b * log p_b over bins with counts (the multinomial constant dropped)."""
+    return float(multinomial_logliks(counts, np.asarray(p, float)[None, :])[0])
+
+
+def multinomial_logliks(counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """`multinomial_loglik` of each row of probs (n, C) against the same counts (C,): (n,)."""
     counts = np.asarray(counts, float)
     m = counts > 0
-    return float(np.dot(counts[m], np.log(np.maximum(np.asarray(p, float)[m], LOG_FLOOR))))
+    return np.log(np.maximum(np.asarray(probs, float)[:, m], LOG_FLOOR)) @ counts[m]
 
 
 # ----------------------------------------------------------------------------------- model
@@ -113,7 +119,7 @@ class EmulatorModel(pyabc.Model):
         """Model outputs for the rows of theta (n, d; natural scale, emulator order), in one emulator call."""
         theta = np.atleast_2d(np.asarray(theta, float))
         if self.mode == "likelihood":
-            return [{"p": row} for row in category_probs(self.emulator, theta, self.categories)]
+            return [{"p": row} for row in self.probabilities(theta)]
         # pyabc seeds numpy's global generator (and re-seeds it in each worker process): derive ours from it
         rng = np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))
         counts, overflow = self.emulator.sample_counts(theta, self.n_cells, rng)
@@ -121,14 +127,21 @@ class EmulatorModel(pyabc.Model):
         flat = flat / max(self.n_cells, 1)
         return [{"h": row} for row in flat]
 
+    def probabilities(self, theta: np.ndarray) -> np.ndarray:
+        """(n, k) emulated probabilities of the likelihood's categories at the rows of theta (natural scale)."""
+        return category_probs(self.emulator, np.atleast_2d(np.asarray(theta, float)), self.categories)
+
+    def theta_of(self, params: Sequence[Any]) -> np.ndarray:
+        """(n, d) natural-scale parameters, emulator order, of a list of pyabc Parameters (all with the same keys)."""
+        names = list(params[0].keys())
+        return self.natural(dict(zip(names, parameter_matrix(params, names).T)))
+
     def prefill(self, params: list) -> None:
         """Evaluate a batch of pyabc Parameters and cache the results (by Parameter object; `sample` of the same
         object takes them)."""
         if not params:
             return
-        names = list(params[0].keys())
-        theta = self.natural(dict(zip(names, parameter_matrix(params, names).T)))
-        for par, out in zip(params, self.evaluate(theta)):
+        for par, out in zip(params, self.evaluate(self.theta_of(params))):
             self._cache[id(par)] = (par, out)
 
     def clear_cache(self) -> None:
@@ -176,6 +189,17 @@ def _one_proposal(kw: dict, from_prior: bool):
                                    model_perturbation_kernel=kw["model_perturbation_kernel"], transitions=kw["transitions"])
 
 
+def parameters(names: Sequence[str], values: np.ndarray) -> list[pyabc.Parameter]:
+    """pyabc Parameters {name: float} of the rows of values (n, len(names)), made without Parameter's nested-
+    dict flattening (flat names and float values need none; the dicts are equal to Parameter(dict(...)))."""
+    out = []
+    for row in np.asarray(values, dtype=np.float64).tolist():
+        par = dict.__new__(pyabc.Parameter)
+        dict.update(par, zip(names, row))
+        out.append(par)
+    return out
+
+
 def bulk_proposals(k: int, kw: dict, from_prior: bool) -> list | None:
     """k proposals drawn at once, with the law of pyabc's `generate_valid_proposal` for a single model whose prior
     is a Distribution of scipy RVs and whose transition is a MultivariateNormalTransition: draw from the prior
@@ -212,7 +236,7 @@ def bulk_proposals(k: int, kw: dict, from_prior: bool) -> list | None:
             if tries > 1000 * k:
                 raise RuntimeError("almost every perturbed particle has prior density zero; the transition is unsuitable")
         cols = np.concatenate(kept)[:k]
-    return [(0, pyabc.Parameter(dict(zip(names, map(float, row))))) for row in cols]
+    return [(0, p) for p in parameters(names, cols)]
 
 class BatchedSampler(SingleCoreSampler):
     """Single-core sampler that proposes a batch of parameters, evaluates each model's emulator once on its part
@@ -238,6 +262,12 @@ class BatchedSampler(SingleCoreSampler):
         weights = None
         if self.batched_weights and func is _simulate_one:
             weights = DeferredWeights(*sampler_densities(kw))
+        # likelihood mode with pyabc's StochasticAcceptor: the acceptance of a whole batch in array operations
+        batched_accept = (weights is not None and type(kw.get("acceptor")) is pyabc.StochasticAcceptor
+                          and type(kw.get("distance_function")) is MultinomialKernel
+                          and kw.get("summary_statistics") is identity
+                          and all(m.mode == "likelihood" and type(m).summary_statistics is pyabc.Model.summary_statistics
+                                  for m in models))
         n_eval = n_acc = 0
         rate = 0.5
         while n_acc < n and n_eval < max_eval:
@@ -248,6 +278,11 @@ class BatchedSampler(SingleCoreSampler):
             props = bulk_proposals(k, kw, from_prior=func is _simulate_one_from_prior)
             if props is None:  # not the one-model, RV-prior, Gaussian-kernel case: pyabc's own, one at a time
                 props = [_one_proposal(kw, func is _simulate_one_from_prior) for _ in range(k)]
+            if batched_accept:
+                decided, accepted = accept_batch(props, models, kw, weights, sample, n - n_acc)
+                n_eval += decided
+                n_acc += accepted
+                props = []
             for j, model in enumerate(models):  # each model's proposals in one emulator call
                 model.prefill([theta for m_ss, theta in props if m_ss == j])
             for m_ss, theta in props:
@@ -278,6 +313,37 @@ class BatchedSampler(SingleCoreSampler):
         if sample.n_accepted < n:
             sample.ok = False
         return sample
+
+
+def accept_batch(props: list, models: Sequence[EmulatorModel], kw: dict, weights: DeferredWeights, sample: Any,
+                 needed: int) -> tuple[int, int]:
+    """Evaluate and judge proposals [(model index, Parameter)] in order until `needed` are accepted, appending
+    their particles to `sample`: each model's emulator once on its proposals, the multinomial log-likelihoods
+    in one product, and pyabc.StochasticAcceptor's decisions by `stochastic_acceptance` (the same particles,
+    distances, acceptance weights and uniforms as pyabc's evaluate_proposal one at a time). Accepted particles
+    get their weights through `weights` (resolved by the caller). Returns (proposals decided, accepted)."""
+    counts = kw["x_0"]["counts"]
+    density = np.empty(len(props))
+    sum_stats: list[Any] = [None] * len(props)
+    for j, model in enumerate(models):
+        idx = [i for i, (m_ss, _) in enumerate(props) if m_ss == j]
+        if not idx:
+            continue
+        probs = model.probabilities(model.theta_of([props[i][1] for i in idx]))
+        density[idx] = multinomial_logliks(counts, probs)
+        for i, row in zip(idx, probs):
+            sum_stats[i] = {"p": row}
+    decided, accepted, acc_weight = stochastic_acceptance(kw["acceptor"], kw["eps"], kw["t"], density, needed)
+    for i in range(decided):
+        m_ss, theta = props[i]
+        ok = bool(accepted[i])
+        particle = Particle(m=m_ss, parameter=theta, weight=weights(m_ss, theta, acc_weight[i]) if ok else 0,
+                            sum_stat=sum_stats[i], distance=float(density[i]), accepted=ok, preliminary=False,
+                            proposal_id=kw["proposal_id"])
+        if ok:
+            weights.bind(particle)
+        sample.append(particle)
+    return decided, int(np.count_nonzero(accepted[:decided]))
 
 
 def make_sampler(kind: str, n_procs: int | None = None, scheduler_address: str | None = None,

@@ -12,6 +12,8 @@ parameter and distance. On the shipped protein example these take ~90% of the AB
 * `DeferredWeights` is a weight function for pyabc's own `evaluate_proposal` that records each accepted
   particle and fills in all their weights at once (`resolve`), with pyabc's formula
   acceptance weight x prior density / transition density.
+* `stochastic_acceptance` is pyabc.StochasticAcceptor's decision for a batch of log-densities at once, drawing
+  the same uniforms from numpy's global generator as the acceptor would one particle at a time.
 * `BatchedABCSMC` (a pyabc.ABCSMC) prefills the densities of the whole sample before the Temperature
   schedule asks for them, and stores populations through `BulkHistory`.
 * `BulkHistory` (a pyabc.History) writes a population's rows (particles, their parameters, their distances)
@@ -42,8 +44,10 @@ PYABC_INTERNALS = (
     "pyabc.inference_util.inference_util._weight_function",
     "pyabc.inference_util.inference_util.evaluate_proposal",
     "pyabc.storage.history.with_session",
+    "pyabc.acceptor.StochasticAcceptor.__call__",
+    "pyabc.inference.smc.identity",
 )
-_CHUNK = 1 << 20  # at most ~this many (particle, ancestor) pairs per array operation
+_CHUNK = 1 << 15  # at most ~this many (particle, ancestor) pairs per array operation (cache-sized)
 
 
 def _pairs(items: Iterable[Any]) -> list[tuple[int, Any]]:
@@ -144,12 +148,19 @@ def gaussian_mixture_density(x: np.ndarray, centres: np.ndarray, weights: np.nda
     log_norm = -0.5 * (int(keep.sum()) * math.log(2 * math.pi) + float(np.sum(np.log(s[keep]))))
     mid = centres.mean(axis=0) if len(centres) else np.zeros(x.shape[1])
     a, b = (x - mid) @ white, (centres - mid) @ white
-    aa, bb = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+    # the exponent log_norm - |a - b|^2 / 2 = (log_norm - |a|^2 / 2) + (-|b|^2 / 2) + a.b, built in place
+    half_aa = log_norm - 0.5 * np.einsum("ij,ij->i", a, a)
+    half_bb = -0.5 * np.einsum("ij,ij->i", b, b)
+    bt = np.ascontiguousarray(b.T)
     rows = max(1, _CHUNK // max(len(b), 1))
     out = np.empty(len(x))
     for st in range(0, len(x), rows):
-        maha = np.maximum(aa[st:st + rows, None] + bb[None, :] - 2.0 * (a[st:st + rows] @ b.T), 0.0)
-        out[st:st + rows] = np.exp(log_norm - 0.5 * maha) @ weights
+        z = a[st:st + rows] @ bt
+        z += half_bb
+        z += half_aa[st:st + rows, None]
+        np.minimum(z, log_norm, out=z)  # a squared distance is >= 0 (rounding can make it slightly negative)
+        np.exp(z, out=z)
+        out[st:st + rows] = z @ weights
     return out
 
 
@@ -181,6 +192,29 @@ class DeferredWeights:
             particle.weight = aw * self.prior_pdf(m, th) / self.transition_pdf(m, th)
         self._pending.clear()
         self._particles.clear()
+
+
+def stochastic_acceptance(acceptor: Any, eps: Any, t: int, log_density: np.ndarray,
+                          needed: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """pyabc.StochasticAcceptor's decisions for a batch of log-scale kernel values, in order, up to the
+    `needed`-th acceptance: (rows decided, accepted (n,), acceptance weights (n,)); only the first `rows
+    decided` entries count. As the acceptor does per particle: acceptance probability
+    exp((log density - pdf_norm) / temperature), accepted when it reaches a uniform draw, weight
+    probability / min(1, probability) (importance weighting) or 1, and 0 where the probability is 0.
+    It takes exactly one uniform per decided row from numpy's global generator, as that many acceptor calls
+    would, so a run draws the same numbers as pyabc's per-particle path."""
+    log_density = np.asarray(log_density, dtype=np.float64)
+    prob = np.exp((log_density - acceptor.pdf_norms[t]) * (1 / eps(t)))
+    state = np.random.get_state()
+    accepted = prob >= np.random.uniform(low=0, high=1, size=len(prob))
+    hits = np.flatnonzero(accepted)
+    rows = len(prob) if len(hits) < needed else int(hits[needed - 1]) + 1
+    if rows < len(prob):  # give back the uniforms of the undecided rows
+        np.random.set_state(state)
+        np.random.uniform(low=0, high=1, size=rows)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = prob / np.minimum(1.0, prob) if acceptor.apply_importance_weighting else np.ones(len(prob))
+    return rows, accepted, np.where(prob == 0.0, 0.0, weight)
 
 
 def sampler_densities(kw: dict) -> tuple[PriorDensity, _CachedDensity]:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
+import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -87,26 +90,39 @@ class ChainResult:
     model_probabilities: np.ndarray = field(default_factory=lambda: np.ones(1))  # (M,) of the last population
 
 
+# pyabc's own INFO lines of ABCSMC.run_generation (pyabc 0.13): the generation's threshold, then its result
+_GENERATION_START = re.compile(r"^t: (\d+), eps: (\S+?)\.?$")
+_GENERATION_DONE = re.compile(r"^Accepted: (\d+) / (\d+) = (\S+), ESS: (\S+?)\.?$")
+
+
 class GenerationProgress(logging.Handler):
-    """Handler on pyabc's "ABC" logger during one chain's run: turns pyabc's record that a generation is done
-    (ABCSMC.run_generation's "Accepted: ... ESS: ..." line, logged after the population is stored) into our
-    progress line, with the numbers read from the History; pyabc's warnings become Notes (one line each in the CLI), its other
-    records are dropped."""
+    """Handler on pyabc's "ABC" logger during one chain's run: turns pyabc's records of a generation ("t: T, eps:
+    E." when it starts, "Accepted: A / N = R, ESS: S." when it is stored) into our progress line, with no
+    database reads; pyabc's warnings become Notes (one line each in the CLI), its other records are dropped."""
 
     def __init__(self, chain: int, settings: InferenceSettings, log: Callable[[str], None]):
         super().__init__(logging.INFO)
         self.chain, self.settings, self.log = chain, settings, log
-        self.history: Any = None  # the run's pyabc History, once ABCSMC.new made it
+        self.start = time.perf_counter()
+        self._t, self._eps = -1, math.nan
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.WARNING:
             warn(record.getMessage())  # as a warning: the CLI shows each text once
-        elif self.history is not None and record.funcName == "run_generation" and record.getMessage().startswith("Accepted:"):
-            g = generation_stats(self.history, self.history.max_t)
+            return
+        if record.funcName != "run_generation":
+            return
+        text = record.getMessage()
+        started = _GENERATION_START.match(text)
+        if started:
+            self._t, self._eps = int(started.group(1)), float(started.group(2))
+            return
+        done = _GENERATION_DONE.match(text)
+        if done:
             what = "temperature" if self.settings.mode == "likelihood" else "epsilon"
-            self.log(f"chain {self.chain + 1}/{self.settings.chains}  generation {int(g['t'][0])}  {what} "
-                     f"{g['epsilon'][0]:.4g}  acceptance {g['acceptance_rate'][0]:.3f}  ESS {g['ess'][0]:.1f}  "
-                     f"elapsed {g['wall_time'][0]:.1f} s")
+            self.log(f"chain {self.chain + 1}/{self.settings.chains}  generation {self._t}  {what} "
+                     f"{self._eps:.4g}  acceptance {float(done.group(3)):.3f}  ESS {float(done.group(4)):.1f}  "
+                     f"elapsed {time.perf_counter() - self.start:.1f} s")
 
 
 @contextmanager
@@ -130,9 +146,24 @@ def generation_stats(history: Any, t_from: int = 0) -> dict[str, np.ndarray]:
     n_simulations, wall_time (seconds from the run's start in the database to the generation's end)."""
     from pyabc.weighted_statistics import effective_sample_size
 
+    import sqlalchemy
+
     pops = history.get_all_populations()
     pops = pops[pops["t"] >= max(t_from, 0)].sort_values("t")
-    weights = [history.get_weighted_distances(t=int(t))["w"].to_numpy(float) for t in pops["t"]]
+    # every generation's particle weights in one query (History.get_weighted_distances reads one generation
+    # through the ORM per call)
+    query = sqlalchemy.text(
+        "SELECT populations.t, particles.w FROM particles JOIN models ON particles.model_id = models.id "
+        "JOIN populations ON models.population_id = populations.id "
+        "WHERE populations.abc_smc_id = :run AND populations.t >= :t_from")
+    engine = sqlalchemy.create_engine(history.db)
+    try:
+        with engine.connect() as con:
+            rows = np.array(con.execute(query, {"run": int(history.id), "t_from": max(t_from, 0)}).fetchall(),
+                            dtype=np.float64).reshape(-1, 2)
+    finally:
+        engine.dispose()
+    weights = [rows[rows[:, 0] == t, 1] for t in pops["t"]]
     start = history.get_abc().start_time
     n_sim = pops["samples"].to_numpy(float)
     return {
@@ -206,7 +237,6 @@ def run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None] = print,
         abc.new(setup.db, setup.x_0, meta_info={"chain": c, "seed": seed, "mode": settings.mode,
                                                 "emulator": ";".join(em.source for em in setup.emulators)})
         abc.history.stores_sum_stats = False
-        progress.history = abc.history
         try:
             history = abc.run(minimum_epsilon=settings.min_epsilon, max_nr_populations=settings.generations,
                               max_walltime=walltime)
