@@ -144,9 +144,8 @@ def generation_stats(history: Any, t_from: int = 0) -> dict[str, np.ndarray]:
     """Per-generation statistics of a pyabc History from generation t_from on: t, epsilon (or temperature),
     acceptance_rate, ess (pyabc's effective_sample_size of the weights, over all models' particles),
     n_simulations, wall_time (seconds from the run's start in the database to the generation's end)."""
-    from pyabc.weighted_statistics import effective_sample_size
-
     import sqlalchemy
+    from pyabc.weighted_statistics import effective_sample_size
 
     pops = history.get_all_populations()
     pops = pops[pops["t"] >= max(t_from, 0)].sort_values("t")
