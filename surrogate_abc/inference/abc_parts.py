@@ -209,10 +209,10 @@ def bulk_proposals(k: int, kw: dict, from_prior: bool) -> list | None:
     if len(priors) != 1 or not all(type(v) is pyabc.RV for v in priors[0].values()):
         return None
     prior = priors[0]
-    if not from_prior:
+    if not from_prior and kw["t"] > 0:  # at t == 0 pyabc draws from the prior (m and transitions unused)
         if len(kw["m"]) != 1 or int(kw["m"][0]) != 0:
             return None
-        if kw["t"] > 0 and type(kw["transitions"][0]) is not MultivariateNormalTransition:
+        if type(kw["transitions"][0]) is not MultivariateNormalTransition:
             return None
     if from_prior or kw["t"] == 0:
         names = list(prior.keys())

@@ -52,7 +52,7 @@ _CHUNK = 1 << 15  # at most ~this many (particle, ancestor) pairs per array oper
 
 def _pairs(items: Iterable[Any]) -> list[tuple[int, Any]]:
     """(model, Parameter) pairs from pyabc Particles or from such pairs."""
-    return [(int(x.m), x.parameter) if hasattr(x, "parameter") else (int(x[0]), x[1]) for x in items]
+    return [(int(x[0]), x[1]) if type(x) is tuple else (int(x.m), x.parameter) for x in items]
 
 
 class _CachedDensity:
