@@ -235,3 +235,50 @@ def test_pyabc_logs_the_generation_lines_the_progress_reads():
     src = inspect.getsource(pyabc.ABCSMC.run_generation)
     assert "logger.info(f't: {t}, eps: {current_eps:.8e}.')" in src
     assert "f'Accepted: {pop_size} / {n_sim} = '" in src and "f'{acceptance_rate:.4e}, ESS: {ess:.4e}.'" in src
+
+
+def test_bulk_history_answers_its_last_population_as_the_database_does(tmp_path):
+    """BulkHistory's in-memory answer for the population it wrote last equals pyabc's database query exactly
+    (frame, index, column order, values and weights), for two models and a nested parameter."""
+    from pyabc.population import Particle, Population
+
+    from surrogate_abc.inference.batched_abc import BulkHistory
+
+    rng = np.random.default_rng(7)
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    h = BulkHistory(db, stores_sum_stats=False)  # as infer runs it
+    h.store_initial_data(None, {}, {}, {}, ["m0", "m1"], "{}", "{}", "{}")
+    for t in range(2):
+        w = rng.random(25)
+        particles = [Particle(m=int(i % 2), parameter=pyabc.Parameter({"z": float(rng.normal()), "a": float(rng.normal()),
+                                                                       "n": {"x": float(rng.random())}}),
+                              weight=float(w[i] / w.sum()), sum_stat={}, distance=float(rng.random()), accepted=True)
+                     for i in range(25)]
+        h.append_population(t, 1.0 / (t + 1), Population(particles), 100, ["m0", "m1"])
+        for m in (0, 1):
+            got = h.get_distribution(m, t)
+            ref = pyabc.History.get_distribution(h, m, t)  # the database's answer
+            assert h._latest is not None and h._latest[0] == t  # answered from memory
+            pd.testing.assert_frame_equal(got[0], ref[0], check_exact=True)
+            assert np.array_equal(got[1], ref[1])
+    old = h.get_distribution(0, 0)  # not the last one: from the database
+    reader = pyabc.History(db, _id=h.id)
+    pd.testing.assert_frame_equal(old[0], reader.get_distribution(0, 0)[0], check_exact=True)
+
+
+def test_gc_paused_restores_the_collector_as_it_was():
+    import gc
+
+    from surrogate_abc.inference.batched_abc import gc_paused
+
+    was = gc.isenabled()
+    try:
+        for start in (True, False):
+            (gc.enable if start else gc.disable)()
+            with pytest.raises(KeyError):
+                with gc_paused():
+                    assert not gc.isenabled()
+                    raise KeyError("inside")
+            assert gc.isenabled() is start
+    finally:
+        (gc.enable if was else gc.disable)()

@@ -30,7 +30,7 @@ from pyabc.sampler import SingleCoreSampler
 from pyabc.transition import MultivariateNormalTransition
 
 from ..metrics import euclidean, hellinger_distance, kl_divergence, total_variation
-from .batched_abc import DeferredWeights, parameter_matrix, sampler_densities, stochastic_acceptance
+from .batched_abc import DeferredWeights, gc_paused, parameter_matrix, sampler_densities, stochastic_acceptance
 from .priors import natural_values
 
 MODES = ("likelihood", "simulator")
@@ -258,6 +258,10 @@ class BatchedSampler(SingleCoreSampler):
         if not batchable:
             return super().sample_until_n_accepted(n, simulate_one, t, max_eval=max_eval,
                                                    all_accepted=all_accepted, ana_vars=ana_vars)
+        with gc_paused():
+            return self._sample_batched(n, func, kw, models, max_eval)
+
+    def _sample_batched(self, n: int, func: Any, kw: dict, models: Sequence[EmulatorModel], max_eval: float):
         sample = self._create_empty_sample()
         weights = None
         if self.batched_weights and func is _simulate_one:

@@ -15,21 +15,25 @@ parameter and distance. On the shipped protein example these take ~90% of the AB
 * `stochastic_acceptance` is pyabc.StochasticAcceptor's decision for a batch of log-densities at once, drawing
   the same uniforms from numpy's global generator as the acceptor would one particle at a time.
 * `BatchedABCSMC` (a pyabc.ABCSMC) prefills the densities of the whole sample before the Temperature
-  schedule asks for them, and stores populations through `BulkHistory`.
+  schedule asks for them, and stores populations through `BulkHistory`; `gc_paused` keeps Python's cyclic
+  garbage collector from traversing a generation's particles while they are made and judged.
 * `BulkHistory` (a pyabc.History) writes a population's rows (particles, their parameters, their distances)
   with one multi-row insert per table instead of the ORM's unit of work: the same tables and rows, so
-  `pyabc.History` opens the database as before.
+  `pyabc.History` opens the database as before; the population it wrote last is read back from memory.
 
 They rely on pyabc internals named in `PYABC_INTERNALS`; tests/test_batched_abc.py fails loudly when one of
 them changes, and pyproject pins the pyabc versions this was checked with.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import operator
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import pyabc
 from pyabc.storage.history import with_session
 from pyabc.transition import MultivariateNormalTransition
@@ -48,6 +52,21 @@ PYABC_INTERNALS = (
     "pyabc.inference.smc.identity",
 )
 _CHUNK = 1 << 15  # at most ~this many (particle, ancestor) pairs per array operation (cache-sized)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for a block, restored as it was on exit. A generation allocates
+    ~10^5 particles, Parameters and records; the collections they trigger traverse all of them again and again
+    (~20% of a chain's wall time on the protein example). They are acyclic, so reference counting frees
+    them as before; between blocks the collector runs as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _pairs(items: Iterable[Any]) -> list[tuple[int, Any]]:
@@ -231,6 +250,7 @@ class BulkHistory(pyabc.History):
     the schema, on every read and write)."""
 
     _shared_engine = None
+    _latest: tuple | None = None  # (t, {m: _population_arrays}) of the population written last
 
     def _make_session(self):
         from pyabc.storage.db_model import Base
@@ -254,7 +274,19 @@ class BulkHistory(pyabc.History):
     def __getstate__(self):
         dct = super().__getstate__()
         dct["_shared_engine"] = None
+        dct["_latest"] = None
         return dct
+
+    def get_distribution(self, m: int = 0, t: int | None = None):
+        """pyabc's (parameters DataFrame, normalised weights) of model m at generation t; the population this
+        History wrote last is answered from memory (the same frame pyabc's query and pivot give: particle ids
+        as the sorted index `id`, parameter names as the sorted columns `name`), any other from the database."""
+        latest = self._latest
+        if t is None or latest is None or latest[0] != int(t) or int(m) not in latest[1]:
+            return super().get_distribution(m, t)
+        ids, names, values, w = latest[1][int(m)]
+        frame = pd.DataFrame(values.copy(), index=pd.Index(ids.copy(), name="id"), columns=pd.Index(names, name="name"))
+        return frame, w / w.sum()
 
     @with_session
     def _save_to_population_db(self, t, current_epsilon, nr_simulations, particles_by_model, model_probabilities,
@@ -263,6 +295,7 @@ class BulkHistory(pyabc.History):
         from pyabc.storage.db_model import Parameter as DbParameter
         from sqlalchemy import func, insert, select
 
+        self._latest = None
         if self.stores_sum_stats:  # summary statistics: pyabc's own writer
             return super()._save_to_population_db(t, current_epsilon, nr_simulations, particles_by_model,
                                                    model_probabilities, model_names, wall_time)
@@ -278,7 +311,9 @@ class BulkHistory(pyabc.History):
         session.flush()  # ids of the population and its models
         next_id = int(session.execute(select(func.coalesce(func.max(Particle.id), 0))).scalar()) + 1
         particles, parameters, samples = [], [], []
+        latest = {}
         for m, model_population in particles_by_model.items():
+            first = len(parameters)
             for py_particle in model_population:
                 pid = next_id
                 next_id += 1
@@ -290,10 +325,33 @@ class BulkHistory(pyabc.History):
                     else:
                         parameters.append({"particle_id": pid, "name": key, "value": value})
                 samples.append({"particle_id": pid, "distance": py_particle.distance})
+            latest[m] = _population_arrays(particles[len(particles) - len(model_population):], parameters[first:])
         for table, rows in ((Particle, particles), (DbParameter, parameters), (Sample, samples)):
             if rows:
                 session.execute(insert(table.__table__), rows)
         session.commit()
+        self._latest = (int(t), {int(m): v for m, v in latest.items() if v is not None})
+
+
+def _population_arrays(particles: list[dict], parameters: list[dict]) -> tuple | None:
+    """(ids, sorted parameter names, values (n, names), weights) of one model's rows as written, floats as the
+    database returns them; None where the rows are not a full float table (the database then answers)."""
+    if not particles:
+        return None
+    names = sorted({p["name"] for p in parameters})
+    ids = np.array([p["id"] for p in particles], dtype=np.int64)
+    col = {n: j for j, n in enumerate(names)}
+    values = np.full((len(ids), len(names)), np.nan)
+    row = {int(i): r for r, i in enumerate(ids)}
+    try:
+        for p in parameters:
+            values[row[p["particle_id"]], col[p["name"]]] = float(p["value"])
+        w = np.array([float(p["w"]) for p in particles], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if np.isnan(values).any():
+        return None
+    return ids, names, values, w
 
 
 class BatchedABCSMC(pyabc.ABCSMC):
@@ -320,6 +378,7 @@ class BatchedABCSMC(pyabc.ABCSMC):
     def _prepare_next_iteration(self, t, sample, population, acceptance_rate):
         self._sample = sample
         try:
-            return super()._prepare_next_iteration(t, sample, population, acceptance_rate)
+            with gc_paused():
+                return super()._prepare_next_iteration(t, sample, population, acceptance_rate)
         finally:
             self._sample = None
