@@ -30,9 +30,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import calibration as cal  # noqa: E402  (benchmarks/calibration.py: datasets and helpers)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pyabc  # noqa: E402
+
+from surrogate_abc.inference import calibrate as cal  # noqa: E402
+from surrogate_abc.inference.calibration_data import make_dataset  # noqa: E402
+from surrogate_abc.inference.calibration_report import write_csv  # noqa: E402
+from surrogate_abc.inference.calibration_stats import (  # noqa: E402
+    to_feature,
+    wasserstein_normalised,
+    weighted_var,
+)
 
 
 class SSAHistogramModel(pyabc.Model):
@@ -144,10 +152,10 @@ def compare(ref: dict[str, Any], other: dict[str, Any], box: dict[str, tuple[str
     """Per parameter: W1 / prior width and |mean difference| / ref sd, on the feature scale."""
     out = {}
     for k, (kind, lo, hi) in box.items():
-        x, y = cal.to_feature(kind, ref["params"][k]), cal.to_feature(kind, other["params"][k])
-        width = float(cal.to_feature(kind, hi) - cal.to_feature(kind, lo))
-        out[f"W1_{k}"] = cal.wasserstein_normalised(x, ref["weights"], y, other["weights"], width)
-        sd = np.sqrt(cal.weighted_var(x, ref["weights"]))
+        x, y = to_feature(kind, ref["params"][k]), to_feature(kind, other["params"][k])
+        width = float(to_feature(kind, hi) - to_feature(kind, lo))
+        out[f"W1_{k}"] = wasserstein_normalised(x, ref["weights"], y, other["weights"], width)
+        sd = np.sqrt(weighted_var(x, ref["weights"]))
         out[f"dmean_{k}"] = abs(np.average(x, weights=ref["weights"]) - np.average(y, weights=other["weights"])) / max(sd, 1e-300)
     return out
 
@@ -180,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     arviz_logger(arviz).setLevel(logging.ERROR)  # single-chain runs: r_hat is undefined, no need to say so per run
     try:
-        protocol = cal.resolve_protocol(args.emulator, args.protocol)
+        protocol = cal.resolve_target(args.emulator, args.protocol)[1].protocol
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -201,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.extend(json.loads(done.read_text()))
             print(f"dataset {i}: reusing {done} (--fresh recomputes it)", flush=True)
             continue
-        cal.make_dataset(protocol, theta, i, args.seed, args.cells, obs)
+        make_dataset(protocol, theta, i, args.seed, args.cells, obs)
         seed = args.seed * 100_003 + i
         runs = {}
         print(f"dataset {i}: truth " + ", ".join(f"{k}={v:.4g}" for k, v in zip(protocol.param_names, theta)), flush=True)
@@ -223,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             row.update(cmp)
             rows.append(row)
         (d / "result.json").write_text(json.dumps([r for r in rows if r["dataset"] == i], indent=1))
-    cal.write_csv(work / "comparison.csv", rows)
+    write_csv(work / "comparison.csv", rows)
     names = protocol.param_names
     head = (f"{'ds':>3} {'method':<8}{'ABC s':>9}{'total s':>9}{'calls':>8}{'ms/call':>10}{'gens':>5}{'final eps/T':>12}"
             f"{'W1/width':>9}" + "".join(f"{'W1 ' + k[:9]:>13}" for k in names) + f"{'max |dmean|/sd':>15}")

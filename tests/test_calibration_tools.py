@@ -12,7 +12,9 @@ from scipy import stats
 
 from surrogate_abc.config import Prior, parse_protocol
 from surrogate_abc.data.observed import load_observed
-from surrogate_abc.inference import calibrate as cal
+from surrogate_abc.inference import calibration_data as cdata
+from surrogate_abc.inference import calibration_report as creport
+from surrogate_abc.inference import calibration_stats as cstats
 from surrogate_abc.metrics import hellinger_distance as abc_hellinger
 
 BD = """
@@ -33,7 +35,7 @@ edges = { start = 0, stop = 60, width = 2 }
 def test_equal_weight_quantile_is_hazen():
     x = np.random.default_rng(0).gamma(2.0, size=501)
     q = [0.05, 0.25, 0.5, 0.75, 0.95]
-    assert np.allclose(cal.weighted_quantile(x, q), np.quantile(x, q, method="hazen"))
+    assert np.allclose(cstats.weighted_quantile(x, q), np.quantile(x, q, method="hazen"))
 
 
 def test_weighted_interval_matches_normal_quantiles():
@@ -42,20 +44,20 @@ def test_weighted_interval_matches_normal_quantiles():
     x = rng.uniform(-6, 6, 200_000)
     w = stats.norm.pdf(x)
     for prob in (0.5, 0.9):
-        lo, hi = cal.central_interval(x, prob, w)
+        lo, hi = cstats.central_interval(x, prob, w)
         z = stats.norm.ppf((1 + prob) / 2)
         assert lo == pytest.approx(-z, abs=0.02) and hi == pytest.approx(z, abs=0.02)
-    assert cal.weighted_var(x, w) == pytest.approx(1.0, rel=0.02)
+    assert cstats.weighted_var(x, w) == pytest.approx(1.0, rel=0.02)
 
 
 def test_zero_weights_are_ignored_and_bad_input_raises():
     x = np.array([0.0, 1.0, 2.0, 100.0])
     w = np.array([1.0, 1.0, 1.0, 0.0])
-    assert cal.central_interval(x, 0.9, w)[1] <= 2.0
+    assert cstats.central_interval(x, 0.9, w)[1] <= 2.0
     with pytest.raises(ValueError):
-        cal.weighted_quantile(x, 0.5, np.zeros(4))
+        cstats.weighted_quantile(x, 0.5, np.zeros(4))
     with pytest.raises(ValueError):
-        cal.central_interval(x, 1.5)
+        cstats.central_interval(x, 1.5)
 
 
 def test_coverage_of_a_calibrated_posterior():
@@ -68,21 +70,21 @@ def test_coverage_of_a_calibrated_posterior():
     for t, yi in zip(theta, y):
         draws = rng.normal(yi / 2, math.sqrt(0.5), 1000)
         for prob in hits:
-            lo, hi = cal.central_interval(draws, prob)
+            lo, hi = cstats.central_interval(draws, prob)
             hits[prob] += lo <= t <= hi
     for prob, k in hits.items():
-        lo, hi = cal.binomial_band(n, prob)
+        lo, hi = cstats.binomial_band(n, prob)
         assert lo <= k / n <= hi, (prob, k / n)
     # a posterior that is too narrow (sd / 3) must fall outside the band
-    k = sum(cal.central_interval(rng.normal(yi / 2, math.sqrt(0.5) / 3, 1000), 0.9)[0] <= t
-            <= cal.central_interval(rng.normal(yi / 2, math.sqrt(0.5) / 3, 1000), 0.9)[1] for t, yi in zip(theta[:100], y[:100]))
-    assert k / 100 < cal.binomial_band(100, 0.9)[0]
+    k = sum(cstats.central_interval(rng.normal(yi / 2, math.sqrt(0.5) / 3, 1000), 0.9)[0] <= t
+            <= cstats.central_interval(rng.normal(yi / 2, math.sqrt(0.5) / 3, 1000), 0.9)[1] for t, yi in zip(theta[:100], y[:100]))
+    assert k / 100 < cstats.binomial_band(100, 0.9)[0]
 
 
 @given(st.integers(5, 500), st.sampled_from([0.5, 0.9]))
 @settings(max_examples=30, deadline=None)
 def test_binomial_band_holds_95_percent(n, p):
-    lo, hi = cal.binomial_band(n, p)
+    lo, hi = cstats.binomial_band(n, p)
     assert lo <= p <= hi
     mass = stats.binom.cdf(round(hi * n), n, p) - stats.binom.cdf(round(lo * n) - 1, n, p)
     assert mass >= 0.95
@@ -91,36 +93,36 @@ def test_binomial_band_holds_95_percent(n, p):
 def test_prior_variance_and_contraction():
     rng = np.random.default_rng(3)
     x = Prior("loguniform", ("k",), 0.01, 10.0).sample(rng, 200_000)[:, 0]
-    assert cal.prior_variance("loguniform", 0.01, 10.0) == pytest.approx(np.var(cal.to_feature("loguniform", x)), rel=0.02)
-    assert cal.prior_variance("uniform", 20.0, 200.0) == pytest.approx(180.0**2 / 12)
-    assert cal.contraction(cal.prior_variance("uniform", 0, 1), 1 / 12) == pytest.approx(0.0)
-    assert cal.contraction(0.0, 1.0) == 1.0
+    assert cstats.prior_variance("loguniform", 0.01, 10.0) == pytest.approx(np.var(cstats.to_feature("loguniform", x)), rel=0.02)
+    assert cstats.prior_variance("uniform", 20.0, 200.0) == pytest.approx(180.0**2 / 12)
+    assert cstats.contraction(cstats.prior_variance("uniform", 0, 1), 1 / 12) == pytest.approx(0.0)
+    assert cstats.contraction(0.0, 1.0) == 1.0
 
 
 def test_ppc_hellinger_agrees_with_library_and_bounds():
     p = np.array([0.2, 0.3, 0.5, 0.0])
     q = np.array([0.1, 0.1, 0.4, 0.4])
-    assert cal.ppc_hellinger(p[:3], p[3], q[:3], q[3]) == pytest.approx(abc_hellinger(p, q))
-    assert cal.ppc_hellinger(2 * p[:3], 0.0, p[:3], 0.0) == pytest.approx(0.0, abs=1e-12)  # renormalised
-    assert cal.ppc_hellinger([1], 0, [0], 1) == pytest.approx(1.0)
+    assert cstats.ppc_hellinger(p[:3], p[3], q[:3], q[3]) == pytest.approx(abc_hellinger(p, q))
+    assert cstats.ppc_hellinger(2 * p[:3], 0.0, p[:3], 0.0) == pytest.approx(0.0, abs=1e-12)  # renormalised
+    assert cstats.ppc_hellinger([1], 0, [0], 1) == pytest.approx(1.0)
 
 
 def test_wasserstein_normalised_of_a_shift():
     x = np.random.default_rng(4).normal(size=1000)
-    assert cal.wasserstein_normalised(x, None, x + 0.3, None, 3.0) == pytest.approx(0.1)
+    assert cstats.wasserstein_normalised(x, None, x + 0.3, None, 3.0) == pytest.approx(0.1)
 
 
 def test_sample_cells_follows_pmf_and_puts_overflow_beyond_the_grid():
     rng = np.random.default_rng(5)
     pmf = np.array([0.1, 0.2, 0.3, 0.2])
-    cells = cal.sample_cells(pmf, 0.2, 20_000, rng)
+    cells = cdata.sample_cells(pmf, 0.2, 20_000, rng)
     assert cells.shape == (20_000, 1)
     counts = np.bincount(cells[:, 0], minlength=5)
     assert set(np.unique(cells)) <= {0, 1, 2, 3, 4}
     chi2 = stats.chisquare(counts, 20_000 * np.append(pmf, 0.2))
     assert chi2.pvalue > 1e-3
     grid = np.full((3, 4), 1 / 13)
-    cells2 = cal.sample_cells(grid, 1 / 13, 2000, rng)
+    cells2 = cdata.sample_cells(grid, 1 / 13, 2000, rng)
     assert cells2.shape == (2000, 2)
     over = (cells2 == [3, 4]).all(axis=1)
     assert 0 < over.sum() < 2000 and ((cells2[~over] < [3, 4]).all())
@@ -130,7 +132,7 @@ def test_make_dataset_writes_exact_poisson_cells(tmp_path):
     proto = parse_protocol(BD, source="bd.toml")
     (tmp_path / "bd.toml").write_text(BD)
     path = tmp_path / "obs.h5"
-    pmf, overflow = cal.make_dataset(proto, np.array([12.0]), index=3, seed=9, n_cells=1000, path=path)
+    pmf, overflow = cdata.make_dataset(proto, np.array([12.0]), index=3, seed=9, n_cells=1000, path=path)
     assert np.allclose(pmf, stats.poisson.pmf(np.arange(60), 12.0), atol=1e-7)  # the closed form
     assert overflow == pytest.approx(stats.poisson.sf(59, 12.0), abs=1e-9)
     obs = load_observed(path)
@@ -138,17 +140,17 @@ def test_make_dataset_writes_exact_poisson_cells(tmp_path):
     assert obs.true_params() == {"a": 12.0}
     assert abs(obs.mean("x") - 12.0) < 4 * math.sqrt(12.0 / 1000)
     again = tmp_path / "again.h5"
-    cal.make_dataset(proto, np.array([12.0]), index=3, seed=9, n_cells=1000, path=again)
+    cdata.make_dataset(proto, np.array([12.0]), index=3, seed=9, n_cells=1000, path=again)
     assert np.array_equal(load_observed(again).counts, obs.counts)  # deterministic in (seed, index)
 
 
 def test_summarise_table():
     rows = [{"in50_a": i % 2, "in90_a": 1, "contraction_a": 0.5, "hellinger_ppc": 0.01 * i} for i in range(10)]
-    table = cal.summarise(rows, ["a"])
+    table = cstats.summarise(rows, ["a"])
     assert table[0]["coverage_50"] == 0.5 and table[0]["coverage_90"] == 1.0
     assert table[0]["contraction"] == pytest.approx(0.5)
     assert table[1]["hellinger_mean"] == pytest.approx(0.045) and table[1]["hellinger_max"] == pytest.approx(0.09)
-    assert "posterior_predictive" in cal.format_table(table)
+    assert "posterior_predictive" in creport.format_table(table)
 
 
 def test_exact_pmf_closed_form_agrees_with_fsp():
@@ -156,7 +158,7 @@ def test_exact_pmf_closed_form_agrees_with_fsp():
     from surrogate_abc.simulate.fsp import solve_stationary
 
     proto = parse_protocol(BD, source="bd.toml")
-    pmf, overflow = cal.exact_counts_pmf(proto, np.array([12.0]), [60])
+    pmf, overflow = cdata.exact_counts_pmf(proto, np.array([12.0]), [60])
     rates = dict(zip(proto.rate_names, proto.rates(np.array([[12.0]]))[0]))
     res = solve_stationary(proto.network, rates, proto.species, (60,), proto.fsp)
     assert np.allclose(pmf, res.pmf, atol=1e-6) and overflow == pytest.approx(res.overflow, abs=1e-6)
@@ -164,11 +166,11 @@ def test_exact_pmf_closed_form_agrees_with_fsp():
 
 def test_sbc_rank_is_uniform_for_draws_from_the_same_law():
     rng = np.random.default_rng(6)
-    ranks = [cal.sbc_rank(rng.normal(size=500), float(rng.normal()), rng) for _ in range(2000)]
-    assert min(ranks) >= 0 and max(ranks) <= cal.N_RANK_DRAWS
-    counts = np.histogram(ranks, bins=np.linspace(0, cal.N_RANK_DRAWS + 1, cal.RANK_BINS + 1))[0]
+    ranks = [cstats.sbc_rank(rng.normal(size=500), float(rng.normal()), rng) for _ in range(2000)]
+    assert min(ranks) >= 0 and max(ranks) <= cstats.N_RANK_DRAWS
+    counts = np.histogram(ranks, bins=np.linspace(0, cstats.N_RANK_DRAWS + 1, cstats.RANK_BINS + 1))[0]
     assert stats.chisquare(counts).pvalue > 1e-3
-    assert cal.sbc_rank(np.zeros(5), 1.0, rng) == cal.N_RANK_DRAWS  # fewer draws: drawn with replacement
-    assert 0 <= cal.sbc_rank(np.zeros(5), 0.0, rng) <= cal.N_RANK_DRAWS  # ties broken at random
-    lo, hi = cal.rank_band(100)
+    assert cstats.sbc_rank(np.zeros(5), 1.0, rng) == cstats.N_RANK_DRAWS  # fewer draws: drawn with replacement
+    assert 0 <= cstats.sbc_rank(np.zeros(5), 0.0, rng) <= cstats.N_RANK_DRAWS  # ties broken at random
+    lo, hi = cstats.rank_band(100)
     assert lo <= 10 <= hi

@@ -12,14 +12,15 @@ Outputs in OUT: ds_XXX/ (observed.h5, infer's outputs, result.json; a rerun reus
 exists), datasets.csv (one row per dataset), calibration.csv (the coverage table), sbc_ranks.png and, when
 datasets failed, failed.csv. Contraction 1 - var_post / var_prior and the ranks are computed on the
 emulator's feature scale (log10 for log-uniform priors).
+
+The statistics are in calibration_stats, the exact datasets in calibration_data, the outputs in
+calibration_report.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 import warnings
@@ -29,177 +30,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy import stats
 
 from ..errors import UserError
-from ..metrics import hellinger_distance
 from ..report import warn
+from .calibration_data import dataset_caps, exact_counts_pmf, make_dataset
+from .calibration_report import finish
+from .calibration_stats import parameter_metrics, ppc_hellinger
 
-PROBS = (0.5, 0.9)  # central credible intervals whose coverage is tabulated
-N_RANK_DRAWS = 99  # posterior draws per SBC rank: ranks 0..99
-RANK_BINS = 10  # bars of each rank histogram
 DEFAULT_OUT = "surrogate-abc-calibration"
 
 
-# ------------------------------------------------------------------------------------------ pure helpers
-def weighted_quantile(x: np.ndarray, q: Sequence[float] | float, weights: np.ndarray | None = None) -> np.ndarray:
-    """Quantiles of a (weighted) sample: the inverse of the weighted empirical CDF with midpoint interpolation
-    (for equal weights this is numpy's 'hazen' quantile)."""
-    x = np.asarray(x, float).ravel()
-    w = np.ones_like(x) if weights is None else np.asarray(weights, float).ravel()
-    if x.size == 0 or x.shape != w.shape:
-        raise ValueError(f"need a non-empty sample with one weight per value, got {x.shape} and {w.shape}")
-    if np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
-        raise ValueError("weights must be finite, >= 0 and not all 0")
-    order = np.argsort(x, kind="stable")
-    xs, ws = x[order], w[order]
-    keep = ws > 0
-    xs, ws = xs[keep], ws[keep]
-    cdf = (np.cumsum(ws) - 0.5 * ws) / ws.sum()
-    return np.interp(np.asarray(q, float), cdf, xs)
-
-
-def central_interval(x: np.ndarray, prob: float, weights: np.ndarray | None = None) -> tuple[float, float]:
-    """Central credible interval of probability `prob`: the (1-prob)/2 and (1+prob)/2 quantiles."""
-    if not 0 < prob < 1:
-        raise ValueError(f"prob must be in (0, 1), got {prob}")
-    lo, hi = weighted_quantile(x, [(1 - prob) / 2, (1 + prob) / 2], weights)
-    return float(lo), float(hi)
-
-
-def weighted_var(x: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """Variance of a (weighted) sample (normalised weights, no bias correction)."""
-    x = np.asarray(x, float)
-    w = np.ones_like(x) if weights is None else np.asarray(weights, float)
-    m = np.average(x, weights=w)
-    return float(np.average((x - m) ** 2, weights=w))
-
-
-def to_feature(kind: str, x: np.ndarray | float) -> np.ndarray:
-    """The emulator's feature scale: log10 for log-uniform priors, identity for uniform ones."""
-    return np.log10(x) if kind == "loguniform" else np.asarray(x, float)
-
-
-def from_feature(kind: str, x: float) -> float:
-    """The inverse of to_feature for one value."""
-    return float(10.0 ** x) if kind == "loguniform" else float(x)
-
-
-def prior_variance(kind: str, low: float, high: float) -> float:
-    """Variance of a uniform / log-uniform prior on its feature scale (log10 for log-uniform)."""
-    a, b = (math.log10(low), math.log10(high)) if kind == "loguniform" else (low, high)
-    return (b - a) ** 2 / 12.0
-
-
-def contraction(post_var: float, prior_var: float) -> float:
-    """Posterior contraction 1 - var_post / var_prior (1: the data pin the parameter; 0: nothing learnt)."""
-    return 1.0 - float(post_var) / float(prior_var)
-
-
-def binomial_band(n: int, p: float, level: float = 0.95) -> tuple[float, float]:
-    """Central `level` range of the coverage fraction k/n when k ~ Binomial(n, p) (a calibrated method)."""
-    lo, hi = stats.binom.interval(level, int(n), float(p))
-    return float(lo) / n, float(hi) / n
-
-
-def sbc_rank(draws: np.ndarray, truth: float, rng: np.random.Generator, n_draws: int = N_RANK_DRAWS) -> int:
-    """Rank of the truth among n_draws equal-weight posterior draws (0..n_draws): the number of draws below it,
-    ties broken at random. Fewer draws than n_draws are drawn with replacement."""
-    x = np.asarray(draws, float).ravel()
-    if x.size == 0:
-        raise ValueError("need at least one posterior draw")
-    pick = x[rng.choice(x.size, n_draws, replace=x.size < n_draws)]
-    below, ties = int((pick < truth).sum()), int((pick == truth).sum())
-    return below + (int(rng.integers(0, ties + 1)) if ties else 0)
-
-
-def rank_band(n: int, bins: int = RANK_BINS, level: float = 0.95) -> tuple[float, float]:
-    """Central `level` range of the count in one of `bins` equal bars of a uniform rank histogram of n ranks."""
-    lo, hi = stats.binom.interval(level, int(n), 1.0 / bins)
-    return float(lo), float(hi)
-
-
-def sample_cells(pmf: np.ndarray, overflow: float, n_cells: int, rng: np.random.Generator) -> np.ndarray:
-    """n_cells draws (n_cells, k) from a pmf on the integer grid of shape caps (k = pmf.ndim) plus an overflow
-    mass; an overflow cell gets the count `caps` on every axis (beyond the grid, so beyond any edge inside it)."""
-    pmf = np.asarray(pmf, float)
-    p = np.concatenate([np.clip(pmf.ravel(), 0, None), [max(float(overflow), 0.0)]])
-    idx = rng.choice(p.size, size=int(n_cells), p=p / p.sum())
-    out = np.empty((int(n_cells), pmf.ndim), np.int64)
-    inside = idx < pmf.size
-    out[inside] = np.stack(np.unravel_index(idx[inside], pmf.shape), axis=1)
-    out[~inside] = np.asarray(pmf.shape, np.int64)
-    return out
-
-
-def wasserstein_normalised(x: np.ndarray, wx: np.ndarray | None, y: np.ndarray, wy: np.ndarray | None,
-                           width: float) -> float:
-    """1-D Wasserstein distance between two weighted samples divided by `width` (the prior's width)."""
-    return float(stats.wasserstein_distance(x, y, wx, wy)) / float(width)
-
-
-def ppc_hellinger(pred: np.ndarray, pred_overflow: float, exact: np.ndarray, exact_overflow: float) -> float:
-    """Hellinger distance between two binned distributions, each with its overflow mass (renormalised)."""
-    p = np.clip(np.append(np.asarray(pred, float).ravel(), pred_overflow), 0, None)
-    q = np.clip(np.append(np.asarray(exact, float).ravel(), exact_overflow), 0, None)
-    return float(hellinger_distance(p / p.sum(), q / q.sum()))
-
-
-# ------------------------------------------------------------------------------------------ datasets
-def exact_counts_pmf(protocol: Any, theta: np.ndarray, caps: Sequence[int]) -> tuple[np.ndarray, float]:
-    """(pmf on 0..cap-1 per observed species, mass beyond the grid) at one parameter set: the closed-form law
-    where the network has one (networks.find_closed_form), else the exact FSP solver."""
-    from ..networks import find_closed_form
-
-    rates = dict(zip(protocol.rate_names, protocol.rates(np.atleast_2d(theta))[0]))
-    caps = tuple(int(c) for c in caps)
-    law = find_closed_form(protocol.network, protocol.species)
-    if law is not None:
-        pmf = np.clip(np.asarray(law.pmf(rates, caps[0]), float), 0, None)
-        return pmf, float(max(1.0 - pmf.sum(), 0.0))
-    from ..simulate.fsp import solve_stationary
-
-    res = solve_stationary(protocol.network, rates, protocol.species, caps, protocol.fsp)
-    return np.asarray(res.pmf, float), float(res.overflow)
-
-
-def write_observed(path: Path, species: Sequence[str], counts: np.ndarray, truth: dict[str, float],
-                   protocol: str, description: str = "") -> None:
-    """observed.h5 in surrogate_abc.data.observed's layout: one int64 dataset per species, true_<param> attrs."""
-    import h5py
-
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        for j, s in enumerate(species):
-            f.create_dataset(s, data=np.asarray(counts[:, j], np.int64))
-        for k, v in truth.items():
-            f.attrs[f"true_{k}"] = float(v)
-        f.attrs["protocol"] = protocol
-        f.attrs["description"] = description
-    os.replace(tmp, path)
-
-
-def dataset_caps(protocol: Any, edges: Sequence[np.ndarray] | None = None) -> tuple[int, ...]:
-    """Grid of the exact pmf: the protocol's caps, raised to the emulator's last edges where those are larger."""
-    caps = [int(a.cap) for a in protocol.axes]
-    if edges is not None:
-        caps = [max(c, int(math.ceil(float(np.asarray(e)[-1])))) for c, e in zip(caps, edges)]
-    return tuple(caps)
-
-
-def make_dataset(protocol: Any, theta: np.ndarray, index: int, seed: int, n_cells: int, path: Path,
-                 caps: Sequence[int] | None = None) -> tuple[np.ndarray, float]:
-    """Write n_cells exact draws at theta to `path` (deterministic in (seed, index)); returns the exact
-    (pmf, overflow) on `caps` (default: the protocol's)."""
-    pmf, overflow = exact_counts_pmf(protocol, theta, caps or dataset_caps(protocol))
-    rng = np.random.default_rng([int(seed), int(index), 1])
-    counts = sample_cells(pmf, overflow, n_cells, rng)
-    truth = dict(zip(protocol.param_names, map(float, theta)))
-    write_observed(path, protocol.species, counts, truth, protocol.name,
-                   f"calibration dataset {index} (seed {seed}): {n_cells} cells from the exact distribution")
-    return pmf, overflow
-
-
+# ------------------------------------------------------------------------------------------ the target
 def resolve_target(emulator_spec: str | None, protocol_arg: str | None) -> tuple[str, Any]:
     """(emulator spec for infer, the emulator) for --emulator / --protocol: DEFAULT (or None) is the shipped
     emulator of --protocol (default gene_protein); a .safetensors file or exact:<protocol> brings its own
@@ -336,23 +177,6 @@ def dataset_metrics(task: Task, out: Path, pmf: np.ndarray, overflow: float) -> 
     idata.close()
     return row
 
-
-def parameter_metrics(k: str, prior: tuple[str, float, float], truth: float, values: np.ndarray,
-                      weights: np.ndarray, draws: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
-    """One parameter's datasets.csv entries: truth, interval bounds and hits, contraction, SBC rank."""
-    kind, lo, hi = prior
-    x, t = to_feature(kind, values), float(to_feature(kind, truth))
-    row: dict[str, Any] = {f"true_{k}": float(truth)}
-    for prob in PROBS:
-        a, b = central_interval(x, prob, weights)
-        pct = int(prob * 100)
-        row.update({f"lo{pct}_{k}": from_feature(kind, a), f"hi{pct}_{k}": from_feature(kind, b),
-                    f"in{pct}_{k}": int(a <= t <= b)})
-    row[f"contraction_{k}"] = contraction(weighted_var(x, weights), prior_variance(kind, lo, hi))
-    row[f"rank_{k}"] = sbc_rank(to_feature(kind, np.asarray(draws, float).ravel()), t, rng)
-    return row
-
-
 def predictive_hellinger(idata: Any, task: Task, pmf: np.ndarray, overflow: float) -> float:
     """Hellinger distance between the posterior predictive (mean emulated pmf over the posterior draws) and the
     exact pmf binned on the emulator's edges."""
@@ -369,79 +193,6 @@ def predictive_hellinger(idata: Any, task: Task, pmf: np.ndarray, overflow: floa
 
 
 # ------------------------------------------------------------------------------------------ summary
-def summarise(rows: list[dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
-    """The calibration table: per parameter coverage of the 50% / 90% intervals with their binomial 95% bands
-    and the mean contraction; a last row with the posterior predictive's mean and max Hellinger distance."""
-    n = len(rows)
-    b50, b90 = binomial_band(n, 0.5), binomial_band(n, 0.9)
-    empty = dict.fromkeys(("coverage_50", "band50_lo", "band50_hi", "coverage_90", "band90_lo", "band90_hi",
-                           "contraction", "contraction_sd", "hellinger_mean", "hellinger_max"), "")
-    table = []
-    for k in names:
-        c = np.array([r[f"contraction_{k}"] for r in rows])
-        table.append({"parameter": k, "datasets": n, **empty,
-                      "coverage_50": float(np.mean([r[f"in50_{k}"] for r in rows])), "band50_lo": b50[0],
-                      "band50_hi": b50[1], "coverage_90": float(np.mean([r[f"in90_{k}"] for r in rows])),
-                      "band90_lo": b90[0], "band90_hi": b90[1], "contraction": float(c.mean()),
-                      "contraction_sd": float(c.std(ddof=1)) if n > 1 else 0.0})
-    h = np.array([r["hellinger_ppc"] for r in rows])
-    table.append({"parameter": "posterior_predictive", "datasets": n, **empty, "hellinger_mean": float(h.mean()),
-                  "hellinger_max": float(h.max())})
-    return table
-
-
-def format_table(table: list[dict[str, Any]]) -> str:
-    """The calibration table as aligned text."""
-    lines = [f"{'parameter':<22}{'cover 50%':>10}{'band 95%':>14}{'cover 90%':>10}{'band 95%':>14}"
-             f"{'contraction':>13}{'Hellinger':>11}"]
-    for r in table:
-        if r["coverage_50"] == "":
-            lines.append(f"{r['parameter']:<22}{'':>61}{r['hellinger_mean']:>11.4f}  (mean; max {r['hellinger_max']:.4f})")
-            continue
-        band50 = f"[{r['band50_lo']:.2f}, {r['band50_hi']:.2f}]"
-        band90 = f"[{r['band90_lo']:.2f}, {r['band90_hi']:.2f}]"
-        lines.append(f"{r['parameter']:<22}{r['coverage_50']:>10.3f}{band50:>14}{r['coverage_90']:>10.3f}{band90:>14}"
-                     f"{r['contraction']:>13.3f}")
-    return "\n".join(lines)
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """rows (dicts) as CSV; the columns are the union of their keys in first-seen order, missing cells empty;
-    written to a temporary name and renamed."""
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, restval="")
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
-    return path
-
-
-def plot_sbc_ranks(rows: list[dict[str, Any]], names: Sequence[str], path: Path, bins: int = RANK_BINS) -> Path:
-    """sbc_ranks.png: one histogram of the ranks 0..N_RANK_DRAWS per parameter, the 95% band of a uniform
-    histogram of as many ranks shaded (bars outside it point at a miscalibrated posterior)."""
-    from ..plots import _save, plt
-
-    n = len(rows)
-    lo, hi = rank_band(n, bins)
-    ncols = min(3, len(names))
-    nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
-    edges = np.linspace(0, N_RANK_DRAWS + 1, bins + 1)
-    for ax, k in zip(axes.ravel(), names):
-        ax.axhspan(lo, hi, color="0.85", label="uniform 95% band")
-        ax.axhline(n / bins, color="0.5", lw=1)
-        ax.hist([r[f"rank_{k}"] for r in rows], bins=edges, color="C0", edgecolor="white")
-        ax.set(title=k, xlabel=f"rank of the truth among {N_RANK_DRAWS} draws", ylabel="datasets",
-               xlim=(0, N_RANK_DRAWS + 1))
-    for ax in axes.ravel()[len(names):]:
-        ax.set_visible(False)
-    axes[0, 0].legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"SBC rank histograms ({n} datasets)")
-    _save(fig, path)
-    return path
-
 
 # ------------------------------------------------------------------------------------------ driver
 def plan(emulator_spec: str | None, datasets: int, cells: int, settings: Any, seed: int, out: Path,
@@ -531,22 +282,4 @@ def calibrate(emulator_spec: str | None, datasets: int, cells: int, population: 
     rows = sorted([*done.values(), *rows], key=lambda r: r["index"])
     if not rows:
         raise UserError(f"every dataset failed; the first: {failed[0][1]}")
-    return finish(rows, failed, tasks, emulator.protocol.param_names, out, len(done))
-
-
-def finish(rows: list[dict[str, Any]], failed: list[tuple[int, str]], tasks: Sequence[Task], names: Sequence[str],
-           out: Path, reused: int) -> tuple[str, dict[str, Path]]:
-    """Write datasets.csv, calibration.csv, sbc_ranks.png (and failed.csv); the printed text and the paths."""
-    table = summarise(rows, names)
-    paths = {"out": out, "datasets": write_csv(out / "datasets.csv", rows),
-             "calibration": write_csv(out / "calibration.csv", table),
-             "sbc_ranks": plot_sbc_ranks(rows, names, out / "sbc_ranks.png")}
-    fail_path = out / "failed.csv"
-    if failed:
-        paths["failed"] = write_csv(fail_path, [{"index": i, "error": e} for i, e in sorted(failed)])
-    elif fail_path.exists():
-        fail_path.unlink()
-    text = format_table(table) + f"\n{len(tasks)} datasets ({reused} finished earlier, reused)"
-    if failed:
-        text += f"; {len(failed)} failed: {', '.join(str(i) for i, _ in sorted(failed))} (see {fail_path})"
-    return text, paths
+    return finish(rows, failed, len(tasks), emulator.protocol.param_names, out, len(done))

@@ -1,0 +1,83 @@
+"""Outputs of `surrogate-abc calibrate`: the coverage table as text and CSV, datasets.csv, the SBC rank
+histograms (sbc_ranks.png) and failed.csv."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .calibration_stats import N_RANK_DRAWS, RANK_BINS, rank_band, summarise
+
+
+def format_table(table: list[dict[str, Any]]) -> str:
+    """The calibration table as aligned text."""
+    lines = [f"{'parameter':<22}{'cover 50%':>10}{'band 95%':>14}{'cover 90%':>10}{'band 95%':>14}"
+             f"{'contraction':>13}{'Hellinger':>11}"]
+    for r in table:
+        if r["coverage_50"] == "":
+            lines.append(f"{r['parameter']:<22}{'':>61}{r['hellinger_mean']:>11.4f}  (mean; max {r['hellinger_max']:.4f})")
+            continue
+        band50 = f"[{r['band50_lo']:.2f}, {r['band50_hi']:.2f}]"
+        band90 = f"[{r['band90_lo']:.2f}, {r['band90_hi']:.2f}]"
+        lines.append(f"{r['parameter']:<22}{r['coverage_50']:>10.3f}{band50:>14}{r['coverage_90']:>10.3f}{band90:>14}"
+                     f"{r['contraction']:>13.3f}")
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """rows (dicts) as CSV; the columns are the union of their keys in first-seen order, missing cells empty;
+    written to a temporary name and renamed."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+    return path
+
+
+def plot_sbc_ranks(rows: list[dict[str, Any]], names: Sequence[str], path: Path, bins: int = RANK_BINS) -> Path:
+    """sbc_ranks.png: one histogram of the ranks 0..N_RANK_DRAWS per parameter, the 95% band of a uniform
+    histogram of as many ranks shaded (bars outside it point at a miscalibrated posterior)."""
+    from ..plots import _save, plt
+
+    n = len(rows)
+    lo, hi = rank_band(n, bins)
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+    edges = np.linspace(0, N_RANK_DRAWS + 1, bins + 1)
+    for ax, k in zip(axes.ravel(), names):
+        ax.axhspan(lo, hi, color="0.85", label="uniform 95% band")
+        ax.axhline(n / bins, color="0.5", lw=1)
+        ax.hist([r[f"rank_{k}"] for r in rows], bins=edges, color="C0", edgecolor="white")
+        ax.set(title=k, xlabel=f"rank of the truth among {N_RANK_DRAWS} draws", ylabel="datasets",
+               xlim=(0, N_RANK_DRAWS + 1))
+    for ax in axes.ravel()[len(names):]:
+        ax.set_visible(False)
+    axes[0, 0].legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"SBC rank histograms ({n} datasets)")
+    _save(fig, path)
+    return path
+
+
+def finish(rows: list[dict[str, Any]], failed: list[tuple[int, str]], n_datasets: int, names: Sequence[str],
+           out: Path, reused: int) -> tuple[str, dict[str, Path]]:
+    """Write datasets.csv, calibration.csv, sbc_ranks.png (and failed.csv); the printed text and the paths."""
+    table = summarise(rows, names)
+    paths = {"out": out, "datasets": write_csv(out / "datasets.csv", rows),
+             "calibration": write_csv(out / "calibration.csv", table),
+             "sbc_ranks": plot_sbc_ranks(rows, names, out / "sbc_ranks.png")}
+    fail_path = out / "failed.csv"
+    if failed:
+        paths["failed"] = write_csv(fail_path, [{"index": i, "error": e} for i, e in sorted(failed)])
+    elif fail_path.exists():
+        fail_path.unlink()
+    text = format_table(table) + f"\n{n_datasets} datasets ({reused} finished earlier, reused)"
+    if failed:
+        text += f"; {len(failed)} failed: {', '.join(str(i) for i, _ in sorted(failed))} (see {fail_path})"
+    return text, paths

@@ -1,0 +1,143 @@
+"""Statistics of a calibration study (pure functions over arrays): weighted quantiles and central intervals,
+the feature scale of a prior (log10 for log-uniform), contraction, binomial bands for coverage, SBC ranks and
+their band, the posterior predictive's Hellinger distance, one parameter's metrics and the coverage table."""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import stats
+
+from ..metrics import hellinger_distance
+
+PROBS = (0.5, 0.9)  # central credible intervals whose coverage is tabulated
+N_RANK_DRAWS = 99  # posterior draws per SBC rank: ranks 0..99
+RANK_BINS = 10  # bars of each rank histogram
+
+
+def weighted_quantile(x: np.ndarray, q: Sequence[float] | float, weights: np.ndarray | None = None) -> np.ndarray:
+    """Quantiles of a (weighted) sample: the inverse of the weighted empirical CDF with midpoint interpolation
+    (for equal weights this is numpy's 'hazen' quantile)."""
+    x = np.asarray(x, float).ravel()
+    w = np.ones_like(x) if weights is None else np.asarray(weights, float).ravel()
+    if x.size == 0 or x.shape != w.shape:
+        raise ValueError(f"need a non-empty sample with one weight per value, got {x.shape} and {w.shape}")
+    if np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
+        raise ValueError("weights must be finite, >= 0 and not all 0")
+    order = np.argsort(x, kind="stable")
+    xs, ws = x[order], w[order]
+    keep = ws > 0
+    xs, ws = xs[keep], ws[keep]
+    cdf = (np.cumsum(ws) - 0.5 * ws) / ws.sum()
+    return np.interp(np.asarray(q, float), cdf, xs)
+
+
+def central_interval(x: np.ndarray, prob: float, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """Central credible interval of probability `prob`: the (1-prob)/2 and (1+prob)/2 quantiles."""
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    lo, hi = weighted_quantile(x, [(1 - prob) / 2, (1 + prob) / 2], weights)
+    return float(lo), float(hi)
+
+
+def weighted_var(x: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Variance of a (weighted) sample (normalised weights, no bias correction)."""
+    x = np.asarray(x, float)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, float)
+    m = np.average(x, weights=w)
+    return float(np.average((x - m) ** 2, weights=w))
+
+
+def to_feature(kind: str, x: np.ndarray | float) -> np.ndarray:
+    """The emulator's feature scale: log10 for log-uniform priors, identity for uniform ones."""
+    return np.log10(x) if kind == "loguniform" else np.asarray(x, float)
+
+
+def from_feature(kind: str, x: float) -> float:
+    """The inverse of to_feature for one value."""
+    return float(10.0 ** x) if kind == "loguniform" else float(x)
+
+
+def prior_variance(kind: str, low: float, high: float) -> float:
+    """Variance of a uniform / log-uniform prior on its feature scale (log10 for log-uniform)."""
+    a, b = (math.log10(low), math.log10(high)) if kind == "loguniform" else (low, high)
+    return (b - a) ** 2 / 12.0
+
+
+def contraction(post_var: float, prior_var: float) -> float:
+    """Posterior contraction 1 - var_post / var_prior (1: the data pin the parameter; 0: nothing learnt)."""
+    return 1.0 - float(post_var) / float(prior_var)
+
+
+def binomial_band(n: int, p: float, level: float = 0.95) -> tuple[float, float]:
+    """Central `level` range of the coverage fraction k/n when k ~ Binomial(n, p) (a calibrated method)."""
+    lo, hi = stats.binom.interval(level, int(n), float(p))
+    return float(lo) / n, float(hi) / n
+
+
+def sbc_rank(draws: np.ndarray, truth: float, rng: np.random.Generator, n_draws: int = N_RANK_DRAWS) -> int:
+    """Rank of the truth among n_draws equal-weight posterior draws (0..n_draws): the number of draws below it,
+    ties broken at random. Fewer draws than n_draws are drawn with replacement."""
+    x = np.asarray(draws, float).ravel()
+    if x.size == 0:
+        raise ValueError("need at least one posterior draw")
+    pick = x[rng.choice(x.size, n_draws, replace=x.size < n_draws)]
+    below, ties = int((pick < truth).sum()), int((pick == truth).sum())
+    return below + (int(rng.integers(0, ties + 1)) if ties else 0)
+
+
+def rank_band(n: int, bins: int = RANK_BINS, level: float = 0.95) -> tuple[float, float]:
+    """Central `level` range of the count in one of `bins` equal bars of a uniform rank histogram of n ranks."""
+    lo, hi = stats.binom.interval(level, int(n), 1.0 / bins)
+    return float(lo), float(hi)
+
+
+def wasserstein_normalised(x: np.ndarray, wx: np.ndarray | None, y: np.ndarray, wy: np.ndarray | None,
+                           width: float) -> float:
+    """1-D Wasserstein distance between two weighted samples divided by `width` (the prior's width)."""
+    return float(stats.wasserstein_distance(x, y, wx, wy)) / float(width)
+
+
+def ppc_hellinger(pred: np.ndarray, pred_overflow: float, exact: np.ndarray, exact_overflow: float) -> float:
+    """Hellinger distance between two binned distributions, each with its overflow mass (renormalised)."""
+    p = np.clip(np.append(np.asarray(pred, float).ravel(), pred_overflow), 0, None)
+    q = np.clip(np.append(np.asarray(exact, float).ravel(), exact_overflow), 0, None)
+    return float(hellinger_distance(p / p.sum(), q / q.sum()))
+
+
+def parameter_metrics(k: str, prior: tuple[str, float, float], truth: float, values: np.ndarray,
+                      weights: np.ndarray, draws: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
+    """One parameter's datasets.csv entries: truth, interval bounds and hits, contraction, SBC rank."""
+    kind, lo, hi = prior
+    x, t = to_feature(kind, values), float(to_feature(kind, truth))
+    row: dict[str, Any] = {f"true_{k}": float(truth)}
+    for prob in PROBS:
+        a, b = central_interval(x, prob, weights)
+        pct = int(prob * 100)
+        row.update({f"lo{pct}_{k}": from_feature(kind, a), f"hi{pct}_{k}": from_feature(kind, b),
+                    f"in{pct}_{k}": int(a <= t <= b)})
+    row[f"contraction_{k}"] = contraction(weighted_var(x, weights), prior_variance(kind, lo, hi))
+    row[f"rank_{k}"] = sbc_rank(to_feature(kind, np.asarray(draws, float).ravel()), t, rng)
+    return row
+
+
+def summarise(rows: list[dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """The calibration table: per parameter coverage of the 50% / 90% intervals with their binomial 95% bands
+    and the mean contraction; a last row with the posterior predictive's mean and max Hellinger distance."""
+    n = len(rows)
+    b50, b90 = binomial_band(n, 0.5), binomial_band(n, 0.9)
+    empty = dict.fromkeys(("coverage_50", "band50_lo", "band50_hi", "coverage_90", "band90_lo", "band90_hi",
+                           "contraction", "contraction_sd", "hellinger_mean", "hellinger_max"), "")
+    table = []
+    for k in names:
+        c = np.array([r[f"contraction_{k}"] for r in rows])
+        table.append({"parameter": k, "datasets": n, **empty,
+                      "coverage_50": float(np.mean([r[f"in50_{k}"] for r in rows])), "band50_lo": b50[0],
+                      "band50_hi": b50[1], "coverage_90": float(np.mean([r[f"in90_{k}"] for r in rows])),
+                      "band90_lo": b90[0], "band90_hi": b90[1], "contraction": float(c.mean()),
+                      "contraction_sd": float(c.std(ddof=1)) if n > 1 else 0.0})
+    h = np.array([r["hellinger_ppc"] for r in rows])
+    table.append({"parameter": "posterior_predictive", "datasets": n, **empty, "hellinger_mean": float(h.mean()),
+                  "hellinger_max": float(h.max())})
+    return table
