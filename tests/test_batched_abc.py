@@ -282,3 +282,23 @@ def test_gc_paused_restores_the_collector_as_it_was():
             assert gc.isenabled() is start
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_generation_progress_turns_pyabcs_two_lines_into_one_progress_line():
+    import logging
+
+    from surrogate_abc.inference.progress import GenerationProgress
+
+    lines: list[str] = []
+    handler = GenerationProgress(1, 2, "likelihood", lines.append)
+
+    def record(msg: str, func: str = "run_generation") -> logging.LogRecord:
+        r = logging.LogRecord("ABC", logging.INFO, "smc.py", 1, msg, None, None, func=func)
+        return r
+
+    handler.emit(record("t: 3, eps: 4.50000000e+00."))
+    handler.emit(record("Accepted: 500 / 1234 = 4.0519e-01, ESS: 3.2110e+02.", func="other"))  # not run_generation
+    assert lines == []
+    handler.emit(record("Accepted: 500 / 1234 = 4.0519e-01, ESS: 3.2110e+02."))
+    assert len(lines) == 1
+    assert lines[0].startswith("chain 2/2  generation 3  temperature 4.5  acceptance 0.405  ESS 321.1  elapsed ")

@@ -1,16 +1,11 @@
 """Run ABC-SMC chains against an emulator and collect their final populations and per-generation statistics."""
 from __future__ import annotations
 
-import logging
-import math
 import random
-import re
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -27,7 +22,9 @@ from .abc_parts import (
     observed_sumstat,
 )
 from .batched_abc import BatchedABCSMC
+from .chain_result import ChainResult, chain_result, model_probabilities
 from .priors import check_prior_in_domain, prior_box, pyabc_prior
+from .progress import GenerationProgress, pyabc_log_to
 
 
 @dataclass(frozen=True)
@@ -70,109 +67,6 @@ class InferenceSettings:
         for name, v in (("--population", self.population), ("--generations", self.generations), ("--chains", self.chains)):
             if v < 1:
                 raise UserError(f"{name} must be >= 1, got {v}")
-
-
-@dataclass
-class ChainResult:
-    """One ABC-SMC run: final weighted population and per-generation statistics."""
-
-    chain: int
-    run_id: int
-    params: np.ndarray  # (N, d) in emulator.param_names order
-    weights: np.ndarray  # (N,) normalised
-    epsilon: np.ndarray  # (G,) epsilon or temperature per generation
-    acceptance_rate: np.ndarray  # (G,)
-    ess: np.ndarray  # (G,)
-    n_simulations: np.ndarray  # (G,)
-    wall_time: np.ndarray  # (G,) seconds since the chain started
-    final_temperature_ok: bool = True
-    model: int = 0  # index of the model whose particles these are (model selection)
-    model_probabilities: np.ndarray = field(default_factory=lambda: np.ones(1))  # (M,) of the last population
-
-
-# pyabc's own INFO lines of ABCSMC.run_generation (pyabc 0.13): the generation's threshold, then its result
-_GENERATION_START = re.compile(r"^t: (\d+), eps: (\S+?)\.?$")
-_GENERATION_DONE = re.compile(r"^Accepted: (\d+) / (\d+) = (\S+), ESS: (\S+?)\.?$")
-
-
-class GenerationProgress(logging.Handler):
-    """Handler on pyabc's "ABC" logger during one chain's run: turns pyabc's records of a generation ("t: T, eps:
-    E." when it starts, "Accepted: A / N = R, ESS: S." when it is stored) into our progress line, with no
-    database reads; pyabc's warnings become Notes (one line each in the CLI), its other records are dropped."""
-
-    def __init__(self, chain: int, settings: InferenceSettings, log: Callable[[str], None]):
-        super().__init__(logging.INFO)
-        self.chain, self.settings, self.log = chain, settings, log
-        self.start = time.perf_counter()
-        self._t, self._eps = -1, math.nan
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.WARNING:
-            warn(record.getMessage())  # as a warning: the CLI shows each text once
-            return
-        if record.funcName != "run_generation":
-            return
-        text = record.getMessage()
-        started = _GENERATION_START.match(text)
-        if started:
-            self._t, self._eps = int(started.group(1)), float(started.group(2))
-            return
-        done = _GENERATION_DONE.match(text)
-        if done:
-            what = "temperature" if self.settings.mode == "likelihood" else "epsilon"
-            self.log(f"chain {self.chain + 1}/{self.settings.chains}  generation {self._t}  {what} "
-                     f"{self._eps:.4g}  acceptance {float(done.group(3)):.3f}  ESS {float(done.group(4)):.1f}  "
-                     f"elapsed {time.perf_counter() - self.start:.1f} s")
-
-
-@contextmanager
-def pyabc_log_to(handler: logging.Handler) -> Iterator[None]:
-    """pyabc's log records (logger "ABC" and its children, INFO and up) go to `handler` alone while inside:
-    pyabc's own stderr handler is detached and restored afterwards, with the logger's level."""
-    logger = logging.getLogger("ABC")
-    saved = logger.level, logger.handlers[:], logger.propagate
-    logger.handlers, logger.propagate = [handler], False
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.handlers, logger.propagate = saved[1], saved[2]
-        logger.setLevel(saved[0])
-
-
-def generation_stats(history: Any, t_from: int = 0) -> dict[str, np.ndarray]:
-    """Per-generation statistics of a pyabc History from generation t_from on: t, epsilon (or temperature),
-    acceptance_rate, ess (pyabc's effective_sample_size of the weights, over all models' particles),
-    n_simulations, wall_time (seconds from the run's start in the database to the generation's end)."""
-    import sqlalchemy
-    from pyabc.weighted_statistics import effective_sample_size
-
-    pops = history.get_all_populations()
-    pops = pops[pops["t"] >= max(t_from, 0)].sort_values("t")
-    # every generation's particle weights in one query (History.get_weighted_distances reads one generation
-    # through the ORM per call)
-    query = sqlalchemy.text(
-        "SELECT populations.t, particles.w FROM particles JOIN models ON particles.model_id = models.id "
-        "JOIN populations ON models.population_id = populations.id "
-        "WHERE populations.abc_smc_id = :run AND populations.t >= :t_from")
-    engine = sqlalchemy.create_engine(history.db)
-    try:
-        with engine.connect() as con:
-            rows = np.array(con.execute(query, {"run": int(history.id), "t_from": max(t_from, 0)}).fetchall(),
-                            dtype=np.float64).reshape(-1, 2)
-    finally:
-        engine.dispose()
-    weights = [rows[rows[:, 0] == t, 1] for t in pops["t"]]
-    start = history.get_abc().start_time
-    n_sim = pops["samples"].to_numpy(float)
-    return {
-        "t": pops["t"].to_numpy(int),
-        "epsilon": pops["epsilon"].to_numpy(float),
-        "acceptance_rate": np.array([len(w) for w in weights], float) / np.maximum(n_sim, 1),
-        "ess": np.array([effective_sample_size(w) for w in weights], float),
-        "n_simulations": n_sim,
-        "wall_time": np.array([(e - start).total_seconds() for e in pops["population_end_time"]], float),
-    }
 
 
 def model_boxes(emulators: Sequence[Any], overrides: Mapping[str, tuple[float, float]]) -> list[dict]:
@@ -219,7 +113,7 @@ def run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None] = print,
     random.seed(seed)
     models = setup.models()
     walltime = timedelta(seconds=settings.max_walltime) if settings.max_walltime else None
-    progress = GenerationProgress(c, settings, log)
+    progress = GenerationProgress(c, settings.chains, settings.mode, log)
     with pyabc_log_to(progress):
         sampler = sampler_factory() if sampler_factory else make_sampler(
             settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port,
@@ -356,7 +250,7 @@ def run_chains(emulators: Any, hist: np.ndarray, overflow: int, settings: Infere
                  "population; the chain is left out of the posterior", stacklevel=2)
             continue
         history = pyabc.History(setup.db, _id=run_id)
-        results.append(chain_result(history, c, settings, setup.models()[best], m=best, model_probabilities=probs[c]))
+        results.append(chain_result(history, c, settings.mode, setup.models()[best], m=best, model_probabilities=probs[c]))
     return results
 
 
@@ -371,31 +265,3 @@ def check_same_bins(emulators: Sequence[Any]) -> None:
                             "(species or histogram edges differ); compared models need the same [histogram] edges")
 
 
-def model_probabilities(history: Any, n_models: int) -> np.ndarray:
-    """(n_models,) posterior model probabilities of a run's last population (0 for models that died out)."""
-    out = np.zeros(n_models)
-    if history.max_t < 0:
-        return out
-    df = history.get_model_probabilities(history.max_t)  # indexed by model id m, column p
-    for m, p in zip(df.index, df["p"].to_numpy(float)):
-        out[int(m)] = p
-    return out / out.sum() if out.sum() > 0 else out
-
-
-def chain_result(history: Any, chain: int, settings: InferenceSettings, model: EmulatorModel, m: int = 0,
-                 model_probabilities: np.ndarray | None = None) -> ChainResult:
-    """The ChainResult of a finished run: model m's last population (natural scale) and generation_stats."""
-    stats = generation_stats(history)
-    if not len(stats["t"]):
-        raise UserError("ABC-SMC produced no population (the sampler failed); try --sampler single")
-    df, w = history.get_distribution(m=m, t=history.max_t)
-    ok = settings.mode != "likelihood" or stats["epsilon"][-1] <= 1.0 + 1e-12
-    if not ok:
-        warn(f"chain {chain + 1}: stopped at temperature {stats['epsilon'][-1]:.4g} > 1, so its population is a "
-             "tempered posterior; allow more --generations or a longer --max-walltime", stacklevel=3)
-    return ChainResult(chain=chain, run_id=int(history.id), params=model.natural(df),
-                       weights=np.asarray(w, float) / np.sum(w), epsilon=stats["epsilon"],
-                       acceptance_rate=stats["acceptance_rate"], ess=stats["ess"],
-                       n_simulations=stats["n_simulations"], wall_time=stats["wall_time"], final_temperature_ok=ok,
-                       model=m, model_probabilities=(np.ones(1) if model_probabilities is None
-                                                     else np.asarray(model_probabilities, float)))

@@ -1,0 +1,94 @@
+"""What a finished chain leaves: its final weighted population and per-generation statistics, read from the
+pyabc History it wrote."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+from ..report import warn
+
+
+@dataclass
+class ChainResult:
+    """One ABC-SMC run: final weighted population and per-generation statistics."""
+
+    chain: int
+    run_id: int
+    params: np.ndarray  # (N, d) in emulator.param_names order
+    weights: np.ndarray  # (N,) normalised
+    epsilon: np.ndarray  # (G,) epsilon or temperature per generation
+    acceptance_rate: np.ndarray  # (G,)
+    ess: np.ndarray  # (G,)
+    n_simulations: np.ndarray  # (G,)
+    wall_time: np.ndarray  # (G,) seconds since the chain started
+    final_temperature_ok: bool = True
+    model: int = 0  # index of the model whose particles these are (model selection)
+    model_probabilities: np.ndarray = field(default_factory=lambda: np.ones(1))  # (M,) of the last population
+
+
+def generation_stats(history: Any, t_from: int = 0) -> dict[str, np.ndarray]:
+    """Per-generation statistics of a pyabc History from generation t_from on: t, epsilon (or temperature),
+    acceptance_rate, ess (pyabc's effective_sample_size of the weights, over all models' particles),
+    n_simulations, wall_time (seconds from the run's start in the database to the generation's end)."""
+    import sqlalchemy
+    from pyabc.weighted_statistics import effective_sample_size
+
+    pops = history.get_all_populations()
+    pops = pops[pops["t"] >= max(t_from, 0)].sort_values("t")
+    # every generation's particle weights in one query (History.get_weighted_distances reads one generation
+    # through the ORM per call)
+    query = sqlalchemy.text(
+        "SELECT populations.t, particles.w FROM particles JOIN models ON particles.model_id = models.id "
+        "JOIN populations ON models.population_id = populations.id "
+        "WHERE populations.abc_smc_id = :run AND populations.t >= :t_from")
+    engine = sqlalchemy.create_engine(history.db)
+    try:
+        with engine.connect() as con:
+            rows = np.array(con.execute(query, {"run": int(history.id), "t_from": max(t_from, 0)}).fetchall(),
+                            dtype=np.float64).reshape(-1, 2)
+    finally:
+        engine.dispose()
+    weights = [rows[rows[:, 0] == t, 1] for t in pops["t"]]
+    start = history.get_abc().start_time
+    n_sim = pops["samples"].to_numpy(float)
+    return {
+        "t": pops["t"].to_numpy(int),
+        "epsilon": pops["epsilon"].to_numpy(float),
+        "acceptance_rate": np.array([len(w) for w in weights], float) / np.maximum(n_sim, 1),
+        "ess": np.array([effective_sample_size(w) for w in weights], float),
+        "n_simulations": n_sim,
+        "wall_time": np.array([(e - start).total_seconds() for e in pops["population_end_time"]], float),
+    }
+
+
+def model_probabilities(history: Any, n_models: int) -> np.ndarray:
+    """(n_models,) posterior model probabilities of a run's last population (0 for models that died out)."""
+    out = np.zeros(n_models)
+    if history.max_t < 0:
+        return out
+    df = history.get_model_probabilities(history.max_t)  # indexed by model id m, column p
+    for m, p in zip(df.index, df["p"].to_numpy(float)):
+        out[int(m)] = p
+    return out / out.sum() if out.sum() > 0 else out
+
+
+def chain_result(history: Any, chain: int, mode: str, model: Any, m: int = 0,
+                 model_probabilities: np.ndarray | None = None) -> ChainResult:
+    """The ChainResult of a finished run: model m's last population (natural scale) and generation_stats."""
+    stats = generation_stats(history)
+    if not len(stats["t"]):
+        raise UserError("ABC-SMC produced no population (the sampler failed); try --sampler single")
+    df, w = history.get_distribution(m=m, t=history.max_t)
+    ok = mode != "likelihood" or stats["epsilon"][-1] <= 1.0 + 1e-12
+    if not ok:
+        warn(f"chain {chain + 1}: stopped at temperature {stats['epsilon'][-1]:.4g} > 1, so its population is a "
+             "tempered posterior; allow more --generations or a longer --max-walltime", stacklevel=3)
+    return ChainResult(chain=chain, run_id=int(history.id), params=model.natural(df),
+                       weights=np.asarray(w, float) / np.sum(w), epsilon=stats["epsilon"],
+                       acceptance_rate=stats["acceptance_rate"], ess=stats["ess"],
+                       n_simulations=stats["n_simulations"], wall_time=stats["wall_time"], final_temperature_ok=ok,
+                       model=m, model_probabilities=(np.ones(1) if model_probabilities is None
+                                                     else np.asarray(model_probabilities, float)))
