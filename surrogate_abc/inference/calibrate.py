@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -144,11 +145,39 @@ def run_dataset(task: Task) -> dict[str, Any]:
     t_data = time.perf_counter() - t0
     infer(out / "observed.h5", task.emulator, task.settings, out, command=f"surrogate-abc calibrate dataset {task.index}",
           log=lambda _msg: None)
-    row = {"index": task.index, "wall_data_s": t_data, "wall_infer_s": time.perf_counter() - t0 - t_data}
+    row = {"index": task.index, **task_key(task), "wall_data_s": t_data, "wall_infer_s": time.perf_counter() - t0 - t_data}
     row.update(dataset_metrics(task, out, pmf, overflow))
     tmp = out / "result.json.tmp"
     tmp.write_text(json.dumps(row, indent=1))
     tmp.replace(out / "result.json")
+    return row
+
+
+def task_key(task: Task) -> dict[str, Any]:
+    """What makes a dataset's result: stored in its result.json, compared before a rerun reuses it."""
+    st = task.settings
+    return {"emulator": task.emulator, "seed": task.seed, "cells": task.cells, "mode": st.mode,
+            "population": st.population, "max_generations": st.generations, "chains": st.chains}
+
+
+def reusable(task: Task) -> dict[str, Any] | None:
+    """The finished result of task's folder, None when there is none; UserError when it was made with other
+    settings or another parameter set (a rerun must not mix them into this study)."""
+    path = Path(task.out, "result.json")
+    if not path.is_file():
+        return None
+    try:
+        row = json.loads(path.read_text())
+    except ValueError:
+        return None  # a damaged result: run the dataset again
+    fields = {**task_key(task), **{f"true_{k}": v for k, v in zip(task.protocol.param_names, task.theta)}}
+    for name, want in fields.items():
+        got = row.get(name)
+        same = (isinstance(want, float) and isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=1e-9)) \
+            or got == want
+        if not same:
+            raise UserError(f"{path}: made with {name} {got!r}, this run has {want!r}; use another --out or "
+                            f"delete {Path(task.out).parent}/ds_* to start the study again")
     return row
 
 
@@ -271,8 +300,7 @@ def calibrate(emulator_spec: str | None, datasets: int, cells: int, population: 
                                  max_walltime=max_walltime, exact_check="none", plots=False, chain_jobs=1)
     emulator, tasks = plan(emulator_spec, datasets, cells, settings, seed, out, protocol)
     out.mkdir(parents=True, exist_ok=True)
-    done = {t.index: json.loads(Path(t.out, "result.json").read_text()) for t in tasks
-            if Path(t.out, "result.json").is_file()}
+    done = {t.index: row for t in tasks if (row := reusable(t)) is not None}
     todo = [t for t in tasks if t.index not in done]
     n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     log(f"{len(tasks)} datasets of {cells} cells drawn exactly from {emulator.protocol.name}; emulator {emulator.source}; "
