@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny birth-death protocol and a helper that runs the CLI in a subprocess."""
+"""Shared fixtures and helpers: tiny birth-death protocols (a fixture, and a log-uniform Poisson one to write),
+count tables, and running the CLI in a subprocess."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BIN_DIR = Path(sys.executable).resolve().parent
@@ -40,6 +42,55 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 120, **env: str) -> sub
     """Run `python -m surrogate_abc ARGS` and capture its output."""
     return subprocess.run([sys.executable, "-m", "surrogate_abc", *args], cwd=cwd, env=cli_env(**env),
                           capture_output=True, text=True, timeout=timeout)
+
+
+# A Poisson (birth-death) model of one species named mrna, log-uniform prior: fast exact likelihoods.
+POISSON_TOML = """
+name = "{name}"
+samples = 1000
+[network]
+species = ["mrna"]
+[[network.reactions]]
+name = "birth"
+reactants = {{}}
+products = {{ mrna = 1 }}
+rate = "a"
+[[network.reactions]]
+name = "death"
+reactants = {{ mrna = 1 }}
+products = {{}}
+rate = "b"
+[parameters.a]
+prior = "loguniform"
+low = {low}
+high = {high}
+[fixed]
+b = 1.0
+[initial]
+mrna = 3
+[histogram.mrna]
+edges = {edges}
+"""
+
+
+POISSON_EDGES = "[{ start = 0, stop = 50, width = 1 }, { start = 50, stop = 120, width = 5 }]"
+
+
+def write_protocol(tmp_path: Path, name: str = "pois", high: float = 50.0, low: float = 0.5,
+                   edges: str = POISSON_EDGES) -> Path:
+    """POISSON_TOML as tmp_path/<name>.toml: prior a ~ log-uniform(low, high), histogram edges `edges` (TOML)."""
+    p = tmp_path / f"{name}.toml"
+    p.write_text(POISSON_TOML.format(name=name, high=high, low=low, edges=edges))
+    return p
+
+
+def write_table(path: Path, columns: dict[str, np.ndarray], sep: str = ",") -> Path:
+    names = list(columns)
+    with path.open("w") as fh:
+        fh.write(sep.join(names) + "\n")
+        for row in zip(*columns.values()):
+            fh.write(sep.join(str(int(v)) for v in row) + "\n")
+    return path
 
 
 @pytest.fixture
@@ -148,7 +199,6 @@ def kill_when_part_done(proc: subprocess.Popen, partial: Path, n: int, timeout: 
 def assert_same_results(a: Path, b: Path) -> None:
     """Two simulation files hold the same datasets with equal content (wall_time excepted) and attrs (command excepted)."""
     import h5py
-    import numpy as np
 
     with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
         names_a, names_b = [], []

@@ -140,10 +140,10 @@ def test_deferred_weights_are_pyabcs_weight_function():
 @pytest.mark.parametrize("mode", ["likelihood", "simulator"])
 def test_fast_run_reproduces_pyabcs_run_and_its_history(tmp_path, mode):
     """Same seed, same proposals: the fast path's populations, weights and stored History equal the stock path's."""
-    from test_genes import write_protocol
-
     from surrogate_abc.emulators.exact import exact_emulator
     from surrogate_abc.inference.run import InferenceSettings, run_chains
+
+    from conftest import write_protocol
 
     em = exact_emulator(str(write_protocol(tmp_path)))
     rng = np.random.default_rng(4)

@@ -7,43 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
-
-BD_TOML = """
-name = "bd_calibrate"
-samples = 1000
-[network]
-species = ["mrna"]
-[[network.reactions]]
-name = "birth"
-reactants = {}
-products = { mrna = 1 }
-rate = "a"
-[[network.reactions]]
-name = "death"
-reactants = { mrna = 1 }
-products = {}
-rate = "b"
-[parameters.a]
-prior = "loguniform"
-low = 1.0
-high = 20.0
-[fixed]
-b = 1.0
-[initial]
-mrna = 3
-[histogram.mrna]
-edges = { start = 0, stop = 60, width = 1 }
-"""
+from conftest import run_cli, write_protocol
 
 ARGS = ["--datasets", "4", "--cells", "200", "--population", "60", "--generations", "4", "--jobs", "2", "--quiet"]
 
 
 @pytest.fixture
 def bd_poisson(tmp_path: Path) -> Path:
-    p = tmp_path / "bd.toml"
-    p.write_text(BD_TOML)
-    return p
+    return write_protocol(tmp_path, "bd_calibrate", high=20.0, low=1.0, edges="{ start = 0, stop = 60, width = 1 }")
 
 
 def test_calibrate_writes_table_ranks_and_reuses_finished_datasets(tmp_path, bd_poisson):

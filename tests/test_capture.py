@@ -100,9 +100,9 @@ def test_capture_on_the_exact_telegraph_model_scales_the_transcription_rate():
 
 def test_infer_with_fixed_capture_recovers_the_true_rate(tmp_path):
     """Poisson(a) counts seen with beta = 0.5 are Poisson(a / 2): the posterior of a sits at twice the mean."""
-    from test_genes import write_protocol, write_table
-
     from surrogate_abc.api import infer_genes
+
+    from conftest import write_protocol, write_table
 
     rng = np.random.default_rng(2)
     true_a = 12.0

@@ -25,7 +25,7 @@ BIN = Path(sys.executable).parent
 
 
 def _data(tmp_path):
-    from test_genes import write_protocol
+    from conftest import write_protocol
 
     em = exact_emulator(str(write_protocol(tmp_path)))
     counts = np.bincount(np.random.default_rng(8).poisson(7.0, 300), minlength=120)

@@ -26,7 +26,7 @@ class Perturbed(EmulatorBase):
 
 @pytest.fixture
 def poisson_data(tmp_path):
-    from test_genes import write_protocol
+    from conftest import write_protocol
 
     exact = exact_emulator(str(write_protocol(tmp_path)))
     x = np.random.default_rng(21).poisson(7.0, 300)

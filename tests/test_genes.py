@@ -13,50 +13,7 @@ import pytest
 from surrogate_abc.inference.abc_parts import multinomial_loglik
 from surrogate_abc.inference.output import pointwise_log_likelihood
 
-from conftest import run_cli
-
-# A Poisson (birth-death) model of one species named mrna, log-uniform prior: fast exact likelihoods.
-POISSON_TOML = """
-name = "{name}"
-samples = 1000
-[network]
-species = ["mrna"]
-[[network.reactions]]
-name = "birth"
-reactants = {{}}
-products = {{ mrna = 1 }}
-rate = "a"
-[[network.reactions]]
-name = "death"
-reactants = {{ mrna = 1 }}
-products = {{}}
-rate = "b"
-[parameters.a]
-prior = "loguniform"
-low = 0.5
-high = {high}
-[fixed]
-b = 1.0
-[initial]
-mrna = 3
-[histogram.mrna]
-edges = [{{ start = 0, stop = 50, width = 1 }}, {{ start = 50, stop = 120, width = 5 }}]
-"""
-
-
-def write_protocol(tmp_path: Path, name: str = "pois", high: float = 50.0) -> Path:
-    p = tmp_path / f"{name}.toml"
-    p.write_text(POISSON_TOML.format(name=name, high=high))
-    return p
-
-
-def write_table(path: Path, columns: dict[str, np.ndarray], sep: str = ",") -> Path:
-    names = list(columns)
-    with path.open("w") as fh:
-        fh.write(sep.join(names) + "\n")
-        for row in zip(*columns.values()):
-            fh.write(sep.join(str(int(v)) for v in row) + "\n")
-    return path
+from conftest import run_cli, write_protocol, write_table
 
 
 def test_cli_runs_every_gene_and_writes_genes_csv(tmp_path):
