@@ -103,7 +103,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
 
     settings = InferenceSettings(
         mode=args.mode, population=args.population, generations=args.generations, min_epsilon=args.min_epsilon,
-        max_walltime=args.max_walltime, chains=args.chains, sampler=args.sampler, seed=args.seed,
+        max_walltime=args.max_walltime, min_acceptance_rate=args.min_acceptance_rate, chains=args.chains, sampler=args.sampler, seed=args.seed,
         distance=args.distance, n_procs=args.n_procs, scheduler_address=args.scheduler_address,
         redis_host=args.redis_host, redis_port=args.redis_port, prior=dict(args.prior or []),
         plots=not args.no_plots, exact_check=args.check, check_budget=args.check_budget, reweight=args.reweight,
@@ -182,6 +182,9 @@ def _add_infer_parser(sub) -> None:
     i.add_argument("--generations", type=_positive_int, default=10, help="maximum number of generations")
     i.add_argument("--min-epsilon", type=float, default=None, help="stop when epsilon (temperature) reaches this")
     i.add_argument("--max-walltime", type=float, default=None, help="seconds per chain")
+    i.add_argument("--min-acceptance-rate", type=float, default=1e-3,
+                   help="stop a chain when a generation's acceptance rate falls below this (bounds its proposals to "
+                        "population / rate; default 1e-3; 0: never)")
     i.add_argument("--chains", type=_positive_int, default=1, help="independent ABC-SMC runs (seeds SEED, SEED+1, ...)")
     i.add_argument("--sampler", choices=("single", "multicore", "dask", "redis"), default="single",
                    help="single (default): one process, the emulator evaluated on batches of proposals (fastest on a "
@@ -202,7 +205,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     text, paths = calibrate(args.emulator, datasets=args.datasets, cells=args.cells, population=args.population,
                             generations=args.generations, mode=args.mode, chains=args.chains,
-                            max_walltime=args.max_walltime, seed=args.seed, jobs=args.jobs, out=args.out,
+                            max_walltime=args.max_walltime, min_acceptance_rate=args.min_acceptance_rate, seed=args.seed, jobs=args.jobs, out=args.out,
                             protocol=args.protocol, progress=not args.quiet, log=lambda m: print(m, flush=True))
     print(text)
     print(f"wrote {paths['calibration']}, {paths['datasets'].name} and {paths['sbc_ranks'].name} in {paths['out']}")
@@ -226,6 +229,8 @@ def _add_calibrate_parser(sub) -> None:
     c.add_argument("--mode", choices=("likelihood", "simulator"), default="likelihood")
     c.add_argument("--chains", type=_positive_int, default=1, help="ABC-SMC chains per dataset")
     c.add_argument("--max-walltime", type=float, default=None, help="seconds per chain")
+    c.add_argument("--min-acceptance-rate", type=float, default=1e-3,
+                   help="as for infer: a chain stops when a generation's acceptance rate falls below this")
     c.add_argument("--seed", type=int, default=0, help="prior draws, cells and ABC seeds derive from it")
     c.add_argument("--jobs", type=_positive_int, default=None, help="datasets run in parallel (default: the cores)")
     c.add_argument("--out", default=None,

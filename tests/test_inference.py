@@ -86,6 +86,24 @@ def test_likelihood_mode_matches_analytic_posterior(tmp_path, cells):
     assert lo < TRUE_A < hi
 
 
+def test_min_acceptance_rate_bounds_a_generation_and_the_run_ends_tempered(tmp_path, cells):
+    """A generation stops after population / rate proposals; the run ends at the last full generation, with the
+    tempered-posterior warning. With this seed generations 0-2 accept 100 of 323, 304 and 334 proposals and the last
+    (temperature 1) needs 399 (rate 0.25), past the 357 that a rate of 0.28 allows."""
+    em = ExactEmulator(parse_protocol(BD))
+    hist = np.histogram(cells, bins=em.edges[0])[0]
+    settings = InferenceSettings(population=100, generations=5, seed=2, min_acceptance_rate=0.28)
+    with pytest.warns(UserWarning, match="lower --min-acceptance-rate"):
+        (res,) = run_chains(em, hist, N_CELLS - hist.sum(), settings, tmp_path / "abc.db", log=lambda s: None)
+    assert not res.final_temperature_ok and res.epsilon[-1] > 1.0 and len(res.epsilon) < 5
+    assert len(res.epsilon) == 3 and np.all(res.n_simulations <= 100 / 0.28 + 1)  # none past its budget
+    with pytest.raises(UserError, match="min-acceptance-rate"):
+        InferenceSettings(min_acceptance_rate=1.5).check()
+    never = InferenceSettings(population=100, generations=5, seed=2, min_acceptance_rate=0.9)  # not even the first
+    with pytest.raises(UserError, match="no chain finished its first generation"), pytest.warns(UserWarning):
+        run_chains(em, hist, N_CELLS - hist.sum(), never, tmp_path / "never.db", log=lambda s: None)
+
+
 def test_multicore_sampler_runs(tmp_path, cells):
     em = ExactEmulator(parse_protocol(BD))
     hist = np.histogram(cells, bins=em.edges[0])[0]

@@ -278,7 +278,7 @@ class BatchedSampler(SingleCoreSampler):
             want = (n - n_acc) / max(rate, 1e-3) * 1.2
             k = int(min(self.max_batch, max(self.min_batch, math.ceil(want))))
             if math.isfinite(max_eval):
-                k = int(min(k, max_eval - n_eval))
+                k = int(min(k, math.ceil(max_eval - n_eval)))  # as pyabc: evaluate while n_eval < max_eval
             props = bulk_proposals(k, kw, from_prior=func is _simulate_one_from_prior)
             if props is None:  # not the one-model, RV-prior, Gaussian-kernel case: pyabc's own, one at a time
                 props = [_one_proposal(kw, func is _simulate_one_from_prior) for _ in range(k)]

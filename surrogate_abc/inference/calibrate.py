@@ -157,7 +157,8 @@ def task_key(task: Task) -> dict[str, Any]:
     """What makes a dataset's result: stored in its result.json, compared before a rerun reuses it."""
     st = task.settings
     return {"emulator": task.emulator, "seed": task.seed, "cells": task.cells, "mode": st.mode,
-            "population": st.population, "max_generations": st.generations, "chains": st.chains}
+            "population": st.population, "max_generations": st.generations, "chains": st.chains,
+            "min_acceptance_rate": st.min_acceptance_rate}
 
 
 def reusable(task: Task) -> dict[str, Any] | None:
@@ -289,7 +290,8 @@ def run_tasks(tasks: Sequence[Task], jobs: int, progress: bool) -> tuple[list[di
 def calibrate(emulator_spec: str | None, datasets: int, cells: int, population: int = 400, generations: int = 10,
               mode: str = "likelihood", seed: int = 0, jobs: int | None = None, out: Path | str | None = None,
               protocol: str | None = None, progress: bool = True, chains: int = 1,
-              max_walltime: float | None = None, log: Callable[[str], None] = print) -> tuple[str, dict[str, Path]]:
+              max_walltime: float | None = None, min_acceptance_rate: float = 1e-3,
+              log: Callable[[str], None] = print) -> tuple[str, dict[str, Path]]:
     """Calibrate an emulator's posteriors over its protocol's prior (module docstring); returns (the printed
     text: coverage table and a line on reused datasets, {name: path} of calibration.csv, datasets.csv,
     sbc_ranks.png, the folder and, when datasets failed, failed.csv)."""
@@ -297,7 +299,8 @@ def calibrate(emulator_spec: str | None, datasets: int, cells: int, population: 
 
     out = Path(out) if out is not None else Path.cwd() / DEFAULT_OUT
     settings = InferenceSettings(mode=mode, population=population, generations=generations, chains=chains,
-                                 max_walltime=max_walltime, exact_check="none", plots=False, chain_jobs=1)
+                                 max_walltime=max_walltime, min_acceptance_rate=min_acceptance_rate,
+                                 exact_check="none", plots=False, chain_jobs=1)
     emulator, tasks = plan(emulator_spec, datasets, cells, settings, seed, out, protocol)
     out.mkdir(parents=True, exist_ok=True)
     done = {t.index: row for t in tasks if (row := reusable(t)) is not None}

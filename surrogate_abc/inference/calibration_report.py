@@ -78,6 +78,10 @@ def finish(rows: list[dict[str, Any]], failed: list[tuple[int, str]], n_datasets
     elif fail_path.exists():
         fail_path.unlink()
     text = format_table(table) + f"\n{n_datasets} datasets ({reused} finished earlier, reused)"
+    tempered = [r["index"] for r in rows if r.get("mode", "likelihood") == "likelihood" and r["final_epsilon"] > 1 + 1e-9]
+    if tempered:
+        text += (f"; {len(tempered)} stopped above temperature 1 (tempered posteriors, wider than the posterior; "
+                 f"see final_epsilon in datasets.csv): {', '.join(map(str, tempered))}")
     if failed:
         text += f"; {len(failed)} failed: {', '.join(str(i) for i, _ in sorted(failed))} (see {fail_path})"
     return text, paths

@@ -85,7 +85,7 @@ def chain_result(history: Any, chain: int, mode: str, model: Any, m: int = 0,
     ok = mode != "likelihood" or stats["epsilon"][-1] <= 1.0 + 1e-12
     if not ok:
         warn(f"chain {chain + 1}: stopped at temperature {stats['epsilon'][-1]:.4g} > 1, so its population is a "
-             "tempered posterior; allow more --generations or a longer --max-walltime", stacklevel=3)
+             "tempered posterior; allow more --generations, a longer --max-walltime or a lower --min-acceptance-rate", stacklevel=3)
     return ChainResult(chain=chain, run_id=int(history.id), params=model.natural(df),
                        weights=np.asarray(w, float) / np.sum(w), epsilon=stats["epsilon"],
                        acceptance_rate=stats["acceptance_rate"], ess=stats["ess"],

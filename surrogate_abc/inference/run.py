@@ -36,6 +36,7 @@ class InferenceSettings:
     generations: int = 10
     min_epsilon: float | None = None
     max_walltime: float | None = None  # seconds, per chain
+    min_acceptance_rate: float = 1e-3  # a generation stops (and the run with it) past population / this many proposals
     chains: int = 1
     sampler: str = "single"
     seed: int = 0
@@ -62,6 +63,8 @@ class InferenceSettings:
             raise UserError(f"--check {self.exact_check!r}: use exact or none")
         if self.reweight not in ("exact", "none"):
             raise UserError(f"--reweight {self.reweight!r}: use exact or none")
+        if not 0.0 <= self.min_acceptance_rate < 1.0:
+            raise UserError(f"--min-acceptance-rate must be in [0, 1), got {self.min_acceptance_rate:g}")
         if not self.check_budget > 0:
             raise UserError(f"--check-budget must be > 0 seconds, got {self.check_budget:g}")
         for name, v in (("--population", self.population), ("--generations", self.generations), ("--chains", self.chains)):
@@ -132,7 +135,7 @@ def run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None] = print,
         abc.history.stores_sum_stats = False
         try:
             history = abc.run(minimum_epsilon=settings.min_epsilon, max_nr_populations=settings.generations,
-                              max_walltime=walltime)
+                              max_walltime=walltime, min_acceptance_rate=settings.min_acceptance_rate)
         finally:
             client = getattr(sampler, "client", None)  # the dask sampler's connection to the scheduler
             if settings.sampler == "dask" and client is not None and sampler_factory is None:
@@ -251,6 +254,9 @@ def run_chains(emulators: Any, hist: np.ndarray, overflow: int, settings: Infere
             continue
         history = pyabc.History(setup.db, _id=run_id)
         results.append(chain_result(history, c, settings.mode, setup.models()[best], m=best, model_probabilities=probs[c]))
+    if not results:
+        raise UserError(f"no chain finished its first generation (acceptance below --min-acceptance-rate "
+                        f"{settings.min_acceptance_rate:g}, or --max-walltime reached); lower --min-acceptance-rate")
     return results
 
 
