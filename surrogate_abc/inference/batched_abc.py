@@ -42,6 +42,7 @@ from pyabc.transition import MultivariateNormalTransition
 PYABC_INTERNALS = (
     "pyabc.inference.smc.ABCSMC._create_transition_pdf",
     "pyabc.inference.smc.ABCSMC._prepare_next_iteration",
+    "pyabc.inference.smc.ABCSMC.run_generation",
     "pyabc.storage.history.History._save_to_population_db",
     "pyabc.storage.history.History._make_session",
     "pyabc.storage.history.History._close_session",
@@ -375,10 +376,15 @@ class BatchedABCSMC(pyabc.ABCSMC):
             density.prefill(self._sample.all_particles)
         return density
 
+    def run_generation(self, t: int) -> dict:
+        """pyabc's generation (sample, store, prepare the next), with the cyclic collector paused throughout: its
+        ~10^5 particles are freed by reference counting when it returns, before the collector would see them."""
+        with gc_paused():
+            return super().run_generation(t)
+
     def _prepare_next_iteration(self, t, sample, population, acceptance_rate):
         self._sample = sample
         try:
-            with gc_paused():
-                return super()._prepare_next_iteration(t, sample, population, acceptance_rate)
+            return super()._prepare_next_iteration(t, sample, population, acceptance_rate)
         finally:
             self._sample = None
