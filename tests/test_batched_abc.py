@@ -302,3 +302,54 @@ def test_generation_progress_turns_pyabcs_two_lines_into_one_progress_line():
     handler.emit(record("Accepted: 500 / 1234 = 4.0519e-01, ESS: 3.2110e+02."))
     assert len(lines) == 1
     assert lines[0].startswith("chain 2/2  generation 3  temperature 4.5  acceptance 0.405  ESS 321.1  elapsed ")
+
+
+def test_cluster_workers_judge_a_request_of_proposals_with_one_emulator_call(tmp_path, monkeypatch):
+    """BatchedSimulateOne, called once per particle as pyabc's dask/redis workers do, makes one emulator call per
+    `batch` particles, and the run's posterior agrees with the single-process sampler's (Monte Carlo error)."""
+    from pyabc.sampler import SingleCoreSampler
+
+    from surrogate_abc.emulators.exact import exact_emulator
+    from surrogate_abc.inference import abc_parts
+    from surrogate_abc.inference.run import InferenceSettings, run_chains
+
+    from conftest import write_protocol
+
+    class OneAtATime(SingleCoreSampler):
+        """What a worker does: call the shipped simulate function once per particle, in requests of 16."""
+
+        def sample_until_n_accepted(self, n, simulate_one, t, **kwargs):
+            one = abc_parts.BatchedSimulateOne(simulate_one, 16)
+            sample, n_eval = self._create_empty_sample(), 0
+            while sample.n_accepted < n:
+                sample.append(one())
+                n_eval += 1
+            self.nr_evaluations_ = n_eval
+            return sample
+
+    calls, rows = [0], [0]
+    inner = abc_parts.EmulatorModel.evaluate
+
+    def counting(self, theta):
+        calls[0] += 1
+        rows[0] += len(theta)
+        return inner(self, theta)
+
+    em = exact_emulator(str(write_protocol(tmp_path)))
+    counts = np.bincount(np.random.default_rng(8).poisson(7.0, 300), minlength=120)
+    hist = np.concatenate([counts[:50], np.add.reduceat(counts[50:120], np.arange(0, 70, 5))])
+    out = {}
+    for name, factory in (("batched", abc_parts.BatchedSampler), ("workers", OneAtATime)):
+        monkeypatch.setattr(abc_parts.EmulatorModel, "evaluate", counting)
+        calls[0] = rows[0] = 0
+        s = InferenceSettings(population=200, generations=5, chains=1, seed=3)
+        (chain,) = run_chains(em, hist, int(counts[120:].sum()), s, tmp_path / f"{name}.db", log=lambda _m: None,
+                              sampler_factory=factory)
+        monkeypatch.undo()
+        idx = np.random.default_rng(0).choice(len(chain.weights), size=5000, p=chain.weights)
+        out[name] = (np.quantile(chain.params[idx, 0], [0.05, 0.5, 0.95]), calls[0], rows[0], chain)
+    (ref, *_), (got, n_calls, n_rows, chain) = out["batched"], out["workers"]
+    assert n_rows % 16 == 0 and n_calls == n_rows // 16  # one emulator call per request of 16
+    assert n_rows >= chain.n_simulations.sum()
+    assert chain.epsilon[-1] == pytest.approx(1.0)
+    assert np.all(np.abs(got - ref) < 0.25 * (ref[2] - ref[0])), (ref, got)

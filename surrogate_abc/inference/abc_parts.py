@@ -290,18 +290,7 @@ class BatchedSampler(SingleCoreSampler):
             for j, model in enumerate(models):  # each model's proposals in one emulator call
                 model.prefill([theta for m_ss, theta in props if m_ss == j])
             for m_ss, theta in props:
-                if func is _simulate_one_from_prior:
-                    res = models[m_ss].summary_statistics(0, theta, kw["summary_statistics"])
-                    particle = Particle(m=m_ss, parameter=theta, weight=1.0, sum_stat=res.sum_stat,
-                                        distance=np.inf, accepted=True, proposal_id=0, preliminary=False)
-                else:
-                    particle = evaluate_proposal(
-                        m_ss, theta, t=kw["t"], models=models, summary_statistics=kw["summary_statistics"],
-                        distance_function=kw["distance_function"], eps=kw["eps"], acceptor=kw["acceptor"],
-                        x_0=kw["x_0"], weight_function=weights or kw["weight_function"],
-                        proposal_id=kw["proposal_id"])
-                    if weights is not None and particle.accepted:
-                        weights.bind(particle)
+                particle = judge(m_ss, theta, func, kw, models, weights)
                 sample.append(particle)
                 n_eval += 1
                 if particle.accepted:
@@ -317,6 +306,83 @@ class BatchedSampler(SingleCoreSampler):
         if sample.n_accepted < n:
             sample.ok = False
         return sample
+
+
+def judge(m_ss: int, theta: Any, func: Any, kw: dict, models: Sequence[EmulatorModel],
+          weights: DeferredWeights | None) -> Particle:
+    """One proposal made into pyabc's Particle, as pyabc's simulate function does (from the prior: accepted with
+    weight 1; else pyabc's evaluate_proposal, with `weights` deferring the weight when given)."""
+    if func is _simulate_one_from_prior:
+        res = models[m_ss].summary_statistics(0, theta, kw["summary_statistics"])
+        return Particle(m=m_ss, parameter=theta, weight=1.0, sum_stat=res.sum_stat, distance=np.inf, accepted=True,
+                        proposal_id=0, preliminary=False)
+    particle = evaluate_proposal(m_ss, theta, t=kw["t"], models=models, summary_statistics=kw["summary_statistics"],
+                                 distance_function=kw["distance_function"], eps=kw["eps"], acceptor=kw["acceptor"],
+                                 x_0=kw["x_0"], weight_function=weights or kw["weight_function"],
+                                 proposal_id=kw["proposal_id"])
+    if weights is not None and particle.accepted:
+        weights.bind(particle)
+    return particle
+
+
+class BatchedSimulateOne:
+    """pyabc's simulate function (what a cluster worker calls once per particle) answering from batches: its
+    first call draws `batch` proposals at once, evaluates each model's emulator once on them and judges every
+    one (weights in one pass), later calls hand out those particles in order, then the next batch. The
+    particles are pyabc's, with its law (i.i.d. proposals, each judged alone); workers that call it `batch`
+    times per request (pyabc's dask and redis samplers with batch_size) make one emulator call per request.
+    Anything but emulator models is passed straight to pyabc's function."""
+
+    def __init__(self, simulate_one: Any, batch: int):
+        self.simulate_one, self.batch = simulate_one, int(batch)
+        self._queue: list[Particle] = []
+
+    def _batchable(self) -> bool:
+        func, kw = getattr(self.simulate_one, "func", None), getattr(self.simulate_one, "keywords", None) or {}
+        models = kw.get("models") or []
+        return (len(models) >= 1 and all(isinstance(m, EmulatorModel) for m in models)
+                and (func is _simulate_one_from_prior or (func is _simulate_one and kw.get("evaluate", True))))
+
+    def __call__(self) -> Particle:
+        if not self._queue:
+            if not self._batchable():
+                return self.simulate_one()
+            self._queue = self._evaluate(self.batch)[::-1]
+        return self._queue.pop()
+
+    def _evaluate(self, k: int) -> list[Particle]:
+        func, kw = self.simulate_one.func, self.simulate_one.keywords
+        models = kw["models"]
+        from_prior = func is _simulate_one_from_prior
+        with gc_paused():
+            props = bulk_proposals(k, kw, from_prior) or [_one_proposal(kw, from_prior) for _ in range(k)]
+            weights = None if from_prior else DeferredWeights(*sampler_densities(kw))
+            for j, model in enumerate(models):
+                model.prefill([theta for m_ss, theta in props if m_ss == j])
+            out = [judge(m_ss, theta, func, kw, models, weights) for m_ss, theta in props]
+            for model in models:
+                model.clear_cache()
+            if weights is not None:
+                weights.resolve()
+        return out
+
+
+class _BatchedWorkers:
+    """Mixin for pyabc's cluster samplers: the simulate function they ship to workers is a BatchedSimulateOne."""
+
+    batch_size: int
+
+    def sample_until_n_accepted(self, n, simulate_one, t, **kwargs):
+        return super().sample_until_n_accepted(n, BatchedSimulateOne(simulate_one, self.batch_size), t,  # type: ignore[misc]
+                                               **kwargs)
+
+
+class BatchedDaskSampler(_BatchedWorkers, pyabc.sampler.DaskDistributedSampler):
+    """pyabc's DaskDistributedSampler; each request of batch_size particles makes one emulator call."""
+
+
+class BatchedRedisSampler(_BatchedWorkers, pyabc.sampler.RedisEvalParallelSampler):
+    """pyabc's RedisEvalParallelSampler; each worker request of batch_size particles makes one emulator call."""
 
 
 def accept_batch(props: list, models: Sequence[EmulatorModel], kw: dict, weights: DeferredWeights, sample: Any,
@@ -363,7 +429,7 @@ def make_sampler(kind: str, n_procs: int | None = None, scheduler_address: str |
     * redis: pyabc.sampler.RedisEvalParallelSampler(host, port). Start a server with
       `redis-server --port PORT` and workers with `abc-redis-worker --host=HOST --port=PORT`.
     Workers of dask/redis receive the model by pyabc's own (cloud)pickle transport and take CLUSTER_BATCH
-    proposals per request.
+    proposals per request, evaluated in one emulator call (BatchedSimulateOne).
     """
     import os
 
@@ -372,7 +438,7 @@ def make_sampler(kind: str, n_procs: int | None = None, scheduler_address: str |
     if kind == "single":
         return BatchedSampler(batched_weights=fast)
     if kind == "multicore":
-        return pyabc.sampler.MulticoreEvalParallelSampler(n_procs=n_procs or os.cpu_count() or 1)
+        return pyabc.sampler.MulticoreEvalParallelSampler(n_procs=n_procs or os.cpu_count() or 1, check_max_eval=True)
     if kind == "dask":
         if not scheduler_address:
             raise UserError("--sampler dask needs --scheduler-address (e.g. tcp://host:8786 of a running `dask scheduler`)")
@@ -380,10 +446,10 @@ def make_sampler(kind: str, n_procs: int | None = None, scheduler_address: str |
             from dask.distributed import Client
         except ImportError:
             raise UserError("--sampler dask needs the 'distributed' package: pip install 'dask[distributed]'") from None
-        return pyabc.sampler.DaskDistributedSampler(dask_client=Client(scheduler_address), batch_size=CLUSTER_BATCH)
+        return BatchedDaskSampler(dask_client=Client(scheduler_address), batch_size=CLUSTER_BATCH)
     if kind == "redis":
         try:
-            return pyabc.sampler.RedisEvalParallelSampler(host=redis_host, port=redis_port, batch_size=CLUSTER_BATCH)
+            return BatchedRedisSampler(host=redis_host, port=redis_port, batch_size=CLUSTER_BATCH)
         except Exception as exc:  # missing redis package or server
             raise UserError(f"--sampler redis: cannot use redis at {redis_host}:{redis_port} ({exc}); "
                             "install 'redis' and start `redis-server`") from None
