@@ -1,7 +1,7 @@
 """Where the time of `infer` goes, pyabc's stock per-particle path against the fast path, side by side.
 
-For the shipped protein example (and the joint one, and a multi-gene mRNA table when the mRNA emulator is
-installed) it runs one ABC-SMC chain with each path in this process, timing the phases by wrapping the
+For the shipped protein example (in likelihood and in simulator mode), the joint one and a multi-gene mRNA
+table (when the mRNA emulator is installed) it runs one ABC-SMC chain with each path in this process, timing the phases by wrapping the
 functions that do them (this script's own wrappers; nothing in the package is timed):
 
   proposal   drawing the proposals (abc_parts.bulk_proposals / pyabc's generate_valid_proposal)
@@ -14,7 +14,7 @@ functions that do them (this script's own wrappers; nothing in the package is ti
 then the whole command line (start-up and imports, 2 chains, outputs and plots) in a subprocess per path, and
 checks that the two posteriors agree (medians and 5%/95% quantiles, relative to the 90% interval width; with
 the same seed the fast path reproduces the stock path's proposals, so they agree to rounding).
-  python benchmarks/infer_speed.py [--population 500] [--generations 10] [--skip-joint] [--skip-cli] [--genes]
+  python benchmarks/infer_speed.py [--population 500] [--generations 10] [--skip-joint] [--skip-simulator] [--skip-cli] [--genes]
 """
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ from surrogate_abc.inference import abc_parts, batched_abc  # noqa: E402
 from surrogate_abc.inference.infer import resolve_emulator  # noqa: E402
 from surrogate_abc.inference.run import InferenceSettings, run_chains  # noqa: E402
 
-EXAMPLES = {"protein": ("examples/observed_protein.h5", None), "joint": ("examples/observed_joint.h5", None)}
+EXAMPLES = {"protein": ("examples/observed_protein.h5", "likelihood"), "joint": ("examples/observed_joint.h5", "likelihood"),
+            "protein, simulator mode": ("examples/observed_protein.h5", "simulator")}
 PHASES = ("proposal", "emulator", "weights", "storage")
 
 
@@ -95,25 +96,34 @@ def one_chain(example: str, fast: bool, population: int, generations: int, seed:
     emulator, _ = resolve_emulator(None, load_observed(path).species)
     observed = select_species(load_observed(path, tuple(emulator.species)), tuple(emulator.species))
     hist, overflow = observed_histogram(observed, tuple(emulator.edges))
-    settings = InferenceSettings(population=population, generations=generations, chains=1, seed=seed, fast=fast)
+    settings = InferenceSettings(mode=EXAMPLES[example][1], population=population, generations=generations, chains=1,
+                                 seed=seed, fast=fast)
     clock = Clock()
     saved = instrument(clock)
-    n_eval = [0]
-    inner = abc_parts.EmulatorModel.probabilities
+    n_eval, depth = [0], [0]
+    inner_p, inner_e = abc_parts.EmulatorModel.probabilities, abc_parts.EmulatorModel.evaluate
 
-    def counting(self, theta):
-        n_eval[0] += len(np.atleast_2d(theta))
-        return inner(self, theta)
+    def counted(fn):
+        def wrapper(self, theta):  # parameter sets given to the emulator (evaluate calls probabilities: once)
+            if not depth[0]:
+                n_eval[0] += len(np.atleast_2d(theta))
+            depth[0] += 1
+            try:
+                return fn(self, theta)
+            finally:
+                depth[0] -= 1
+        return wrapper
 
-    abc_parts.EmulatorModel.probabilities = clock.wrap("emulator", counting)
+    abc_parts.EmulatorModel.probabilities = clock.wrap("emulator", counted(inner_p))
+    abc_parts.EmulatorModel.evaluate = clock.wrap("emulator", counted(abc_parts.EmulatorModel.evaluate))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             (chain,) = run_chains(emulator, hist, overflow, settings, Path(tmp) / "abc.db", log=lambda _m: None)
             wall = time.perf_counter() - t0
     finally:
+        abc_parts.EmulatorModel.probabilities, abc_parts.EmulatorModel.evaluate = inner_p, inner_e
         restore(saved)
-        abc_parts.EmulatorModel.probabilities = inner
     phases = {p: clock.seconds[p] for p in PHASES}
     phases["other"] = wall - sum(phases.values())
     idx = np.random.default_rng(0).choice(len(chain.weights), size=4000, p=chain.weights)
@@ -158,12 +168,13 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--skip-joint", action="store_true")
+    ap.add_argument("--skip-simulator", action="store_true", help="skip the protein example in simulator mode")
     ap.add_argument("--skip-cli", action="store_true", help="skip the whole-command timings")
     ap.add_argument("--genes", action="store_true", help="also time the multi-gene example (needs the mRNA emulator)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     warnings.simplefilter("ignore")  # the examples' notes (cells beyond the last edge) are not the subject here
-    examples = ["protein"] + ([] if args.skip_joint else ["joint"])
+    examples = ["protein"] + ([] if args.skip_joint else ["joint"]) + ([] if args.skip_simulator else ["protein, simulator mode"])
     print(f"One chain, population {args.population}, at most {args.generations} generations, seed {args.seed}; "
           f"{os.cpu_count()} cores.\n")
     print("| example | path | ABC wall s | " + " | ".join(PHASES) + " | other | evaluations | evals / s of ABC wall |")
@@ -191,7 +202,7 @@ def main() -> None:
         print("\nWhole command (fresh process: imports, checks, 2 chains, posterior.nc, summary, plots):\n")
         print("| example | stock s | fast s | speed-up |")
         print("|---|---|---|---|")
-        for ex in examples:
+        for ex in examples[:2]:  # likelihood mode, what `infer` runs by default
             a, b = cli_wall(ex, False), cli_wall(ex, True)
             print(f"| {ex} | {a:.1f} | {b:.1f} | {a / b:.1f}x |")
     if args.genes:
