@@ -1,8 +1,8 @@
 """Where the time of `infer` goes, pyabc's stock per-particle path against the fast path, side by side.
 
 For the shipped protein example (in likelihood and in simulator mode), the joint one and a multi-gene mRNA
-table (when the mRNA emulator is installed) it runs one ABC-SMC chain with each path in this process, timing the phases by wrapping the
-functions that do them (this script's own wrappers; nothing in the package is timed):
+table (when the mRNA emulator is installed) it runs one ABC-SMC chain with each path in this process, timing
+the phases by wrapping the functions that do them (this script's own wrappers; nothing in the package is timed):
 
   proposal   drawing the proposals (abc_parts.bulk_proposals / pyabc's generate_valid_proposal)
   emulator   the emulator's probabilities (EmulatorModel.evaluate / .probabilities)

@@ -9,7 +9,13 @@ from scipy import stats
 from surrogate_abc.data.observed import Observed, observed_histogram
 from surrogate_abc.emulators.base import EmulatorBase
 from surrogate_abc.emulators.exact import exact_emulator
-from surrogate_abc.inference.exact_check import check_exact, exact_counterpart, reweight_exact
+from surrogate_abc.inference.exact_check import (
+    check_draws,
+    check_exact,
+    estimate_seconds,
+    exact_counterpart,
+    reweight_exact,
+)
 from surrogate_abc.inference.run import InferenceSettings, run_chains
 
 
@@ -46,6 +52,10 @@ def test_check_of_an_exact_emulator_gives_zero_nats(poisson_data):
     off = check_exact(Perturbed(exact, 1.05), ref, draws, hist, overflow)
     assert off.h2.mean() > 1e-4 and abs(off.dloglik.mean()) > 1.0  # 5% off in the rate is several nats at 300 cells
     assert "nats" in off.line()
+    seconds, first_row = estimate_seconds(ref, check_draws(draws))  # infer's order: estimate, then the check
+    again = check_exact(Perturbed(exact, 1.05), ref, draws, hist, overflow, first_row=first_row)
+    assert seconds >= 0 and np.array_equal(again.theta, off.theta)
+    assert np.allclose(again.h2, off.h2, rtol=1e-12) and np.allclose(again.dloglik, off.dloglik, rtol=1e-12)
 
 
 def test_reweighting_a_perturbed_emulator_recovers_the_exact_posterior(tmp_path, poisson_data):

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..metrics import kl_divergence, squared_hellinger
-from .abc_parts import multinomial_loglik
+from .abc_parts import multinomial_logliks, observed_sumstat
 
 N_CHECK_DRAWS = 50
 DEFAULT_BUDGET = 60.0  # seconds the exact check may take
@@ -76,14 +76,9 @@ def exact_probs(exact: Any, theta: np.ndarray, jobs: int | None = None) -> np.nd
     return out[inv.ravel()]
 
 
-def _observed_counts(hist: np.ndarray, overflow: int) -> np.ndarray:
-    return np.concatenate([np.asarray(hist, float).ravel(), [float(overflow)]])
-
-
 def log_likelihoods(flat_probs: np.ndarray, hist: np.ndarray, overflow: int) -> np.ndarray:
     """(n,) multinomial log-likelihood of the observed cells (constant dropped) under each row of probabilities."""
-    counts = _observed_counts(hist, overflow)
-    return np.array([multinomial_loglik(counts, p) for p in flat_probs])
+    return multinomial_logliks(observed_sumstat("likelihood", hist, overflow)["counts"], flat_probs)
 
 
 @dataclass(frozen=True)
@@ -112,23 +107,35 @@ class ExactCheck:
                 "check_dloglik_sd": self.sd, "check_draws": int(len(self.h2)), "check_seconds": float(self.seconds)}
 
 
-def estimate_seconds(exact: Any, theta: np.ndarray, n: int, jobs: int | None = None) -> float:
-    """Estimated seconds for n exact solves, from the time of one (at theta's first row)."""
+def check_draws(draws: np.ndarray, n_draws: int = N_CHECK_DRAWS, seed: int = 0) -> np.ndarray:
+    """The posterior draws (rows of draws) the check is made at: n_draws of them, without replacement, seeded."""
+    rng = np.random.default_rng(seed)
+    return draws[rng.choice(len(draws), size=min(n_draws, len(draws)), replace=False)]
+
+
+def estimate_seconds(exact: Any, theta: np.ndarray, jobs: int | None = None) -> tuple[float, np.ndarray]:
+    """(estimated seconds for the exact solves at all rows of theta, from the time of one; the exact flat
+    probabilities of theta's first row, which check_exact takes as `first_row` instead of solving it again)."""
     t0 = time.perf_counter()
-    _flat(exact, np.atleast_2d(theta[0]))
+    row = _flat(exact, np.atleast_2d(theta[0]))[0]
     one = time.perf_counter() - t0
     base = getattr(exact, "inner", exact)
     jobs = max(1, jobs or os.cpu_count() or 1) if getattr(base, "uses_fsp", False) else 1
-    return one * n / jobs
+    return one * len(theta) / jobs, row
 
 
 def check_exact(emulator: Any, exact: Any, draws: np.ndarray, hist: np.ndarray, overflow: int,
-                n_draws: int = N_CHECK_DRAWS, seed: int = 0, jobs: int | None = None) -> ExactCheck:
-    """The emulator against `exact` at n_draws of the posterior draws (n, d) (see the module docstring)."""
+                n_draws: int = N_CHECK_DRAWS, seed: int = 0, jobs: int | None = None,
+                first_row: np.ndarray | None = None) -> ExactCheck:
+    """The emulator against `exact` at n_draws of the posterior draws (n, d) (see the module docstring);
+    `first_row`: the exact probabilities of the first check draw when already solved (estimate_seconds)."""
     t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    theta = draws[rng.choice(len(draws), size=min(n_draws, len(draws)), replace=False)]
-    p_exact = exact_probs(exact, theta, jobs)
+    theta = check_draws(draws, n_draws, seed)
+    if first_row is None:
+        p_exact = exact_probs(exact, theta, jobs)
+    else:
+        rest = exact_probs(exact, theta[1:], jobs) if len(theta) > 1 else np.zeros((0, len(first_row)))
+        p_exact = np.vstack([np.asarray(first_row, float)[None, :], rest])
     p_emu = _flat(emulator, theta)
     return ExactCheck(theta=theta, h2=np.asarray(squared_hellinger(p_exact, p_emu), float).reshape(-1),
                       kld=np.array([kl_divergence(a, b) for a, b in zip(p_exact, p_emu)]),

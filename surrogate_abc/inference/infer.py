@@ -220,17 +220,19 @@ def exact_followups(idata: Any, nc: Path, out: Path, chains: Sequence[Any], emul
                     hist: np.ndarray, overflow: int, settings: InferenceSettings, log: Callable[[str], None],
                     on_table: Callable[[str], None] | None) -> None:
     """--check exact and --reweight exact: compute, report one line each, store in posterior.nc."""
-    from .exact_check import budget_note, check_exact, estimate_seconds, reweight_exact
+    from .exact_check import budget_note, check_draws, check_exact, estimate_seconds, reweight_exact
     from .output import add_exact_groups, summarise
 
     draws = np.concatenate([c.params for c in chains])
     check = reweighted = None
     if settings.exact_check == "exact":
-        estimate = estimate_seconds(exact, draws, N_CHECK_DRAWS, settings.chain_jobs)
+        theta = check_draws(draws, N_CHECK_DRAWS, settings.seed)
+        estimate, first_row = estimate_seconds(exact, theta, settings.chain_jobs)
         if estimate > settings.check_budget:
             warn(budget_note(estimate, settings.check_budget))
         else:
-            check = check_exact(emulator, exact, draws, hist, overflow, seed=settings.seed, jobs=settings.chain_jobs)
+            check = check_exact(emulator, exact, draws, hist, overflow, seed=settings.seed, jobs=settings.chain_jobs,
+                                first_row=first_row)
             log(check.line())
             if check.sd > 1.0:
                 warn(f"the emulator's log-likelihood differs from the exact one by {check.sd:.1f} nats (sd over "
