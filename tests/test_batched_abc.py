@@ -11,6 +11,7 @@ import pyabc
 import pytest
 from pyabc.inference_util.inference_util import create_prior_pdf, create_transition_pdf
 from pyabc.transition import ModelPerturbationKernel, MultivariateNormalTransition
+from scipy import stats
 
 from surrogate_abc.inference.batched_abc import (
     PYABC_INTERNALS,
@@ -352,4 +353,7 @@ def test_cluster_workers_judge_a_request_of_proposals_with_one_emulator_call(tmp
     assert n_rows % 16 == 0 and n_calls == n_rows // 16  # one emulator call per request of 16
     assert n_rows >= chain.n_simulations.sum()
     assert chain.epsilon[-1] == pytest.approx(1.0)
-    assert np.all(np.abs(got - ref) < 0.25 * (ref[2] - ref[0])), (ref, got)
+    cells = np.random.default_rng(8).poisson(7.0, 300)  # exact posterior: Gamma(sum x, rate n) (log-uniform prior)
+    exact = stats.gamma(a=cells.sum(), scale=1.0 / len(cells)).ppf([0.05, 0.5, 0.95])
+    width = exact[2] - exact[0]  # Monte Carlo error of population 200 (tests/test_cluster_samplers.py's _agree)
+    assert np.all(np.abs(got - exact) < 0.3 * width) and np.all(np.abs(ref - exact) < 0.3 * width), (exact, ref, got)

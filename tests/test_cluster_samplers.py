@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from surrogate_abc.emulators.exact import exact_emulator
 from surrogate_abc.inference.run import InferenceSettings, run_chains
@@ -28,7 +29,7 @@ def _data(tmp_path):
     from conftest import write_protocol
 
     em = exact_emulator(str(write_protocol(tmp_path)))
-    counts = np.bincount(np.random.default_rng(8).poisson(7.0, 300), minlength=120)
+    counts = np.bincount(_CELLS, minlength=120)
     hist = np.concatenate([counts[:50], np.add.reduceat(counts[50:120], np.arange(0, 70, 5))])
     return em, hist, int(counts[120:].sum())
 
@@ -59,17 +60,29 @@ def _when_running(db: Path, action, timeout: float = 120.0) -> threading.Thread:
     return th
 
 
-def _agree(reference: np.ndarray, other: np.ndarray) -> None:
+# The exact posterior of the Poisson rate: the cells all lie in unit bins, the prior is log-uniform (density
+# 1/a), so a | x ~ Gamma(sum x, rate n) (its truncation to the prior box is negligible).
+_CELLS = np.random.default_rng(8).poisson(7.0, 300)
+EXACT = stats.gamma(a=_CELLS.sum(), scale=1.0 / len(_CELLS)).ppf([0.05, 0.5, 0.95])
+
+
+def _agree(reference: np.ndarray, other: np.ndarray, tol: float = 0.3) -> None:
+    """Quantiles (5%, 50%, 95%) within Monte Carlo error of population 200: `tol` of the 90% interval width. The
+    weighted 5% and 95% quantiles of such runs were seen up to 0.22 widths from the exact ones; between two runs
+    (both noisy) the tolerance is sqrt(2) times larger."""
     width = reference[2] - reference[0]
-    assert np.all(np.abs(other - reference) < 0.25 * width), (reference, other)
+    assert np.all(np.abs(other - reference) < tol * width), (reference, other)
 
 
 @pytest.fixture(scope="module")
 def single_reference(tmp_path_factory):
+    """The single-process sampler's posterior quantiles, themselves checked against the exact posterior: each
+    cluster sampler is compared with both."""
     tmp = tmp_path_factory.mktemp("single")
     em, hist, over = _data(tmp)
     s = InferenceSettings(population=200, generations=5, chains=1, seed=11)
     (chain,) = run_chains(em, hist, over, s, tmp / "abc.db", log=lambda _m: None)
+    _agree(EXACT, _quantiles(chain))
     return _quantiles(chain)
 
 
@@ -90,7 +103,8 @@ def test_dask_sampler_with_two_worker_processes(tmp_path, single_reference):
         with pytest.raises(ProcessLookupError):
             os.kill(pids[0], 0)  # the first worker is gone: the run finished without it
     assert chain.epsilon[-1] == pytest.approx(1.0)
-    _agree(single_reference, _quantiles(chain))
+    _agree(EXACT, _quantiles(chain))
+    _agree(single_reference, _quantiles(chain), tol=0.3 * np.sqrt(2))
 
 
 def _free_port() -> int:
@@ -139,4 +153,5 @@ def test_redis_sampler_with_two_workers(tmp_path, single_reference):
                 p.kill()
     assert all(p.poll() is not None for p in [*workers, server])
     assert chain.epsilon[-1] == pytest.approx(1.0)
-    _agree(single_reference, _quantiles(chain))
+    _agree(EXACT, _quantiles(chain))
+    _agree(single_reference, _quantiles(chain), tol=0.3 * np.sqrt(2))
