@@ -133,16 +133,48 @@ def one_chain(example: str, fast: bool, population: int, generations: int, seed:
             "quantiles": np.quantile(draws, [0.05, 0.5, 0.95], axis=0)}
 
 
-def cli_wall(example: str, fast: bool, chains: int = 2, seed: int = 1) -> float:
-    """Wall seconds of the whole command (imports, checks, chains, outputs and plots) in a fresh process."""
-    code = ("import sys; from surrogate_abc.api import infer; "
-            f"infer({str(ROOT / EXAMPLES[example][0])!r}, out=sys.argv[1], chains={chains}, seed={seed}, "
-            f"fast={fast}, chain_jobs={None if fast else 1})")
+CLI_CODE = """
+import json, sys, time
+t0 = time.perf_counter()
+import surrogate_abc.inference.infer as I
+import surrogate_abc.inference.output as O
+from surrogate_abc.api import infer
+seconds = {"imports": time.perf_counter() - t0}
+
+def timed(mod, name, phase):
+    fn = getattr(mod, name)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - start
+    setattr(mod, name, wrapper)
+
+timed(I, "run_chains", "chains")
+timed(O, "build_inference_data", "outputs")
+timed(O, "write_outputs", "outputs")
+timed(I, "exact_followups", "exact check")
+infer(sys.argv[2], out=sys.argv[1], chains=2, seed=int(sys.argv[3]), fast=sys.argv[4] == "fast",
+      chain_jobs=None if sys.argv[4] == "fast" else 1)
+seconds["total"] = time.perf_counter() - t0
+print(json.dumps(seconds))
+"""
+CLI_PHASES = ("imports", "chains", "outputs", "exact check")
+
+
+def cli_wall(example: str, fast: bool, seed: int = 1) -> dict[str, float]:
+    """Seconds of the whole command in a fresh process (2 chains): total and its phases (start-up and imports,
+    the chains, outputs: posterior.nc, summary and plots, the exact check, and the rest)."""
+    import json
+
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code, tmp], check=True, env=env, cwd=ROOT, capture_output=True)
-        return time.perf_counter() - t0
+        r = subprocess.run([sys.executable, "-c", CLI_CODE, tmp, str(ROOT / EXAMPLES[example][0]), str(seed),
+                            "fast" if fast else "stock"], check=True, env=env, cwd=ROOT, capture_output=True, text=True)
+    seconds = json.loads(r.stdout.strip().splitlines()[-1])
+    seconds["other"] = seconds["total"] - sum(seconds.get(p, 0.0) for p in CLI_PHASES)
+    return seconds
 
 
 def genes_rate(population: int, jobs: int) -> tuple[float, int, float] | None:
@@ -199,12 +231,17 @@ def main() -> None:
             d = np.abs(f["quantiles"][:, j] - s["quantiles"][:, j]) / width[j]
             print(f"| {ex} | {name} | {d[1]:.3g} | {d[0]:.3g} | {d[2]:.3g} | {s['ess']:.0f} | {f['ess']:.0f} |")
     if not args.skip_cli:
-        print("\nWhole command (fresh process: imports, checks, 2 chains, posterior.nc, summary, plots):\n")
-        print("| example | stock s | fast s | speed-up |")
-        print("|---|---|---|---|")
+        print("\nWhole command in a fresh process (2 chains; outputs: posterior.nc, summary, plots; other: loading the "
+              "emulator and the data, checks):\n")
+        print("| example | path | total s | " + " | ".join(CLI_PHASES) + " | other |")
+        print("|---|---|---|" + "---|" * (len(CLI_PHASES) + 1))
         for ex in examples[:2]:  # likelihood mode, what `infer` runs by default
-            a, b = cli_wall(ex, False), cli_wall(ex, True)
-            print(f"| {ex} | {a:.1f} | {b:.1f} | {a / b:.1f}x |")
+            walls = {}
+            for fast in (False, True):
+                w = walls[fast] = cli_wall(ex, fast)
+                print(f"| {ex} | {'fast' if fast else 'stock'} | {w['total']:.1f} | "
+                      + " | ".join(f"{w.get(p, 0.0):.1f}" for p in CLI_PHASES) + f" | {w['other']:.1f} |")
+            print(f"| {ex} | speed-up | {walls[False]['total'] / walls[True]['total']:.1f}x |" + " |" * (len(CLI_PHASES) + 1))
     if args.genes:
         g = genes_rate(args.population, args.jobs)
         if g is None:
