@@ -4,7 +4,7 @@ For the shipped protein example (in likelihood and in simulator mode), the joint
 table (when the mRNA emulator is installed) it runs one ABC-SMC chain with each path in this process, timing
 the phases by wrapping the functions that do them (this script's own wrappers; nothing in the package is timed):
 
-  proposal   drawing the proposals (abc_parts.bulk_proposals / pyabc's generate_valid_proposal)
+  proposal   drawing the proposals (samplers.bulk_proposals / pyabc's generate_valid_proposal)
   emulator   the emulator's probabilities (EmulatorModel.evaluate / .probabilities)
   weights    prior and transition densities: the accepted particles' weights and the Temperature schedule's
              records of every particle (pyabc's _prior_pdf/_transition_pdf, or batched_abc's prefill/resolve)
@@ -38,7 +38,7 @@ import pyabc  # noqa: E402
 import pyabc.inference_util.inference_util as iu  # noqa: E402
 
 from surrogate_abc.data.observed import load_observed, observed_histogram, select_species  # noqa: E402
-from surrogate_abc.inference import abc_parts, batched_abc  # noqa: E402
+from surrogate_abc.inference import abc_parts, batched_abc, samplers  # noqa: E402
 from surrogate_abc.inference.infer import resolve_emulator  # noqa: E402
 from surrogate_abc.inference.run import InferenceSettings, run_chains  # noqa: E402
 
@@ -72,7 +72,7 @@ class Clock:
 def instrument(clock: Clock) -> list:
     """Wrap the phase functions (module attributes and methods); returns what to restore."""
     targets = [
-        (abc_parts, "bulk_proposals", "proposal"), (abc_parts, "_one_proposal", "proposal"),
+        (samplers, "bulk_proposals", "proposal"), (samplers, "_one_proposal", "proposal"),
         (abc_parts.EmulatorModel, "evaluate", "emulator"),
         (iu, "_prior_pdf", "weights"), (iu, "_transition_pdf", "weights"),
         (batched_abc._CachedDensity, "prefill", "weights"), (batched_abc.DeferredWeights, "resolve", "weights"),

@@ -218,7 +218,8 @@ class _Fixed:
 
 
 def test_parameters_without_flattening_equal_pyabcs_and_logliks_of_rows_equal_the_scalar_one():
-    from surrogate_abc.inference.abc_parts import multinomial_loglik, multinomial_logliks, parameters
+    from surrogate_abc.inference.abc_parts import multinomial_loglik, multinomial_logliks
+    from surrogate_abc.inference.samplers import parameters
 
     vals = np.random.default_rng(1).normal(size=(6, 3))
     made = parameters(["a", "b", "c"], vals)
@@ -311,7 +312,7 @@ def test_cluster_workers_judge_a_request_of_proposals_with_one_emulator_call(tmp
     from pyabc.sampler import SingleCoreSampler
 
     from surrogate_abc.emulators.exact import exact_emulator
-    from surrogate_abc.inference import abc_parts
+    from surrogate_abc.inference import abc_parts, samplers
     from surrogate_abc.inference.run import InferenceSettings, run_chains
 
     from conftest import write_protocol
@@ -320,7 +321,7 @@ def test_cluster_workers_judge_a_request_of_proposals_with_one_emulator_call(tmp
         """What a worker does: call the shipped simulate function once per particle, in requests of 16."""
 
         def sample_until_n_accepted(self, n, simulate_one, t, **kwargs):
-            one = abc_parts.BatchedSimulateOne(simulate_one, 16)
+            one = samplers.BatchedSimulateOne(simulate_one, 16)
             sample, n_eval = self._create_empty_sample(), 0
             while sample.n_accepted < n:
                 sample.append(one())
@@ -340,7 +341,7 @@ def test_cluster_workers_judge_a_request_of_proposals_with_one_emulator_call(tmp
     counts = np.bincount(np.random.default_rng(8).poisson(7.0, 300), minlength=120)
     hist = np.concatenate([counts[:50], np.add.reduceat(counts[50:120], np.arange(0, 70, 5))])
     out = {}
-    for name, factory in (("batched", abc_parts.BatchedSampler), ("workers", OneAtATime)):
+    for name, factory in (("batched", samplers.BatchedSampler), ("workers", OneAtATime)):
         monkeypatch.setattr(abc_parts.EmulatorModel, "evaluate", counting)
         calls[0] = rows[0] = 0
         s = InferenceSettings(population=200, generations=5, chains=1, seed=3)

@@ -17,7 +17,6 @@ from .abc_parts import (
     EmulatorModel,
     HistogramDistance,
     MultinomialKernel,
-    make_sampler,
     observed_categories,
     observed_sumstat,
 )
@@ -25,6 +24,7 @@ from .batched_abc import BatchedABCSMC
 from .chain_result import ChainResult, chain_result, model_probabilities
 from .priors import check_prior_in_domain, prior_box, pyabc_prior
 from .progress import GenerationProgress, pyabc_log_to
+from .samplers import make_sampler
 
 
 @dataclass(frozen=True)
