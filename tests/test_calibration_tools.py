@@ -132,12 +132,17 @@ def test_make_dataset_writes_exact_poisson_cells(tmp_path):
     proto = parse_protocol(BD, source="bd.toml")
     (tmp_path / "bd.toml").write_text(BD)
     path = tmp_path / "obs.h5"
-    pmf, overflow = cdata.make_dataset(proto, np.array([12.0]), index=3, seed=9, n_cells=1000, path=path)
+    pmf, overflow, tail = cdata.make_dataset(proto, np.array([12.0]), index=3, seed=9, n_cells=1000, path=path)
+    assert tail == 0.0  # the closed form places all the mass
     assert np.allclose(pmf, stats.poisson.pmf(np.arange(60), 12.0), atol=1e-7)  # the closed form
     assert overflow == pytest.approx(stats.poisson.sf(59, 12.0), abs=1e-9)
     obs = load_observed(path)
     assert obs.species == ("x",) and obs.n_cells == 1000
     assert obs.true_params() == {"a": 12.0}
+    import h5py
+
+    with h5py.File(path) as f:
+        assert f.attrs["fsp_tail_mass"] == 0.0 and "from the exact distribution" in f.attrs["description"]
     assert abs(obs.mean("x") - 12.0) < 4 * math.sqrt(12.0 / 1000)
     again = tmp_path / "again.h5"
     cdata.make_dataset(proto, np.array([12.0]), index=3, seed=9, n_cells=1000, path=again)
@@ -158,7 +163,7 @@ def test_exact_pmf_closed_form_agrees_with_fsp():
     from surrogate_abc.simulate.fsp import solve_stationary
 
     proto = parse_protocol(BD, source="bd.toml")
-    pmf, overflow = cdata.exact_counts_pmf(proto, np.array([12.0]), [60])
+    pmf, overflow, _ = cdata.exact_counts_pmf(proto, np.array([12.0]), [60])
     rates = dict(zip(proto.rate_names, proto.rates(np.array([[12.0]]))[0]))
     res = solve_stationary(proto.network, rates, proto.species, (60,), proto.fsp)
     assert np.allclose(pmf, res.pmf, atol=1e-6) and overflow == pytest.approx(res.overflow, abs=1e-6)
@@ -174,3 +179,23 @@ def test_sbc_rank_is_uniform_for_draws_from_the_same_law():
     assert 0 <= cstats.sbc_rank(np.zeros(5), 0.0, rng) <= cstats.N_RANK_DRAWS  # ties broken at random
     lo, hi = cstats.rank_band(100)
     assert lo <= 10 <= hi
+
+
+def test_finish_reports_datasets_without_an_exact_reference_apart(tmp_path):
+    """Datasets whose FSP reference missed > EXACT_TAIL_MASS are named, and the table is repeated without them."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    rows = [{"index": i, "in50_a": int(i < 6), "in90_a": int(i < 9), "contraction_a": 0.5, "rank_a": int(rng.integers(100)),
+             "hellinger_ppc": 0.01, "final_epsilon": 1.0, "fsp_tail_mass": 0.05 if i in (8, 9) else 1e-9} for i in range(12)]
+    text, paths = creport.finish(rows, [], 12, ["a"], tmp_path, reused=0)
+    assert "2 with a reference that is not exact" in text and ": 8, 9" in text
+    assert "the 10 datasets with an exact reference:" in text
+    table = list(csv.DictReader(open(paths["calibration"])))
+    sub = [r for r in table if r["subset"] == "exact reference" and r["parameter"] == "a"]
+    assert len(sub) == 1 and float(sub[0]["coverage_50"]) == pytest.approx(0.6) and float(sub[0]["coverage_90"]) == pytest.approx(0.8) and sub[0]["datasets"] == "10"
+    assert float([r for r in table if r["subset"] == "all" and r["parameter"] == "a"][0]["coverage_90"]) == 0.75
+    for r in rows:
+        r["fsp_tail_mass"] = 0.0
+    text, paths = creport.finish(rows, [], 12, ["a"], tmp_path, reused=0)
+    assert "not exact" not in text and {r["subset"] for r in csv.DictReader(open(paths["calibration"]))} == {"all"}

@@ -140,13 +140,13 @@ def run_dataset(task: Task) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     theta = np.asarray(task.theta, float)
     t0 = time.perf_counter()
-    pmf, overflow = make_dataset(task.protocol, theta, task.index, task.seed, task.cells, out / "observed.h5",
-                                 task.caps)
+    law = make_dataset(task.protocol, theta, task.index, task.seed, task.cells, out / "observed.h5", task.caps)
     t_data = time.perf_counter() - t0
     infer(out / "observed.h5", task.emulator, task.settings, out, command=f"surrogate-abc calibrate dataset {task.index}",
           log=lambda _msg: None)
-    row = {"index": task.index, **task_key(task), "wall_data_s": t_data, "wall_infer_s": time.perf_counter() - t0 - t_data}
-    row.update(dataset_metrics(task, out, pmf, overflow))
+    row = {"index": task.index, **task_key(task), "wall_data_s": t_data, "wall_infer_s": time.perf_counter() - t0 - t_data,
+           "fsp_tail_mass": law.tail_mass}
+    row.update(dataset_metrics(task, out, law.pmf, law.overflow))
     tmp = out / "result.json.tmp"
     tmp.write_text(json.dumps(row, indent=1))
     tmp.replace(out / "result.json")
@@ -215,7 +215,7 @@ def predictive_hellinger(idata: Any, task: Task, pmf: np.ndarray, overflow: floa
     edges = tuple(np.asarray(e, float) for e in json.loads(idata.posterior.attrs["edges"]).values())
     need = dataset_caps(task.protocol, edges)
     if any(c > s for c, s in zip(need, pmf.shape)):
-        pmf, overflow = exact_counts_pmf(task.protocol, np.asarray(task.theta), need)
+        pmf, overflow, _ = exact_counts_pmf(task.protocol, np.asarray(task.theta), need)
     exact_binned, exact_over = bin_integer_pmf(pmf, edges)
     pp = idata.posterior_predictive
     pred = pp["hist"].values.reshape((-1,) + exact_binned.shape).mean(axis=0)

@@ -5,9 +5,18 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
+
+EXACT_TAIL_MASS = 1e-3   # a reference whose FSP truncation missed more than this is not exact (as in training)
+
+
+class ExactCounts(NamedTuple):
+    """The exact law of the observed counts at one parameter set on a grid 0..cap-1 per species."""
+    pmf: np.ndarray          # (cap,) or (cap_m, cap_p)
+    overflow: float          # mass beyond the grid
+    tail_mass: float         # mass FSP could not place (outside its largest box); 0 for a closed form
 
 
 def sample_cells(pmf: np.ndarray, overflow: float, n_cells: int, rng: np.random.Generator) -> np.ndarray:
@@ -23,9 +32,9 @@ def sample_cells(pmf: np.ndarray, overflow: float, n_cells: int, rng: np.random.
     return out
 
 
-def exact_counts_pmf(protocol: Any, theta: np.ndarray, caps: Sequence[int]) -> tuple[np.ndarray, float]:
-    """(pmf on 0..cap-1 per observed species, mass beyond the grid) at one parameter set: the closed-form law
-    where the network has one (networks.find_closed_form), else the exact FSP solver."""
+def exact_counts_pmf(protocol: Any, theta: np.ndarray, caps: Sequence[int]) -> ExactCounts:
+    """ExactCounts at one parameter set: the closed-form law where the network has one
+    (networks.find_closed_form), else the FSP solver (whose tail_mass says how far from exact it is)."""
     from ..networks import find_closed_form
 
     rates = dict(zip(protocol.rate_names, protocol.rates(np.atleast_2d(theta))[0]))
@@ -33,16 +42,17 @@ def exact_counts_pmf(protocol: Any, theta: np.ndarray, caps: Sequence[int]) -> t
     law = find_closed_form(protocol.network, protocol.species)
     if law is not None:
         pmf = np.clip(np.asarray(law.pmf(rates, caps[0]), float), 0, None)
-        return pmf, float(max(1.0 - pmf.sum(), 0.0))
+        return ExactCounts(pmf, float(max(1.0 - pmf.sum(), 0.0)), 0.0)
     from ..simulate.fsp import solve_stationary
 
     res = solve_stationary(protocol.network, rates, protocol.species, caps, protocol.fsp)
-    return np.asarray(res.pmf, float), float(res.overflow)
+    return ExactCounts(np.asarray(res.pmf, float), float(res.overflow), float(res.tail_mass))
 
 
 def write_observed(path: Path, species: Sequence[str], counts: np.ndarray, truth: dict[str, float],
-                   protocol: str, description: str = "") -> None:
-    """observed.h5 in surrogate_abc.data.observed's layout: one int64 dataset per species, true_<param> attrs."""
+                   protocol: str, description: str = "", attrs: dict[str, float] | None = None) -> None:
+    """observed.h5 in surrogate_abc.data.observed's layout: one int64 dataset per species, true_<param> attrs
+    (and any further attrs)."""
     import h5py
 
     tmp = path.with_name(path.name + ".tmp")
@@ -53,6 +63,8 @@ def write_observed(path: Path, species: Sequence[str], counts: np.ndarray, truth
             f.attrs[f"true_{k}"] = float(v)
         f.attrs["protocol"] = protocol
         f.attrs["description"] = description
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
     os.replace(tmp, path)
 
 
@@ -65,13 +77,16 @@ def dataset_caps(protocol: Any, edges: Sequence[np.ndarray] | None = None) -> tu
 
 
 def make_dataset(protocol: Any, theta: np.ndarray, index: int, seed: int, n_cells: int, path: Path,
-                 caps: Sequence[int] | None = None) -> tuple[np.ndarray, float]:
-    """Write n_cells exact draws at theta to `path` (deterministic in (seed, index)); returns the exact
-    (pmf, overflow) on `caps` (default: the protocol's)."""
-    pmf, overflow = exact_counts_pmf(protocol, theta, caps or dataset_caps(protocol))
+                 caps: Sequence[int] | None = None) -> ExactCounts:
+    """Write n_cells draws from the exact law at theta to `path` (deterministic in (seed, index)), with its
+    FSP tail mass as attribute `fsp_tail_mass`; returns the ExactCounts on `caps` (default: the protocol's)."""
+    law = exact_counts_pmf(protocol, theta, caps or dataset_caps(protocol))
     rng = np.random.default_rng([int(seed), int(index), 1])
-    counts = sample_cells(pmf, overflow, n_cells, rng)
+    counts = sample_cells(law.pmf, law.overflow, n_cells, rng)
     truth = dict(zip(protocol.param_names, map(float, theta)))
+    exact = "the exact distribution" if law.tail_mass <= EXACT_TAIL_MASS else \
+        f"the FSP distribution (not exact: {law.tail_mass:.2g} of the mass lay outside its box)"
     write_observed(path, protocol.species, counts, truth, protocol.name,
-                   f"calibration dataset {index} (seed {seed}): {n_cells} cells from the exact distribution")
-    return pmf, overflow
+                   f"calibration dataset {index} (seed {seed}): {n_cells} cells from {exact}",
+                   {"fsp_tail_mass": law.tail_mass})
+    return law

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .calibration_data import EXACT_TAIL_MASS
 from .calibration_stats import N_RANK_DRAWS, RANK_BINS, rank_band, summarise
 
 
@@ -67,10 +68,17 @@ def plot_sbc_ranks(rows: list[dict[str, Any]], names: Sequence[str], path: Path,
 
 def finish(rows: list[dict[str, Any]], failed: list[tuple[int, str]], n_datasets: int, names: Sequence[str],
            out: Path, reused: int) -> tuple[str, dict[str, Path]]:
-    """Write datasets.csv, calibration.csv, sbc_ranks.png (and failed.csv); the printed text and the paths."""
-    table = summarise(rows, names)
+    """Write datasets.csv, calibration.csv, sbc_ranks.png (and failed.csv); the printed text and the paths.
+
+    When some datasets' references are not exact (FSP tail mass > EXACT_TAIL_MASS: their cells come from a
+    truncated chain, and no emulator is trained there), calibration.csv has a second table, subset
+    "exact reference", over the others; the column `subset` tells them apart."""
+    table = [{"subset": "all", **r} for r in summarise(rows, names)]
+    inexact = [r["index"] for r in rows if float(r.get("fsp_tail_mass") or 0.0) > EXACT_TAIL_MASS]
+    exact_rows = [r for r in rows if r["index"] not in inexact]
+    sub = [{"subset": "exact reference", **r} for r in summarise(exact_rows, names)] if inexact and exact_rows else []
     paths = {"out": out, "datasets": write_csv(out / "datasets.csv", rows),
-             "calibration": write_csv(out / "calibration.csv", table),
+             "calibration": write_csv(out / "calibration.csv", table + sub),
              "sbc_ranks": plot_sbc_ranks(rows, names, out / "sbc_ranks.png")}
     fail_path = out / "failed.csv"
     if failed:
@@ -78,10 +86,15 @@ def finish(rows: list[dict[str, Any]], failed: list[tuple[int, str]], n_datasets
     elif fail_path.exists():
         fail_path.unlink()
     text = format_table(table) + f"\n{n_datasets} datasets ({reused} finished earlier, reused)"
+    if inexact:
+        text += (f"; {len(inexact)} with a reference that is not exact (FSP tail mass > {EXACT_TAIL_MASS:g}; "
+                 f"fsp_tail_mass in datasets.csv): {', '.join(map(str, inexact))}")
     tempered = [r["index"] for r in rows if r.get("mode", "likelihood") == "likelihood" and r["final_epsilon"] > 1 + 1e-9]
     if tempered:
         text += (f"; {len(tempered)} stopped above temperature 1 (tempered posteriors, wider than the posterior; "
                  f"see final_epsilon in datasets.csv): {', '.join(map(str, tempered))}")
     if failed:
         text += f"; {len(failed)} failed: {', '.join(str(i) for i, _ in sorted(failed))} (see {fail_path})"
+    if sub:
+        text += f"\n\nthe {len(exact_rows)} datasets with an exact reference:\n" + format_table(sub)
     return text, paths
