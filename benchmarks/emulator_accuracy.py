@@ -22,12 +22,11 @@ import io
 import time
 from pathlib import Path
 
-import h5py
-import numpy as np
 import torch
 
 from surrogate_abc.cli import main as cli
-from surrogate_abc.training import load_train_config, load_training_data, train
+from surrogate_abc.training import load_train_config, train
+from surrogate_abc.training.heldout import heldout_metrics
 
 # experiment: (protocol, training config, thesis numbers)
 EXPERIMENTS = {
@@ -52,22 +51,6 @@ def exact_binned(protocol: str, n: int, seed: int, out: Path) -> Path:
             if cli(args) != 0:
                 raise SystemExit(f"surrogate-abc {' '.join(args)} failed")
     return out
-
-
-def evaluate(emulator, test: Path, max_tail_mass: float = 1e-3) -> tuple[dict[str, float], int, int]:
-    """(losses.metrics of the emulator's pmf against the exact float64 targets of a binned file, sets used,
-    sets left out because their FSP tail mass exceeds max_tail_mass)."""
-    from surrogate_abc.losses import metrics
-
-    data = load_training_data(test)
-    keep = data.tail_mass <= max_tail_mass if data.tail_mass is not None else np.ones(len(data.theta), bool)
-    probs, over = emulator.pmf(data.theta[keep])
-    n = len(over)
-    pred = np.concatenate([probs.reshape(n, -1), over[:, None]], axis=1)
-    with h5py.File(test) as f:  # exact float64 targets straight from the file
-        truth = np.concatenate([f["hist"][()][keep].reshape(n, -1), f["overflow"][()][keep][:, None]], axis=1)
-    m = {k: float(v) for k, v in metrics(torch.from_numpy(pred), torch.from_numpy(truth)).items()}
-    return m, n, int((~keep).sum())
 
 
 def main() -> None:
@@ -105,7 +88,7 @@ def main() -> None:
             config = load_train_config(cfg_name).with_epochs(a.epochs)
             emulator, hist = train(config, data, work / f"{name}.safetensors", device=a.device, progress=True)
             epochs = len(hist["epochs"])
-        m, used, left = evaluate(emulator, test, a.max_tail_mass)
+        m, used, left = heldout_metrics(emulator, test, a.max_tail_mass)
         rows.append((name, n_train, epochs, m, thesis, time.perf_counter() - t0))
         print(f"{name}: {used} held-out sets, {left} left out (FSP tail mass > {a.max_tail_mass:g})")
     print(f"\n## accuracy on held-out sets with exact targets (n_test = {a.n_test}, seed {a.test_seed})")

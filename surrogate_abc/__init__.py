@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 # The subpackage surrogate_abc.simulate (cheap: lazy exports) is loaded first, so that the name `simulate` below
 # stays the API function: Python binds a subpackage to its parent's attribute only when it first loads it.
 from . import simulate as _simulate_stage  # noqa: F401
-from .api import calibrate, infer, infer_genes, load_emulator, simulate, train
+from .api import attach_marginal, calibrate, infer, infer_genes, load_emulator, simulate, train
 from .config import Axis, Prior, Protocol, load_protocol, parse_protocol
 from .errors import ConfigError, DataFileError, UserError
 from .networks import (
@@ -33,6 +33,7 @@ __all__ = [
     "Protocol",
     "UserError",
     "__version__",
+    "attach_marginal",
     "calibrate",
     "Reaction",
     "ReactionNetwork",

@@ -57,6 +57,35 @@ def train(config: PathLike, data: PathLike | Sequence[PathLike], out: PathLike |
                         progress=progress, init=str(init) if init is not None else None)
 
 
+def attach_marginal(joint: PathLike, marginal: PathLike, out: PathLike, *, validate: PathLike | None = None,
+                    max_tail_mass: float = 1e-3) -> tuple[Any, str]:
+    """`surrogate-abc attach-marginal`: the conditional joint emulator `joint` with its first species' factor
+    taken from the 1-D emulator `marginal` (emulators.compose), written to `out`; with `validate` (a binned file
+    of exact held-out targets) both are measured on it and the result's validation_metrics are those measured.
+    Returns (the emulator, a summary)."""
+    from .emulators.compose import attach_marginal as attach
+    from .emulators.io import load_emulator as load_file
+    from .emulators.io import save_emulator
+    from .training.heldout import heldout_metrics
+
+    j, m = load_file(Path(joint)), load_file(Path(marginal))
+    both = attach(j, m)
+    lines = [f"{Path(joint).name}: first factor ({j.species[0]}) from {Path(marginal).name}"]
+    if validate is not None:
+        from .data.schema import file_sha256
+
+        before, used, left = heldout_metrics(j, Path(validate), max_tail_mass)
+        after, _, _ = heldout_metrics(both, Path(validate), max_tail_mass)
+        both.metadata["validation_metrics"] = after
+        both.metadata["validation_data"] = {"file": Path(validate).name, "sha256": file_sha256(validate),
+                                            "sets": used, "left_out": left, "max_tail_mass": max_tail_mass}
+        lines.append(f"held-out {Path(validate).name} ({used} sets with exact targets, {left} left out): "
+                     + ", ".join(f"{k} {before[k]:.3g} -> {after[k]:.3g}" for k in after))
+    save_emulator(both, Path(out))
+    lines.append(f"wrote {out}")
+    return both, "\n".join(lines)
+
+
 def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | None = None, *,
           command: str = "", log=None, compare: Sequence[str] | None = None, capture: float | None = None,
           capture_prior: tuple[float, float] | None = None, **settings: Any):

@@ -63,6 +63,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_attach_marginal(args: argparse.Namespace) -> int:
+    from .api import attach_marginal
+
+    print(attach_marginal(args.joint, args.marginal, args.out, validate=args.validate,
+                          max_tail_mass=args.max_tail_mass)[1])
+    return 0
+
+
 def _prior_override(text: str) -> tuple[str, tuple[float, float]]:
     try:
         name, rng = text.split("=", 1)
@@ -287,6 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop training after this wall time; the best weights are saved and a rerun resumes")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
+
+    a = sub.add_parser("attach-marginal", help="take a conditional joint emulator's first factor (e.g. p(mRNA)) from an "
+                       "emulator of that species alone, trained on its exact marginal")
+    a.add_argument("joint", help="conditional joint emulator (.safetensors, model type mdn_conditional)")
+    a.add_argument("marginal", help="1-D MDN emulator of the joint's first species, same [parameters] and edges")
+    a.add_argument("--out", required=True, help="emulator file to write (.safetensors)")
+    a.add_argument("--validate", default=None, metavar="BINNED",
+                   help="binned file of exact held-out targets: measure both emulators on it and store the result's")
+    a.add_argument("--max-tail-mass", type=float, default=1e-3,
+                   help="leave out held-out sets whose FSP truncation missed more mass than this (default 1e-3)")
+    a.set_defaults(func=_cmd_attach_marginal)
 
     _add_infer_parser(sub)
 

@@ -9,6 +9,11 @@ then has its own protein distribution. Conditioning on the bin rather than the i
 (bins of m) x (integer support of p) per component, and the model is still a proper joint distribution
 (sample m, then p from its bin's conditional); within a bin the protein law is taken not to depend on m.
 Batched over rows and bins (broadcast adds, no Python loop).
+
+The first factor can come from a separate network instead (`set_marginal`): a 1-D MDN of the first species
+alone, trained on its exact marginal (for the gene model's mRNA the Beta-Poisson closed form, cheap to make in
+any number), with a fixed affine map from this network's input features to that one's. The conditional head
+is unchanged; the joint is then p_marginal(m | theta) p(p | [m], theta) (emulators.compose.attach_marginal).
 """
 from __future__ import annotations
 
@@ -74,6 +79,7 @@ class ConditionalMDN(nn.Module):
         self.b_weights = nn.Linear(self.head[-1], K)
         self.b_params = nn.Linear(self.head[-1], K * R)
         self._binning = BinningOnDevice(binning)
+        self.marginal: nn.Module | None = None
         n_a, n_b = binning.support
         with torch.no_grad():  # start near typical counts (a quarter of the support), components spread apart
             spread = torch.linspace(-0.5, 0.5, K)
@@ -89,9 +95,34 @@ class ConditionalMDN(nn.Module):
 
     def architecture(self) -> dict:
         """JSON-serialisable description; models.build_model rebuilds the module from it."""
-        return {"type": "mdn_conditional", "d_in": self.d_in, "family": self.family.name,
+        arch = {"type": "mdn_conditional", "d_in": self.d_in, "family": self.family.name,
                 "components": self.n_components, "hidden": list(self.hidden), "activation": self.activation,
                 "head": list(self.head)}
+        if self.marginal is not None:
+            arch["marginal"] = self.marginal.architecture()
+        return arch
+
+    def set_marginal(self, marginal: nn.Module, scale: Any = None, shift: Any = None) -> None:
+        """Take p(a | theta) from `marginal` (a 1-D module whose forward gives a's bin masses + overflow on this
+        network's first axis) at inputs x * scale + shift; buffers marginal_scale / marginal_shift (d_in,)."""
+        bins = getattr(marginal, "binning", None)
+        if bins is None or bins.ndim != 1 or not np.array_equal(bins.edges_np[0], self.binning.edges_np[0]):
+            raise ValueError("the marginal network needs a 1-D binning with the first axis' edges of the joint one")
+        if getattr(marginal, "d_in", self.d_in) != self.d_in:
+            raise ValueError(f"the marginal network takes {marginal.d_in} inputs, the joint one {self.d_in}")
+        ref = next(self.parameters())
+        one = torch.ones(self.d_in, dtype=ref.dtype, device=ref.device)
+        self.marginal = marginal.to(ref.device)
+        self.register_buffer("marginal_scale", one if scale is None else torch.as_tensor(scale, dtype=ref.dtype).to(ref.device))
+        self.register_buffer("marginal_shift", 0 * one if shift is None else torch.as_tensor(shift, dtype=ref.dtype).to(ref.device))
+
+    def _a_bin_masses(self, x: torch.Tensor, log_wa: torch.Tensor, pa: torch.Tensor) -> torch.Tensor:
+        """(n, A) probability of each bin of a: this network's own factor, or the marginal network's."""
+        b = self._binning.on(x.device)
+        if self.marginal is not None:
+            return self.marginal(x * self.marginal_scale + self.marginal_shift)[:, :-1]
+        p_a = mixture_pmf_grid(self.family, log_wa, pa, (b.support[0],))          # (n, n_a) integers
+        return _sum_into(p_a, b.index[0], b.shape[0], dim=1)[:, :-1]
 
     def work_per_row(self) -> int:
         """Largest intermediate per input row: components x (bins of a) x (integer support of b)."""
@@ -118,10 +149,9 @@ class ConditionalMDN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Bin probabilities (n, C), last column the overflow mass; rows sum to 1."""
         b = self._binning.on(x.device)
-        n_a, n_b = b.support
+        n_b = b.support[1]
         log_wa, pa, log_wb, pb = self.factors(x)
-        p_a = mixture_pmf_grid(self.family, log_wa, pa, (n_a,))                      # (n, n_a) integers
-        a_bins = _sum_into(p_a, b.index[0], b.shape[0], dim=1)[:, :-1]              # (n, A) mass per m-bin
+        a_bins = self._a_bin_masses(x, log_wa, pa)                                  # (n, A) mass per m-bin
         # p(b-bin | a-bin): sum the conditional pmf into b's bins first, then weight by the a-bin masses, so the
         # (n, A, n_b) grid is touched once (pmf terms are >= ~1e-38, so products stay normal numbers or 0).
         b_bins = _sum_into(mixture_pmf_grid(self.family, log_wb, pb, (n_b,)), b.index[1], b.shape[1], dim=2)
@@ -134,7 +164,6 @@ class ConditionalMDN(nn.Module):
         computing only the a-bins listed and the b integers up to the last b-bin listed: an observed data set
         touches a fraction of the grid, so a likelihood costs that fraction of a full forward pass."""
         b = self._binning.on(x.device)
-        n_a = b.support[0]
         A, B = b.shape
         categories = categories.to(device=x.device, dtype=torch.long)
         if categories.numel() and (int(categories.min()) < 0 or int(categories.max()) >= A * B):
@@ -144,7 +173,6 @@ class ConditionalMDN(nn.Module):
         idx_b = b.index[1]
         n_sup = int(torch.nonzero(idx_b <= ib.max()).max()) + 1 if categories.numel() else 1
         log_wa, pa, log_wb, pb = self.factors(x, rows)
-        p_a = mixture_pmf_grid(self.family, log_wa, pa, (n_a,))
-        a_bins = _sum_into(p_a, b.index[0], A, dim=1)[:, rows]                     # (n, U)
+        a_bins = self._a_bin_masses(x, log_wa, pa)[:, rows]                         # (n, U)
         b_bins = _sum_into(mixture_pmf_grid(self.family, log_wb, pb, (n_sup,)), idx_b[:n_sup], B, dim=2)
         return a_bins[:, pos] * b_bins[:, pos, ib]

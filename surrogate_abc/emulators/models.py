@@ -44,8 +44,12 @@ def _mdn(arch: Mapping[str, Any], binning: Any) -> nn.Module:
 
 
 def _conditional(arch: Mapping[str, Any], binning: Any) -> nn.Module:
-    return ConditionalMDN(arch["d_in"], resolve_family(arch["family"]), arch["components"], binning,
-                          hidden=arch["hidden"], activation=arch["activation"], head=arch.get("head", DEFAULT_HEAD))
+    net = ConditionalMDN(arch["d_in"], resolve_family(arch["family"]), arch["components"], binning,
+                         hidden=arch["hidden"], activation=arch["activation"], head=arch.get("head", DEFAULT_HEAD))
+    if arch.get("marginal") is not None:  # the first species' factor from its own 1-D network (set_marginal)
+        first = distributions.Binning([binning.edges_np[0]], counts=binning.counts, species=binning.species[:1])
+        net.set_marginal(build_model(arch["marginal"], first))
+    return net
 
 
 def _lstm(arch: Mapping[str, Any], binning: Any) -> nn.Module:
