@@ -30,6 +30,33 @@ edges = { start = 0, stop = 20, width = 1 }
 """
 
 
+# Small gene model with three free rates (k0, k1, d1), for joint mRNA x protein emulators and their 1-D mRNA
+# factor: GENE_TEST_PARAMS holds everything but the name and the protein histogram.
+GENE_TEST_PARAMS = """
+network = "gene"
+[parameters.k0]
+prior = "loguniform"
+low = 0.1
+high = 10.0
+[parameters.k1]
+prior = "loguniform"
+low = 0.1
+high = 10.0
+[parameters.d1]
+prior = "uniform"
+low = 0.1
+high = 1.0
+[fixed]
+d0 = 1.0
+v0 = 10.0
+v1 = 1.0
+[histogram.mrna]
+edges = { start = 0, stop = 12, width = 3 }
+"""
+GENE_JOINT_TOML = ('name = "joint_test"\n' + GENE_TEST_PARAMS
+                   + '[histogram.protein]\nedges = { start = 0, stop = 15, width = 5 }\n')
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     """Environment for CLI subprocesses: this interpreter's bin first on PATH, no inherited MPI variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "MPI_LOCALNRANKS", "HYDRA_"))}

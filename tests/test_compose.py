@@ -14,31 +14,12 @@ from surrogate_abc.emulators.io import load_emulator, save_emulator
 from surrogate_abc.emulators.mdn import MDN
 from surrogate_abc.errors import UserError
 
+from conftest import GENE_JOINT_TOML, GENE_TEST_PARAMS
+
 torch.set_num_threads(1)
 
-PARAMS = """
-network = "gene"
-[parameters.k0]
-prior = "loguniform"
-low = 0.1
-high = 10.0
-[parameters.k1]
-prior = "loguniform"
-low = 0.1
-high = 10.0
-[parameters.d1]
-prior = "uniform"
-low = 0.1
-high = 1.0
-[fixed]
-d0 = 1.0
-v0 = 10.0
-v1 = 1.0
-[histogram.mrna]
-edges = { start = 0, stop = 12, width = 3 }
-"""
-JOINT = 'name = "joint_test"\n' + PARAMS + '[histogram.protein]\nedges = { start = 0, stop = 15, width = 5 }\n'
-MARGINAL = 'name = "mrna_test"\n' + PARAMS
+JOINT = GENE_JOINT_TOML
+MARGINAL = 'name = "mrna_test"\n' + GENE_TEST_PARAMS
 
 
 def _emulator(toml: str, seed: int, shift: float = 0.0) -> Emulator:

@@ -28,6 +28,8 @@ from surrogate_abc.emulators.lstm import LSTMArray
 from surrogate_abc.emulators.mdn import MDN
 from surrogate_abc.errors import DataFileError, UserError
 
+from conftest import GENE_JOINT_TOML
+
 torch.set_num_threads(1)
 
 BD_TOML = """
@@ -46,30 +48,6 @@ high = 2.0
 edges = [{ start = 0, stop = 10, width = 1 }, { start = 10, stop = 40, width = 5 }]
 """
 
-JOINT_TOML = """
-name = "joint_test"
-network = "gene"
-[parameters.k0]
-prior = "loguniform"
-low = 0.1
-high = 10.0
-[parameters.k1]
-prior = "loguniform"
-low = 0.1
-high = 10.0
-[parameters.d1]
-prior = "uniform"
-low = 0.1
-high = 1.0
-[fixed]
-d0 = 1.0
-v0 = 10.0
-v1 = 1.0
-[histogram.mrna]
-edges = { start = 0, stop = 12, width = 3 }
-[histogram.protein]
-edges = { start = 0, stop = 15, width = 5 }
-"""
 
 
 def _scaling(protocol):
@@ -145,7 +123,7 @@ def test_pmf_is_chunked_without_changing_results(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["mdn", "mdn_conditional"])
 def test_pmf_2d_joint_shapes(kind):
-    em = make_emulator(kind, toml=JOINT_TOML)
+    em = make_emulator(kind, toml=GENE_JOINT_TOML)
     probs, over = em.pmf(theta_in(em, 4))
     assert probs.shape == (4, 4, 3) and over.shape == (4,)
     np.testing.assert_allclose(probs.sum((1, 2)) + over, 1.0, atol=1e-14)
@@ -221,7 +199,7 @@ def test_round_trip_is_bit_exact(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", ["mdn", "mdn_conditional"])
 def test_round_trip_joint(tmp_path, kind):
-    em = make_emulator(kind, toml=JOINT_TOML)
+    em = make_emulator(kind, toml=GENE_JOINT_TOML)
     back = load_emulator(save_emulator(em, tmp_path / "j.safetensors"), device="cpu")
     th = theta_in(em, 3)
     np.testing.assert_array_equal(em.pmf(th)[0], back.pmf(th)[0])
