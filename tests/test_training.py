@@ -566,3 +566,19 @@ def test_init_starts_from_an_emulators_weights(toy_small, tmp_path):
     np.testing.assert_allclose(emu.pmf(theta)[0], first.pmf(theta)[0], atol=1e-6)
     with pytest.raises(UserError, match=r"--init .*a\.safetensors: its network .* does not match"):
         T.train(small_config(epochs=1, hidden="[8, 8]"), toy_small, None, device="cpu", progress=False, init=a)
+
+
+def test_init_widens_to_a_multiple_of_the_components(toy_small, tmp_path):
+    """--init with a [model] of 2x the components: the run starts from the same mixture (each component copied,
+    copies jittered apart); a count that is not a multiple is refused in one line naming the file."""
+    a = tmp_path / "a.safetensors"
+    first, _ = T.train(small_config(epochs=3), toy_small, a, device="cpu", progress=False)
+    wide, h = T.train(small_config(epochs=1, lr=1e-12, components=4), toy_small, None, device="cpu",
+                      progress=False, init=a)
+    assert wide.model.architecture()["components"] == 4 and h["init"]["file"] == "a.safetensors"
+    theta = load_protocol("gaussian_mixture").sample(50, 11)
+    p0, p1 = first.pmf(theta)[0], wide.pmf(theta)[0]
+    assert np.abs(p1 - p0).max() < 5e-3 and not np.allclose(p1, p0, atol=1e-9)  # jittered, nearly the same
+    with pytest.raises(UserError, match=r"--init .*a\.safetensors: .*3 components are not a multiple") as e:
+        T.train(small_config(epochs=1, components=3), toy_small, None, device="cpu", progress=False, init=a)
+    assert "\n" not in str(e.value)

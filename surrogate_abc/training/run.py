@@ -26,6 +26,7 @@ from ..emulators.emulator import Emulator
 from ..emulators.ensemble import LSTMEnsemble, MDNEnsemble
 from ..emulators.io import load_emulator, read_emulator_metadata, save_emulator
 from ..emulators.models import build_from_config
+from ..emulators.widen import widen_state, widening_factor
 from ..errors import ConfigError, UserError
 from ..losses import get_loss, metrics
 from .checkpoint import checkpoint_fingerprint, checkpoint_path, json_safe
@@ -245,11 +246,22 @@ def _load_init(path: str | os.PathLike, data: TrainingData, config: TrainConfig)
 
 
 def _copy_weights(emu, model: nn.Module, path, config: TrainConfig) -> None:
-    """Load the --init emulator's weights into `model`; UserError when the architectures differ."""
+    """Load the --init emulator's weights into `model`; a network of m times the --init network's mixture
+    components (and otherwise the same) starts from the widened weights (emulators.widen), said on stderr.
+    UserError when the architectures differ otherwise."""
     try:
         model.load_state_dict(emu.model.state_dict(), strict=True)
+        return
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        arch = getattr(emu.model, "architecture", lambda: {})()
-        raise UserError(f"--init {path}: its network ({arch.get('type', '?')}, hidden {arch.get('hidden', '?')}) does "
-                        f"not match the [model] of {config.source} ({first}); use the same [model] section") from None
+    arch = getattr(emu.model, "architecture", lambda: {})()
+    new_arch = getattr(model, "architecture", lambda: {})()
+    try:
+        factor = widening_factor(arch, new_arch)
+    except ValueError as why:
+        raise UserError(f"--init {path}: its network ({arch.get('type', '?')}, hidden {arch.get('hidden', '?')}, "
+                        f"{arch.get('components', '?')} components) does not match the [model] of {config.source} "
+                        f"({first}; {why}); use the same [model] section") from None
+    model.load_state_dict(widen_state(emu.model.state_dict(), arch, factor, model.family.raw_size), strict=True)
+    print(f"--init {os.path.basename(str(path))}: {arch['components']} mixture components widened to "
+          f"{new_arch['components']} (each copied {factor}x, same mixture)", file=sys.stderr)
