@@ -2,7 +2,7 @@
 # Reproducible pipeline behind the shipped default emulators (`make default-emulators`):
 #   simulate (exact FSP, MPI) -> bin -> train, with fixed seeds, for gene_protein and gene_joint;
 #   simulate (exact closed form) -> bin -> train for telegraph_mrna.
-# Sizes and parallelism can be overridden: N_PROTEIN, N_JOINT, N_JOINT2, N_JOINT3, JOINT_STAGE1_EPOCHS, JOINT_STAGE2_EPOCHS,
+# Sizes and parallelism can be overridden: N_PROTEIN, N_JOINT, N_JOINT2, JOINT_STAGE1_EPOCHS, JOINT_STAGE2_EPOCHS,
 # JOINT_WIDE_SECONDS,
 # N_JOINT_MRNA, JOINT_MRNA_SECONDS,
 # N_MRNA, MRNA_EPOCHS, NP (MPI ranks), DEVICE (cuda|cpu), WORK.
@@ -33,26 +33,23 @@ run surrogate-abc train configs/train_default_joint_finetune.toml --data "$work/
     --data "$work/gene_joint_binned2.h5" --init "$work/gene_joint_stage1.safetensors" \
     --out "$work/gene_joint_stage2.safetensors" --epochs "${JOINT_STAGE2_EPOCHS:-600}" "${dev[@]}"
 # Stage 2b: the conditional network widened to 8 components per mRNA bin (--init copies each of stage 2's 4, same
-# mixture), trained on 1200 new sets (seeds 104-106, 400 each), phase 1 on the first two files, phase 2 on all
-# three (each file keeps its validation rows).
-for s in 104 105 106; do
-  launch surrogate-abc simulate gene_joint --engine fsp --n "${N_JOINT3:-400}" --seed $s --out "$work/gene_joint_fsp$s.h5" --quiet
+# mixture), trained on 1000 new sets (seeds 104 and 105, 400 each; 106, 200) for 45 min on 2 CPU cores.
+for sn in 104:400 105:400 106:200; do
+  s=${sn%:*}; n=${sn#*:}
+  launch surrogate-abc simulate gene_joint --engine fsp --n "$n" --seed $s --out "$work/gene_joint_fsp$s.h5" --quiet
   run surrogate-abc bin "$work/gene_joint_fsp$s.h5" --out "$work/gene_joint_binned$s.h5"
 done
 run surrogate-abc train configs/train_default_joint_wide.toml --data "$work/gene_joint_binned104.h5" \
-    --data "$work/gene_joint_binned105.h5" --init "$work/gene_joint_stage2.safetensors" \
-    --out "$work/gene_joint_wide1.safetensors" --max-time "${JOINT_WIDE_SECONDS:-1200}" "${dev[@]}"
-run surrogate-abc train configs/train_default_joint_wide.toml --data "$work/gene_joint_binned104.h5" \
     --data "$work/gene_joint_binned105.h5" --data "$work/gene_joint_binned106.h5" \
-    --init "$work/gene_joint_wide1.safetensors" --out "$work/gene_joint_wide.safetensors" \
-    --max-time "${JOINT_WIDE_SECONDS:-2400}" "${dev[@]}"
+    --init "$work/gene_joint_stage2.safetensors" --out "$work/gene_joint_wide.safetensors" \
+    --max-time "${JOINT_WIDE_SECONDS:-2700}" "${dev[@]}"
 # Stage 3: the mRNA factor from an MDN of the exact (Beta-Poisson) mRNA marginal alone, 24000 closed-form sets
 # (seed 201, ~5 min on 2 cores); the conditional protein head is kept. --validate measures both on the held-out
 # joint sets of seed 102 (its first 150; benchmarks/emulator_accuracy.py) and stores the result's metrics.
 launch surrogate-abc simulate gene_joint_mrna --engine exact --n "${N_JOINT_MRNA:-24000}" --seed 201 --out "$work/gene_joint_mrna_exact.h5" --quiet
 run surrogate-abc bin "$work/gene_joint_mrna_exact.h5" --out "$work/gene_joint_mrna_binned.h5"
 run surrogate-abc train configs/train_default_joint_mrna.toml --data "$work/gene_joint_mrna_binned.h5" \
-    --out "$work/gene_joint_mrna.safetensors" --max-time "${JOINT_MRNA_SECONDS:-1500}" "${dev[@]}"
+    --out "$work/gene_joint_mrna.safetensors" --max-time "${JOINT_MRNA_SECONDS:-600}" "${dev[@]}"
 launch surrogate-abc simulate gene_joint --engine fsp --n 150 --seed 102 --out "$work/gene_joint_test102.h5" --quiet
 run surrogate-abc bin "$work/gene_joint_test102.h5" --out "$work/gene_joint_test102_binned.h5"
 run surrogate-abc attach-marginal "$work/gene_joint_wide.safetensors" "$work/gene_joint_mrna.safetensors" \
