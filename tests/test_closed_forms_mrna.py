@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
@@ -273,6 +273,8 @@ def test_thinning_matches_thinned_samples(name):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40).filter(lambda w: sum(w) > 1e-3),
        st.floats(0.0, 1.0))
+@example([0.0, 0.0, 1.0], 1.1125369292536007e-308)  # a subnormal beta (scipy's binomial pmf overflowed)
+@example([0.0, 0.0, 0.0, 0.0, 1.0], 2.2250738585072014e-308)
 def test_thinning_preserves_mass_and_scales_the_mean(weights, beta):
     pmf = np.array(weights) / np.sum(weights)
     q = thin_integer_pmf(pmf, beta)

@@ -68,6 +68,7 @@ def thin_integer_pmf(pmf: np.ndarray, beta: Any, size: int | None = None) -> np.
     p = np.asarray(pmf, dtype=float)
     rows = np.atleast_2d(p)
     b = np.broadcast_to(np.asarray(check_beta(beta), dtype=float), (len(rows),))
+    b = np.where(b < 1e-300, 0.0, b)  # beta ~ 2e-308 overflows scipy's binomial pmf; below 1e-300 it is 0 to rounding
     K = rows.shape[1]
     size = K if size is None else int(size)
     k = np.arange(size)[None, :]
