@@ -161,3 +161,22 @@ def test_gillespy2_model_has_all_reactions():
     model = GENE.gillespy2_model(dict(k0=1, k1=1, v0=1, d0=1, v1=1, d1=1), {"gene_on": 1, "protein": 5})
     assert set(model.listOfReactions) == {r.name for r in GENE.reactions}
     assert model.listOfSpecies["protein"].initial_value == 5
+
+
+@pytest.mark.parametrize("design", ["slow_switching", "fast_switching"])
+def test_training_design_protocols_match_gene_joint(design):
+    """examples/training_design/*.toml narrow gene_joint's prior for the default joint emulator's training data:
+    the files they make must train with gene_joint's (same name, parameters, rates, bins), inside its prior."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "training_design" / f"{design}.toml"
+    p, ref = load_protocol(str(path)), load_protocol("gene_joint")
+    assert (p.name, p.param_names, p.rate_names, p.species) == (ref.name, ref.param_names, ref.rate_names, ref.species)
+    for a, b in zip(p.axes, ref.axes):
+        assert np.array_equal(a.edges, b.edges)
+    lo, hi = p.bounds().T
+    ref_lo, ref_hi = ref.bounds().T
+    assert np.all(lo >= ref_lo) and np.all(hi <= ref_hi) and np.any((lo > ref_lo) | (hi < ref_hi))
+    theta = p.sample(100, seed=1)
+    assert np.all((theta >= lo) & (theta <= hi))
+    np.testing.assert_allclose(p.rates(theta), ref.rates(theta))
