@@ -114,6 +114,11 @@ def _sum_into(values: torch.Tensor, index: torch.Tensor, n_bins: int, dim: int) 
     return out.index_add(dim, index, values)
 
 
+def sum_into_bins(pmf: torch.Tensor, index: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """(n, n_bins) bin masses of 1-D pmfs (n, S) on the integers 0..S-1 (index: their bins; n_bins = outside)."""
+    return _sum_into(pmf, index, n_bins, dim=1)[:, :-1]
+
+
 def mixture_probs(family, log_weights: torch.Tensor, params: torch.Tensor, binning: Binning) -> torch.Tensor:
     """Bin masses of the mixture (n, C = prod(bins) + 1), last column the overflow mass; rows sum to 1.
 

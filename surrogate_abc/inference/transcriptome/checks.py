@@ -1,0 +1,68 @@
+"""Which genes the model does not fit: a posterior-predictive check and a prior-bound flag per gene.
+
+* Posterior-predictive check: at S posterior draws theta_s, the deviance of the observed histogram h,
+  D(h, p) = 2 sum_c h_c log(h_c / (N p_c)) (the G statistic against the model's pmf p = p(theta_s)), is
+  compared with the deviance of a histogram of N cells drawn from p itself. The p-value is
+  (1 + #{s: D(rep_s, p_s) >= D(h, p_s)}) / (S + 1); a gene is flagged `ppc` when it is <= PPC_ALPHA (none of
+  the replicates, or one of 100, fits as badly as the data): zero inflation, cell-type mixtures, doublets
+  and under-dispersed counts (Fano < 1, which no telegraph gene has) fail it.
+* Prior bound: a parameter (sampling scale) whose posterior is informative (90% interval at most
+  BOUND_INFORMATIVE of the prior range) and whose density (weighted histogram, bins of half a posterior sd)
+  is highest at a bound and there at least BOUND_RATIO times its density at the posterior median piles
+  against that bound: the data want a value outside the prior (e.g. k0 at its upper bound: the gene looks
+  constitutive). A posterior centred a sd or more inside the bound is not flagged, however close the bound,
+  nor is a flat ridge that the bound cuts (k1 and v0 of a bursty gene, of which only v0 / k1 is identified). Flagged
+  `bound:<name>_low` or `bound:<name>_high`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PPC_ALPHA = 0.01
+BOUND_INFORMATIVE = 0.5
+BOUND_RATIO = 2.0
+
+
+def deviance(counts: np.ndarray, log_p: np.ndarray) -> np.ndarray:
+    """G statistic 2 sum_c h_c log(h_c / (N p_c)) of count rows (S, C) against log pmf rows (S, C)."""
+    h = np.asarray(counts, float)
+    n = h.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(h > 0, h * (np.log(np.where(h > 0, h, 1.0)) - np.log(n) - log_p), 0.0)
+    return 2.0 * terms.sum(axis=1)
+
+
+def ppc_pvalue(hist: np.ndarray, log_p: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """(observed deviance at the posterior draws' median, p-value) of one gene's histogram (C,) against the
+    log pmfs (S, C) at S posterior draws (see the module docstring)."""
+    hist = np.asarray(hist, float)
+    n = int(round(hist.sum()))
+    p = np.exp(log_p)
+    p = p / p.sum(axis=1, keepdims=True)
+    reps = np.stack([rng.multinomial(n, row) for row in p])
+    d_obs = deviance(np.broadcast_to(hist, log_p.shape), log_p)
+    d_rep = deviance(reps, log_p)
+    pval = (1.0 + np.count_nonzero(d_rep >= d_obs)) / (len(d_obs) + 1.0)
+    return float(np.median(d_obs)), float(pval)
+
+
+def bound_flags(z: np.ndarray, w: np.ndarray, low: np.ndarray, high: np.ndarray,
+                names: tuple[str, ...]) -> list[str]:
+    """`<name>_low` / `<name>_high` for each parameter whose posterior (samples z (n, d), weights w summing to 1)
+    piles against that bound of the prior box [low, high] (see the module docstring)."""
+    out = []
+    for j, name in enumerate(names):
+        x = z[:, j]
+        q05, q95 = np.interp([0.05, 0.95], np.cumsum(w[np.argsort(x)]), np.sort(x))
+        width = high[j] - low[j]
+        if q95 - q05 > BOUND_INFORMATIVE * width:
+            continue
+        sd = float(np.sqrt(max(w @ (x - w @ x) ** 2, 0.0)))
+        n_bins = int(np.clip(np.ceil(width / max(sd / 2, 1e-3 * width)), 2, 4000))
+        dens, _ = np.histogram(x, bins=n_bins, range=(low[j], high[j]), weights=w)
+        at_median = dens[min(int((np.interp(0.5, np.cumsum(w[np.argsort(x)]), np.sort(x)) - low[j]) / width
+                                  * n_bins), n_bins - 1)]
+        for end, side in ((0, "low"), (-1, "high")):
+            if dens[end] >= dens.max() and dens[end] >= BOUND_RATIO * at_median:
+                out.append(f"{name}_{side}")
+    return out

@@ -1,0 +1,350 @@
+"""`surrogate-abc infer TABLE --method batch`: every gene of a count table in one pass.
+
+The table is read once into per-gene histograms on the emulator's bins (`data/gene_histograms.py`: blocks
+of cells, a sparse matrix never dense whole). Genes with no counts or fewer than `min_cells` non-zero cells
+are skipped and counted. The others are inferred in blocks of `block_size` genes (`refine.refine_block`:
+shared prior sets, then per-gene adaptive importance sampling); each block's posteriors, genes.csv rows,
+posterior-predictive checks and prior-bound flags are stored as it finishes (`store.BatchStore`), so a
+stopped run resumes. Genes whose ESS stays below `min_ess` are rerun with the per-gene ABC-SMC path. The
+outputs: OUT/genes.csv (one row per gene), OUT/posterior.nc (equally weighted draws with a `gene` dimension),
+OUT/genes.png (burst size against burst frequency) and, with `per_gene_outputs`, a folder per gene.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ...data.gene_histograms import GeneHistograms, gene_histograms, read_gene_counts
+from ...data.observed import binned_means, predictive_mean_ranges
+from ...errors import UserError
+from ...networks.bursts import burst_kinetics
+from ..genes import QUANTILES, format_genes, write_genes_csv
+from ..run import InferenceSettings
+from .checks import PPC_ALPHA, bound_flags, ppc_pvalue
+from .importance import weighted_quantiles
+from .likelihood import GeneLikelihoods, full_log_pmf
+from .refine import BatchSettings, GenePosterior, gene_seed, refine_block, shared_sets
+from .space import ParameterSpace
+from .store import BatchStore
+
+PRINT_ROWS = 30  # genes printed in the table at most (all are in genes.csv)
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRun:
+    """What a batch run infers: the table, its model and the options that change results."""
+
+    path: str
+    emulator: str | None = None
+    genes: tuple[str, ...] | None = None
+    layer: str | None = None
+    capture: float | None = None
+    capture_prior: tuple[float, float] | None = None
+    prior: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    min_cells: int = 10
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class Prepared:
+    """The run's emulator, prior, histograms of the genes to infer and the genes skipped (name -> reason)."""
+
+    emulator: Any
+    sha256: str
+    space: ParameterSpace
+    data: GeneHistograms
+    skipped: dict[str, str]
+
+
+def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = True) -> Prepared:
+    """Resolve the model, read and check the table, pick the genes to infer (UserError before anything is written)."""
+    from ..infer import resolve_models
+
+    if run.min_cells < 0:
+        raise UserError(f"--min-cells {run.min_cells}: give a number of cells >= 0")
+    (emulator, sha), = resolve_models([run.emulator], ("mrna",), run.capture, run.capture_prior)
+    if len(emulator.species) != 1:
+        raise UserError(f"--method batch: emulator {emulator.source} models {'+'.join(emulator.species)}; the batch "
+                        "method infers one species per gene; use --method smc with --species")
+    space = ParameterSpace.of(emulator, run.prior)
+    bar = _bar("reading", "cell") if progress else None
+
+    def read_progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    try:
+        data = gene_histograms(run.path, emulator.edges[0], run.genes, run.layer, progress=read_progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    skipped: dict[str, str] = {}
+    for g, nz in zip(data.genes, data.nonzero):
+        if nz == 0:
+            skipped[g] = "all zero"
+        elif nz < run.min_cells:
+            skipped[g] = f"fewer than {run.min_cells} non-zero cells"
+    keep = np.array([g not in skipped for g in data.genes])
+    kept = data.select(keep)
+    if len(kept.genes):
+        outside = _outside_range(emulator, kept)
+        for g in np.asarray(kept.genes)[outside]:
+            skipped[str(g)] = "mean outside the emulator's range"
+        kept = kept.select(~outside)
+    log(f"{len(data.genes)} gene(s) x {data.n_cells} cells from {run.path}: {len(kept.genes)} to infer, "
+        f"{len(skipped)} skipped")
+    return Prepared(emulator, sha, space, kept, skipped)
+
+
+def _outside_range(emulator: Any, data: GeneHistograms) -> np.ndarray:
+    """Genes whose truncated mean lies outside what the emulator produces for as many cells (5% margin)."""
+    base = getattr(emulator, "inner", emulator)
+    if getattr(base, "uses_fsp", False):
+        return np.zeros(len(data.genes), bool)
+    (lo, hi), = predictive_mean_ranges(emulator, data.n_cells).values()
+    obs = binned_means(data.hist[:, :-1], data.hist[:, -1], tuple(emulator.edges))[:, 0]
+    return (obs < lo * 0.95) | (obs > hi * 1.05)
+
+
+def variables(space: ParameterSpace, emulator: Any, theta: np.ndarray) -> dict[str, np.ndarray]:
+    """The posterior variables at natural-scale draws theta (n, d): the parameters, then the derived
+    burst_frequency and burst_size for bursty models."""
+    out = {n: theta[:, j] for j, n in enumerate(space.names)}
+    out.update(burst_kinetics(emulator.protocol, theta))
+    return out
+
+
+def gene_row(name: str, data: GeneHistograms, i: int, values: Mapping[str, np.ndarray], w: np.ndarray,
+             ess: float) -> dict[str, Any]:
+    """The genes.csv row of one gene: cells, mean, Fano, then per variable median, 5%/95% quantiles, ESS, r_hat."""
+    row: dict[str, Any] = {"gene": name, "cells": int(data.n_cells), "mean": float(data.mean()[i]),
+                           "fano": float(data.fano()[i])}
+    qs = np.array(list(QUANTILES.values()))
+    for v, x in values.items():
+        for key, q in zip(QUANTILES, weighted_quantiles(np.asarray(x, float), w, qs)):
+            row[f"{v}_{key}"] = float(q)
+        row[f"{v}_ess"] = float(ess)
+        row[f"{v}_r_hat"] = float("nan")  # one importance sample, no chains
+    return row
+
+
+def run_block(prep: Prepared, index: int, genes: np.ndarray, shared_z: np.ndarray, shared_log_pmf: np.ndarray,
+              settings: BatchSettings, seed: int) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """One block of genes: posteriors, rows, draws, checks. Returns (arrays to store, rows)."""
+    start = time.perf_counter()
+    data, space, em = prep.data, prep.space, prep.emulator
+    rng = gene_seed(seed, index)
+    lik = GeneLikelihoods(em, data.hist[genes])
+    posts = refine_block(lik, space.box, space.natural, shared_z, shared_log_pmf, settings, rng)
+    draws = np.stack([p.z[_resample(p, settings.draws, rng)] for p in posts])  # (g, D, d) sampling scale
+    n_ppc = min(settings.ppc_draws, settings.draws)
+    pick = np.stack([rng.choice(settings.draws, n_ppc, replace=False) for _ in posts])
+    ppc_theta = space.natural(np.concatenate([draws[k, pick[k]] for k in range(len(posts))]))
+    ppc_log_p = full_log_pmf(em, ppc_theta).reshape(len(posts), n_ppc, -1)
+    rows = []
+    seconds = (time.perf_counter() - start) / max(len(genes), 1)
+    for k, (i, post) in enumerate(zip(genes, posts)):
+        name = data.genes[i]
+        values = variables(space, em, space.natural(post.z))
+        row = gene_row(name, data, int(i), values, post.weights, post.ess)
+        stat, pval = ppc_pvalue(data.hist[i], ppc_log_p[k], rng)
+        bounds = bound_flags(post.z, post.weights, space.low, space.high, space.names)
+        row.update(_diagnostics("batch", post, stat, pval, bounds, settings))
+        rows.append(row)
+    seconds = (time.perf_counter() - start) / max(len(genes), 1)
+    for row in rows:
+        row["seconds"] = round(seconds, 4)
+    return {"draws": space.natural(draws.reshape(-1, len(space.names))).reshape(draws.shape)}, rows
+
+
+def _resample(post: GenePosterior, n: int, rng: np.random.Generator) -> np.ndarray:
+    from .importance import systematic_resample
+
+    idx = systematic_resample(post.weights, n, rng)
+    return rng.permutation(idx)  # draws in random order (systematic resampling sorts them)
+
+
+def _diagnostics(method: str, post: GenePosterior | None, stat: float, pval: float, bounds: list[str],
+                 settings: BatchSettings) -> dict[str, Any]:
+    flags = []
+    if pval <= PPC_ALPHA:
+        flags.append("ppc")
+    flags += [f"bound:{b}" for b in bounds]
+    if post is not None and post.ess < settings.min_ess:
+        flags.append("low_ess")
+    return {"method": method, "ess": float(post.ess) if post is not None else float("nan"),
+            "evaluations": int(post.evaluations) if post is not None else 0,
+            "ppc_deviance": stat, "ppc_p": pval, "flags": ";".join(flags)}
+
+
+def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSettings | None = None,
+                        smc: InferenceSettings | None = None, per_gene_outputs: bool = False, plots: bool = True,
+                        command: str = "", log: Callable[[str], None] = print,
+                        progress: bool = True) -> tuple[Path, str]:
+    """Infer every gene of the table (see the module docstring); returns (genes.csv path, printed summary)."""
+    from ..infer import default_out_dir
+
+    settings = settings or BatchSettings()
+    smc = smc or InferenceSettings(seed=run.seed, plots=False, exact_check="none")
+    t0 = time.perf_counter()
+    prep = prepare(run, log, progress)
+    out = Path(out_dir) if out_dir else default_out_dir(run.path)
+    if not prep.data.genes:
+        raise UserError(f"{run.path}: no gene to infer ({_skip_summary(prep.skipped)}); lower --min-cells or "
+                        "check the table")
+    store = BatchStore(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+    store.open(_manifest(run, prep, settings))
+    G = len(prep.data.genes)
+    blocks = [np.arange(s, min(s + settings.block_size, G)) for s in range(0, G, settings.block_size)]
+    todo = [b for b in range(len(blocks)) if not store.has("block", b)]
+    if len(todo) < len(blocks):
+        log(f"resuming {out}: {len(blocks) - len(todo)} of {len(blocks)} blocks already done")
+    log(f"{G} gene(s) in {len(blocks)} block(s) of up to {settings.block_size}; writing {out}")
+    shared_z = shared_sets(prep.space.box, settings.shared_sets, run.seed)
+    shared_log_pmf = full_log_pmf(prep.emulator, prep.space.natural(shared_z)) if todo else None
+    bar = _bar("genes", "gene", total=G) if progress else None
+    if bar is not None:
+        bar.update(G - sum(len(blocks[b]) for b in todo))
+    try:
+        for b in todo:
+            arrays, rows = run_block(prep, b, blocks[b], shared_z, shared_log_pmf, settings, run.seed)
+            store.save("block", b, arrays, rows)
+            if bar is not None:
+                bar.update(len(blocks[b]))
+                bar.set_postfix_str(f"block {b + 1}/{len(blocks)}")
+            else:
+                log(f"block {b + 1}/{len(blocks)} done ({len(blocks[b])} genes)")
+    finally:
+        if bar is not None:
+            bar.close()
+    rows, draws = _collect(store, len(blocks))
+    low = [i for i, r in enumerate(rows) if r["ess"] < settings.min_ess]
+    if low:
+        names = [rows[i]["gene"] for i in low]
+        log(f"{len(low)} gene(s) with ESS below {settings.min_ess:g} after refinement, rerun with ABC-SMC: "
+            f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}")
+        _rerun_smc(run, prep, store, low, rows, draws, smc, settings, out, per_gene_outputs, command, log)
+    csv_path = write_genes_csv(rows, out / "genes.csv")
+    from .outputs import write_gene_posterior, write_skipped
+
+    write_gene_posterior(out / "posterior.nc", prep, rows, draws, run, command)
+    write_skipped(out / "skipped.csv", prep.skipped)
+    if plots:
+        from .figure import plot_genes
+
+        plot_genes(rows, out / "genes.png")
+    if per_gene_outputs:
+        from .outputs import write_gene_folders
+
+        write_gene_folders(out, prep, rows, draws)
+    summary = summarise(rows, prep, time.perf_counter() - t0)
+    shown = rows if len(rows) <= PRINT_ROWS else rows[:PRINT_ROWS]
+    table = format_genes(shown) + (f"\n... ({len(rows) - PRINT_ROWS} more genes in {csv_path})"
+                                   if len(rows) > PRINT_ROWS else "")
+    return csv_path, table + "\n" + summary
+
+
+def _collect(store: BatchStore, n_blocks: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+    rows, draws = [], []
+    for b in range(n_blocks):
+        arrays, r = store.load("block", b)
+        rows += r
+        draws.append(arrays["draws"])
+    return rows, np.concatenate(draws)
+
+
+def _rerun_smc(run: TableRun, prep: Prepared, store: BatchStore, low: Sequence[int], rows: list[dict[str, Any]],
+               draws: np.ndarray, smc: InferenceSettings, settings: BatchSettings, out: Path, per_gene_outputs: bool,
+               command: str, log: Callable[[str], None]) -> None:
+    """Rerun genes `low` with the per-gene ABC-SMC path; their rows and draws are replaced (kept in the store)."""
+    from ..genes import GeneTask, dir_name, run_task
+    from ..output import import_arviz
+
+    names = [rows[i]["gene"] for i in low]
+    todo = [k for k in range(len(low)) if not store.has("smc", low[k])]
+    counts = read_gene_counts(run.path, [names[k] for k in todo], run.layer) if todo else None
+    for j, k in enumerate(todo):
+        i = low[k]
+        folder = out / dir_name(names[k]) if per_gene_outputs else store.dir / "smc" / dir_name(names[k])
+        task = GeneTask(names[k], (names[k],), tuple(prep.emulator.species), counts[:, j:j + 1], run.path,
+                        (run.emulator,), run.capture, run.capture_prior,
+                        dataclasses.replace(smc, prior=dict(run.prior)), str(folder), command)
+        smc_row = run_task(task)
+        az = import_arviz()
+        idata = az.from_netcdf(str(folder / "posterior.nc"))
+        post = idata.posterior
+        flat = np.stack([post[n].values.ravel() for n in prep.space.names], axis=1)
+        rng = gene_seed(run.seed, 10**6 + i)
+        theta = flat[rng.choice(len(flat), settings.draws, replace=True)]
+        idata.close()
+        smc_row.update({"method": "smc", "ess": float(np.nanmin([smc_row.get(f"{n}_ess", np.nan)
+                                                                 for n in prep.space.names])),
+                        "evaluations": 0, "ppc_deviance": rows[i]["ppc_deviance"], "ppc_p": rows[i]["ppc_p"],
+                        "flags": ";".join(f for f in rows[i]["flags"].split(";") if f and f != "low_ess")})
+        store.save("smc", i, {"draws": theta}, [smc_row])
+        log(f"gene {names[k]}: ABC-SMC done ({j + 1}/{len(todo)})")
+    for i in low:
+        arrays, (row,) = store.load("smc", i)
+        keep = {k: v for k, v in rows[i].items() if k not in row}
+        rows[i] = {**{k: row.get(k, keep.get(k)) for k in rows[i]}, **{k: v for k, v in row.items() if k not in rows[i]}}
+        draws[i] = arrays["draws"]
+
+
+def summarise(rows: Sequence[Mapping[str, Any]], prep: Prepared, seconds: float) -> str:
+    """The closing lines: genes inferred by each method, skipped and flagged, and why."""
+    n_smc = sum(r["method"] == "smc" for r in rows)
+    lines = [f"{len(rows)} gene(s) inferred in {seconds:.1f} s ({len(rows) - n_smc} batch, {n_smc} rerun with "
+             f"ABC-SMC); {len(prep.skipped)} skipped" + (f" ({_skip_summary(prep.skipped)})" if prep.skipped else "")]
+    reasons: dict[str, int] = {}
+    flagged = 0
+    for r in rows:
+        fl = [f for f in str(r["flags"]).split(";") if f]
+        flagged += bool(fl)
+        for f in fl:
+            reasons[f] = reasons.get(f, 0) + 1
+    if flagged:
+        why = {"ppc": f"posterior-predictive p <= {PPC_ALPHA:g} (the model does not fit)",
+               "low_ess": "ESS below the floor"}
+        parts = [f"{why.get(f, 'posterior against the prior bound ' + f[6:] if f.startswith('bound:') else f)}: {n}"
+                 for f, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
+        lines.append(f"{flagged} gene(s) flagged: " + "; ".join(parts) + " (column `flags` of genes.csv)")
+    else:
+        lines.append("no gene flagged")
+    return "\n".join(lines)
+
+
+def _skip_summary(skipped: Mapping[str, str]) -> str:
+    counts: dict[str, int] = {}
+    for reason in skipped.values():
+        counts[reason] = counts.get(reason, 0) + 1
+    return ", ".join(f"{reason}: {n}" for reason, n in counts.items())
+
+
+def _manifest(run: TableRun, prep: Prepared, settings: BatchSettings) -> dict[str, Any]:
+    st = os.stat(run.path)
+    genes = hashlib.sha256("\n".join(prep.data.genes).encode()).hexdigest()
+    return {"method": "batch", "input": str(Path(run.path).resolve()), "input_size": st.st_size,
+            "input_mtime": int(st.st_mtime), "emulator": prep.emulator.source, "emulator_sha256": prep.sha256,
+            "layer": run.layer, "capture": run.capture,
+            "capture_prior": list(run.capture_prior) if run.capture_prior else None,
+            "prior": {k: list(v) for k, v in sorted(dict(run.prior).items())}, "min_cells": run.min_cells,
+            "seed": run.seed, "genes": genes, "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
+
+
+def _bar(desc: str, unit: str, total: int | None = None):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "cell", dynamic_ncols=True)
