@@ -109,10 +109,26 @@ def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike
                 genes: Sequence[str] | None = None, layer: str | None = None, species: dict[str, str] | None = None,
                 compare: Sequence[str] | None = None, capture: float | None = None,
                 capture_prior: tuple[float, float] | None = None, jobs: int | None = None, command: str = "",
-                log=None, progress: bool = False, **settings: Any):
-    """`surrogate-abc infer counts.csv|.tsv|.h5ad`: one posterior per gene (`out`/<gene>/posterior.nc) and the
-    table of all genes (`out`/genes.csv), returned as a pandas DataFrame. `settings` as for `infer`."""
+                log=None, progress: bool = False, method: str | None = None, min_cells: int = 10,
+                batch: Any = None, per_gene_outputs: bool = False, **settings: Any):
+    """`surrogate-abc infer counts.csv|.tsv|.h5ad`: the table of all genes (`out`/genes.csv), returned as a pandas
+    DataFrame. method "batch" (the default where it applies: one species, no `compare`) writes `out`/posterior.nc
+    with a `gene` dimension (`batch`: a BatchSettings); "smc" one ABC-SMC per gene (`out`/<gene>/posterior.nc).
+    `settings` as for `infer` (with batch: `seed`, `prior`, `plots`)."""
     import pandas as pd
+
+    from .inference.transcriptome.run import choose_method
+
+    if choose_method(method, compare, species, settings.get("mode", "likelihood")) == "batch":
+        from .inference.transcriptome import TableRun, infer_transcriptome
+
+        run = TableRun(str(table), str(emulator) if emulator is not None else None, tuple(genes) if genes else None,
+                       layer, capture, capture_prior, dict(settings.get("prior", {})), min_cells,
+                       int(settings.get("seed", 0)))
+        csv_path, _ = infer_transcriptome(run, Path(out) if out is not None else None, batch,
+                                          per_gene_outputs=per_gene_outputs, plots=bool(settings.get("plots", True)),
+                                          command=command, log=log or (lambda _msg: None), progress=progress)
+        return pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
 
     from .inference.genes import infer_table
     from .inference.run import InferenceSettings

@@ -15,6 +15,16 @@ from .errors import UserError
 from .report import notes_from_warnings
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -118,6 +128,14 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     )
     out = Path(args.out) if args.out else None
     if is_count_table(args.observed):
+        from .inference.transcriptome.run import choose_method
+
+        if choose_method(args.method, args.compare, args.species, args.mode) == "batch":
+            return _infer_batch(args, settings, out)
+        for flag, value in (("--per-gene-outputs", args.per_gene_outputs or None), ("--min-cells", args.min_cells),
+                            ("--ess", args.ess), ("--draws", args.draws)):
+            if value is not None:
+                raise UserError(f"{flag} applies to --method batch")
         from .inference.genes import infer_table
 
         csv_path, table = infer_table(Path(args.observed), args.emulator, settings, out, genes=args.genes,
@@ -127,7 +145,9 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         print(table)
         print(f"wrote {csv_path} and {csv_path.parent}/<gene>/posterior.nc (with abc.db, summary.csv and PNGs)")
         return 0
-    for flag, value in (("--genes", args.genes), ("--layer", args.layer), ("--species", args.species)):
+    for flag, value in (("--genes", args.genes), ("--layer", args.layer), ("--species", args.species),
+                        ("--method", args.method), ("--min-cells", args.min_cells), ("--ess", args.ess),
+                        ("--draws", args.draws), ("--per-gene-outputs", args.per_gene_outputs or None)):
         if value is not None:
             raise UserError(f"{flag} applies to count tables (.csv, .tsv, .h5ad); {args.observed} is read as HDF5")
     from .inference.infer import infer
@@ -137,6 +157,29 @@ def _cmd_infer(args: argparse.Namespace) -> int:
                   on_table=lambda table: print(table, flush=True))  # the table first, then the plots
     pngs = "" if args.no_plots else ", marginals.png, pair.png, ppc.png"
     print(f"wrote {nc} (and abc.db, summary.csv{pngs} in {nc.parent})")
+    return 0
+
+
+def _infer_batch(args: argparse.Namespace, settings, out: Path | None) -> int:
+    """A count table by the batch method (inference/transcriptome)."""
+    import dataclasses
+
+    from .inference.transcriptome import BatchSettings, TableRun, infer_transcriptome
+
+    batch = BatchSettings()
+    batch = dataclasses.replace(batch, ess_target=float(args.ess) if args.ess is not None else batch.ess_target,
+                                draws=args.draws if args.draws is not None else batch.draws)
+    run = TableRun(args.observed, args.emulator, tuple(args.genes) if args.genes else None, args.layer, args.capture,
+                   args.capture_prior, dict(args.prior or []), args.min_cells if args.min_cells is not None else 10,
+                   args.seed)
+    smc = dataclasses.replace(settings, plots=settings.plots and args.per_gene_outputs, chain_jobs=1,
+                              exact_check="none")
+    csv_path, table = infer_transcriptome(run, out, batch, smc, per_gene_outputs=args.per_gene_outputs,
+                                          plots=not args.no_plots, command=args.command_line,
+                                          progress=not args.quiet)
+    print(table)
+    pngs = "" if args.no_plots else ", genes.png"
+    print(f"wrote {csv_path} (and posterior.nc, skipped.csv{pngs} in {csv_path.parent})")
     return 0
 
 
@@ -172,6 +215,18 @@ def _add_infer_parser(sub) -> None:
     i.add_argument("--jobs", type=_positive_int, default=None,
                    help="count tables: genes run in parallel (default: the cores)")
     i.add_argument("--quiet", action="store_true", help="count tables: no progress bar")
+    i.add_argument("--method", choices=("batch", "smc"), default=None,
+                   help="count tables: batch (default: all genes together, shared parameter sets and per-gene "
+                   "importance sampling; one species per gene) or smc (one ABC-SMC per gene; the default with "
+                   "--compare, --species or --mode simulator)")
+    i.add_argument("--min-cells", type=_non_negative_int, default=None, metavar="N",
+                   help="--method batch: skip genes with fewer than N non-zero cells (default 10; all-zero genes always)")
+    i.add_argument("--ess", type=_positive_int, default=None, metavar="N",
+                   help="--method batch: refine each gene until its effective sample size reaches N (default 500)")
+    i.add_argument("--draws", type=_positive_int, default=None, metavar="N",
+                   help="--method batch: equally weighted posterior draws per gene in posterior.nc (default 1000)")
+    i.add_argument("--per-gene-outputs", action="store_true",
+                   help="--method batch: also write OUT/<gene>/ (posterior.nc, summary.csv) for every gene")
     i.add_argument("--check", choices=("exact", "none"), default="exact",
                    help="exact (default where an exact engine exists): after the run, the emulator against the exact "
                         "model (closed form or FSP) at 50 posterior draws: H2, KLD and the log-likelihood difference")

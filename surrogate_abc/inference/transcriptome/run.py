@@ -63,6 +63,17 @@ class Prepared:
     skipped: dict[str, str]
 
 
+def choose_method(method: str | None, compare: Sequence[str] | None, species: Mapping[str, str] | None,
+                  mode: str = "likelihood") -> str:
+    """The method for a count table: `method` when given (UserError where batch cannot serve the options), else
+    batch, except with --compare, --species or --mode simulator, which only the per-gene ABC-SMC path covers."""
+    needs_smc = [flag for flag, on in (("--compare", bool(compare)), ("--species", bool(species)),
+                                       ("--mode simulator", mode == "simulator")) if on]
+    if method == "batch" and needs_smc:
+        raise UserError(f"--method batch does not cover {', '.join(needs_smc)}; use --method smc (one ABC-SMC per gene)")
+    return method or ("smc" if needs_smc else "batch")
+
+
 def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = True) -> Prepared:
     """Resolve the model, read and check the table, pick the genes to infer (UserError before anything is written)."""
     from ..infer import resolve_models
