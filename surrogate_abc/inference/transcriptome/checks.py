@@ -7,20 +7,20 @@
   the replicates, or one of 100, fits as badly as the data): zero inflation, cell-type mixtures, doublets
   and under-dispersed counts (Fano < 1, which no telegraph gene has) fail it.
 * Prior bound: a parameter (sampling scale) whose posterior is informative (90% interval at most
-  BOUND_INFORMATIVE of the prior range) and whose density (weighted histogram, bins of half a posterior sd)
-  is highest at a bound and there at least BOUND_RATIO times its density at the posterior median piles
-  against that bound: the data want a value outside the prior (e.g. k0 at its upper bound: the gene looks
-  constitutive). A posterior centred a sd or more inside the bound is not flagged, however close the bound,
-  nor is a flat ridge that the bound cuts (k1 and v0 of a bursty gene, of which only v0 / k1 is identified). Flagged
-  `bound:<name>_low` or `bound:<name>_high`.
+  BOUND_INFORMATIVE of the prior range) and whose density at a bound (weighted histogram, bins of half a
+  posterior sd) is at least BOUND_DENSITY of its peak piles against that bound: the bound cuts the posterior
+  near its mode, so the data want a value outside the prior or cannot tell it from one (e.g. k0 at its upper
+  bound and k1 at its lower: the gene looks constitutive). A posterior centred more than about one sd inside
+  the bound is not flagged, however close the bound, nor is a wide ridge that the bound cuts (k1 and v0 of a
+  bursty gene, of which only v0 / k1 is identified). Flagged `bound:<name>_low` or `bound:<name>_high`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 PPC_ALPHA = 0.01
-BOUND_INFORMATIVE = 0.5
-BOUND_RATIO = 2.0
+BOUND_INFORMATIVE = 0.2
+BOUND_DENSITY = 0.5
 
 
 def deviance(counts: np.ndarray, log_p: np.ndarray) -> np.ndarray:
@@ -60,9 +60,7 @@ def bound_flags(z: np.ndarray, w: np.ndarray, low: np.ndarray, high: np.ndarray,
         sd = float(np.sqrt(max(w @ (x - w @ x) ** 2, 0.0)))
         n_bins = int(np.clip(np.ceil(width / max(sd / 2, 1e-3 * width)), 2, 4000))
         dens, _ = np.histogram(x, bins=n_bins, range=(low[j], high[j]), weights=w)
-        at_median = dens[min(int((np.interp(0.5, np.cumsum(w[np.argsort(x)]), np.sort(x)) - low[j]) / width
-                                  * n_bins), n_bins - 1)]
         for end, side in ((0, "low"), (-1, "high")):
-            if dens[end] >= dens.max() and dens[end] >= BOUND_RATIO * at_median:
+            if dens[end] >= BOUND_DENSITY * dens.max():
                 out.append(f"{name}_{side}")
     return out

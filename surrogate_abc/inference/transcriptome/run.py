@@ -85,7 +85,7 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
         raise UserError(f"--method batch: emulator {emulator.source} models {'+'.join(emulator.species)}; the batch "
                         "method infers one species per gene; use --method smc with --species")
     space = ParameterSpace.of(emulator, run.prior)
-    bar = _bar("reading", "cell") if progress else None
+    bar = _bar("reading", "cell", delay=2.0) if progress else None  # shown only for a table that takes a while
 
     def read_progress(done: int, total: int) -> None:
         if bar is not None:
@@ -355,7 +355,7 @@ def _manifest(run: TableRun, prep: Prepared, settings: BatchSettings) -> dict[st
             "seed": run.seed, "genes": genes, "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
 
 
-def _bar(desc: str, unit: str, total: int | None = None):
+def _bar(desc: str, unit: str, total: int | None = None, delay: float = 0.0):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "cell", dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "cell", dynamic_ncols=True, delay=delay)
