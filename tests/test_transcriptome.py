@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, write_protocol, write_table
 from scipy import stats
 
 from surrogate_abc.errors import UserError
 from surrogate_abc.inference.transcriptome import BatchSettings, TableRun, infer_transcriptome
 from surrogate_abc.inference.transcriptome import run as batch_run
 from surrogate_abc.inference.transcriptome.checks import bound_flags, ppc_pvalue
+
+from conftest import run_cli, write_protocol, write_table
 
 FAST = BatchSettings(shared_sets=1024, ess_target=400, draws=400, ppc_draws=50, block_size=3)
 

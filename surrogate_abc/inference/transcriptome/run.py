@@ -162,7 +162,6 @@ def run_block(prep: Prepared, index: int, genes: np.ndarray, shared_z: np.ndarra
     ppc_theta = space.natural(np.concatenate([draws[k, pick[k]] for k in range(len(posts))]))
     ppc_log_p = full_log_pmf(em, ppc_theta).reshape(len(posts), n_ppc, -1)
     rows = []
-    seconds = (time.perf_counter() - start) / max(len(genes), 1)
     for k, (i, post) in enumerate(zip(genes, posts)):
         name = data.genes[i]
         values = variables(space, em, space.natural(post.z))
@@ -307,10 +306,9 @@ def _rerun_smc(run: TableRun, prep: Prepared, store: BatchStore, low: Sequence[i
                         "flags": ";".join(f for f in rows[i]["flags"].split(";") if f and f != "low_ess")})
         store.save("smc", i, {"draws": theta}, [smc_row])
         log(f"gene {names[k]}: ABC-SMC done ({j + 1}/{len(todo)})")
-    for i in low:
+    for i in low:  # the ABC-SMC row's values in the batch row's column order
         arrays, (row,) = store.load("smc", i)
-        keep = {k: v for k, v in rows[i].items() if k not in row}
-        rows[i] = {**{k: row.get(k, keep.get(k)) for k in rows[i]}, **{k: v for k, v in row.items() if k not in rows[i]}}
+        rows[i] = {**{k: row.get(k, v) for k, v in rows[i].items()}, **row}
         draws[i] = arrays["draws"]
 
 
