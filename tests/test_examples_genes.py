@@ -76,8 +76,8 @@ def test_infer_genes_exact_recovers_burst_kinetics(tmp_path):
         prior[k] = (lo, hi)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        df = infer_genes(TABLE, emulator="exact:telegraph_mrna", out=tmp_path / "out", genes=genes, population=120,
-                         generations=6, chains=1, seed=2, jobs=1, prior=prior, plots=False)
+        df = infer_genes(TABLE, emulator="exact:telegraph_mrna", out=tmp_path / "out", genes=genes, method="smc",
+                         population=120, generations=6, chains=1, seed=2, jobs=1, prior=prior, plots=False)
     assert list(df["gene"]) == genes
     assert (tmp_path / "out" / "genes.csv").is_file()
     for g in genes:

@@ -22,7 +22,8 @@ def test_cli_runs_every_gene_and_writes_genes_csv(tmp_path):
                                                     "Unused": rng.poisson(5.0, 300)})
     proto = write_protocol(tmp_path)
     out = tmp_path / "out"
-    r = run_cli(["infer", str(table), "--emulator", f"exact:{proto}", "--genes", "Low,High gene", "--population", "150",
+    r = run_cli(["infer", str(table), "--method", "smc", "--emulator", f"exact:{proto}", "--genes", "Low,High gene",
+                 "--population", "150",
                  "--generations", "5", "--chains", "2", "--jobs", "2", "--out", str(out), "--quiet"], cwd=tmp_path,
                 timeout=300)
     assert r.returncode == 0, r.stderr
@@ -95,7 +96,8 @@ def test_burst_kinetics_of_the_telegraph_model():
 
 @pytest.mark.parametrize("columns, extra, message", [
     ({"A": ["1", "2", "0.5"]}, [], "fractional"),
-    ({"A": ["0", "0", "0"]}, [], "zero in every cell"),
+    ({"A": ["0", "0", "0"]}, ["--method", "smc"], "zero in every cell"),
+    ({"A": ["0", "0", "0"]}, [], "no gene to infer (all zero: 1)"),
     ({"A": ["1", "x", "2"]}, [], "not a number"),
     ({"A": ["1", "-1", "2"]}, [], "negative"),
     ({"A": ["1", "2", "3"]}, ["--genes", "B"], "'B'"),
@@ -138,7 +140,7 @@ def test_anndata_layer_and_two_species_mapping(tmp_path):
     ad.var_names = ["g1", "g2"]
     ad.write_h5ad(tmp_path / "c.h5ad")
     df = infer_genes(tmp_path / "c.h5ad", emulator=f"exact:{write_protocol(tmp_path)}", out=tmp_path / "a",
-                     layer="counts", population=100, generations=4, jobs=1, plots=False)
+                     layer="counts", population=100, generations=4, jobs=1, plots=False, method="smc")
     assert list(df["gene"]) == ["g1", "g2"] and df.loc[1, "a_median"] == pytest.approx(15.0, rel=0.15)
     if not (RESOURCES / "gene_joint.safetensors").is_file():
         pytest.skip("the shipped joint emulator is not installed")
