@@ -133,7 +133,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         if choose_method(args.method, args.compare, args.species, args.mode) == "batch":
             return _infer_batch(args, settings, out)
         for flag, value in (("--per-gene-outputs", args.per_gene_outputs or None), ("--min-cells", args.min_cells),
-                            ("--ess", args.ess), ("--draws", args.draws)):
+                            ("--ess", args.ess), ("--draws", args.draws), ("--block-size", args.block_size)):
             if value is not None:
                 raise UserError(f"{flag} applies to --method batch")
         from .inference.genes import infer_table
@@ -147,7 +147,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         return 0
     for flag, value in (("--genes", args.genes), ("--layer", args.layer), ("--species", args.species),
                         ("--method", args.method), ("--min-cells", args.min_cells), ("--ess", args.ess),
-                        ("--draws", args.draws), ("--per-gene-outputs", args.per_gene_outputs or None)):
+                        ("--draws", args.draws), ("--block-size", args.block_size),
+                        ("--per-gene-outputs", args.per_gene_outputs or None)):
         if value is not None:
             raise UserError(f"{flag} applies to count tables (.csv, .tsv, .h5ad); {args.observed} is read as HDF5")
     from .inference.infer import infer
@@ -168,7 +169,8 @@ def _infer_batch(args: argparse.Namespace, settings, out: Path | None) -> int:
 
     batch = BatchSettings()
     batch = dataclasses.replace(batch, ess_target=float(args.ess) if args.ess is not None else batch.ess_target,
-                                draws=args.draws if args.draws is not None else batch.draws)
+                                draws=args.draws if args.draws is not None else batch.draws,
+                                block_size=args.block_size or batch.block_size)
     run = TableRun(args.observed, args.emulator, tuple(args.genes) if args.genes else None, args.layer, args.capture,
                    args.capture_prior, dict(args.prior or []), args.min_cells if args.min_cells is not None else 10,
                    args.seed)
@@ -225,6 +227,8 @@ def _add_infer_parser(sub) -> None:
                    help="--method batch: refine each gene until its effective sample size reaches N (default 500)")
     i.add_argument("--draws", type=_positive_int, default=None, metavar="N",
                    help="--method batch: equally weighted posterior draws per gene in posterior.nc (default 1000)")
+    i.add_argument("--block-size", type=_positive_int, default=None, metavar="N",
+                   help="--method batch: genes per block, the unit stored as it finishes and resumed (default 256)")
     i.add_argument("--per-gene-outputs", action="store_true",
                    help="--method batch: also write OUT/<gene>/ (posterior.nc, summary.csv) for every gene")
     i.add_argument("--check", choices=("exact", "none"), default="exact",

@@ -254,3 +254,56 @@ def test_cli_batch_default_per_gene_outputs_and_method_errors(tmp_path):
     assert res.returncode == 2 and "--method smc" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     res = run_cli(["infer", "counts.csv", "--method", "smc", "--min-cells", "3", "--out", "c"], tmp_path)
     assert res.returncode == 2 and "--min-cells applies to --method batch" in res.stderr
+
+
+def test_capture_prior_is_a_parameter_of_the_batch_posterior(tmp_path):
+    """--capture-prior adds `capture` to the posterior; with a rate known to lie near 20 only beta x a is identified,
+    and the posterior of that product is the exact Gamma(sum x, N) whatever the split."""
+    rng = np.random.default_rng(11)
+    x = rng.binomial(rng.poisson(20.0, 400), 0.5)
+    table = write_table(tmp_path / "t.csv", {"G": x})
+    proto = write_protocol(tmp_path, low=15.0, high=25.0)
+    csv_path, _ = infer_transcriptome(TableRun(str(table), f"exact:{proto}", capture_prior=(0.3, 0.9)),
+                                      tmp_path / "o", FAST, progress=False, log=lambda _m: None)
+    row = read_csv(csv_path)["G"]
+    assert 0.3 <= float(row["capture_q05"]) < float(row["capture_q95"]) <= 0.9
+    import arviz as az
+
+    post = az.from_netcdf(str(tmp_path / "o" / "posterior.nc")).posterior.sel(gene="G")
+    product = (post["a"] * post["capture"]).values.ravel()
+    ref = gamma_posterior(x)
+    assert abs(np.median(product) - ref.median()) < 0.15 * (ref.ppf(0.95) - ref.ppf(0.05))
+
+
+def test_a_killed_command_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL of the whole command once some blocks are stored; the same command then gives what one run gives."""
+    import time
+
+    from conftest import kill_tree, popen_cli
+
+    poisson_genes(tmp_path, {f"g{i}": 1.0 + 2.5 * i for i in range(16)}, cells=300, seed=12)
+    proto = write_protocol(tmp_path)
+    args = ["infer", "counts.csv", "--emulator", f"exact:{proto}", "--block-size", "2", "--quiet", "--seed", "4"]
+    r = run_cli([*args, "--out", "whole"], tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    proc = popen_cli([*args, "--out", "part"], tmp_path)
+    state = tmp_path / "part" / ".batch"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(state.glob("block_*.npz"))) >= 2:
+            kill_tree(proc.pid)
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=30)
+    proc.communicate()
+    done = len(list(state.glob("block_*.npz")))
+    assert 2 <= done < 8, f"the run was not stopped part-way ({done} of 8 blocks)"
+    assert not (tmp_path / "part" / "genes.csv").exists()
+    r = run_cli([*args, "--out", "part"], tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+    def rows(folder):
+        return {g: {k: v for k, v in row.items() if k != "seconds"} for g, row in read_csv(tmp_path / folder /
+                                                                                      "genes.csv").items()}
+
+    assert rows("part") == rows("whole")
