@@ -307,3 +307,18 @@ def test_a_killed_command_resumes_to_the_uninterrupted_result(tmp_path):
                                                                                       "genes.csv").items()}
 
     assert rows("part") == rows("whole")
+
+
+def test_a_weakly_informative_gene_keeps_its_whole_posterior(tmp_path):
+    """12 cells: the likelihood is broad, most shared sets carry weight; the batch posterior is still the exact
+    Gamma(sum x, N) truncated to the prior box [0.5, 50]."""
+    x = np.array([0, 1, 3, 0, 2, 1, 0, 4, 1, 0, 2, 1])
+    table = write_table(tmp_path / "t.csv", {"W": x})
+    csv_path, _ = infer_transcriptome(TableRun(str(table), f"exact:{write_protocol(tmp_path)}", min_cells=5),
+                                      tmp_path / "o", FAST, progress=False, log=lambda _m: None)
+    row = read_csv(csv_path)["W"]
+    ref = gamma_posterior(x)
+    lo, hi = ref.cdf(0.5), ref.cdf(50.0)
+    width = ref.ppf(lo + 0.95 * (hi - lo)) - ref.ppf(lo + 0.05 * (hi - lo))
+    for key, q in (("median", 0.5), ("q05", 0.05), ("q95", 0.95)):
+        assert abs(float(row[f"a_{key}"]) - ref.ppf(lo + q * (hi - lo))) < 0.1 * width, key

@@ -18,9 +18,8 @@ import numpy as np
 from .importance import AMISState, Box, TMixture, normalised
 from .likelihood import GeneLikelihoods
 
-KEEP_NATS = 30.0   # shared sets more than this far below a gene's best one are dropped (weight < 1e-13)
-KEEP_MAX = 4096    # ... and at most this many of the best are kept per gene
-KEEP_MIN = 256     # ... but at least this many (the first proposal is fitted to them, tempered)
+KEEP_NATS = 20.0   # shared sets more than this far below a gene's best one are dropped (weight < 2e-9 each)
+KEEP_MIN = 256     # ... but at least this many are kept (the first proposal is fitted to them, tempered)
 
 
 @dataclass(frozen=True)
@@ -56,12 +55,12 @@ class GenePosterior:
 
 def start_states(box: Box, shared_z: np.ndarray, shared_loglik: np.ndarray) -> list[AMISState]:
     """Each gene's AMIS state from the shared prior sets: the sets within KEEP_NATS of its best (at least
-    KEEP_MIN, at most KEEP_MAX of them)."""
+    KEEP_MIN of them; all of them for a gene whose likelihood is that flat, so nothing of weight is dropped)."""
     n = len(shared_z)
     states = []
     for ll in shared_loglik:
         order = np.argsort(ll)[::-1]
-        n_keep = int(np.clip(np.count_nonzero(ll >= ll.max() - KEEP_NATS), min(KEEP_MIN, n), KEEP_MAX))
+        n_keep = max(int(np.count_nonzero(ll >= ll.max() - KEEP_NATS)), min(KEEP_MIN, n))
         keep = order[:n_keep]
         states.append(AMISState.from_prior(box, shared_z[keep], ll[keep], n))
     return states
