@@ -322,3 +322,20 @@ def test_a_weakly_informative_gene_keeps_its_whole_posterior(tmp_path):
     width = ref.ppf(lo + 0.95 * (hi - lo)) - ref.ppf(lo + 0.05 * (hi - lo))
     for key, q in (("median", 0.5), ("q05", 0.05), ("q95", 0.95)):
         assert abs(float(row[f"a_{key}"]) - ref.ppf(lo + q * (hi - lo))) < 0.1 * width, key
+
+
+def test_mdn_category_probs_up_to_a_cut_equal_the_full_pmf():
+    """The shipped mRNA MDN's pmf computed only up to the last category asked equals the full pmf's columns."""
+    from surrogate_abc.inference.infer import RESOURCES, resolve_emulator
+
+    if not (RESOURCES / "telegraph_mrna.safetensors").is_file():
+        pytest.skip("the shipped telegraph_mrna emulator is not installed")
+    em, _ = resolve_emulator("telegraph_mrna")
+    rng = np.random.default_rng(13)
+    box = em.domain
+    theta = 10 ** rng.uniform(np.log10(box[:, 0]), np.log10(box[:, 1]), size=(300, 3))
+    probs, _ = em.pmf(theta)
+    for cut in (1, 9, 50, 77, em.n_categories - 1):
+        cats = np.arange(cut)
+        got = em.category_probs(theta, cats)
+        np.testing.assert_allclose(got, probs[:, cats], rtol=2e-4, atol=1e-9)

@@ -77,12 +77,13 @@ class Emulator(EmulatorBase):
                             "drop --capture/--capture-prior or use an MDN emulator")
         return self._probs(arr, "thinned", row_args=(np.asarray(beta, np.float64).reshape(-1),))
 
-    def _probs(self, arr: np.ndarray, fn: str = "forward", *args: Any, row_args: tuple[np.ndarray, ...] = ()) -> np.ndarray:
-        """Run the network in chunks; float64 (n, C) probabilities renormalised to sum to 1 (or the output of the
-        model's method `fn`, called as fn(x, *row_args chunked as x, *args))."""
+    def _probs(self, arr: np.ndarray, fn: str = "forward", *args: Any, row_args: tuple[np.ndarray, ...] = (),
+               rows: int | None = None) -> np.ndarray:
+        """Run the network in chunks (of `rows`, default chunk_rows()); float64 (n, C) probabilities renormalised to
+        sum to 1 (or the output of the model's method `fn`, called as fn(x, *row_args chunked as x, *args))."""
         x_all = self.features(arr)
         dev = self.device
-        rows = self.chunk_rows()
+        rows = rows or self.chunk_rows()
         outs = []
         with torch.no_grad():
             for s in range(0, max(len(x_all), 1), rows):
@@ -118,7 +119,9 @@ class Emulator(EmulatorBase):
         cats = self._categories(categories)
         if not hasattr(self.model, "category_probs") or np.any(cats == self.n_categories - 1):
             return self._probs(arr)[:, cats]
-        y = self._probs(arr, "category_probs", torch.as_tensor(cats, device=self.device))
+        per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
+        rows = int(min(CHUNK_ROWS, max(1, CHUNK_ELEMENTS // per_row))) if per_row else None
+        y = self._probs(arr, "category_probs", torch.as_tensor(cats, device=self.device), rows=rows)
         return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
 
     def _spread(self, arr: np.ndarray) -> np.ndarray:

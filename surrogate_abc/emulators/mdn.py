@@ -60,6 +60,14 @@ class MDN(nn.Module):
         points = int(np.prod(b.support)) if getattr(b, "counts", False) else int(b.n_categories)
         return self.n_components * points
 
+    def category_work(self, categories: np.ndarray) -> int:
+        """work_per_row() of category_probs(x, categories): components x the integers up to the last bin asked."""
+        b = self.binning
+        if not (getattr(b, "counts", False) and len(b.shape) == 1 and len(categories)):
+            return self.work_per_row()
+        edges = np.asarray(b.edges_np[0])
+        return self.n_components * int(np.ceil(edges[min(int(np.max(categories)) + 1, len(edges) - 1)]))
+
     def mixture(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log_weights (n, K), constrained params (n, K, raw_size))."""
         h = self.trunk(x)

@@ -20,6 +20,14 @@ from scipy import special
 DF = 5.0  # Student-t degrees of freedom of the proposals: heavier tails than a Gaussian, finite variance
 
 
+def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    """log(sum(exp(a))) along axis, stable (rows of -inf give -inf); scipy's without its checks (a hot path)."""
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+
+
 def ess(log_w: np.ndarray) -> float:
     """Kish effective sample size of log-weights (-inf = weight 0); 0 when every weight is 0."""
     lw = np.asarray(log_w, float)
@@ -101,7 +109,7 @@ class TMixture:
         logdet = float(np.sum(np.log(np.diag(self.chol))))
         const = (special.gammaln((DF + d) / 2) - special.gammaln(DF / 2) - 0.5 * d * math.log(DF * math.pi) - logdet)
         kern = const - 0.5 * (DF + d) * np.log1p(maha / DF)
-        return special.logsumexp(kern, axis=1) - math.log(len(self.means))
+        return logsumexp(kern, axis=1) - math.log(len(self.means))
 
 
 def _cholesky(cov: np.ndarray) -> np.ndarray:
@@ -148,6 +156,7 @@ class AMISState:
     draws: list[int]
     proposals: list[TMixture] = field(default_factory=list)
     last_tau: float = 0.0
+    _log_mix: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_prior(cls, box: Box, z: np.ndarray, loglik: np.ndarray, n_prior: int) -> "AMISState":
@@ -156,9 +165,11 @@ class AMISState:
         return cls(box, z, np.asarray(loglik, float), np.full((len(z), 1), box.log_density), [int(n_prior)])
 
     def log_mixture(self) -> np.ndarray:
-        """log of the deterministic mixture density sum_j (draws_j / total) q_j at each sample."""
-        n = np.asarray(self.draws, float)
-        return special.logsumexp(self.log_q + np.log(n / n.sum())[None, :], axis=1)
+        """log of the deterministic mixture density sum_j (draws_j / total) q_j at each sample (cached until add)."""
+        if self._log_mix is None or len(self._log_mix) != len(self.z):
+            n = np.asarray(self.draws, float)
+            self._log_mix = logsumexp(self.log_q + np.log(n / n.sum())[None, :], axis=1)
+        return self._log_mix
 
     def log_weights(self) -> np.ndarray:
         """Posterior importance log-weights (up to a constant): loglik + log prior - log mixture."""
@@ -184,6 +195,7 @@ class AMISState:
         self.loglik = np.concatenate([self.loglik, loglik])
         self.draws.append(int(n_drawn))
         self.proposals.append(proposal)
+        self._log_mix = None
 
     def evaluations(self) -> int:
         return int(sum(self.draws[1:]))
