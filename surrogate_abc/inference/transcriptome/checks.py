@@ -8,11 +8,11 @@
   and under-dispersed counts (Fano < 1, which no telegraph gene has) fail it.
 * Prior bound: a parameter (sampling scale) whose posterior is informative (90% interval at most
   BOUND_INFORMATIVE of the prior range) and whose density at a bound (weighted histogram, bins of half a
-  posterior sd) is at least BOUND_DENSITY of its peak piles against that bound: the bound cuts the posterior
-  near its mode, so the data want a value outside the prior or cannot tell it from one (e.g. k0 at its upper
-  bound and k1 at its lower: the gene looks constitutive). A posterior centred more than about one sd inside
-  the bound is not flagged, however close the bound, nor is a wide ridge that the bound cuts (k1 and v0 of a
-  bursty gene, of which only v0 / k1 is identified). Flagged `bound:<name>_low` or `bound:<name>_high`.
+  posterior sd) is at least BOUND_DENSITY of its peak piles against that bound: its mode is at the bound (up
+  to the histogram's noise), so the data want a value outside the prior or cannot tell it from one (e.g. k0
+  at its upper bound and k1 at its lower: the gene looks constitutive). A posterior whose mode lies inside is
+  not flagged, however close the bound, nor is a wide ridge that the bound cuts (k1 and v0 of a bursty gene,
+  of which only v0 / k1 is identified). Flagged `bound:<name>_low` or `bound:<name>_high`.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 
 PPC_ALPHA = 0.01
 BOUND_INFORMATIVE = 0.2
-BOUND_DENSITY = 0.5
+BOUND_DENSITY = 0.9
 
 
 def deviance(counts: np.ndarray, log_p: np.ndarray) -> np.ndarray:
