@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import run_cli, write_protocol
@@ -80,3 +81,23 @@ def test_a_failed_dataset_is_reported_in_one_line_and_the_others_go_on(monkeypat
     with pytest.warns(Note, match="dataset 1 failed: RuntimeError: solver blew up"):
         rows, failed = cal.run_tasks(tasks, jobs=1, progress=False)
     assert [r["index"] for r in rows] == [0, 2] and [i for i, _ in failed] == [1]
+
+
+def test_weighted_posterior_of_a_bursty_model_comes_from_abc_db(tmp_path):
+    """A bursty model's posterior.nc also holds burst_frequency and burst_size, which abc.db does not: the weighted
+    final populations are still read from abc.db (they once fell back to equal-weight draws without a word)."""
+    from surrogate_abc.api import infer_genes
+    from surrogate_abc.inference.calibrate import load_weighted_posterior
+
+    rng = np.random.default_rng(1)
+    table = tmp_path / "c.csv"
+    table.write_text("g\n" + "\n".join(str(v) for v in rng.negative_binomial(2.0, 0.2, 300)) + "\n")
+    infer_genes(table, emulator="exact:negbin", out=tmp_path / "o", method="smc", population=100, generations=2,
+                jobs=1, plots=False, exact_check="none", seed=2)
+    idata, post, w = load_weighted_posterior(tmp_path / "o" / "g")
+    assert "burst_frequency" in idata.posterior.data_vars and "burst_frequency" not in post
+    assert set(post) == {"k0", "b"} and len(w) == 100 and w.sum() == pytest.approx(1.0)
+    assert w.std() > 0  # importance weights of the final population, not equal-weight draws
+    (tmp_path / "o" / "g" / "abc.db").unlink()
+    _, post, w = load_weighted_posterior(tmp_path / "o" / "g")
+    assert np.allclose(w, w[0])  # without the database: the equal-weight draws

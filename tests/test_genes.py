@@ -151,3 +151,27 @@ def test_anndata_layer_and_two_species_mapping(tmp_path):
                      population=60, generations=3, jobs=1, plots=False)
     assert list(df["gene"]) == ["Xist_mrna+Xist_protein"] and "mean_protein_median" in df.columns
     assert (tmp_path / "j" / "Xist_mrna+Xist_protein" / "posterior.nc").is_file()
+
+
+def test_capture_on_an_fsp_model_checks_the_domain_not_thousands_of_fsp_solves(tmp_path, monkeypatch):
+    """--capture wraps an FSP-backed exact model: the table is checked by the model's domain (cheap), never by the
+    predictive range of means, which would solve the FSP at ~6000 prior draws (`genes.plan_tasks`)."""
+    from surrogate_abc.inference import genes as genes_module
+    from surrogate_abc.inference.run import InferenceSettings
+
+    toml = write_protocol(tmp_path, "pair").read_text().replace("[parameters.a]", (
+        '[[network.reactions]]\nname = "pair"\nreactants = { mrna = 2 }\nproducts = { mrna = 1 }\nrate = "c"\n\n'
+        "[parameters.a]")).replace("b = 1.0", "b = 1.0\nc = 0.05")
+    (tmp_path / "pair.toml").write_text(toml)
+    from surrogate_abc.emulators.exact import exact_emulator
+
+    assert exact_emulator(f"exact:{tmp_path / 'pair.toml'}").uses_fsp
+    table = write_table(tmp_path / "c.csv", {"g": np.random.default_rng(0).poisson(3.0, 100)})
+
+    def forbidden(*_a, **_k):
+        raise AssertionError("predictive_mean_ranges solved the FSP model")
+
+    monkeypatch.setattr(genes_module, "predictive_mean_ranges", forbidden)
+    tasks = genes_module.plan_tasks(table, [f"exact:{tmp_path / 'pair.toml'}"], InferenceSettings(), tmp_path / "o",
+                                    capture=0.5)
+    assert [t.name for t in tasks] == ["g"]

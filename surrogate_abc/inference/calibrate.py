@@ -74,28 +74,31 @@ def resolve_target(emulator_spec: str | None, protocol_arg: str | None) -> tuple
 
 def load_weighted_posterior(out_dir: Path) -> tuple[Any, dict[str, np.ndarray], np.ndarray]:
     """(idata, {param: values}, weights) of infer's output folder: the final weighted population of every chain
-    from abc.db (each chain's weights scaled to 1/chains), falling back to posterior.nc's equal-weight draws."""
+    from abc.db (each chain's weights scaled to 1/chains), or posterior.nc's equal-weight draws where there is no
+    abc.db. Derived variables (burst_frequency, burst_size) are left out: they are not in the database."""
     import arviz as az
 
-    idata = az.from_netcdf(str(out_dir / "posterior.nc"))
-    names = list(idata.posterior.data_vars)
-    try:
-        import pyabc
+    from ..networks.bursts import BURST_VARIABLES
 
-        vals: dict[str, list] = {k: [] for k in names}
-        ws = []
-        run_ids = np.atleast_1d(idata.sample_stats["run_id"].values)
-        for rid in run_ids:
-            h = pyabc.History(f"sqlite:///{(out_dir / 'abc.db').resolve()}", _id=int(rid), create=False)
-            df, w = h.get_distribution(m=0)
-            for k in names:  # log-uniform parameters are sampled (and stored) as log10_<name>
-                vals[k].append(df[k].to_numpy(float) if k in df else 10.0 ** df[f"log10_{k}"].to_numpy(float))
-            ws.append(np.asarray(w, float) / np.sum(w) / len(run_ids))
-        return idata, {k: np.concatenate(v) for k, v in vals.items()}, np.concatenate(ws)
-    except Exception:  # no database: equal-weight draws
+    idata = az.from_netcdf(str(out_dir / "posterior.nc"))
+    names = [k for k in idata.posterior.data_vars if k not in BURST_VARIABLES]  # derived ones are not in abc.db
+    db = out_dir / "abc.db"
+    if not db.is_file():  # no database: equal-weight draws
         post = {k: idata.posterior[k].values.ravel() for k in names}
         n = len(next(iter(post.values())))
         return idata, post, np.full(n, 1.0 / n)
+    import pyabc
+
+    vals: dict[str, list] = {k: [] for k in names}
+    ws = []
+    run_ids = np.atleast_1d(idata.sample_stats["run_id"].values)
+    for rid in run_ids:
+        h = pyabc.History(f"sqlite:///{db.resolve()}", _id=int(rid), create=False)
+        df, w = h.get_distribution(m=0)
+        for k in names:  # log-uniform parameters are sampled (and stored) as log10_<name>
+            vals[k].append(df[k].to_numpy(float) if k in df else 10.0 ** df[f"log10_{k}"].to_numpy(float))
+        ws.append(np.asarray(w, float) / np.sum(w) / len(run_ids))
+    return idata, {k: np.concatenate(v) for k, v in vals.items()}, np.concatenate(ws)
 
 
 # ------------------------------------------------------------------------------------------ one dataset

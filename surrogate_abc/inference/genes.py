@@ -97,7 +97,8 @@ def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: Inferenc
         for em, _ in models:
             key = (em.source, len(counts))
             if key not in ranges:  # the same for every gene with as many cells
-                ranges[key] = None if getattr(em, "uses_fsp", False) else predictive_mean_ranges(em, len(counts))
+                base = getattr(em, "inner", em)  # a capture wrapper's model: an FSP one is checked by its domain
+                ranges[key] = None if getattr(base, "uses_fsp", False) else predictive_mean_ranges(em, len(counts))
             check_observed(_named(observed, name), hist, overflow, em, ranges=ranges[key])
         tasks.append(GeneTask(name, cols, species, counts, str(path), tuple(specs), capture, capture_prior, settings,
                               str(out / folder), command))
