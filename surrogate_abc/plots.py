@@ -1,5 +1,9 @@
-"""Matplotlib figures (Agg backend): histogram step plots, joint-histogram heatmaps, example figures, and the
-posterior figures of `surrogate-abc infer` / `report` (marginals.png, pair.png with arviz; ppc.png)."""
+"""Matplotlib figures: histogram step plots, joint-histogram heatmaps, example figures, and the posterior
+figures of `surrogate-abc infer` / `report` (marginals.png, pair.png with arviz; ppc.png).
+
+Every figure is a `matplotlib.figure.Figure` drawn and saved here (arviz draws onto its axes), never a pyplot
+figure: nothing here chooses or changes the caller's backend (a notebook keeps its own after `sa.infer()`), and
+nothing is left open."""
 from __future__ import annotations
 
 import json
@@ -9,17 +13,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-
-from .metrics import total_variation  # noqa: E402
+from .arviz_import import import_arviz
+from .metrics import total_variation
 
 PROB_LABEL = "probability per bin"
 DENSITY_LABEL = "probability per count (bin mass / width)"
+
+
+def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8), squeeze: bool = True,
+             constrained_layout: bool = False) -> tuple[Figure, Any]:
+    """(figure, axes) like pyplot.subplots, without pyplot: a Figure of no backend's, saved with savefig."""
+    fig = Figure(figsize=figsize, layout="constrained" if constrained_layout else None)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
 
 
 def uniform_widths(edges: np.ndarray) -> bool:
@@ -73,7 +82,7 @@ def plot_examples(path: Path, species: Sequence[str], edges: Sequence[np.ndarray
     """Write a PNG of example histograms: 1-D step plots on one axes, or one log heatmap per set in 2-D."""
     path = Path(path)
     if len(species) == 1:
-        fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+        fig, ax = subplots(figsize=(8, 5), constrained_layout=True)
         ylabel = PROB_LABEL
         for h, th in zip(hists, thetas):
             values, ylabel = as_density(edges[0], h)
@@ -89,7 +98,7 @@ def plot_examples(path: Path, species: Sequence[str], edges: Sequence[np.ndarray
         k = len(hists)
         cols = min(k, 3)
         rows = -(-k // cols)
-        fig, axs = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False, constrained_layout=True)
+        fig, axs = subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False, constrained_layout=True)
         positive = hists[hists > 0]
         vmax = float(positive.max()) if positive.size else 1.0
         vmin = max(float(positive.min()) if positive.size else 1e-12, vmax * 1e-6)
@@ -106,7 +115,6 @@ def plot_examples(path: Path, species: Sequence[str], edges: Sequence[np.ndarray
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -119,7 +127,7 @@ def plot_comparison(path: Path, species: str, edges: np.ndarray, reference: np.n
     k = len(reference)
     cols = min(k, 2)
     rows = -(-k // cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.6 * rows), squeeze=False, constrained_layout=True)
+    fig, axs = subplots(rows, cols, figsize=(5.5 * cols, 3.6 * rows), squeeze=False, constrained_layout=True)
     ylabel = PROB_LABEL
     for ax, ref, oth, th in zip(axs.flat, reference, other, thetas):
         r, ylabel = as_density(edges, ref)
@@ -138,7 +146,6 @@ def plot_comparison(path: Path, species: str, edges: np.ndarray, reference: np.n
     if title:
         fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -182,7 +189,6 @@ def _json_attr(idata, key: str) -> dict:
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _draw_marginal(az: Any, idata, k: str, ax, prior: dict, truth: dict, legend: bool = True) -> None:
@@ -211,12 +217,10 @@ def _draw_marginal(az: Any, idata, k: str, ax, prior: dict, truth: dict, legend:
 
 def plot_marginals(idata, path: Path) -> None:
     """marginals.png: one panel per parameter (see _draw_marginal)."""
-    from .inference.output import import_arviz
-
     az = import_arviz()
     names = list(idata.posterior.data_vars)
     prior, truth = _json_attr(idata, "prior"), _json_attr(idata, "true_params")
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.0), squeeze=False)
+    fig, axes = subplots(1, len(names), figsize=(3.6 * len(names), 3.0), squeeze=False)
     for i, (ax, k) in enumerate(zip(axes[0], names)):
         _draw_marginal(az, idata, k, ax, prior, truth, legend=i == 0)
     _save(fig, path)
@@ -225,22 +229,21 @@ def plot_marginals(idata, path: Path) -> None:
 def plot_pair(idata, path: Path) -> None:
     """pair.png: arviz.plot_pair of the posterior draws (scatter, marginal densities on the diagonal, the true
     values as reference_values when all are known); a single parameter: its marginal."""
-    from .inference.output import import_arviz
-
     az = import_arviz()
     names = list(idata.posterior.data_vars)
     if len(names) < 2:  # arviz.plot_pair needs two variables
-        fig, ax = plt.subplots(figsize=(3.4, 3.4))
+        fig, ax = subplots(figsize=(3.4, 3.4))
         _draw_marginal(az, idata, names[0], ax, _json_attr(idata, "prior"), _json_attr(idata, "true_params"))
         _save(fig, path)
         return
     truth = _json_attr(idata, "true_params")
     d = len(names)
-    axes = az.plot_pair(idata, var_names=names, kind="scatter", marginals=True, figsize=(2.4 * d + 1, 2.4 * d + 1),
+    fig, grid = subplots(d, d, figsize=(2.4 * d + 1, 2.4 * d + 1), squeeze=False)
+    axes = az.plot_pair(idata, var_names=names, kind="scatter", marginals=True, ax=grid,
                         scatter_kwargs={"s": 2, "alpha": 0.3},
                         reference_values={k: truth[k] for k in names} if all(k in truth for k in names) else None,
                         reference_values_kwargs={"color": "r", "markersize": 6})
-    _save(np.ravel(axes)[0].figure, path)
+    _save(fig if axes is not None else np.ravel(axes)[0].figure, path)
 
 
 def plot_ppc(idata, path: Path) -> None:
@@ -251,7 +254,7 @@ def plot_ppc(idata, path: Path) -> None:
     obs = idata.observed_data["hist"].values
     pred = idata.posterior_predictive["hist"].values
     pred = pred.reshape((-1,) + pred.shape[2:])
-    fig, axes = plt.subplots(1, max(len(species), 1), figsize=(5 * max(len(species), 1), 3.2), squeeze=False)
+    fig, axes = subplots(1, max(len(species), 1), figsize=(5 * max(len(species), 1), 3.2), squeeze=False)
     for ax_i, s in enumerate(species):
         others = tuple(a for a in range(obs.ndim) if a != ax_i)
         o = obs.sum(axis=others) if others else obs

@@ -121,7 +121,6 @@ def _worker_init() -> None:
     """One core per dataset (datasets are the parallel unit); arviz's single-chain r_hat remarks silenced."""
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[k] = "1"
-    os.environ.setdefault("MPLBACKEND", "Agg")
     try:
         import torch
 

@@ -44,13 +44,13 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 def plot_sbc_ranks(rows: list[dict[str, Any]], names: Sequence[str], path: Path, bins: int = RANK_BINS) -> Path:
     """sbc_ranks.png: one histogram of the ranks 0..N_RANK_DRAWS per parameter, the 95% band of a uniform
     histogram of as many ranks shaded (bars outside it point at a miscalibrated posterior)."""
-    from ..plots import _save, plt
+    from ..plots import _save, subplots
 
     n = len(rows)
     lo, hi = rank_band(n, bins)
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+    fig, axes = subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
     edges = np.linspace(0, N_RANK_DRAWS + 1, bins + 1)
     for ax, k in zip(axes.ravel(), names):
         ax.axhspan(lo, hi, color="0.85", label="uniform 95% band")

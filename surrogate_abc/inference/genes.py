@@ -149,7 +149,6 @@ def _worker(task: GeneTask) -> tuple[dict[str, Any], list[str]]:
 
 
 def _init_worker() -> None:
-    os.environ.setdefault("MPLBACKEND", "Agg")
     try:
         import torch
 
@@ -160,7 +159,7 @@ def _init_worker() -> None:
 
 def gene_row(task: GeneTask, idata) -> dict[str, Any]:
     """The genes.csv row of one finished gene."""
-    from .output import import_arviz
+    from ..arviz_import import import_arviz
 
     az = import_arviz()
     x = task.counts[:, 0].astype(float)

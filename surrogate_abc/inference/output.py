@@ -20,23 +20,15 @@ posterior.nc groups:
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..arviz_import import import_arviz
+
 SUMMARY_COLUMNS = ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "r_hat")
-
-
-def import_arviz():
-    """arviz, imported with matplotlib's Agg backend and without its FutureWarnings."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        import arviz as az
-    return az
 
 
 def resample_indices(weights: np.ndarray, n_draws: int, seed: Sequence[int]) -> np.ndarray:

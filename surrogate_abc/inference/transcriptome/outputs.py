@@ -40,7 +40,7 @@ def write_gene_posterior(path: Path, prep: "Prepared", rows: Sequence[Mapping[st
                          run: "TableRun", command: str) -> Path:
     """posterior.nc (ArviZ InferenceData): group `posterior` (chain, draw, gene) of equally weighted draws and group
     `sample_stats` (gene) of per-gene diagnostics; attributes name the emulator, its SHA-256 and the command."""
-    from ..output import import_arviz
+    from ...arviz_import import import_arviz
 
     az = import_arviz()
     attrs = {"emulator": prep.emulator.source, "emulator_sha256": prep.sha256 or "", "command": command,
@@ -68,8 +68,8 @@ def write_skipped(path: Path, skipped: Mapping[str, str]) -> Path:
 def write_gene_folders(out: Path, prep: "Prepared", rows: Sequence[Mapping[str, Any]], draws: np.ndarray) -> None:
     """OUT/<gene>/posterior.nc and summary.csv for each gene inferred by the batch method (genes rerun with ABC-SMC
     already have their folder, abc.db and plots included)."""
+    from ...arviz_import import import_arviz
     from ..genes import dir_name
-    from ..output import import_arviz
 
     az = import_arviz()
     post = posterior_dataset(prep, rows, draws)

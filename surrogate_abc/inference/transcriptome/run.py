@@ -280,8 +280,8 @@ def _rerun_smc(run: TableRun, prep: Prepared, store: BatchStore, low: Sequence[i
                draws: np.ndarray, smc: InferenceSettings, settings: BatchSettings, out: Path, per_gene_outputs: bool,
                command: str, log: Callable[[str], None]) -> None:
     """Rerun genes `low` with the per-gene ABC-SMC path; their rows and draws are replaced (kept in the store)."""
+    from ...arviz_import import import_arviz
     from ..genes import GeneTask, dir_name, run_task
-    from ..output import import_arviz
 
     names = [rows[i]["gene"] for i in low]
     todo = [k for k in range(len(low)) if not store.has("smc", low[k])]
