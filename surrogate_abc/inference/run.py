@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -108,6 +109,24 @@ class ChainSetup:
 def run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None] = print,
                   sampler_factory: Callable[[], Any] | None = None) -> tuple[int, np.ndarray]:
     """Chain c (seed settings.seed + c) as one History run of setup.db; returns (run id, model probabilities)."""
+    with caller_random_state_kept():  # pyabc draws from numpy's and Python's global generators: seed them for the
+        return _run_one_chain(setup, c, log, sampler_factory)  # chain, then give the caller's states back
+
+
+@contextmanager
+def caller_random_state_kept() -> Iterator[None]:
+    """Restore numpy's and Python's global random states on exit: what pyabc needs seeded globally inside a chain
+    leaves a caller's own random streams as they were (sa.infer() in a notebook changes no one's numbers)."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+def _run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None],
+                   sampler_factory: Callable[[], Any] | None) -> tuple[int, np.ndarray]:
     import pyabc
 
     settings = setup.settings
