@@ -1,5 +1,5 @@
 """Calibration of surrogate-abc's posteriors over the prior: a thin wrapper of `surrogate-abc calibrate`
-(surrogate_abc/inference/calibrate.py), with the benchmark's defaults (50 datasets, runs/calibration).
+(surrogate_abc/inference/calibration/), with the benchmark's defaults (50 datasets, runs/calibration).
 
   python benchmarks/calibration.py                                  # 50 datasets, default emulator, all cores
   python benchmarks/calibration.py --emulator runs/mdn.safetensors --datasets 100 --population 400
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     from surrogate_abc.errors import UserError
-    from surrogate_abc.inference.calibrate import calibrate
+    from surrogate_abc.inference.calibration import calibrate
 
     try:
         text, paths = calibrate(args.emulator, args.datasets, args.cells, population=args.population,

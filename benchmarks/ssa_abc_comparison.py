@@ -33,10 +33,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pyabc  # noqa: E402
 
-from surrogate_abc.inference import calibrate as cal  # noqa: E402
-from surrogate_abc.inference.calibration_data import make_dataset  # noqa: E402
-from surrogate_abc.inference.calibration_report import write_csv  # noqa: E402
-from surrogate_abc.inference.calibration_stats import (  # noqa: E402
+from surrogate_abc.inference.calibration import study as cal  # noqa: E402
+from surrogate_abc.inference.calibration.datasets import make_dataset  # noqa: E402
+from surrogate_abc.inference.calibration.report import write_csv  # noqa: E402
+from surrogate_abc.inference.calibration.stats import (  # noqa: E402
     to_feature,
     wasserstein_normalised,
     weighted_var,

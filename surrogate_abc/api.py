@@ -148,7 +148,7 @@ def calibrate(emulator: PathLike | None = None, datasets: int = 50, cells: int =
     """`surrogate-abc calibrate`: exact datasets at `datasets` prior draws, each inferred; returns (the coverage
     table text, {name: path} of calibration.csv, datasets.csv, sbc_ranks.png, the folder). `emulator`: None or
     "DEFAULT" (the shipped emulator of `protocol`), a .safetensors file or "exact:<protocol>"."""
-    from .inference.calibrate import calibrate as run_calibration
+    from .inference.calibration import calibrate as run_calibration
 
     return run_calibration(str(emulator) if emulator is not None else None, datasets, cells, population=population,
                            generations=generations, mode=mode, seed=seed, jobs=jobs,

@@ -70,7 +70,7 @@ def test_calibrate_bad_input_exits_2_with_one_line(tmp_path, bd_poisson, extra, 
 
 
 def test_a_failed_dataset_is_reported_in_one_line_and_the_others_go_on(monkeypatch):
-    from surrogate_abc.inference import calibrate as cal
+    from surrogate_abc.inference.calibration import study as cal
     from surrogate_abc.report import Note
 
     def fake(task):
@@ -78,7 +78,7 @@ def test_a_failed_dataset_is_reported_in_one_line_and_the_others_go_on(monkeypat
             raise RuntimeError("solver\nblew up")
         return {"index": task.index}
 
-    monkeypatch.setattr(cal, "run_dataset", fake)
+    monkeypatch.setattr(cal, "infer_dataset", fake)
     tasks = [cal.Task(i, (1.0,), None, "exact:x", "unused", 0, 10, (10,), None) for i in range(3)]
     with pytest.warns(Note, match="dataset 1 failed: RuntimeError: solver blew up"):
         rows, failed = cal.run_tasks(tasks, jobs=1, progress=False)
@@ -89,7 +89,7 @@ def test_weighted_posterior_of_a_bursty_model_comes_from_abc_db(tmp_path):
     """A bursty model's posterior.nc also holds burst_frequency and burst_size, which abc.db does not: the weighted
     final populations are still read from abc.db (they once fell back to equal-weight draws without a word)."""
     from surrogate_abc.api import infer_genes
-    from surrogate_abc.inference.calibrate import load_weighted_posterior
+    from surrogate_abc.inference.calibration.study import load_weighted_posterior
 
     rng = np.random.default_rng(1)
     table = tmp_path / "c.csv"

@@ -1,4 +1,4 @@
-"""Pure helpers of surrogate_abc.inference.calibrate (`surrogate-abc calibrate`): weighted quantiles and credible intervals, coverage of a calibrated
+"""Pure helpers of surrogate_abc.inference.calibration (`surrogate-abc calibrate`): weighted quantiles and credible intervals, coverage of a calibrated
 (conjugate Gaussian) posterior, binomial bands, prior variances, exact cell sampling, observed.h5 round trip."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from scipy import stats
 
 from surrogate_abc.config import Prior, parse_protocol
 from surrogate_abc.data.observed import load_observed
-from surrogate_abc.inference import calibration_data as cdata
-from surrogate_abc.inference import calibration_report as creport
-from surrogate_abc.inference import calibration_stats as cstats
+from surrogate_abc.inference.calibration import datasets as cdata
+from surrogate_abc.inference.calibration import report as creport
+from surrogate_abc.inference.calibration import stats as cstats
 from surrogate_abc.metrics import hellinger_distance as abc_hellinger
 
 BD = """

@@ -13,8 +13,7 @@ exists), datasets.csv (one row per dataset), calibration.csv (the coverage table
 datasets failed, failed.csv. Contraction 1 - var_post / var_prior and the ranks are computed on the
 emulator's feature scale (log10 for log-uniform priors).
 
-The statistics are in calibration_stats, the exact datasets in calibration_data, the outputs in
-calibration_report.
+The statistics are in stats.py, the exact datasets in datasets.py, the outputs in report.py (this package).
 """
 from __future__ import annotations
 
@@ -32,11 +31,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import UserError
-from ..report import warn
-from .calibration_data import dataset_caps, exact_counts_pmf, make_dataset
-from .calibration_report import finish
-from .calibration_stats import parameter_metrics, ppc_hellinger
+from ...errors import UserError
+from ...report import warn
+from .datasets import dataset_caps, exact_counts_pmf, make_dataset
+from .report import finish
+from .stats import parameter_metrics, ppc_hellinger
 
 DEFAULT_OUT = "surrogate-abc-calibration"
 
@@ -46,8 +45,8 @@ def resolve_target(emulator_spec: str | None, protocol_arg: str | None) -> tuple
     """(emulator spec for infer, the emulator) for --emulator / --protocol: DEFAULT (or None) is the shipped
     emulator of --protocol (default gene_protein); a .safetensors file or exact:<protocol> brings its own
     protocol (emulator.protocol), which --protocol, when given, must name."""
-    from ..config import load_protocol
-    from .infer import RESOURCES, resolve_emulator
+    from ...config import load_protocol
+    from ..infer import RESOURCES, resolve_emulator
 
     if emulator_spec in (None, "", "DEFAULT"):
         name = load_protocol(protocol_arg or "gene_protein").name
@@ -78,7 +77,7 @@ def load_weighted_posterior(out_dir: Path) -> tuple[Any, dict[str, np.ndarray], 
     abc.db. Derived variables (burst_frequency, burst_size) are left out: they are not in the database."""
     import arviz as az
 
-    from ..networks.bursts import BURST_VARIABLES
+    from ...networks.bursts import BURST_VARIABLES
 
     idata = az.from_netcdf(str(out_dir / "posterior.nc"))
     names = [k for k in idata.posterior.data_vars if k not in BURST_VARIABLES]  # derived ones are not in abc.db
@@ -129,14 +128,14 @@ def _worker_init() -> None:
         pass
     import arviz
 
-    from .output import arviz_logger
+    from ..output import arviz_logger
 
     arviz_logger(arviz).setLevel(logging.ERROR)
 
 
-def run_dataset(task: Task) -> dict[str, Any]:
+def infer_dataset(task: Task) -> dict[str, Any]:
     """Make dataset task.index, run infer on it, and return its metrics (also written to result.json)."""
-    from .infer import infer
+    from ..infer import infer
 
     out = Path(task.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,16 +184,16 @@ def reusable(task: Task) -> dict[str, Any] | None:
 
 
 def _worker(task: Task) -> tuple[dict[str, Any], list[str]]:
-    """run_dataset in a worker process, with its warnings collected as note lines for the parent."""
+    """infer_dataset in a worker process, with its warnings collected as note lines for the parent."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        row = run_dataset(task)
+        row = infer_dataset(task)
     return row, list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
 
 
 def dataset_metrics(task: Task, out: Path, pmf: np.ndarray, overflow: float) -> dict[str, Any]:
     """Run statistics, per-parameter coverage, contraction and SBC rank, and the predictive Hellinger distance."""
-    from .priors import prior_box
+    from ..priors import prior_box
 
     idata, post, w = load_weighted_posterior(out)
     eps = idata.sample_stats["epsilon"].values
@@ -212,7 +211,7 @@ def dataset_metrics(task: Task, out: Path, pmf: np.ndarray, overflow: float) -> 
 def predictive_hellinger(idata: Any, task: Task, pmf: np.ndarray, overflow: float) -> float:
     """Hellinger distance between the posterior predictive (mean emulated pmf over the posterior draws) and the
     exact pmf binned on the emulator's edges."""
-    from ..emulators.exact import bin_integer_pmf
+    from ...emulators.exact import bin_integer_pmf
 
     edges = tuple(np.asarray(e, float) for e in json.loads(idata.posterior.attrs["edges"]).values())
     need = dataset_caps(task.protocol, edges)
@@ -230,7 +229,7 @@ def predictive_hellinger(idata: Any, task: Task, pmf: np.ndarray, overflow: floa
 def plan(emulator_spec: str | None, datasets: int, cells: int, settings: Any, seed: int, out: Path,
          protocol: str | None) -> tuple[Any, list[Task]]:
     """Check the input and build one Task per dataset (UserError before anything is written)."""
-    from ..networks import ReactionNetwork
+    from ...networks import ReactionNetwork
 
     if datasets < 1:
         raise UserError(f"--datasets must be >= 1, got {datasets}")
@@ -266,7 +265,7 @@ def run_tasks(tasks: Sequence[Task], jobs: int, progress: bool) -> tuple[list[di
         if jobs == 1:
             for t in tasks:
                 try:
-                    rows.append(run_dataset(t))
+                    rows.append(infer_dataset(t))
                 except Exception as exc:  # one failed dataset must not lose the others
                     fail(t.index, exc)
                 bar.update(1)
@@ -297,7 +296,7 @@ def calibrate(emulator_spec: str | None, datasets: int, cells: int, population: 
     """Calibrate an emulator's posteriors over its protocol's prior (module docstring); returns (the printed
     text: coverage table and a line on reused datasets, {name: path} of calibration.csv, datasets.csv,
     sbc_ranks.png, the folder and, when datasets failed, failed.csv)."""
-    from .run import InferenceSettings
+    from ..run import InferenceSettings
 
     out = Path(out) if out is not None else Path.cwd() / DEFAULT_OUT
     settings = InferenceSettings(mode=mode, population=population, generations=generations, chains=chains,

@@ -35,7 +35,7 @@ def sample_cells(pmf: np.ndarray, overflow: float, n_cells: int, rng: np.random.
 def exact_counts_pmf(protocol: Any, theta: np.ndarray, caps: Sequence[int]) -> ExactCounts:
     """ExactCounts at one parameter set: the closed-form law where the network has one
     (networks.find_closed_form), else the FSP solver (whose tail_mass says how far from exact it is)."""
-    from ..networks import find_closed_form
+    from ...networks import find_closed_form
 
     rates = dict(zip(protocol.rate_names, protocol.rates(np.atleast_2d(theta))[0]))
     caps = tuple(int(c) for c in caps)
@@ -43,7 +43,7 @@ def exact_counts_pmf(protocol: Any, theta: np.ndarray, caps: Sequence[int]) -> E
     if law is not None:
         pmf = np.clip(np.asarray(law.pmf(rates, caps[0]), float), 0, None)
         return ExactCounts(pmf, float(max(1.0 - pmf.sum(), 0.0)), 0.0)
-    from ..simulate.fsp import solve_stationary
+    from ...simulate.fsp import solve_stationary
 
     res = solve_stationary(protocol.network, rates, protocol.species, caps, protocol.fsp)
     return ExactCounts(np.asarray(res.pmf, float), float(res.overflow), float(res.tail_mass))

@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .calibration_data import EXACT_TAIL_MASS
-from .calibration_stats import N_RANK_DRAWS, RANK_BINS, rank_band, summarise
+from .datasets import EXACT_TAIL_MASS
+from .stats import N_RANK_DRAWS, RANK_BINS, rank_band, summarise
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
@@ -44,7 +44,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 def plot_sbc_ranks(rows: list[dict[str, Any]], names: Sequence[str], path: Path, bins: int = RANK_BINS) -> Path:
     """sbc_ranks.png: one histogram of the ranks 0..N_RANK_DRAWS per parameter, the 95% band of a uniform
     histogram of as many ranks shaded (bars outside it point at a miscalibrated posterior)."""
-    from ..plots import _save, subplots
+    from ...plots import _save, subplots
 
     n = len(rows)
     lo, hi = rank_band(n, bins)

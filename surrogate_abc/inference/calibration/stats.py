@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from ..metrics import hellinger_distance
+from ...metrics import hellinger_distance
 
 PROBS = (0.5, 0.9)  # central credible intervals whose coverage is tabulated
 N_RANK_DRAWS = 99  # posterior draws per SBC rank: ranks 0..99
