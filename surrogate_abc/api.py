@@ -89,20 +89,33 @@ def attach_marginal(joint: PathLike, marginal: PathLike, out: PathLike, *, valid
 def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | None = None, *,
           command: str = "", log=None, compare: Sequence[str] | None = None, capture: float | None = None,
           capture_prior: tuple[float, float] | None = None, **settings: Any):
-    """`surrogate-abc infer`: the posterior as ArviZ InferenceData (also written to `out`/posterior.nc).
+    """`surrogate-abc infer`: the posterior as ArviZ InferenceData. With `out` it is also written there
+    (posterior.nc, abc.db, summary.csv, the plots), as the command line does; with out=None (the default) nothing
+    is written: pyabc's History lives in a temporary folder, removed before this returns, and the InferenceData
+    is in memory.
 
     `settings` are InferenceSettings fields: mode, population, generations, chains, seed, sampler, prior
     ({name: (low, high)}), distance, min_epsilon, max_walltime, ..."""
-    import arviz as az
+    import tempfile
 
+    from .arviz_import import import_arviz
     from .inference.infer import infer as run_inference
     from .inference.run import InferenceSettings
 
-    nc, _ = run_inference(Path(observed), str(emulator) if emulator is not None else None,
-                          InferenceSettings(**settings), Path(out) if out is not None else None, command=command,
-                          log=log or (lambda _msg: None), compare=compare, capture=capture,
-                          capture_prior=capture_prior)
-    return az.from_netcdf(nc)
+    az = import_arviz()
+
+    def run(folder: Path, settings: InferenceSettings) -> Any:
+        nc, _ = run_inference(Path(observed), str(emulator) if emulator is not None else None, settings, folder,
+                              command=command, log=log or (lambda _msg: None), compare=compare, capture=capture,
+                              capture_prior=capture_prior)
+        return az.from_netcdf(nc)
+
+    if out is not None:
+        return run(Path(out), InferenceSettings(**settings))
+    with tempfile.TemporaryDirectory(prefix="surrogate-abc-") as tmp:
+        idata = run(Path(tmp) / "out", InferenceSettings(**{**settings, "plots": False}))
+        idata.load()  # every group into memory before the folder goes
+        return idata
 
 
 def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike | None = None, *,

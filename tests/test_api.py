@@ -62,3 +62,24 @@ def test_top_level_api_runs_the_pipeline(tmp_path: Path):
     idata = sa.infer(tmp_path / "obs.h5", emulator=f"exact:{tmp_path / 'bd.toml'}", out=tmp_path / "post",
                      population=100, generations=3)
     assert abs(float(idata.posterior["a"].median()) - 5.0) < 0.6
+
+
+def test_infer_without_out_writes_nothing_and_returns_the_posterior(tmp_path, monkeypatch):
+    """sa.infer(out=None): the InferenceData in memory; no folder in the working directory, no temporary left."""
+    import tempfile
+
+    import h5py
+
+    (tmp_path / "bd.toml").write_text(BIRTH_DEATH_TOML)
+    with h5py.File(tmp_path / "obs.h5", "w") as f:
+        f["x"] = np.random.default_rng(1).poisson(5.0, 300)
+    work, temp = tmp_path / "work", tmp_path / "temp"
+    work.mkdir()
+    temp.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    idata = sa.infer(tmp_path / "obs.h5", emulator=f"exact:{tmp_path / 'bd.toml'}", population=100, generations=3,
+                     exact_check="none")
+    assert list(work.iterdir()) == [] and list(temp.iterdir()) == []
+    assert abs(float(idata.posterior["a"].median()) - 5.0) < 0.6
+    assert "observed_data" in idata.groups() and idata.posterior.sizes["draw"] > 0
