@@ -29,6 +29,7 @@ from ..errors import UserError
 from ..report import warn
 from .infer import check_observed, default_out_dir, model_specs, resolve_models, run_dataset
 from .run import InferenceSettings
+from .workers import one_core, with_notes
 
 QUANTILES = {"median": 0.5, "q05": 0.05, "q95": 0.95}
 
@@ -141,20 +142,7 @@ def run_task(task: GeneTask, log: Callable[[str], None] | None = None) -> dict[s
 
 def _worker(task: GeneTask) -> tuple[dict[str, Any], list[str]]:
     """run_task in a worker process, with its warnings collected as note lines for the parent to print."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        row = run_task(task)
-    return row, list(dict.fromkeys(str(w.message) for w in caught))
-
-
-def _init_worker() -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(1)  # one core per gene: genes run in parallel
-    except ImportError:
-        pass
+    return with_notes(run_task, task)
 
 
 def gene_row(task: GeneTask, idata) -> dict[str, Any]:
@@ -260,7 +248,7 @@ def infer_table(path: str | Path, emulator_spec: str | None, settings: Inference
         else:
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+            with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn"), initializer=one_core) as pool:
                 futures = [pool.submit(_worker, t) for t in tasks]
                 for f in as_completed(futures):
                     row, notes = f.result()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -165,15 +166,13 @@ def _run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None],
 def _chain_child(conn: Any, setup: ChainSetup, c: int) -> None:
     """Body of a forked chain process: run the chain, sending its progress lines ("log", text) and at the end
     ("ok", result, warning texts) or ("error", exception, []) to the parent."""
-    import sys
-    import warnings
+    from .workers import one_core, with_notes
 
     try:
         if "torch" in sys.modules:  # one core per chain: the chains are the parallelism
-            sys.modules["torch"].set_num_threads(1)
-        with warnings.catch_warnings(record=True) as caught:
-            out = run_one_chain(setup, c, lambda line: conn.send(("log", line, [])))
-        conn.send(("ok", out, list(dict.fromkeys(str(w.message) for w in caught))))
+            one_core()
+        out, notes = with_notes(run_one_chain, setup, c, lambda line: conn.send(("log", line, [])))
+        conn.send(("ok", out, notes))
     except BaseException as exc:  # the parent re-raises it
         conn.send(("error", exc if isinstance(exc, UserError) else RuntimeError(f"{type(exc).__name__}: {exc}"), []))
     finally:

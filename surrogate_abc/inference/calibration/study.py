@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 
 from ...errors import UserError
 from ...report import warn
+from ..workers import one_core, with_notes
 from .datasets import dataset_caps, exact_counts_pmf, make_dataset
 from .report import finish
 from .stats import parameter_metrics, ppc_hellinger
@@ -118,14 +118,7 @@ class Task:
 
 def _worker_init() -> None:
     """One core per dataset (datasets are the parallel unit); arviz's single-chain r_hat remarks silenced."""
-    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[k] = "1"
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
+    one_core(environment=True)
     import arviz
 
     from ..output import arviz_logger
@@ -185,10 +178,7 @@ def reusable(task: Task) -> dict[str, Any] | None:
 
 def _worker(task: Task) -> tuple[dict[str, Any], list[str]]:
     """infer_dataset in a worker process, with its warnings collected as note lines for the parent."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        row = infer_dataset(task)
-    return row, list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+    return with_notes(infer_dataset, task, category=UserWarning)
 
 
 def dataset_metrics(task: Task, out: Path, pmf: np.ndarray, overflow: float) -> dict[str, Any]:

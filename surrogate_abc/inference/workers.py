@@ -1,0 +1,34 @@
+"""What every worker process of inference shares (per-gene ABC-SMC, calibration datasets, forked chains):
+one core each, and its warnings brought back to the parent as note lines (the parent prints each text once)."""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def one_core(environment: bool = False) -> None:
+    """Limit this process to one core: torch's threads (when torch is loaded, or importable) and, with
+    `environment`, the thread counts that OpenMP, MKL, OpenBLAS and numba read when they start."""
+    if environment:
+        for k in THREAD_VARIABLES:
+            os.environ[k] = "1"
+    torch = sys.modules.get("torch")
+    if torch is None:
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - torch is a dependency
+            return
+    torch.set_num_threads(1)
+
+
+def with_notes(fn: Callable[..., T], *args: Any, category: type[Warning] = Warning) -> tuple[T, list[str]]:
+    """(fn(*args), the texts of the warnings of `category` it raised, each once, in order)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(*args)
+    return out, list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, category)))
