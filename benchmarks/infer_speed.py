@@ -38,8 +38,8 @@ import pyabc  # noqa: E402
 import pyabc.inference_util.inference_util as iu  # noqa: E402
 
 from surrogate_abc.data.observed import load_observed, observed_histogram, select_species  # noqa: E402
+from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
 from surrogate_abc.inference import abc_parts, batched_abc, samplers  # noqa: E402
-from surrogate_abc.inference.infer import resolve_emulator  # noqa: E402
 from surrogate_abc.inference.run import InferenceSettings, run_chains  # noqa: E402
 
 EXAMPLES = {"protein": ("examples/observed_protein.h5", "likelihood"), "joint": ("examples/observed_joint.h5", "likelihood"),
@@ -179,7 +179,7 @@ def cli_wall(example: str, fast: bool, seed: int = 1) -> dict[str, float]:
 
 def genes_rate(population: int, jobs: int) -> tuple[float, int, float] | None:
     """(genes per minute, genes, seconds) of `infer examples/genes/genes.csv` with the default mRNA emulator."""
-    from surrogate_abc.inference.infer import RESOURCES
+    from surrogate_abc.emulators.resolve import RESOURCES
 
     if not (RESOURCES / "telegraph_mrna.safetensors").is_file():
         return None

@@ -160,7 +160,7 @@ def run_genes(table: Path, emulator: str | None, out: Path, args: argparse.Names
 
 
 def default_emulator() -> Path:
-    from surrogate_abc.inference.infer import DEFAULT_EMULATORS, RESOURCES
+    from surrogate_abc.emulators.resolve import DEFAULT_EMULATORS, RESOURCES
 
     return RESOURCES / DEFAULT_EMULATORS["mrna"]
 
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     protocol = load_protocol(PROTOCOL)
     try:  # the emulator's prior (its protocol) must be the exact run's, else the posteriors differ by design
-        from surrogate_abc.inference.infer import resolve_emulator
+        from surrogate_abc.emulators.resolve import resolve_emulator
 
         em_protocol = resolve_emulator(emulator, ("mrna",))[0].protocol
     except UserError as exc:

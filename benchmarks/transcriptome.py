@@ -94,7 +94,7 @@ def exact_reference(h5ad: Path, genes: list[str], ess: float, seed: int) -> dict
     import dataclasses
 
     from surrogate_abc.data.gene_histograms import gene_histograms
-    from surrogate_abc.inference.infer import resolve_emulator
+    from surrogate_abc.emulators.resolve import resolve_emulator
     from surrogate_abc.inference.transcriptome.importance import weighted_quantiles
     from surrogate_abc.inference.transcriptome.likelihood import GeneLikelihoods, full_log_pmf
     from surrogate_abc.inference.transcriptome.refine import BatchSettings, refine_block, shared_sets

@@ -23,7 +23,7 @@ PathLike = str | os.PathLike
 
 def load_emulator(spec: PathLike) -> Any:
     """An emulator from a .safetensors file, or the exact one of a protocol ('exact:<protocol name or .toml>')."""
-    from .inference.infer import resolve_emulator
+    from .emulators.resolve import resolve_emulator
 
     return resolve_emulator(str(spec))[0]
 

@@ -9,8 +9,8 @@ import torch
 from surrogate_abc.emulators.capture import CapturedEmulator
 from surrogate_abc.emulators.exact import ExactEmulator, thin_integer_pmf
 from surrogate_abc.emulators.io import load_emulator
+from surrogate_abc.emulators.resolve import RESOURCES
 from surrogate_abc.errors import UserError
-from surrogate_abc.inference.infer import RESOURCES
 from surrogate_abc.metrics import total_variation
 
 

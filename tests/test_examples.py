@@ -14,7 +14,7 @@ import pytest
 from surrogate_abc.cli import main
 from surrogate_abc.config import load_protocol
 from surrogate_abc.data.observed import load_observed
-from surrogate_abc.inference.infer import DEFAULT_EMULATORS, RESOURCES
+from surrogate_abc.emulators.resolve import DEFAULT_EMULATORS, RESOURCES
 from surrogate_abc.networks import gene_means
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -132,7 +132,7 @@ def test_anndata_layer_and_two_species_mapping(tmp_path):
     import scipy.sparse as sp
 
     from surrogate_abc.api import infer_genes
-    from surrogate_abc.inference.infer import RESOURCES
+    from surrogate_abc.emulators.resolve import RESOURCES
 
     rng = np.random.default_rng(9)
     raw = np.stack([rng.poisson(4.0, 200), rng.poisson(15.0, 200)], axis=1)

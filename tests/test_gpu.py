@@ -8,7 +8,7 @@ def test_default_emulator_cuda_matches_cpu():
     import torch
 
     from surrogate_abc.emulators.io import load_emulator
-    from surrogate_abc.inference.infer import RESOURCES
+    from surrogate_abc.emulators.resolve import RESOURCES
 
     cpu = load_emulator(RESOURCES / "gene_protein.safetensors", device="cpu")
     gpu = load_emulator(RESOURCES / "gene_protein.safetensors", device="cuda")

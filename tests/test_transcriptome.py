@@ -326,7 +326,7 @@ def test_a_weakly_informative_gene_keeps_its_whole_posterior(tmp_path):
 
 def test_mdn_category_probs_up_to_a_cut_equal_the_full_pmf():
     """The shipped mRNA MDN's pmf computed only up to the last category asked equals the full pmf's columns."""
-    from surrogate_abc.inference.infer import RESOURCES, resolve_emulator
+    from surrogate_abc.emulators.resolve import RESOURCES, resolve_emulator
 
     if not (RESOURCES / "telegraph_mrna.safetensors").is_file():
         pytest.skip("the shipped telegraph_mrna emulator is not installed")

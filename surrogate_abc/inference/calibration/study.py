@@ -46,7 +46,7 @@ def resolve_target(emulator_spec: str | None, protocol_arg: str | None) -> tuple
     emulator of --protocol (default gene_protein); a .safetensors file or exact:<protocol> brings its own
     protocol (emulator.protocol), which --protocol, when given, must name."""
     from ...config import load_protocol
-    from ..infer import RESOURCES, resolve_emulator
+    from ...emulators.resolve import RESOURCES, resolve_emulator
 
     if emulator_spec in (None, "", "DEFAULT"):
         name = load_protocol(protocol_arg or "gene_protein").name
