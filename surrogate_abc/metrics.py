@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 KL_FLOOR = 1e-12  # floor on q in the numpy KL of observed vs simulated histograms
+LOG_FLOOR = 1e-300  # floor on a probability before its log in every multinomial log-likelihood
 
 
 # ----------------------------------------------------------------------------------------- numpy

@@ -1,7 +1,9 @@
-"""ABC-SMC inference with emulators: observed data -> pyabc -> ArviZ outputs."""
+"""ABC-SMC inference with emulators: observed data -> pyabc -> ArviZ outputs; and the batch method for count
+tables (transcriptome/). Exports are lazy (PEP 562): importing a part that needs no pyabc (the batch method's
+importance sampling, the calibration statistics) does not import pyabc."""
 from __future__ import annotations
 
-from .chain_result import ChainResult
-from .run import InferenceSettings, run_chains
+from ..lazy import lazy_exports
 
-__all__ = ["ChainResult", "InferenceSettings", "run_chains"]
+__getattr__, __all__ = lazy_exports(__name__, {"ChainResult": "chain_result", "InferenceSettings": "run",
+                                               "run_chains": "run"})

@@ -18,12 +18,11 @@ import numpy as np
 import pyabc
 from pyabc.distance import SCALE_LOG, StochasticKernel
 
-from ..metrics import euclidean, hellinger_distance, kl_divergence, total_variation
+from ..metrics import LOG_FLOOR, euclidean, hellinger_distance, kl_divergence, total_variation
 from .batched_abc import parameter_matrix
 from .priors import natural_values
 
 MODES = ("likelihood", "simulator")
-LOG_FLOOR = 1e-300
 
 
 # ----------------------------------------------------------------------------------- distances

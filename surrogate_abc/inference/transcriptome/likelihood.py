@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..abc_parts import LOG_FLOOR
+from ...metrics import LOG_FLOOR
 
 CHUNK = 32768  # parameter sets per emulator call
 CUT_STEP = 8   # category cuts are rounded up to a multiple of this (fewer, larger emulator calls)
