@@ -12,10 +12,14 @@ and genes per second. Each device's block gets the same genes and seed; their po
 (float32 rounding differs between devices, so the adaptive proposals and draws part ways after the first round:
 the difference is Monte Carlo noise, largest for the broad posteriors of genes with few counts).
 
-Measured on an NVIDIA H200 machine (16 cores; `--genes 1024 --threads 16`): category_probs 2.0e6 sets/s on CUDA
-against 8.6e5 on the 16-core CPU at batch 1e6, but the full pmf 1.7e4 sets/s on both (its inner chunks of ~10
-rows, sized for a CPU cache, make thousands of small kernel launches); a block of 1024 genes 13.3 s on CUDA
-against 16.8 s on the CPU: the per-gene importance-sampling arithmetic in numpy, not the emulator, sets the pace.
+Measured on an NVIDIA H200 machine (16 cores, `--threads 16`). Before chunks were sized per device
+(`--genes 1024`): category_probs 2.0e6 sets/s on CUDA against 8.6e5 on the 16-core CPU at batch 1e6, but the full
+pmf 1.7e4 sets/s on both (its inner chunks of ~10 rows, sized for a CPU cache, made thousands of small kernel
+launches); a block 13.3 s on CUDA against 16.8 s on the CPU. With accelerator-sized chunks
+(`distributions.chunk_elements`, `Emulator._rows_for`; `--genes 512`): the CUDA pmf 3.0e5 / 4.0e5 / 2.7e5 sets/s
+at batch 1e3 / 1e5 / 1e6 (the CPU's 7.7e3 / 1.5e4 / 1.4e4), category_probs 2.5e6 (CPU 5.4e5); a block of 512
+genes 6.3 s on CUDA against 10.6 s on the CPU: the per-gene importance-sampling arithmetic in numpy, not the
+emulator, now sets the pace.
 """
 from __future__ import annotations
 

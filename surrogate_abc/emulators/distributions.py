@@ -134,7 +134,7 @@ def mixture_probs(family, log_weights: torch.Tensor, params: torch.Tensor, binni
         bins = torch.exp(torch.logsumexp(log_w[..., None] + log_bins, dim=-2))
         over = torch.exp(torch.logsumexp(log_w + log_out, dim=-1))
         return torch.cat([bins, over[:, None]], dim=1)
-    chunk = max(1, _CHUNK_ELEMENTS // (log_w.shape[1] * int(np.prod(binning.support))))
+    chunk = max(1, chunk_elements(log_w.device) // (log_w.shape[1] * int(np.prod(binning.support))))
     bins = torch.cat([_count_bins(family, log_w[i:i + chunk], params[i:i + chunk], binning)
                       for i in range(0, n, chunk)]) if n else params.new_zeros((0, binning.n_bins))
     over = (1.0 - bins.sum(dim=1)).clamp(min=0.0)
@@ -152,6 +152,13 @@ def thinned_mixture_probs(family, log_weights: torch.Tensor, params: torch.Tenso
 
 
 _CHUNK_ELEMENTS = 1 << 17  # rows of mixture_probs are processed in chunks of ~128k grid values (cache-sized)
+_DEVICE_CHUNK_ELEMENTS = 1 << 26  # on an accelerator: ~64M values (256 MB in float32), few large kernels
+
+
+def chunk_elements(device: torch.device) -> int:
+    """Grid values per chunk of mixture_probs: cache-sized on the CPU; on an accelerator large, since each chunk
+    is a handful of kernel launches (a CPU-sized chunk of ~10 rows made the CUDA pmf launch-bound)."""
+    return _CHUNK_ELEMENTS if device.type == "cpu" else _DEVICE_CHUNK_ELEMENTS
 
 
 def log_tiny(dtype: torch.dtype) -> float:

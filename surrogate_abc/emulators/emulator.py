@@ -22,6 +22,7 @@ from .base import EmulatorBase
 
 CHUNK_ROWS = 65536       # at most this many rows per forward pass
 CHUNK_ELEMENTS = 1 << 21  # ... and about this many elements per intermediate tensor (cache-friendly, bounded memory)
+DEVICE_CHUNK_ROWS, DEVICE_CHUNK_ELEMENTS = 1 << 20, 1 << 27  # on an accelerator: large passes, few launches
 
 
 class Emulator(EmulatorBase):
@@ -108,7 +109,13 @@ class Emulator(EmulatorBase):
     def chunk_rows(self) -> int:
         """Rows per forward pass: CHUNK_ROWS, fewer when one row needs much work (model.work_per_row())."""
         per_row = getattr(self.model, "work_per_row", lambda: self.n_categories)()
-        return int(min(CHUNK_ROWS, max(1, CHUNK_ELEMENTS // max(int(per_row), 1))))
+        return self._rows_for(int(per_row))
+
+    def _rows_for(self, per_row: int) -> int:
+        """Rows per pass for a given work per row: cache-sized on the CPU, large on an accelerator."""
+        cpu = self.device.type == "cpu"
+        rows, elements = (CHUNK_ROWS, CHUNK_ELEMENTS) if cpu else (DEVICE_CHUNK_ROWS, DEVICE_CHUNK_ELEMENTS)
+        return int(min(rows, max(1, elements // max(per_row, 1))))
 
     def category_probs(self, theta: Any, categories: Any, allow_extrapolation: bool = False) -> np.ndarray:
         """Probabilities (n, k) of the flat categories (histogram bins in C order, then the overflow) at theta:
@@ -120,7 +127,7 @@ class Emulator(EmulatorBase):
         if not hasattr(self.model, "category_probs") or np.any(cats == self.n_categories - 1):
             return self._probs(arr)[:, cats]
         per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
-        rows = int(min(CHUNK_ROWS, max(1, CHUNK_ELEMENTS // per_row))) if per_row else None
+        rows = self._rows_for(int(per_row)) if per_row else None
         y = self._probs(arr, "category_probs", torch.as_tensor(cats, device=self.device), rows=rows)
         return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
 
