@@ -381,9 +381,7 @@ def _scan_anndata(p: Path, genes: Sequence[str] | None, layer: str | None, chunk
         node, what = _matrix_node(p, f, layer)
         names = _var_names(p, f)
         if isinstance(node, h5py.Dataset):
-            shape = tuple(int(n) for n in node.shape)
-            if len(shape) != 2:
-                raise DataFileError(f"{p}: {what} has {len(shape)} dimensions, not 2 (cells x genes)")
+            dims = tuple(int(n) for n in node.shape)
             fmt = "dense"
         else:
             fmt = _SPARSE.get(_text(node.attrs.get("encoding-type", node.attrs.get("h5sparse_format", ""))), "")
@@ -391,7 +389,10 @@ def _scan_anndata(p: Path, genes: Sequence[str] | None, layer: str | None, chunk
             if not fmt or raw_shape is None or any(k not in node for k in ("data", "indices", "indptr")):
                 raise DataFileError(f"{p}: {what} is neither a dense matrix nor a CSR/CSC sparse matrix in AnnData's "
                                     "layout; re-save the file with a recent anndata (adata.write_h5ad)")
-            shape = tuple(int(n) for n in raw_shape)
+            dims = tuple(int(n) for n in np.atleast_1d(raw_shape))
+        if len(dims) != 2:
+            raise DataFileError(f"{p}: {what} has {len(dims)} dimensions, not 2 (cells x genes)")
+        shape = (dims[0], dims[1])
         if shape[0] == 0 or shape[1] == 0:
             raise DataFileError(f"{p}: the count matrix {what} is empty ({shape[0]} cells x {shape[1]} genes)")
         if len(names) != shape[1]:
@@ -538,6 +539,7 @@ def _scan_sparse(p: Path, grp, fmt: str, shape: tuple[int, int], what: str, sel:
         if cell is None and (sink.needs_cells or repeats):
             cell = cells()
         if repeats:  # an entry stored twice (a non-canonical matrix): they add up, as in scipy
+            assert cell is not None  # made just above
             key, inverse = np.unique(cell * g + gene, return_inverse=True)
             if key.size < v.size:
                 v = np.bincount(inverse.reshape(-1), weights=v, minlength=key.size)

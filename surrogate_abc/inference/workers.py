@@ -17,13 +17,12 @@ def one_core(environment: bool = False) -> None:
     if environment:
         for k in THREAD_VARIABLES:
             os.environ[k] = "1"
-    torch = sys.modules.get("torch")
-    if torch is None:
+    if "torch" not in sys.modules:
         try:
-            import torch
+            import torch  # noqa: F401
         except ImportError:  # pragma: no cover - torch is a dependency
             return
-    torch.set_num_threads(1)
+    sys.modules["torch"].set_num_threads(1)
 
 
 def with_notes(fn: Callable[..., T], *args: Any, category: type[Warning] = Warning) -> tuple[T, list[str]]:

@@ -87,7 +87,7 @@ class TMixture:
         covariance (Silverman's factor h for that many kernels; its diagonal at least floor**2)."""
         d = z.shape[1]
         _, cov = weighted_moments(z, w, floor)
-        m = int(min(kernels, max(1, np.count_nonzero(w > 1e-12))))
+        m = min(int(kernels), max(1, int(np.count_nonzero(w > 1e-12))))
         h2 = (4.0 / (m * (d + 2))) ** (2.0 / (d + 4)) if m > 1 else 1.0
         means = z[systematic_resample(w, m, rng)]
         return cls(means, _cholesky(h2 * cov))

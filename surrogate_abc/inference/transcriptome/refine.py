@@ -82,24 +82,24 @@ def refine_block(lik: GeneLikelihoods, box: Box, to_natural: Callable[[np.ndarra
         if not len(active):
             break
         plans: list[tuple[int, TMixture, int, np.ndarray]] = []
-        for g in active:
-            prop = states[g].next_proposal(fit_ess, floor, settings.kernels, rng)
-            m = _draws(states[g].last_tau, ess_now[g], gain[g], settings)
+        for a in active:
+            prop = states[a].next_proposal(fit_ess, floor, settings.kernels, rng)
+            m = _draws(states[a].last_tau, ess_now[a], gain[a], settings)
             z = prop.sample(m, rng)
-            plans.append((int(g), prop, m, z[box.inside(z)]))
+            plans.append((int(a), prop, m, z[box.inside(z)]))
         genes = np.concatenate([np.full(len(z), g) for g, _, _, z in plans])
         zs = np.concatenate([z for _, _, _, z in plans])
         ll = lik.at(genes, to_natural(zs)) if len(zs) else np.zeros(0)
         start = 0
-        for g, prop, m, z in plans:
+        for g, prop, m_g, z in plans:
             st = states[g]
             before, tau = ess_now[g], st.last_tau
-            st.add(prop, m, z, ll[start:start + len(z)])
+            st.add(prop, m_g, z, ll[start:start + len(z)])
             start += len(z)
             ess_now[g] = st.ess()
             rounds[g] += 1
             if tau >= 1.0:
-                gain[g] = max((ess_now[g] - before) / m, 0.02)
+                gain[g] = max((ess_now[g] - before) / m_g, 0.02)
     return [GenePosterior(s.z, normalised(s.log_weights()), float(ess_now[i]), s.evaluations(), int(rounds[i]))
             for i, s in enumerate(states)]
 
@@ -128,4 +128,4 @@ def gene_seed(seed: int, block: int) -> np.random.Generator:
 
 def shared_sets(box: Box, n: int, seed: int) -> np.ndarray:
     """The run's shared prior sets on the sampling scale."""
-    return box.uniform(n, seed=np.random.default_rng([int(seed), 0, 25]).integers(2**31))
+    return box.uniform(n, seed=int(np.random.default_rng([int(seed), 0, 25]).integers(2**31)))

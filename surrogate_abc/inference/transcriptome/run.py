@@ -224,7 +224,7 @@ def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSett
         log(f"resuming {out}: {len(blocks) - len(todo)} of {len(blocks)} blocks already done")
     log(f"{G} gene(s) in {len(blocks)} block(s) of up to {settings.block_size}; writing {out}")
     shared_z = shared_sets(prep.space.box, settings.shared_sets, run.seed)
-    shared_log_pmf = full_log_pmf(prep.emulator, prep.space.natural(shared_z)) if todo else None
+    shared_log_pmf = full_log_pmf(prep.emulator, prep.space.natural(shared_z)) if todo else np.zeros((0, 0))
     bar = _bar("genes", "gene", total=G) if progress else None
     if bar is not None:
         bar.update(G - sum(len(blocks[b]) for b in todo))
@@ -285,7 +285,7 @@ def _rerun_smc(run: TableRun, prep: Prepared, store: BatchStore, low: Sequence[i
 
     names = [rows[i]["gene"] for i in low]
     todo = [k for k in range(len(low)) if not store.has("smc", low[k])]
-    counts = read_gene_counts(run.path, [names[k] for k in todo], run.layer) if todo else None
+    counts = read_gene_counts(run.path, [names[k] for k in todo], run.layer) if todo else np.zeros((0, 0), np.int64)
     for j, k in enumerate(todo):
         i = low[k]
         folder = out / dir_name(names[k]) if per_gene_outputs else store.dir / "smc" / dir_name(names[k])

@@ -56,7 +56,7 @@ class BatchStore:
         path = self.block_path(kind, index)
         tmp = path.with_name(path.name + ".partial")
         with open(tmp, "wb") as fh:
-            np.savez(fh, rows=np.array(json.dumps(rows)), **arrays)
+            np.savez(fh, rows=np.array(json.dumps(rows)), **dict(arrays))  # type: ignore[arg-type]
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)
