@@ -215,7 +215,7 @@ def _add_infer_parser(sub) -> None:
                    help="model selection in one ABC-SMC over these protocols or emulator files, e.g. "
                         "telegraph_mrna,poisson,negbin; reports posterior model probabilities")
     i.add_argument("--jobs", type=_positive_int, default=None,
-                   help="count tables: genes run in parallel (default: the cores)")
+                   help="count tables, --method smc: genes run in parallel (default: the cores; the batch method uses all cores in one process)")
     i.add_argument("--quiet", action="store_true", help="count tables: no progress bar")
     i.add_argument("--method", choices=("batch", "smc"), default=None,
                    help="count tables: batch (default: all genes together, shared parameter sets and per-gene "
