@@ -247,11 +247,11 @@ def test_cli_bad_observed(files, tmp_path, capsys, data, message):
 
 def test_cli_mean_outside_domain_and_missing_default(tmp_path, capsys, monkeypatch):
     p = _write(tmp_path / "hi.h5", protein=np.full(100, 400))
-    import surrogate_abc.inference.infer as infer_mod
+    import surrogate_abc.emulators.resolve as resolve_mod
 
     empty = tmp_path / "no_resources"
     empty.mkdir()
-    monkeypatch.setattr(infer_mod, "RESOURCES", empty)  # as in an installation without default emulators
+    monkeypatch.setattr(resolve_mod, "RESOURCES", empty)  # as in an installation without default emulators
     assert main(["infer", str(p), "--emulator", "exact:gene_protein", "--out", str(tmp_path)]) == 2
     assert "outside the range of means" in capsys.readouterr().err
     assert main(["infer", str(p), "--out", str(tmp_path)]) == 2
