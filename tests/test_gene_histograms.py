@@ -91,7 +91,7 @@ def test_anndata_matches_dense_reference_for_any_block_size(tmp_path, fmt):
 @pytest.mark.parametrize("fmt", ["csr", "csc", "dense", "csv"])
 def test_blocks_cut_by_a_value_budget_give_the_same_result(tmp_path, monkeypatch, fmt):
     """Blocks are also cut so as to hold at most _BLOCK_VALUES values (a row longer than that is one block)."""
-    import surrogate_abc.data.gene_histograms as gh
+    import surrogate_abc.data.count_scan as gh
 
     x = _counts(np.random.default_rng(8), cells=30, genes=8, density=0.6)
     names = _names(8)
