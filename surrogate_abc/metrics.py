@@ -19,6 +19,11 @@ LOG_FLOOR = 1e-300  # floor on a probability before its log in every multinomial
 
 
 # ----------------------------------------------------------------------------------------- numpy
+def log_probs(p) -> np.ndarray:
+    """log of probabilities floored at LOG_FLOOR: every multinomial log-likelihood in inference takes its logs here."""
+    return np.log(np.maximum(np.asarray(p, float), LOG_FLOOR))
+
+
 def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch")
 

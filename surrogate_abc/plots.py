@@ -239,11 +239,11 @@ def plot_pair(idata, path: Path) -> None:
     truth = _json_attr(idata, "true_params")
     d = len(names)
     fig, grid = subplots(d, d, figsize=(2.4 * d + 1, 2.4 * d + 1), squeeze=False)
-    axes = az.plot_pair(idata, var_names=names, kind="scatter", marginals=True, ax=grid,
-                        scatter_kwargs={"s": 2, "alpha": 0.3},
-                        reference_values={k: truth[k] for k in names} if all(k in truth for k in names) else None,
-                        reference_values_kwargs={"color": "r", "markersize": 6})
-    _save(fig if axes is not None else np.ravel(axes)[0].figure, path)
+    az.plot_pair(idata, var_names=names, kind="scatter", marginals=True, ax=grid,
+                 scatter_kwargs={"s": 2, "alpha": 0.3},
+                 reference_values={k: truth[k] for k in names} if all(k in truth for k in names) else None,
+                 reference_values_kwargs={"color": "r", "markersize": 6})
+    _save(fig, path)
 
 
 def plot_ppc(idata, path: Path) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pyabc
 from pyabc.distance import SCALE_LOG, StochasticKernel
 
-from ..metrics import LOG_FLOOR, euclidean, hellinger_distance, kl_divergence, total_variation
+from ..metrics import euclidean, hellinger_distance, kl_divergence, log_probs, total_variation
 from .batched_abc import parameter_matrix
 from .priors import natural_values
 
@@ -69,7 +69,7 @@ def multinomial_logliks(counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """`multinomial_loglik` of each row of probs (n, C) against the same counts (C,): (n,)."""
     counts = np.asarray(counts, float)
     m = counts > 0
-    return np.log(np.maximum(np.asarray(probs, float)[:, m], LOG_FLOOR)) @ counts[m]
+    return log_probs(np.asarray(probs, float)[:, m]) @ counts[m]
 
 
 # ----------------------------------------------------------------------------------- model

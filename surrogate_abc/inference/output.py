@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..arviz_import import import_arviz
+from ..metrics import log_probs
 
 SUMMARY_COLUMNS = ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "r_hat")
 
@@ -144,14 +145,14 @@ def json_list(values: Sequence[float]) -> str:
     return json.dumps([float(v) for v in values])
 
 
-def pointwise_log_likelihood(probs: np.ndarray, overflow_probs: np.ndarray, hist: np.ndarray, overflow: int,
-                             floor: float = 1e-300) -> np.ndarray:
+def pointwise_log_likelihood(probs: np.ndarray, overflow_probs: np.ndarray, hist: np.ndarray,
+                             overflow: int) -> np.ndarray:
     """(draws, cells) log-likelihood of each observed cell at each draw: log of the emulated probability of the
     cell's bin (or of the overflow), the terms whose sum is the likelihood ABC used; cells ordered by bin."""
     flat = np.concatenate([np.asarray(probs).reshape(len(probs), -1), np.asarray(overflow_probs)[:, None]], axis=1)
     counts = np.concatenate([np.asarray(hist).ravel(), [overflow]]).astype(np.int64)
     cell_category = np.repeat(np.arange(len(counts)), counts)
-    return np.log(np.maximum(flat[:, cell_category], floor))
+    return log_probs(flat[:, cell_category])
 
 
 def arviz_logger(az) -> logging.Logger:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .importance import weighted_quantiles
+
 PPC_ALPHA = 0.01
 BOUND_INFORMATIVE = 0.2
 BOUND_DENSITY = 0.9
@@ -53,7 +55,7 @@ def bound_flags(z: np.ndarray, w: np.ndarray, low: np.ndarray, high: np.ndarray,
     out = []
     for j, name in enumerate(names):
         x = z[:, j]
-        q05, q95 = np.interp([0.05, 0.95], np.cumsum(w[np.argsort(x)]), np.sort(x))
+        q05, q95 = weighted_quantiles(x, w, np.array([0.05, 0.95]))
         width = high[j] - low[j]
         if q95 - q05 > BOUND_INFORMATIVE * width:
             continue

@@ -13,15 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ...metrics import LOG_FLOOR
+from ...metrics import log_probs
 
 CHUNK = 32768  # parameter sets per emulator call
 CUT_STEP = 8   # category cuts are rounded up to a multiple of this (fewer, larger emulator calls)
-
-
-def log_probs(p: np.ndarray) -> np.ndarray:
-    """log of probabilities, floored at LOG_FLOOR (the likelihood's floor everywhere in inference)."""
-    return np.log(np.maximum(np.asarray(p, float), LOG_FLOOR))
 
 
 class GeneLikelihoods:

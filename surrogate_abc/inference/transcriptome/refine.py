@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .importance import AMISState, Box, TMixture, normalised
+from .importance import AMISState, Box, TMixture, normalised, systematic_resample
 from .likelihood import GeneLikelihoods
 
 KEEP_NATS = 20.0   # shared sets more than this far below a gene's best one are dropped (weight < 2e-9 each)
@@ -114,11 +114,10 @@ def _draws(tau: float, ess_now: float, gain: float, settings: BatchSettings) -> 
     return int(np.clip(need, settings.first_draws, settings.max_draws))
 
 
-def block_draws(post: GenePosterior, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n equally weighted draws (sampling scale) by systematic resampling."""
-    from .importance import systematic_resample
-
-    return post.z[systematic_resample(post.weights, n, rng)]
+def equal_weight_draws(post: GenePosterior, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n equally weighted draws (sampling scale) by systematic resampling, in random order (systematic
+    resampling returns them sorted by sample)."""
+    return post.z[rng.permutation(systematic_resample(post.weights, n, rng))]
 
 
 def gene_seed(seed: int, block: int) -> np.random.Generator:

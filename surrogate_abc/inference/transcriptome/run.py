@@ -30,7 +30,7 @@ from ..run import InferenceSettings
 from .checks import PPC_ALPHA, bound_flags, ppc_pvalue
 from .importance import weighted_quantiles
 from .likelihood import GeneLikelihoods, full_log_pmf
-from .refine import BatchSettings, GenePosterior, gene_seed, refine_block, shared_sets
+from .refine import BatchSettings, GenePosterior, equal_weight_draws, gene_seed, refine_block, shared_sets
 from .space import ParameterSpace
 from .store import BatchStore
 
@@ -134,11 +134,10 @@ def variables(space: ParameterSpace, emulator: Any, theta: np.ndarray) -> dict[s
     return out
 
 
-def gene_row(name: str, data: GeneHistograms, i: int, values: Mapping[str, np.ndarray], w: np.ndarray,
+def gene_row(name: str, cells: int, mean: float, fano: float, values: Mapping[str, np.ndarray], w: np.ndarray,
              ess: float) -> dict[str, Any]:
     """The genes.csv row of one gene: cells, mean, Fano, then per variable median, 5%/95% quantiles, ESS, r_hat."""
-    row: dict[str, Any] = {"gene": name, "cells": int(data.n_cells), "mean": float(data.mean()[i]),
-                           "fano": float(data.fano()[i])}
+    row: dict[str, Any] = {"gene": name, "cells": int(cells), "mean": float(mean), "fano": float(fano)}
     qs = np.array(list(QUANTILES.values()))
     for v, x in values.items():
         for key, q in zip(QUANTILES, weighted_quantiles(np.asarray(x, float), w, qs)):
@@ -156,19 +155,19 @@ def run_block(prep: Prepared, index: int, genes: np.ndarray, shared_z: np.ndarra
     rng = gene_seed(seed, index)
     lik = GeneLikelihoods(em, data.hist[genes])
     posts = refine_block(lik, space.box, space.natural, shared_z, shared_log_pmf, settings, rng)
-    draws = np.stack([p.z[_resample(p, settings.draws, rng)] for p in posts])  # (g, D, d) sampling scale
+    draws = np.stack([equal_weight_draws(p, settings.draws, rng) for p in posts])  # (g, D, d) sampling scale
     n_ppc = min(settings.ppc_draws, settings.draws)
     pick = np.stack([rng.choice(settings.draws, n_ppc, replace=False) for _ in posts])
     ppc_theta = space.natural(np.concatenate([draws[k, pick[k]] for k in range(len(posts))]))
     ppc_log_p = full_log_pmf(em, ppc_theta).reshape(len(posts), n_ppc, -1)
     rows = []
+    mean, fano = data.mean(), data.fano()  # of every gene, once
     for k, (i, post) in enumerate(zip(genes, posts)):
-        name = data.genes[i]
         values = variables(space, em, space.natural(post.z))
-        row = gene_row(name, data, int(i), values, post.weights, post.ess)
+        row = gene_row(data.genes[i], data.n_cells, mean[i], fano[i], values, post.weights, post.ess)
         stat, pval = ppc_pvalue(data.hist[i], ppc_log_p[k], rng)
         bounds = bound_flags(post.z, post.weights, space.low, space.high, space.names)
-        row.update(_diagnostics("batch", post, stat, pval, bounds, settings))
+        row.update(_diagnostics(post, stat, pval, bounds, settings))
         rows.append(row)
     seconds = (time.perf_counter() - start) / max(len(genes), 1)
     for row in rows:
@@ -176,23 +175,13 @@ def run_block(prep: Prepared, index: int, genes: np.ndarray, shared_z: np.ndarra
     return {"draws": space.natural(draws.reshape(-1, len(space.names))).reshape(draws.shape)}, rows
 
 
-def _resample(post: GenePosterior, n: int, rng: np.random.Generator) -> np.ndarray:
-    from .importance import systematic_resample
-
-    idx = systematic_resample(post.weights, n, rng)
-    return rng.permutation(idx)  # draws in random order (systematic resampling sorts them)
-
-
-def _diagnostics(method: str, post: GenePosterior | None, stat: float, pval: float, bounds: list[str],
+def _diagnostics(post: GenePosterior, stat: float, pval: float, bounds: list[str],
                  settings: BatchSettings) -> dict[str, Any]:
-    flags = []
-    if pval <= PPC_ALPHA:
-        flags.append("ppc")
+    flags = ["ppc"] if pval <= PPC_ALPHA else []
     flags += [f"bound:{b}" for b in bounds]
-    if post is not None and post.ess < settings.min_ess:
+    if post.ess < settings.min_ess:
         flags.append("low_ess")
-    return {"method": method, "ess": float(post.ess) if post is not None else float("nan"),
-            "evaluations": int(post.evaluations) if post is not None else 0,
+    return {"method": "batch", "ess": float(post.ess), "evaluations": int(post.evaluations),
             "ppc_deviance": stat, "ppc_p": pval, "flags": ";".join(flags)}
 
 
