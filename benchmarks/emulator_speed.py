@@ -114,7 +114,7 @@ def joint_rates(batch: int = 300, fsp_points: int = 3) -> list[tuple[str, float]
     import h5py
 
     from surrogate_abc.emulators.emulator import Emulator
-    from surrogate_abc.inference.abc_parts import observed_categories
+    from surrogate_abc.inference.pyabc_bridge.parts import observed_categories
     from surrogate_abc.simulate.fsp import solve_stationary
     from surrogate_abc.training import load_train_config
 

@@ -7,7 +7,7 @@ the phases by wrapping the functions that do them (this script's own wrappers; n
   proposal   drawing the proposals (samplers.bulk_proposals / pyabc's generate_valid_proposal)
   emulator   the emulator's probabilities (EmulatorModel.evaluate / .probabilities)
   weights    prior and transition densities: the accepted particles' weights and the Temperature schedule's
-             records of every particle (pyabc's _prior_pdf/_transition_pdf, or batched_abc's prefill/resolve)
+             records of every particle (pyabc's _prior_pdf/_transition_pdf, or pyabc_bridge.densities' prefill/resolve)
   storage    History.append_population
   other      the rest of ABCSMC.run (acceptance, epsilon, fitting the transition, pyabc's bookkeeping)
 
@@ -39,7 +39,9 @@ import pyabc.inference_util.inference_util as iu  # noqa: E402
 
 from surrogate_abc.data.observed import load_observed, observed_histogram, select_species  # noqa: E402
 from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
-from surrogate_abc.inference import abc_parts, batched_abc, samplers  # noqa: E402
+from surrogate_abc.inference.pyabc_bridge import batched_samplers as samplers  # noqa: E402
+from surrogate_abc.inference.pyabc_bridge import densities as batched_abc  # noqa: E402
+from surrogate_abc.inference.pyabc_bridge import parts as abc_parts  # noqa: E402
 from surrogate_abc.inference.run import InferenceSettings, run_chains  # noqa: E402
 
 EXAMPLES = {"protein": ("examples/observed_protein.h5", "likelihood"), "joint": ("examples/observed_joint.h5", "likelihood"),

@@ -97,9 +97,9 @@ def run_ssa_abc(protocol: Any, obs_path: Path, population: int, generations: int
                 seed: int, db: Path, sampler: str, n_procs: int | None) -> dict[str, Any]:
     """ABC-SMC with the SSA model on one observed.h5; returns posterior samples, weights, calls, wall time."""
     from surrogate_abc.data.observed import load_observed, observed_histogram
-    from surrogate_abc.inference.abc_parts import HistogramDistance, observed_sumstat
     from surrogate_abc.inference.priors import natural_values, prior_box, pyabc_prior
-    from surrogate_abc.inference.samplers import make_sampler
+    from surrogate_abc.inference.pyabc_bridge.parts import HistogramDistance, observed_sumstat
+    from surrogate_abc.inference.pyabc_bridge.samplers import make_sampler
 
     model = SSAHistogramModel(protocol, 0)
     obs = load_observed(obs_path)

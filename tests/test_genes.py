@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from surrogate_abc.inference.abc_parts import multinomial_loglik
 from surrogate_abc.inference.output import pointwise_log_likelihood
+from surrogate_abc.inference.pyabc_bridge.parts import multinomial_loglik
 
 from conftest import run_cli, write_protocol, write_table
 

@@ -15,10 +15,10 @@ from surrogate_abc.cli import main
 from surrogate_abc.config import load_protocol, parse_protocol
 from surrogate_abc.emulators.exact import ExactEmulator
 from surrogate_abc.errors import UserError
-from surrogate_abc.inference.abc_parts import multinomial_loglik
 from surrogate_abc.inference.priors import check_prior_in_domain, prior_box
+from surrogate_abc.inference.pyabc_bridge.batched_samplers import BatchedSampler
+from surrogate_abc.inference.pyabc_bridge.parts import multinomial_loglik
 from surrogate_abc.inference.run import InferenceSettings, run_chains
-from surrogate_abc.inference.samplers import BatchedSampler
 
 BD = """
 name = "bd_infer"
@@ -153,7 +153,7 @@ def test_bulk_proposals_have_pyabc_law():
     import pyabc
     from pyabc.inference_util.inference_util import generate_valid_proposal
 
-    from surrogate_abc.inference.samplers import bulk_proposals
+    from surrogate_abc.inference.pyabc_bridge.batched_samplers import bulk_proposals
 
     rng = np.random.default_rng(0)
     prior = pyabc.Distribution(x=pyabc.RV("uniform", 0, 1), y=pyabc.RV("uniform", -1, 3))
@@ -307,7 +307,7 @@ def test_likelihood_on_observed_categories_only_equals_the_full_one(tmp_path):
     from surrogate_abc.emulators.conditional import ConditionalMDN
     from surrogate_abc.emulators.emulator import Emulator
     from surrogate_abc.emulators.models import make_binning
-    from surrogate_abc.inference.abc_parts import (
+    from surrogate_abc.inference.pyabc_bridge.parts import (
         EmulatorModel,
         observed_categories,
         observed_sumstat,

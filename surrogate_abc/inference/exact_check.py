@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..metrics import kl_divergence, squared_hellinger
-from .abc_parts import multinomial_logliks, observed_sumstat
+from .pyabc_bridge.parts import multinomial_logliks, observed_sumstat
 
 N_CHECK_DRAWS = 50
 DEFAULT_BUDGET = 60.0  # seconds the exact check may take

@@ -7,13 +7,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, cast
 
 import numpy as np
 
 from ..errors import UserError
 from ..report import warn
-from .abc_parts import (
+from .priors import check_prior_in_domain, prior_box, pyabc_prior
+from .pyabc_bridge import load_compat
+from .pyabc_bridge.history import ChainResult, chain_result, model_probabilities
+from .pyabc_bridge.parts import (
     DISTANCES,
     MODES,
     EmulatorModel,
@@ -22,11 +25,6 @@ from .abc_parts import (
     observed_categories,
     observed_sumstat,
 )
-from .batched_abc import BatchedABCSMC
-from .chain_result import ChainResult, chain_result, model_probabilities
-from .priors import check_prior_in_domain, prior_box, pyabc_prior
-from .progress import GenerationProgress, pyabc_log_to
-from .samplers import make_sampler
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class InferenceSettings:
     redis_host: str = "localhost"
     redis_port: int = 6379
     prior: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    fast: bool = True  # batched densities, weights and History writes (batched_abc.py); False: pyabc's own
+    fast: bool = True  # batched densities, weights and History writes (pyabc_bridge); False: pyabc's own
     chain_jobs: int | None = None  # chains run at once (forked processes; default: the cores)
     plots: bool = True  # draw marginals.png, pair.png, ppc.png (`surrogate-abc report` draws them later)
     exact_check: str = "exact"  # --check exact: the emulator against the exact model at posterior draws (exact_check.py); none
@@ -101,6 +99,7 @@ class ChainSetup:
     x_0: dict
     settings: InferenceSettings
     db: str
+    compat: bool = True  # pyabc's internals passed pyabc_bridge.compat's check: the fast path can run
 
     def models(self) -> list[EmulatorModel]:
         return [EmulatorModel(em, self.settings.mode, self.n_cells, box, name=em.protocol.name,
@@ -130,20 +129,24 @@ def _run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None],
                    sampler_factory: Callable[[], Any] | None) -> tuple[int, np.ndarray]:
     import pyabc
 
+    from .pyabc_bridge.progress import GenerationProgress, pyabc_log_to
+    from .pyabc_bridge.samplers import make_sampler
+
+    compat = load_compat()[0] if setup.compat else None
     settings = setup.settings
     seed = settings.seed + c
     np.random.seed(seed % 2**32)
     random.seed(seed)
     models = setup.models()
     walltime = timedelta(seconds=settings.max_walltime) if settings.max_walltime else None
-    progress = GenerationProgress(c, settings.chains, settings.mode, log)
+    progress = GenerationProgress(c, settings.chains, settings.mode, log, compat=compat)
     with pyabc_log_to(progress):
         sampler = sampler_factory() if sampler_factory else make_sampler(
             settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port,
-            fast=settings.fast)
+            batched=compat is not None, batched_weights=settings.fast)
         one = models if len(models) > 1 else models[0]
         pri = list(setup.priors) if len(setup.priors) > 1 else setup.priors[0]
-        smc = BatchedABCSMC if settings.fast else pyabc.ABCSMC
+        smc = compat.BatchedABCSMC if compat is not None and settings.fast else pyabc.ABCSMC
         if settings.mode == "likelihood":
             abc = smc(one, pri, MultinomialKernel(), population_size=settings.population,
                       sampler=sampler, eps=pyabc.Temperature(), acceptor=pyabc.StochasticAcceptor())
@@ -213,7 +216,8 @@ def run_chains_in_processes(setup: ChainSetup, jobs: int, log: Callable[[str], N
                 proc.start()
                 send.close()
                 running[recv] = (c, proc)
-            for recv in wait(list(running)):
+            for ready in wait(list(running)):
+                recv = cast(Any, ready)
                 c, proc = running[recv]
                 try:
                     status, out, notes = recv.recv()
@@ -249,6 +253,9 @@ def run_chains(emulators: Any, hist: np.ndarray, overflow: int, settings: Infere
     import pyabc
 
     settings.check()
+    compat, note = load_compat()
+    if note:
+        warn(note, stacklevel=2)
     models_in = list(emulators) if isinstance(emulators, (list, tuple)) else [emulators]
     check_same_bins(models_in)
     boxes = model_boxes(models_in, settings.prior)
@@ -256,7 +263,7 @@ def run_chains(emulators: Any, hist: np.ndarray, overflow: int, settings: Infere
     cats = observed_categories(hist, overflow) if settings.mode == "likelihood" else None
     setup = ChainSetup(tuple(models_in), tuple(boxes), tuple(pyabc_prior(b) for b in boxes), n_cells, cats,
                        observed_sumstat(settings.mode, hist, overflow, cats), settings,
-                       f"sqlite:///{Path(db_path).resolve()}")
+                       f"sqlite:///{Path(db_path).resolve()}", compat=compat is not None)
     jobs = chain_jobs(settings, sampler_factory)
     if jobs > 1:
         runs = run_chains_in_processes(setup, jobs, log)
@@ -271,7 +278,8 @@ def run_chains(emulators: Any, hist: np.ndarray, overflow: int, settings: Infere
                  "population; the chain is left out of the posterior", stacklevel=2)
             continue
         history = pyabc.History(setup.db, _id=run_id)
-        results.append(chain_result(history, c, settings.mode, setup.models()[best], m=best, model_probabilities=probs[c]))
+        results.append(chain_result(history, c, settings.mode, setup.models()[best], m=best, model_probabilities=probs[c],
+                                    compat=compat))
     if not results:
         raise UserError(f"no chain finished its first generation (acceptance below --min-acceptance-rate "
                         f"{settings.min_acceptance_rate:g}, or --max-walltime reached); lower --min-acceptance-rate")

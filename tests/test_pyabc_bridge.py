@@ -1,68 +1,98 @@
-"""The fast path of `infer` (inference/batched_abc.py) against pyabc's own: the densities and weights to 1e-10, a
-whole run reproducing pyabc's, the History it writes read back by pyabc, and the pyabc internals it relies on."""
+"""The pyabc bridge (inference/pyabc_bridge/) against pyabc's own: the fast path's densities and weights to 1e-10, a
+whole run reproducing pyabc's, the History it writes read back by pyabc, the progress lines of a real run; and the
+compat layer: its check passes on this pyabc, names what differs on another, and `infer` then runs pyabc's own
+path with a one-line note."""
 from __future__ import annotations
 
-import importlib
-import inspect
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pandas as pd
 import pyabc
 import pytest
-from pyabc.inference_util.inference_util import create_prior_pdf, create_transition_pdf
+from pyabc.inference_util import create_prior_pdf, create_transition_pdf
 from pyabc.transition import ModelPerturbationKernel, MultivariateNormalTransition
 from scipy import stats
 
-from surrogate_abc.inference.batched_abc import (
-    PYABC_INTERNALS,
+from surrogate_abc.inference.pyabc_bridge import compat, load_compat
+from surrogate_abc.inference.pyabc_bridge.densities import (
     DeferredWeights,
     PriorDensity,
     TransitionDensity,
     gaussian_mixture_density,
 )
 
-
-def _resolve(dotted: str):
-    parts = dotted.split(".")
-    for i in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for name in parts[i:]:
-            obj = getattr(obj, name)
-        return obj
-    raise ImportError(dotted)
+from conftest import cli_env, write_protocol
 
 
-EXPECTED_SIGNATURES = {
-    "pyabc.inference.smc.ABCSMC._create_transition_pdf": ["self", "t", "transitions"],
-    "pyabc.inference.smc.ABCSMC._prepare_next_iteration": ["self", "t", "sample", "population", "acceptance_rate"],
-    "pyabc.storage.history.History._save_to_population_db": ["self", "t", "current_epsilon", "nr_simulations",
-                                                             "particles_by_model", "model_probabilities",
-                                                             "model_names", "wall_time"],
-    "pyabc.inference_util.inference_util._weight_function": ["m_ss", "theta_ss", "acceptance_weight", "prior_pdf",
-                                                             "transition_pdf"],
-}
+def test_compat_check_passes_on_this_pyabc():
+    assert compat.check() is None
+    assert load_compat() == (compat, None)
 
 
-@pytest.mark.parametrize("dotted", PYABC_INTERNALS)
-def test_the_pyabc_internals_the_fast_path_relies_on_are_there(dotted):
-    """Fails loudly when a pyabc release renames or reshapes what batched_abc.py overrides or calls."""
-    obj = _resolve(dotted)
-    if dotted in EXPECTED_SIGNATURES:
-        assert list(inspect.signature(inspect.unwrap(obj)).parameters) == EXPECTED_SIGNATURES[dotted], dotted
+@pytest.mark.parametrize("reshape", ["signature", "gone", "acceptor"])
+def test_compat_check_names_what_another_pyabc_reshaped(monkeypatch, reshape):
+    """Another pyabc release (a private method with other parameters, one removed, an attribute gone): check()
+    names it, and load_compat gives no compat module but one line saying pyabc's own path runs."""
+    if reshape == "signature":
+        monkeypatch.setattr(pyabc.ABCSMC, "_prepare_next_iteration", lambda self, t, sample: None)
+        named = "ABCSMC._prepare_next_iteration"
+    elif reshape == "gone":
+        monkeypatch.delattr(pyabc.History, "_save_to_population_db")
+        named = "History._save_to_population_db"
+    else:
+        original = pyabc.StochasticAcceptor.__init__
+
+        def init(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            del self.pdf_norms
+
+        monkeypatch.setattr(pyabc.StochasticAcceptor, "__init__", init)
+        named = "pdf_norms"
+    assert named in compat.check()
+    module, note = load_compat()
+    assert module is None and named in note and "pyabc's own ABC-SMC" in note and "\n" not in note
 
 
-def test_pyabc_asks_for_transition_densities_where_the_fast_path_prefills_them():
-    src = inspect.getsource(pyabc.ABCSMC._prepare_next_iteration)
-    assert "self._create_transition_pdf(" in src and "get_all_records" in src and "sample.all_particles" in src
-    src = inspect.getsource(importlib.import_module("pyabc.inference_util.inference_util").evaluate_proposal)
-    assert "weight_function(m_ss, theta_ss, model_result.weight)" in src
-    tr = MultivariateNormalTransition()
-    tr.fit(pd.DataFrame({"a": [0.0, 1.0, 2.0], "b": [1.0, 0.0, 2.0]}), np.ones(3) / 3)
-    for attr in ("_X_arr", "w", "cov", "normal", "X"):
-        assert hasattr(tr, attr), attr
+# Run before surrogate_abc is imported: pyabc as a release without a private name the fast path uses (pyabc itself
+# only binds it as a default argument, so pyabc's own path still works).
+_WITHOUT_INTERNALS = """
+import pyabc.inference.smc
+del pyabc.inference.smc.identity
+import sys
+from surrogate_abc.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_infer_runs_pyabcs_own_path_without_the_internals(tmp_path):
+    """With a private pyabc name gone, `infer` does not fail: it says so in one line and runs pyabc's own
+    ABCSMC, History and sampler, whose posterior is the exact one (Poisson cells, log-uniform prior: the
+    posterior of the rate is Gamma(sum x, n)); it writes the same files."""
+    import arviz as az
+    import h5py
+
+    cells = np.random.default_rng(5).poisson(7.0, 300)
+    with h5py.File(tmp_path / "obs.h5", "w") as f:
+        f["mrna"] = cells
+    proto = write_protocol(tmp_path)
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_WITHOUT_INTERNALS), "infer", str(tmp_path / "obs.h5"),
+                        "--emulator", f"exact:{proto}", "--population", "300", "--generations", "8",
+                        "--chains", "2", "--check", "none", "--no-plots", "--out", str(tmp_path / "out")],
+                       env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    notes = [line for line in r.stderr.splitlines() if "pyabc's own ABC-SMC" in line]
+    assert len(notes) == 1 and "identity" in notes[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert {"posterior.nc", "summary.csv", "abc.db"} <= {p.name for p in (tmp_path / "out").iterdir()}
+    a = az.from_netcdf(str(tmp_path / "out" / "posterior.nc")).posterior["a"].to_numpy().ravel()
+    qs = np.array([0.05, 0.5, 0.95])
+    exact = stats.gamma(a=cells.sum(), scale=1.0 / len(cells))
+    ref, got = exact.ppf(qs), np.quantile(a, qs)
+    se = np.sqrt(qs * (1 - qs) / 300) / exact.pdf(ref)  # Monte Carlo error of one population's draws
+    assert np.all(np.abs(got - ref) < np.maximum(0.3 * (ref[2] - ref[0]), 3.5 * se)), (got, ref)
 
 
 def _population(rng, n=60, names=("a", "b", "c")):
@@ -111,7 +141,7 @@ def test_gaussian_mixture_density_matches_scipy_for_a_singular_covariance():
 
 
 def test_deferred_weights_are_pyabcs_weight_function():
-    from pyabc.inference_util.inference_util import _weight_function
+    from pyabc.inference_util.inference_util import _weight_function  # the reference: pyabc's own formula
 
     rng = np.random.default_rng(2)
     tr = MultivariateNormalTransition()
@@ -144,8 +174,6 @@ def test_fast_run_reproduces_pyabcs_run_and_its_history(tmp_path, mode):
     from surrogate_abc.emulators.exact import exact_emulator
     from surrogate_abc.inference.run import InferenceSettings, run_chains
 
-    from conftest import write_protocol
-
     em = exact_emulator(str(write_protocol(tmp_path)))
     rng = np.random.default_rng(4)
     counts = np.bincount(rng.poisson(6.0, 300), minlength=120)
@@ -177,7 +205,7 @@ def test_fast_run_reproduces_pyabcs_run_and_its_history(tmp_path, mode):
 def test_batched_stochastic_acceptance_is_the_acceptors_own_with_the_same_uniforms(importance):
     """stochastic_acceptance decides like pyabc.StochasticAcceptor called once per particle, up to the needed-th
     acceptance, and leaves numpy's global generator where those calls would have left it."""
-    from surrogate_abc.inference.batched_abc import stochastic_acceptance
+    from surrogate_abc.inference.pyabc_bridge.densities import stochastic_acceptance
 
     acceptor = pyabc.StochasticAcceptor(apply_importance_weighting=importance)
     acceptor.pdf_norms = {3: -10.0}
@@ -197,7 +225,7 @@ def test_batched_stochastic_acceptance_is_the_acceptors_own_with_the_same_unifor
                 break
         after_ref = np.random.uniform()
         np.random.seed(11)
-        rows, accepted, weight = stochastic_acceptance(acceptor, eps, 3, dens, needed)
+        rows, accepted, weight = stochastic_acceptance(compat.pdf_norm(acceptor, 3), eps(3), importance, dens, needed)
         after = np.random.uniform()
         assert rows == len(ref)
         assert [bool(a) for a in accepted[:rows]] == [a for a, _ in ref]
@@ -218,8 +246,8 @@ class _Fixed:
 
 
 def test_parameters_without_flattening_equal_pyabcs_and_logliks_of_rows_equal_the_scalar_one():
-    from surrogate_abc.inference.abc_parts import multinomial_loglik, multinomial_logliks
-    from surrogate_abc.inference.samplers import parameters
+    from surrogate_abc.inference.pyabc_bridge.batched_samplers import parameters
+    from surrogate_abc.inference.pyabc_bridge.parts import multinomial_loglik, multinomial_logliks
 
     vals = np.random.default_rng(1).normal(size=(6, 3))
     made = parameters(["a", "b", "c"], vals)
@@ -232,23 +260,15 @@ def test_parameters_without_flattening_equal_pyabcs_and_logliks_of_rows_equal_th
     assert np.allclose(multinomial_logliks(counts, probs), [multinomial_loglik(counts, p) for p in probs], rtol=1e-14)
 
 
-def test_pyabc_logs_the_generation_lines_the_progress_reads():
-    """GenerationProgress parses ABCSMC.run_generation's "t: T, eps: E." and "Accepted: A / N = R, ESS: S." lines."""
-    src = inspect.getsource(pyabc.ABCSMC.run_generation)
-    assert "logger.info(f't: {t}, eps: {current_eps:.8e}.')" in src
-    assert "f'Accepted: {pop_size} / {n_sim} = '" in src and "f'{acceptance_rate:.4e}, ESS: {ess:.4e}.'" in src
-
-
 def test_bulk_history_answers_its_last_population_as_the_database_does(tmp_path):
     """BulkHistory's in-memory answer for the population it wrote last equals pyabc's database query exactly
     (frame, index, column order, values and weights), for two models and a nested parameter."""
     from pyabc.population import Particle, Population
 
-    from surrogate_abc.inference.batched_abc import BulkHistory
 
     rng = np.random.default_rng(7)
     db = f"sqlite:///{tmp_path / 'h.db'}"
-    h = BulkHistory(db, stores_sum_stats=False)  # as infer runs it
+    h = compat.BulkHistory(db, stores_sum_stats=False)  # as infer runs it
     h.store_initial_data(None, {}, {}, {}, ["m0", "m1"], "{}", "{}", "{}")
     for t in range(2):
         w = rng.random(25)
@@ -271,7 +291,7 @@ def test_bulk_history_answers_its_last_population_as_the_database_does(tmp_path)
 def test_gc_paused_restores_the_collector_as_it_was():
     import gc
 
-    from surrogate_abc.inference.batched_abc import gc_paused
+    from surrogate_abc.inference.pyabc_bridge.densities import gc_paused
 
     was = gc.isenabled()
     try:
@@ -289,10 +309,10 @@ def test_gc_paused_restores_the_collector_as_it_was():
 def test_generation_progress_turns_pyabcs_two_lines_into_one_progress_line():
     import logging
 
-    from surrogate_abc.inference.progress import GenerationProgress
+    from surrogate_abc.inference.pyabc_bridge.progress import GenerationProgress
 
     lines: list[str] = []
-    handler = GenerationProgress(1, 2, "likelihood", lines.append)
+    handler = GenerationProgress(1, 2, "likelihood", lines.append, compat=compat)
 
     def record(msg: str, func: str = "run_generation") -> logging.LogRecord:
         r = logging.LogRecord("ABC", logging.INFO, "smc.py", 1, msg, None, None, func=func)
@@ -312,17 +332,16 @@ def test_cluster_workers_judge_a_request_of_proposals_with_one_emulator_call(tmp
     from pyabc.sampler import SingleCoreSampler
 
     from surrogate_abc.emulators.exact import exact_emulator
-    from surrogate_abc.inference import abc_parts, samplers
+    from surrogate_abc.inference.pyabc_bridge import batched_samplers as samplers
+    from surrogate_abc.inference.pyabc_bridge import parts as abc_parts
     from surrogate_abc.inference.run import InferenceSettings, run_chains
-
-    from conftest import write_protocol
 
     class OneAtATime(SingleCoreSampler):
         """What a worker does: call the shipped simulate function once per particle, in requests of 16."""
 
         def sample_until_n_accepted(self, n, simulate_one, t, **kwargs):
             one = samplers.BatchedSimulateOne(simulate_one, 16)
-            sample, n_eval = self._create_empty_sample(), 0
+            sample, n_eval = compat.empty_sample(self), 0
             while sample.n_accepted < n:
                 sample.append(one())
                 n_eval += 1
@@ -358,3 +377,47 @@ def test_cluster_workers_judge_a_request_of_proposals_with_one_emulator_call(tmp
     exact = stats.gamma(a=cells.sum(), scale=1.0 / len(cells)).ppf([0.05, 0.5, 0.95])
     width = exact[2] - exact[0]  # Monte Carlo error of population 200 (tests/test_cluster_samplers.py's _agree)
     assert np.all(np.abs(got - exact) < 0.3 * width) and np.all(np.abs(ref - exact) < 0.3 * width), (exact, ref, got)
+
+
+def _poisson_run(tmp_path, log, **settings):
+    """One chain of the fast path on 300 Poisson cells against the exact Poisson model."""
+    from surrogate_abc.emulators.exact import exact_emulator
+    from surrogate_abc.inference.run import InferenceSettings, run_chains
+
+    em = exact_emulator(str(write_protocol(tmp_path)))
+    counts = np.bincount(np.random.default_rng(9).poisson(6.0, 300), minlength=120)
+    hist = np.concatenate([counts[:50], np.add.reduceat(counts[50:120], np.arange(0, 70, 5))])
+    s = InferenceSettings(population=100, generations=4, chains=1, seed=2, **settings)
+    (chain,) = run_chains(em, hist, int(counts[120:].sum()), s, tmp_path / "abc.db", log=log)
+    return chain
+
+
+def test_pyabc_asks_for_every_density_where_the_fast_path_prefilled_it(tmp_path, monkeypatch):
+    """In a real run, every prior and transition density pyabc asks for (one particle at a time: the Temperature
+    records of the whole sample, the accepted particles' weights) was computed in a batch beforehand: no density
+    is computed per particle."""
+    from surrogate_abc.inference.pyabc_bridge import densities
+
+    asked, missed = [0], [0]
+    inner = densities._CachedDensity.__call__
+
+    def counting(self, m_ss, theta_ss):
+        asked[0] += 1
+        hit = self._cache.get(id(theta_ss))
+        missed[0] += hit is None or hit[0] is not theta_ss
+        return inner(self, m_ss, theta_ss)
+
+    monkeypatch.setattr(densities._CachedDensity, "__call__", counting)
+    chain = _poisson_run(tmp_path, log=lambda _m: None)
+    assert chain.epsilon[-1] == pytest.approx(1.0)
+    assert asked[0] > 1000 and missed[0] == 0, (asked, missed)
+
+
+def test_progress_lines_of_a_real_run_one_per_generation(tmp_path):
+    """pyabc's own log lines, read by compat.generation_record, give one progress line per generation."""
+    lines: list[str] = []
+    chain = _poisson_run(tmp_path, log=lines.append)
+    assert len(lines) == len(chain.epsilon) >= 2, lines
+    for g, (line, eps, ess) in enumerate(zip(lines, chain.epsilon, chain.ess)):
+        assert line.startswith(f"chain 1/1  generation {g}  temperature {eps:.4g}  acceptance "), line
+        assert f"ESS {ess:.1f}" in line

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
-from ..report import warn
+from ...errors import UserError
+from ...report import warn
 
 
 @dataclass
@@ -29,29 +29,21 @@ class ChainResult:
     model_probabilities: np.ndarray = field(default_factory=lambda: np.ones(1))  # (M,) of the last population
 
 
-def generation_stats(history: Any, t_from: int = 0) -> dict[str, np.ndarray]:
+def generation_stats(history: Any, t_from: int = 0, compat: Any = None) -> dict[str, np.ndarray]:
     """Per-generation statistics of a pyabc History from generation t_from on: t, epsilon (or temperature),
     acceptance_rate, ess (pyabc's effective_sample_size of the weights, over all models' particles),
-    n_simulations, wall_time (seconds from the run's start in the database to the generation's end)."""
-    import sqlalchemy
+    n_simulations, wall_time (seconds from the run's start in the database to the generation's end).
+    With `compat` (pyabc_bridge.compat) the weights of all generations come from one query, else from
+    History.get_weighted_distances per generation."""
     from pyabc.weighted_statistics import effective_sample_size
 
     pops = history.get_all_populations()
     pops = pops[pops["t"] >= max(t_from, 0)].sort_values("t")
-    # every generation's particle weights in one query (History.get_weighted_distances reads one generation
-    # through the ORM per call)
-    query = sqlalchemy.text(
-        "SELECT populations.t, particles.w FROM particles JOIN models ON particles.model_id = models.id "
-        "JOIN populations ON models.population_id = populations.id "
-        "WHERE populations.abc_smc_id = :run AND populations.t >= :t_from")
-    engine = sqlalchemy.create_engine(history.db)
-    try:
-        with engine.connect() as con:
-            rows = np.array(con.execute(query, {"run": int(history.id), "t_from": max(t_from, 0)}).fetchall(),
-                            dtype=np.float64).reshape(-1, 2)
-    finally:
-        engine.dispose()
-    weights = [rows[rows[:, 0] == t, 1] for t in pops["t"]]
+    if compat is not None:
+        rows = compat.generation_weights(history, t_from)
+        weights = [rows[rows[:, 0] == t, 1] for t in pops["t"]]
+    else:
+        weights = [history.get_weighted_distances(int(t))["w"].to_numpy(float) for t in pops["t"]]
     start = history.get_abc().start_time
     n_sim = pops["samples"].to_numpy(float)
     return {
@@ -76,9 +68,9 @@ def model_probabilities(history: Any, n_models: int) -> np.ndarray:
 
 
 def chain_result(history: Any, chain: int, mode: str, model: Any, m: int = 0,
-                 model_probabilities: np.ndarray | None = None) -> ChainResult:
+                 model_probabilities: np.ndarray | None = None, compat: Any = None) -> ChainResult:
     """The ChainResult of a finished run: model m's last population (natural scale) and generation_stats."""
-    stats = generation_stats(history)
+    stats = generation_stats(history, compat=compat)
     if not len(stats["t"]):
         raise UserError("ABC-SMC produced no population (the sampler failed); try --sampler single")
     df, w = history.get_distribution(m=m, t=history.max_t)

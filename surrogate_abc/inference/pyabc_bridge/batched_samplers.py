@@ -1,7 +1,8 @@
-"""pyabc samplers that evaluate the emulator on batches of proposals: the single-process `BatchedSampler`
-(proposals drawn in bulk, one emulator call per batch, pyabc's acceptance and weights batch-shaped) and, for
-pyabc's dask and redis samplers, `BatchedSimulateOne` (each worker request judged with one emulator call);
-`make_sampler` picks one for --sampler."""
+"""pyabc samplers that evaluate the emulator on batches of proposals (the fast path): the single-process
+`BatchedSampler` (proposals drawn in bulk, one emulator call per batch, pyabc's acceptance and weights batch-shaped)
+and, for pyabc's dask and redis samplers, `BatchedSimulateOne` (each worker request judged with one emulator
+call). They extend pyabc's Sampler; what they need of pyabc beyond its public API goes through compat.py, so this
+module is imported only when compat's check passed (samplers.make_sampler)."""
 from __future__ import annotations
 
 import math
@@ -9,23 +10,14 @@ from typing import Any, Sequence
 
 import numpy as np
 import pyabc
-from pyabc.inference.smc import identity
-from pyabc.inference_util.inference_util import (
-    _simulate_one,
-    _simulate_one_from_prior,
-    evaluate_proposal,
-    generate_valid_proposal,
-)
-from pyabc.population import Particle
+from pyabc.inference_util import evaluate_proposal, generate_valid_proposal
+from pyabc.population import Particle, Sample
 from pyabc.sampler import SingleCoreSampler
 from pyabc.transition import MultivariateNormalTransition
 
-from .abc_parts import EmulatorModel, MultinomialKernel, multinomial_logliks
-from .batched_abc import DeferredWeights, gc_paused, sampler_densities, stochastic_acceptance
-
-# Proposals per request of a dask task or a redis worker: each round trip carries this many particles, so the
-# scheduler's and the database's per-message cost is shared (pyabc's batch_size; the law is unchanged).
-CLUSTER_BATCH = 16
+from . import compat
+from .densities import DeferredWeights, gc_paused, sampler_densities, stochastic_acceptance
+from .parts import EmulatorModel, MultinomialKernel, multinomial_logliks
 
 
 def _one_proposal(kw: dict, from_prior: bool):
@@ -87,13 +79,15 @@ def bulk_proposals(k: int, kw: dict, from_prior: bool) -> list | None:
         cols = np.concatenate(kept)[:k]
     return [(0, p) for p in parameters(names, cols)]
 
-def batchable(simulate_one: Any) -> bool:
-    """Whether pyabc's simulate function can be answered in batches here: its models are EmulatorModels and it is
-    pyabc's draw from the prior or its propose-and-evaluate function."""
-    func, kw = getattr(simulate_one, "func", None), getattr(simulate_one, "keywords", None) or {}
+def batch_kind(simulate_one: Any) -> tuple[str | None, dict]:
+    """("prior" or "proposal", keywords) where pyabc's simulate function can be answered in batches here (its
+    models are EmulatorModels and it is pyabc's draw from the prior or its propose-and-evaluate function), else
+    (None, {})."""
+    kind, kw = compat.simulate_parts(simulate_one)
     models = kw.get("models") or []
-    return (len(models) >= 1 and all(isinstance(m, EmulatorModel) for m in models)
-            and (func is _simulate_one_from_prior or (func is _simulate_one and kw.get("evaluate", True))))
+    if kind is None or not models or not all(isinstance(m, EmulatorModel) for m in models):
+        return None, {}
+    return kind, kw
 
 
 class BatchedSampler(SingleCoreSampler):
@@ -109,22 +103,23 @@ class BatchedSampler(SingleCoreSampler):
         self.batched_weights = batched_weights  # False: pyabc's own weight function, one particle at a time
 
     def sample_until_n_accepted(self, n, simulate_one, t, *, max_eval=np.inf, all_accepted=False, ana_vars=None):
-        if not batchable(simulate_one):
+        kind, kw = batch_kind(simulate_one)
+        if kind is None:
             return super().sample_until_n_accepted(n, simulate_one, t, max_eval=max_eval,
                                                    all_accepted=all_accepted, ana_vars=ana_vars)
-        kw = simulate_one.keywords
         with gc_paused():
-            return self._sample_batched(n, simulate_one.func, kw, kw["models"], max_eval)
+            return self._sample_batched(n, kind == "prior", kw, kw["models"], max_eval)
 
-    def _sample_batched(self, n: int, func: Any, kw: dict, models: Sequence[EmulatorModel], max_eval: float):
-        sample = self._create_empty_sample()
+    def _sample_batched(self, n: int, from_prior: bool, kw: dict, models: Sequence[EmulatorModel],
+                        max_eval: float) -> Sample:
+        sample = compat.empty_sample(self)
         weights = None
-        if self.batched_weights and func is _simulate_one:
+        if self.batched_weights and not from_prior:
             weights = DeferredWeights(*sampler_densities(kw))
         # likelihood mode with pyabc's StochasticAcceptor: the acceptance of a whole batch in array operations
         batched_accept = (weights is not None and type(kw.get("acceptor")) is pyabc.StochasticAcceptor
                           and type(kw.get("distance_function")) is MultinomialKernel
-                          and kw.get("summary_statistics") is identity
+                          and compat.is_identity(kw.get("summary_statistics"))
                           and all(m.mode == "likelihood" and type(m).summary_statistics is pyabc.Model.summary_statistics
                                   for m in models))
         n_eval = n_acc = 0
@@ -134,10 +129,10 @@ class BatchedSampler(SingleCoreSampler):
             k = int(min(self.max_batch, max(self.min_batch, math.ceil(want))))
             if math.isfinite(max_eval):
                 k = int(min(k, math.ceil(max_eval - n_eval)))  # as pyabc: evaluate while n_eval < max_eval
-            props = bulk_proposals(k, kw, from_prior=func is _simulate_one_from_prior)
+            props = bulk_proposals(k, kw, from_prior)
             if props is None:  # not the one-model, RV-prior, Gaussian-kernel case: pyabc's own, one at a time
-                props = [_one_proposal(kw, func is _simulate_one_from_prior) for _ in range(k)]
-            if batched_accept:
+                props = [_one_proposal(kw, from_prior) for _ in range(k)]
+            if batched_accept and weights is not None:
                 decided, accepted = accept_batch(props, models, kw, weights, sample, n - n_acc)
                 n_eval += decided
                 n_acc += accepted
@@ -145,7 +140,7 @@ class BatchedSampler(SingleCoreSampler):
             for j, model in enumerate(models):  # each model's proposals in one emulator call
                 model.prefill([theta for m_ss, theta in props if m_ss == j])
             for m_ss, theta in props:
-                particle = judge(m_ss, theta, func, kw, models, weights)
+                particle = judge(m_ss, theta, from_prior, kw, models, weights)
                 sample.append(particle)
                 n_eval += 1
                 if particle.accepted:
@@ -163,11 +158,11 @@ class BatchedSampler(SingleCoreSampler):
         return sample
 
 
-def judge(m_ss: int, theta: Any, func: Any, kw: dict, models: Sequence[EmulatorModel],
+def judge(m_ss: int, theta: Any, from_prior: bool, kw: dict, models: Sequence[EmulatorModel],
           weights: DeferredWeights | None) -> Particle:
     """One proposal made into pyabc's Particle, as pyabc's simulate function does (from the prior: accepted with
     weight 1; else pyabc's evaluate_proposal, with `weights` deferring the weight when given)."""
-    if func is _simulate_one_from_prior:
+    if from_prior:
         res = models[m_ss].summary_statistics(0, theta, kw["summary_statistics"])
         return Particle(m=m_ss, parameter=theta, weight=1.0, sum_stat=res.sum_stat, distance=np.inf, accepted=True,
                         proposal_id=0, preliminary=False)
@@ -194,21 +189,20 @@ class BatchedSimulateOne:
 
     def __call__(self) -> Particle:
         if not self._queue:
-            if not batchable(self.simulate_one):
+            kind, kw = batch_kind(self.simulate_one)
+            if kind is None:
                 return self.simulate_one()
-            self._queue = self._evaluate(self.batch)[::-1]
+            self._queue = self._evaluate(self.batch, kind == "prior", kw)[::-1]
         return self._queue.pop()
 
-    def _evaluate(self, k: int) -> list[Particle]:
-        func, kw = self.simulate_one.func, self.simulate_one.keywords
+    def _evaluate(self, k: int, from_prior: bool, kw: dict) -> list[Particle]:
         models = kw["models"]
-        from_prior = func is _simulate_one_from_prior
         with gc_paused():
             props = bulk_proposals(k, kw, from_prior) or [_one_proposal(kw, from_prior) for _ in range(k)]
             weights = None if from_prior else DeferredWeights(*sampler_densities(kw))
             for j, model in enumerate(models):
                 model.prefill([theta for m_ss, theta in props if m_ss == j])
-            out = [judge(m_ss, theta, func, kw, models, weights) for m_ss, theta in props]
+            out = [judge(m_ss, theta, from_prior, kw, models, weights) for m_ss, theta in props]
             for model in models:
                 model.clear_cache()
             if weights is not None:
@@ -222,7 +216,7 @@ class _BatchedWorkers:
     batch_size: int
 
     def sample_until_n_accepted(self, n, simulate_one, t, **kwargs):
-        return super().sample_until_n_accepted(n, BatchedSimulateOne(simulate_one, self.batch_size), t,  # type: ignore[misc]
+        return super().sample_until_n_accepted(n, BatchedSimulateOne(simulate_one, self.batch_size), t,
                                                **kwargs)
 
 
@@ -252,7 +246,9 @@ def accept_batch(props: list, models: Sequence[EmulatorModel], kw: dict, weights
         density[idx] = multinomial_logliks(counts, probs)
         for i, row in zip(idx, probs):
             sum_stats[i] = {"p": row}
-    decided, accepted, acc_weight = stochastic_acceptance(kw["acceptor"], kw["eps"], kw["t"], density, needed)
+    acceptor, t = kw["acceptor"], kw["t"]
+    decided, accepted, acc_weight = stochastic_acceptance(compat.pdf_norm(acceptor, t), kw["eps"](t),
+                                                          acceptor.apply_importance_weighting, density, needed)
     for i in range(decided):
         m_ss, theta = props[i]
         ok = bool(accepted[i])
@@ -263,43 +259,3 @@ def accept_batch(props: list, models: Sequence[EmulatorModel], kw: dict, weights
             weights.bind(particle)
         sample.append(particle)
     return decided, int(np.count_nonzero(accepted[:decided]))
-
-
-def make_sampler(kind: str, n_procs: int | None = None, scheduler_address: str | None = None,
-                 redis_host: str = "localhost", redis_port: int = 6379, fast: bool = True):
-    """The pyabc sampler for --sampler.
-
-    * single: `BatchedSampler` (one process; the emulator is evaluated on batches of proposals).
-    * multicore: pyabc.sampler.MulticoreEvalParallelSampler(n_procs) (default n_procs = cores);
-      one emulator call per particle in each worker.
-    * dask: pyabc.sampler.DaskDistributedSampler on a dask.distributed Client connected to
-      --scheduler-address. Start a scheduler with `dask scheduler` and workers with
-      `dask worker ADDRESS` (ADDRESS e.g. tcp://host:8786) on each machine.
-    * redis: pyabc.sampler.RedisEvalParallelSampler(host, port). Start a server with
-      `redis-server --port PORT` and workers with `abc-redis-worker --host=HOST --port=PORT`.
-    Workers of dask/redis receive the model by pyabc's own (cloud)pickle transport and take CLUSTER_BATCH
-    proposals per request, evaluated in one emulator call (BatchedSimulateOne).
-    """
-    import os
-
-    from ..errors import UserError
-
-    if kind == "single":
-        return BatchedSampler(batched_weights=fast)
-    if kind == "multicore":
-        return pyabc.sampler.MulticoreEvalParallelSampler(n_procs=n_procs or os.cpu_count() or 1, check_max_eval=True)
-    if kind == "dask":
-        if not scheduler_address:
-            raise UserError("--sampler dask needs --scheduler-address (e.g. tcp://host:8786 of a running `dask scheduler`)")
-        try:
-            from dask.distributed import Client
-        except ImportError:
-            raise UserError("--sampler dask needs the 'distributed' package: pip install 'dask[distributed]'") from None
-        return BatchedDaskSampler(dask_client=Client(scheduler_address), batch_size=CLUSTER_BATCH)
-    if kind == "redis":
-        try:
-            return BatchedRedisSampler(host=redis_host, port=redis_port, batch_size=CLUSTER_BATCH)
-        except Exception as exc:  # missing redis package or server
-            raise UserError(f"--sampler redis: cannot use redis at {redis_host}:{redis_port} ({exc}); "
-                            "install 'redis' and start `redis-server`") from None
-    raise UserError(f"--sampler {kind!r}: use single, multicore, dask or redis")

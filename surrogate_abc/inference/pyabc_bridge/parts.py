@@ -18,16 +18,16 @@ import numpy as np
 import pyabc
 from pyabc.distance import SCALE_LOG, StochasticKernel
 
-from ..metrics import euclidean, hellinger_distance, kl_divergence, log_probs, total_variation
-from .batched_abc import parameter_matrix
-from .priors import natural_values
+from ...metrics import euclidean, hellinger_distance, kl_divergence, log_probs, total_variation
+from ..priors import natural_values
+from .densities import parameter_matrix
 
 MODES = ("likelihood", "simulator")
 
 
 # ----------------------------------------------------------------------------------- distances
 # --distance NAME -> metric(observed, simulated) of two normalised histograms (flattened, overflow last)
-DISTANCES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+DISTANCES: dict[str, Callable[[np.ndarray, np.ndarray], float | np.ndarray]] = {
     "hellinger": hellinger_distance, "tv": total_variation, "l2": euclidean, "kl": kl_divergence,
 }
 
@@ -41,7 +41,7 @@ class HistogramDistance(pyabc.Distance):
         self.fun = DISTANCES[name]
 
     def __call__(self, x: dict, x_0: dict, t: int | None = None, par: dict | None = None) -> float:
-        return self.fun(x_0["h"], x["h"])
+        return float(self.fun(x_0["h"], x["h"]))
 
     def get_config(self) -> dict:
         return {"name": f"HistogramDistance({self.name})"}
