@@ -18,6 +18,7 @@ import numpy as np
 import pyabc
 from pyabc.distance import SCALE_LOG, StochasticKernel
 
+from ...emulators.base import EmulatorLike
 from ...metrics import euclidean, hellinger_distance, kl_divergence, log_probs, total_variation
 from ..priors import natural_values
 from .densities import parameter_matrix
@@ -80,7 +81,7 @@ class EmulatorModel(pyabc.Model):
     `box` ({name: (kind, low, high)}, as from `priors.prior_box`) says which parameters pyabc samples on the
     log10 scale (`log10_<name>`); without it pyabc's parameters carry the emulator's names and scales."""
 
-    def __init__(self, emulator: Any, mode: str, n_cells: int, box: Mapping[str, tuple[str, float, float]] | None = None,
+    def __init__(self, emulator: EmulatorLike, mode: str, n_cells: int, box: Mapping[str, tuple[str, float, float]] | None = None,
                  name: str = "emulator", categories: np.ndarray | None = None):
         super().__init__(name=name)
         if mode not in MODES:
@@ -153,7 +154,7 @@ def observed_categories(hist: np.ndarray, overflow: int) -> np.ndarray:
     return np.flatnonzero(np.concatenate([np.asarray(hist, float).ravel(), [float(overflow)]]) > 0)
 
 
-def category_probs(emulator: Any, theta: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:
+def category_probs(emulator: EmulatorLike, theta: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:
     """(n, k) emulated probabilities of the flat categories (bins, then the overflow): emulator.category_probs
     (every emulator has it, emulators/base.py; it computes only those) or, for categories None, the full pmf."""
     if categories is not None:

@@ -9,10 +9,9 @@ that far, which is most of the speed for the low counts of scRNA-seq).
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from ...emulators.base import EmulatorLike
 from ...metrics import log_probs
 
 CHUNK = 32768  # parameter sets per emulator call
@@ -22,7 +21,7 @@ CUT_STEP = 8   # category cuts are rounded up to a multiple of this (fewer, larg
 class GeneLikelihoods:
     """The log-likelihood of each gene of `hist` (G, C) under `emulator`, at shared or per-gene parameter sets."""
 
-    def __init__(self, emulator: Any, hist: np.ndarray):
+    def __init__(self, emulator: EmulatorLike, hist: np.ndarray):
         self.emulator = emulator
         self.hist = np.asarray(hist, float)
         n_cat = self.hist.shape[1]
@@ -51,11 +50,12 @@ class GeneLikelihoods:
         return out
 
 
-def full_log_pmf(emulator: Any, theta: np.ndarray) -> np.ndarray:
+def full_log_pmf(emulator: EmulatorLike, theta: np.ndarray) -> np.ndarray:
     """(n, C) log pmf over every category (bins, then the overflow), in chunks."""
     parts = []
     for s in range(0, len(theta), CHUNK):
         probs, over = emulator.pmf(theta[s:s + CHUNK])
         parts.append(log_probs(np.concatenate([np.asarray(probs).reshape(len(probs), -1),
                                                np.asarray(over)[:, None]], axis=1)))
-    return np.concatenate(parts) if parts else np.zeros((0, emulator.n_categories))
+    n_categories = int(np.prod([len(e) - 1 for e in emulator.edges])) + 1  # bins, then the overflow
+    return np.concatenate(parts) if parts else np.zeros((0, n_categories))

@@ -23,6 +23,7 @@ import numpy as np
 
 from ...data.gene_histograms import GeneHistograms, gene_histograms, read_gene_counts
 from ...data.observed import binned_means, predictive_mean_ranges
+from ...emulators.base import EmulatorLike
 from ...errors import UserError
 from ...networks.bursts import burst_kinetics
 from ..genes import QUANTILES, format_genes, write_genes_csv
@@ -56,7 +57,7 @@ class TableRun:
 class Prepared:
     """The run's emulator, prior, histograms of the genes to infer and the genes skipped (name -> reason)."""
 
-    emulator: Any
+    emulator: EmulatorLike
     sha256: str
     space: ParameterSpace
     data: GeneHistograms
@@ -116,7 +117,7 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
     return Prepared(emulator, sha, space, kept, skipped)
 
 
-def _outside_range(emulator: Any, data: GeneHistograms) -> np.ndarray:
+def _outside_range(emulator: EmulatorLike, data: GeneHistograms) -> np.ndarray:
     """Genes whose truncated mean lies outside what the emulator produces for as many cells (5% margin)."""
     base = getattr(emulator, "inner", emulator)
     if getattr(base, "uses_fsp", False):
@@ -126,7 +127,7 @@ def _outside_range(emulator: Any, data: GeneHistograms) -> np.ndarray:
     return (obs < lo * 0.95) | (obs > hi * 1.05)
 
 
-def variables(space: ParameterSpace, emulator: Any, theta: np.ndarray) -> dict[str, np.ndarray]:
+def variables(space: ParameterSpace, emulator: EmulatorLike, theta: np.ndarray) -> dict[str, np.ndarray]:
     """The posterior variables at natural-scale draws theta (n, d): the parameters, then the derived
     burst_frequency and burst_size for bursty models."""
     out = {n: theta[:, j] for j, n in enumerate(space.names)}

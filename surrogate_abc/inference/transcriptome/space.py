@@ -3,10 +3,11 @@ parameters, as pyabc samples them) and the map back to the emulator's natural pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
+from ...emulators.base import EmulatorLike
 from ..priors import check_prior_in_domain, prior_box, sampling_name
 from .importance import Box
 
@@ -21,7 +22,7 @@ class ParameterSpace:
     high: np.ndarray
 
     @classmethod
-    def of(cls, emulator: Any, overrides: Mapping[str, tuple[float, float]] | None = None) -> "ParameterSpace":
+    def of(cls, emulator: EmulatorLike, overrides: Mapping[str, tuple[float, float]] | None = None) -> "ParameterSpace":
         """The emulator's prior (narrowed by --prior overrides), checked against its domain."""
         box = prior_box(emulator.protocol, overrides)
         names = tuple(emulator.param_names)
