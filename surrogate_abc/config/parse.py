@@ -7,10 +7,11 @@ every field and names the file, the field and the fix in its one-line errors.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from .protocol import PRIOR_KINDS, TOP_LEVEL_KEYS, Axis, FSPSettings, Prior, Pro
 # The shipped protocols and training configs: package data, found in an installed wheel as in a checkout.
 CONFIG_DIR = Path(str(resources.files("surrogate_abc").joinpath("configs")))
 
-def resolve_config_path(name_or_path: str | Path) -> Path:
+def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
     """A path to a TOML file, or a protocol name looked up in ./configs and the project's configs/."""
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
@@ -38,7 +39,7 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     raise ConfigError(f"{name_or_path}: no such config file or protocol name (known protocols: {', '.join(known) or 'none'})")
 
 
-def load_protocol(name_or_path: str | Path) -> Protocol:
+def load_protocol(name_or_path: str | os.PathLike[str]) -> Protocol:
     """Load and validate a protocol from a TOML file or a name in configs/."""
     path = resolve_config_path(name_or_path)
     try:
@@ -154,7 +155,9 @@ class _Parser:
     def bind_conservation(self, proto: Protocol, probe: np.ndarray) -> Protocol:
         """The protocol with its network's conservation laws bound to the totals of its initial counts (found
         from the stoichiometry; they must not depend on the parameters)."""
-        net = proto.network.with_totals({}, keep=proto.species)
+        network = proto.network
+        assert isinstance(network, ReactionNetwork)  # the caller binds the laws of reaction networks only
+        net = network.with_totals({}, keep=proto.species)
         init = proto.initial_state(probe)
         totals = _conservation_totals(net, init)
         for j, law in enumerate(net.laws):
@@ -290,7 +293,7 @@ class _Parser:
                 raise self.err(f, "edges must be {start, stop, width}, a list of such segments, or >= 2 numbers")
             edges = np.asarray(spec, dtype=float)
         else:
-            parts = []
+            parts: list[np.ndarray] = []
             for s in segs:
                 if set(s) != {"start", "stop", "width"} or not all(_num(s[k]) for k in s):
                     raise self.err(f, f"an edge segment needs numeric start, stop and width, got {s}")
@@ -321,5 +324,5 @@ class _Parser:
         return out
 
 
-def _num(v) -> bool:
+def _num(v: object) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

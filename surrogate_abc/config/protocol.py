@@ -59,6 +59,13 @@ class Axis:
     def bins(self) -> int:
         return len(self.edges) - 1
 
+    @property
+    def count_cap(self) -> int:
+        """`cap` of an axis of counts; ValueError for a continuous (toy) axis, which has none."""
+        if self.cap is None:
+            raise ValueError(f"histogram axis {self.species!r} holds continuous values: it has no count cap")
+        return int(self.cap)
+
 
 @dataclass(frozen=True)
 class SSASettings:

@@ -123,7 +123,8 @@ def _degree(node: ast.AST, var: set[str]) -> float:
             if left == 0 and right == 0:
                 return 0.0
             exp = node.right
-            if right == 0 and isinstance(exp, ast.Constant) and float(exp.value).is_integer() and exp.value >= 0:
+            if (right == 0 and isinstance(exp, ast.Constant) and isinstance(exp.value, (int, float))
+                    and float(exp.value).is_integer() and exp.value >= 0):
                 return left * float(exp.value)
             return math.inf
     if isinstance(node, ast.Call):
@@ -144,6 +145,7 @@ def to_gillespy2(expr: str) -> str:
 
 def _c(node: ast.AST) -> str:
     if isinstance(node, ast.Constant):
+        assert isinstance(node.value, (int, float))  # _check admits numeric constants only
         return repr(float(node.value))
     if isinstance(node, ast.Name):
         return node.id

@@ -81,7 +81,7 @@ class AffineReaction:
     def on_grid(self, coords: Sequence[np.ndarray], shape: Sequence[int]) -> np.ndarray:
         """Propensity on a lattice given as broadcastable coordinate grids (a new array of `shape`)."""
         prop = np.full(shape, float(self.const))
-        for i in np.flatnonzero(self.coef):
+        for i in np.flatnonzero(self.coef).tolist():
             prop += float(self.coef[i]) * coords[i]
         return prop
 
@@ -300,7 +300,7 @@ class ReactionNetwork:
     def timescale(self, rates: Mapping[str, float]) -> float:
         """Slowest timescale max 1/rate over the zeroth- and first-order mass-action reactions (1 if none):
         the SSA sampling interval is based on it."""
-        rs = [float(rates[r.rate]) for r in self.reactions if r.propensity is None and r.order <= 1]
+        rs = [float(rates[str(r.rate)]) for r in self.reactions if r.propensity is None and r.order <= 1]
         return max((1.0 / k for k in rs), default=1.0)
 
     # ----------------------------------------------------------------- gillespy2
