@@ -266,7 +266,8 @@ def rebin_grid(grid, edges) -> tuple[np.ndarray, np.ndarray]:
     g = np.asarray(grid)
     if g.ndim != 2:
         raise ValueError(f"grid must be (n, K), got shape {g.shape}")
-    return bin_weighted(np.arange(g.shape[1], dtype=np.int64), g, edges)
+    hist, overflow = bin_weighted(np.arange(g.shape[1], dtype=np.int64), g, edges)
+    return hist, np.asarray(overflow)  # (n, K) weights: the overflow is already an (n,) array
 
 
 def rebin_grid_2d(grid, edges_x, edges_y) -> tuple[np.ndarray, np.ndarray]:

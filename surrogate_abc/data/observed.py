@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, SupportsFloat, cast
 
 import h5py
 import numpy as np
@@ -43,7 +43,9 @@ class Observed:
 
     def true_params(self) -> dict[str, float]:
         """The true parameter values recorded as attributes true_<name> (synthetic data)."""
-        return {k[5:]: float(v) for k, v in self.attrs.items() if k.startswith("true_") and np.isscalar(v)}
+        # np.isscalar's guard admits complex, str and bytes too; true_* attributes hold real numbers
+        return {k[5:]: float(cast(SupportsFloat, v)) for k, v in self.attrs.items()
+                if k.startswith("true_") and np.isscalar(v)}
 
     def mean(self, species: str) -> float:
         """Mean count of one species (bin centres for histogram data)."""
@@ -52,7 +54,9 @@ class Observed:
             return float(self.counts[:, j].mean())
         e = self.edges[j]
         centres = bin_centres(e, integer=True)
-        marg = self.histogram.sum(axis=tuple(a for a in range(self.histogram.ndim) if a != j))
+        hist = self.histogram
+        assert hist is not None  # an Observed holds counts or a histogram
+        marg = hist.sum(axis=tuple(a for a in range(hist.ndim) if a != j))
         return float((marg * centres).sum() / max(marg.sum(), 1))
 
 
@@ -136,8 +140,8 @@ def _load_histogram(p: Path, f: h5py.File, attrs: dict) -> Observed:
     if hist.ndim == 1:
         if "edges" not in f:
             raise DataFileError(f"{p}: a 1-D 'histogram' needs its dataset 'edges' ({hist.shape[0] + 1} values)")
-        species = (str(attrs.get("species", "protein")),)
-        names = ("edges",)
+        species: tuple[str, ...] = (str(attrs.get("species", "protein")),)
+        names: tuple[str, ...] = ("edges",)
     else:
         given = attrs.get("species")
         species = tuple(str(given).split(",")) if given else ("mrna", "protein")
@@ -199,6 +203,7 @@ def observed_histogram(observed: Observed, edges: tuple[np.ndarray, ...]) -> tup
         hist, _ = np.histogramdd(x[inside], bins=list(edges))
         hist = hist.astype(np.int64)
     else:
+        assert observed.histogram is not None  # an Observed holds counts or a histogram
         hist = observed.histogram
         for ax, (e_obs, e_emu) in enumerate(zip(observed.edges, edges)):
             hist = _coarsen(observed.path, hist, ax, e_obs, e_emu)

@@ -111,7 +111,8 @@ def show_binned(path: Path, plot: Path | None = None, n_examples: int = 4, compa
                     raise UserError("--compare draws 1-D histograms only")
                 other, other_engine = _read_compare(Path(compare), theta, idx, species, edges)
                 tv = total_variation(examples, other)
-                lines.append(f"{'TV distance':<14}{engine} vs {other_engine}: " + ", ".join(f"{t:.4f}" for t in tv))
+                lines.append(f"{'TV distance':<14}{engine} vs {other_engine}: "
+                             + ", ".join(f"{t:.4f}" for t in np.atleast_1d(tv)))
                 plot_comparison(plot, species[0], edges[0], examples, other, theta[idx], names,
                                 labels=(engine, other_engine), title=f"{protocol}: {engine} against {other_engine}")
             else:

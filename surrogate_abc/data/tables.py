@@ -46,6 +46,7 @@ def read_count_table(path: str | Path, genes: Sequence[str] | None = None, layer
     if not p.is_file():
         raise DataFileError(f"{p}: file not found")
     suffix = p.suffix.lower()
+    values: np.ndarray | list[list[str]]
     if suffix in ANNDATA_SUFFIXES:
         names, values = _read_anndata(p, layer)
     elif suffix in TABLE_SUFFIXES:
