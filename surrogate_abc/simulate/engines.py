@@ -7,7 +7,7 @@ import numpy as np
 
 from ..config import Protocol
 from ..errors import UserError
-from ..networks import ReactionNetwork, find_closed_form
+from ..networks import GaussianMixtureNetwork, ReactionNetwork, find_closed_form
 from .fsp import solve_stationary
 from .results import RunSettings, SetResult
 from .ssa import SSASimulator
@@ -51,7 +51,7 @@ def grid_layout(protocol: Protocol, engine: str) -> tuple[tuple[int, ...], type]
     """(per-set grid shape, dtype) of an engine's output."""
     if grid_kind(protocol, engine) == "binned_pmf":
         return (protocol.axes[0].bins,), np.float64
-    caps = tuple(int(a.cap) for a in protocol.axes)
+    caps = tuple(a.count_cap for a in protocol.axes)
     return caps, (np.int64 if engine == "ssa" else np.float64)
 
 
@@ -63,9 +63,16 @@ class SetEngine:
                  seeds: np.ndarray):
         self.protocol, self.settings = protocol, settings
         self.rates, self.initial, self.seeds = rates, initial, seeds
-        self.caps = [a.cap for a in protocol.axes]
-        self._ssa = SSASimulator(protocol.network, protocol.species) if settings.engine == "ssa" else None
+        # counts 0..cap-1 per axis: the axes of reaction networks count; closed-form toys' are continuous
+        self.caps = [a.count_cap for a in protocol.axes] if isinstance(protocol.network, ReactionNetwork) else []
+        self._ssa = SSASimulator(self._reactions(), protocol.species) if settings.engine == "ssa" else None
         self._law = closed_form(protocol) if settings.engine == "exact" else None
+
+    def _reactions(self) -> ReactionNetwork:
+        """The protocol's reaction network, which ssa and fsp run (resolve_engine offers them for no other)."""
+        net = self.protocol.network
+        assert isinstance(net, ReactionNetwork), f"engine {self.settings.engine} needs a reaction network"
+        return net
 
     def rate_map(self, i: int) -> dict[str, float]:
         return {k: float(v) for k, v in zip(self.protocol.rate_names, self.rates[i])}
@@ -74,22 +81,26 @@ class SetEngine:
         """Simulate/solve set i."""
         eng = self.settings.engine
         if eng == "ssa":
+            ssa = self._ssa
+            assert ssa is not None  # made in __init__ for the ssa engine
             init = {s: int(v) for s, v in zip(self.protocol.network.species, self.initial[i])}
-            self._ssa.ensure_compiled(self.rate_map(i), init)  # once per process, not counted as set time
-        t0 = time.perf_counter()
-        if eng == "ssa":
-            grid, over, raw = self._ssa.histogram(self.rate_map(i), init, self.settings.samples,
-                                                  self.protocol.ssa.burn_in_intervals, int(self.seeds[i]),
-                                                  self.caps, keep_raw=self.settings.keep_raw,
-                                                  interval=self.protocol.ssa.interval)
+            ssa.ensure_compiled(self.rate_map(i), init)  # once per process, not counted as set time
+            t0 = time.perf_counter()
+            grid, over, raw = ssa.histogram(self.rate_map(i), init, self.settings.samples,
+                                            self.protocol.ssa.burn_in_intervals, int(self.seeds[i]),
+                                            self.caps, keep_raw=self.settings.keep_raw,
+                                            interval=self.protocol.ssa.interval)
             return SetResult(i, grid, float(over), time.perf_counter() - t0, raw=raw)
+        t0 = time.perf_counter()
         if eng == "fsp":
-            r = solve_stationary(self.protocol.network, self.rate_map(i), self.protocol.species, self.caps,
+            r = solve_stationary(self._reactions(), self.rate_map(i), self.protocol.species, self.caps,
                                  self.protocol.fsp)
             return SetResult(i, np.asarray(r.pmf, dtype=np.float64), float(r.overflow), time.perf_counter() - t0,
                              tail_mass=float(r.tail_mass), truncation=tuple(int(t) for t in r.truncation))
         if self._law is not None:
             pmf = self._law.pmf(self.rate_map(i), int(self.caps[0]))
             return SetResult(i, pmf, float(max(1.0 - pmf.sum(), 0.0)), time.perf_counter() - t0)
-        probs, outside = self.protocol.network.bin_probabilities(self.rates[i:i + 1], self.protocol.axes[0].edges)
+        net = self.protocol.network
+        assert isinstance(net, GaussianMixtureNetwork)  # exact without a closed form: a closed-form toy
+        probs, outside = net.bin_probabilities(self.rates[i:i + 1], self.protocol.axes[0].edges)
         return SetResult(i, probs[0], float(outside[0]), time.perf_counter() - t0)

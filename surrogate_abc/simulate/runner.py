@@ -20,6 +20,7 @@ from .. import __version__
 from ..config import Protocol
 from ..data.schema import FORMAT_VERSION, SIMULATION_FORMAT, attr_str, open_ours, partial_path
 from ..errors import DataFileError, UserError
+from ..networks import ReactionNetwork
 from .engines import SetEngine, available_engines, closed_form, grid_kind, grid_layout, resolve_engine
 from .mpi import get_comm
 from .results import RunSettings, SetResult
@@ -128,6 +129,7 @@ class SimulationFile:
             f.create_dataset("overflow", data=np.zeros(n))
             f.create_dataset("tail_mass", data=np.zeros(n))
             if s.engine == "fsp":
+                assert isinstance(p.network, ReactionNetwork)  # resolve_engine offers fsp for these only
                 f.create_dataset("truncation", data=np.zeros((n, len(p.network.reduced_species)), dtype=np.int64))
             if s.engine == "ssa" and s.keep_raw:
                 k = len(p.species)
@@ -229,6 +231,7 @@ def run_simulation(protocol: Protocol, n: int, out: str | os.PathLike, samples: 
                 progress_bar(protocol, settings, comm, len(pending)) if progress else None)
     if comm.rank != 0:
         return None
+    assert sim is not None  # rank 0 owns the file
     sim.finalize()
     return summarize(out, len(pending), time.perf_counter() - t_start, comm.size)
 
@@ -254,6 +257,7 @@ def _plan(comm, sim: "SimulationFile | None", out: Path, theta, rates, initial, 
     plan: tuple[str, Any] = ("", None)
     if comm.rank == 0:
         try:
+            assert sim is not None  # rank 0 owns the file
             check_output_path(out)
             if sim.completed_already(theta):
                 plan = ("complete", None)

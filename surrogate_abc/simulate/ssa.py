@@ -88,6 +88,7 @@ class SSASimulator:
         dt = sampling_interval(self.network, rates, interval)
         steps = int(burn_in_intervals) + int(samples)
         solver = self._solver
+        assert solver is not None  # ensure_compiled made it
         solver.model.tspan = None  # a previous run stored its timespan on the model; give t/increment anew
         res = solver.run(t=steps * dt, increment=dt, seed=int(seed), variables={**rates, **initial})
         traj = res[0]
