@@ -56,7 +56,7 @@ class CapturedEmulator(EmulatorBase):
             extra = Prior("uniform", (CAPTURE,), float(prior[0]), float(prior[1]))
             protocol = dataclasses.replace(protocol, priors=tuple(protocol.priors) + (extra,))
         self.protocol = protocol
-        what = f"{capture:g}" if capture is not None else f"~ U({prior[0]:g}, {prior[1]:g})"
+        what = f"~ U({prior[0]:g}, {prior[1]:g})" if prior is not None else f"{capture:g}"
         self.source = f"{inner.source} with capture {what}"
         self.metadata = dict(inner.metadata)
 
@@ -66,5 +66,5 @@ class CapturedEmulator(EmulatorBase):
 
     def _flat_probs(self, arr: np.ndarray) -> np.ndarray:
         d = len(self.inner.param_names)
-        beta = arr[:, d] if self.prior is not None else np.full(len(arr), float(self.capture))
+        beta = np.full(len(arr), float(self.capture)) if self.capture is not None else arr[:, d]
         return self.inner.thinned_flat_probs(arr[:, :d], beta)

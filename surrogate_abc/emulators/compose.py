@@ -19,6 +19,7 @@ from ..data.schema import file_sha256
 from ..errors import UserError
 from .conditional import ConditionalMDN
 from .emulator import Emulator
+from .layers import architecture_of
 from .mdn import MDN
 
 
@@ -26,10 +27,10 @@ def _check_pair(joint: Emulator, marginal: Emulator) -> None:
     """UserError (one line, naming the field) unless `marginal` can stand for `joint`'s first factor."""
     if not isinstance(joint.model, ConditionalMDN):
         raise UserError(f"{joint.source or 'the joint emulator'}: a marginal can replace the first factor of a "
-                        f"conditional MDN (model type mdn_conditional) only, got {joint.model.architecture()['type']}")
+                        f"conditional MDN (model type mdn_conditional) only, got {architecture_of(joint.model)['type']}")
     if not isinstance(marginal.model, MDN) or len(marginal.species) != 1:
         raise UserError(f"{marginal.source or 'the marginal emulator'}: needs a 1-D MDN (model type mdn) of one "
-                        f"species, got {marginal.model.architecture()['type']} of {', '.join(marginal.species)}")
+                        f"species, got {architecture_of(marginal.model)['type']} of {', '.join(marginal.species)}")
     src = marginal.source or "the marginal emulator"
     if marginal.species[0] != joint.species[0]:
         raise UserError(f"{src}: emulates {marginal.species[0]}, the joint emulator's first species is "
@@ -60,6 +61,7 @@ def attach_marginal(joint: Emulator, marginal: Emulator) -> Emulator:
     inputs are mapped between the two feature scalings; metadata records the marginal's file and training."""
     _check_pair(joint, marginal)
     model = copy.deepcopy(joint.model).cpu()
+    assert isinstance(model, ConditionalMDN)  # _check_pair checked it
     model.marginal = None
     scale = joint.scaling_std / marginal.scaling_std   # marginal features from the joint's: x * scale + shift
     shift = (joint.scaling_mean - marginal.scaling_mean) / marginal.scaling_std

@@ -29,6 +29,7 @@ from .distributions import _sum_into, mixture_pmf_grid
 from .layers import (
     DEFAULT_HIDDEN,
     BinningOnDevice,
+    architecture_of,
     dense_trunk,
     make_activation,
     resolve_family,
@@ -52,6 +53,9 @@ class ConditionalMDN(nn.Module):
     `family`: a univariate count family (gamma_poisson or poisson_lognormal) used for both factors;
     `components`: mixture components of each factor; `hidden`: the theta trunk; `head`: widths of the
     conditional head, whose first layer adds a projection of the trunk output to one of the m features."""
+
+    marginal_scale: torch.Tensor  # buffers registered by set_marginal
+    marginal_shift: torch.Tensor
 
     def __init__(self, d_in: int, family: Any, n_components: int, binning: Any,
                  hidden: Sequence[int] = DEFAULT_HIDDEN, activation: str = "elu", head: Sequence[int] = DEFAULT_HEAD):
@@ -99,7 +103,7 @@ class ConditionalMDN(nn.Module):
                 "components": self.n_components, "hidden": list(self.hidden), "activation": self.activation,
                 "head": list(self.head)}
         if self.marginal is not None:
-            arch["marginal"] = self.marginal.architecture()
+            arch["marginal"] = architecture_of(self.marginal)
         return arch
 
     def set_marginal(self, marginal: nn.Module, scale: Any = None, shift: Any = None) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
 
 from ..config import Protocol
@@ -28,8 +29,8 @@ DEVICE_CHUNK_ROWS, DEVICE_CHUNK_ELEMENTS = 1 << 20, 1 << 27  # on an accelerator
 class Emulator(EmulatorBase):
     """A trained network plus everything needed to evaluate it on raw parameters."""
 
-    def __init__(self, model: nn.Module, protocol: Protocol, scaling_mean: Sequence[float],
-                 scaling_std: Sequence[float], transforms: Sequence[str], metadata: Mapping[str, Any] | None = None,
+    def __init__(self, model: nn.Module, protocol: Protocol, scaling_mean: ArrayLike,
+                 scaling_std: ArrayLike, transforms: Sequence[str], metadata: Mapping[str, Any] | None = None,
                  source: str = ""):
         self.model = model.eval()
         self.protocol = protocol

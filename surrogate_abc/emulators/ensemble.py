@@ -14,7 +14,7 @@ members' predictions to the combined one.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,8 @@ from torch import nn
 
 from ..metrics import hellinger_distance
 from . import distributions
+from .layers import architecture_of
+from .mdn import MDN
 
 DENSE_COMBINER_MAX_C = 1024
 
@@ -55,32 +57,37 @@ class MDNEnsemble(_Ensemble):
 
     def __init__(self, members: Sequence[nn.Module]):
         super().__init__(members)
-        fam = {m.family.name for m in self.members}
+        fam = {m.family.name for m in self.mdns}
         if len(fam) != 1:
             raise ValueError(f"MDN ensemble members must share one component family, got {sorted(fam)}")
-        self.family = self.members[0].family
+        self.family = self.mdns[0].family
+
+    @property
+    def mdns(self) -> list[MDN]:
+        """The members, MDNs (the nn.ModuleList holding them types its items as nn.Module)."""
+        return [cast(MDN, m) for m in self.members]
 
     def architecture(self) -> dict:
         """JSON-serialisable description; models.build_model rebuilds the module from it."""
-        return {"type": "mdn_ensemble", "members": [m.architecture() for m in self.members]}
+        return {"type": "mdn_ensemble", "members": [architecture_of(m) for m in self.members]}
 
     def mixture(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log_weights (n, k*K), params (n, k*K, raw_size)): all components, weights divided by k."""
-        parts = [m.mixture(x) for m in self.members]
+        parts = [m.mixture(x) for m in self.mdns]
         log_w = torch.cat([lw for lw, _ in parts], dim=1) - math.log(self.k)
         return log_w, torch.cat([p for _, p in parts], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Bin probabilities (n, C) of the combined mixture."""
         log_w, params = self.mixture(x)
-        first = self.members[0]
+        first = self.mdns[0]
         return distributions.mixture_probs(self.family, log_w, params, first._binning.on(x.device))
 
     def thinned(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """forward(x) of the counts after binomial thinning with detection probability beta (n,)."""
         log_w, params = self.mixture(x)
         return distributions.thinned_mixture_probs(self.family, log_w, params, beta,
-                                                   self.members[0]._binning.on(x.device))
+                                                   self.mdns[0]._binning.on(x.device))
 
     def uncertainty(self, x: torch.Tensor) -> torch.Tensor:
         """(n,) mean Hellinger distance between each member and the combined (= mean) prediction."""
@@ -112,7 +119,7 @@ class LSTMEnsemble(_Ensemble):
     def architecture(self) -> dict:
         """JSON-serialisable description; models.build_model rebuilds the module from it."""
         return {"type": "lstm_ensemble", "n_bins_total": self.n_bins_total, "combiner": self.combiner,
-                "members": [m.architecture() for m in self.members]}
+                "members": [architecture_of(m) for m in self.members]}
 
     def freeze_members(self, frozen: bool = True) -> None:
         """Stop (or restart) gradient flow into the members, to train the combiner alone."""

@@ -30,7 +30,7 @@ from scipy import stats
 
 from ..config import Protocol, load_protocol
 from ..errors import UserError
-from ..networks import GaussianMixtureNetwork, ReactionNetwork, find_closed_form
+from ..networks import ClosedForm, GaussianMixtureNetwork, ReactionNetwork, find_closed_form
 from ..networks.closed_form import LAWS, beta_poisson_pmf_rows, check_beta, negative_binomial_params
 from .base import EmulatorBase
 
@@ -146,21 +146,28 @@ class ExactEmulator(EmulatorBase):
     # ------------------------------------------------------------------ engines
     def _pmf_gaussian(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         params = self.protocol.rates(theta)
-        return self.protocol.network.bin_probabilities(params, self.edges[0])
+        net = self.protocol.network
+        assert isinstance(net, GaussianMixtureNetwork)  # the engine of closed-form toys
+        return net.bin_probabilities(params, self.edges[0])
 
     def _caps(self) -> tuple[int, ...]:
         return tuple(int(a.cap) if a.cap is not None else int(math.ceil(a.edges[-1])) for a in self.protocol.axes)
+
+    def _closed_form(self) -> ClosedForm:
+        """The closed-form law of the observed species (the closed-form paths run only when there is one)."""
+        assert self._law is not None, "no closed-form law is known for this protocol's observed species"
+        return self._law
 
     def _roles(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """Each role of the closed-form law as an (n,) array of rate values."""
         rates = self.protocol.rates(theta)
         names = self.protocol.rate_names
-        return {role: rates[:, names.index(name)] for role, name in self._law.roles}
+        return {role: rates[:, names.index(name)] for role, name in self._closed_form().roles}
 
     def _closed_bins(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(n, B) bin masses and (n,) overflow of the closed-form law at role values r (arrays), vectorised."""
         e = self.edges[0]
-        law = self._law.law
+        law = self._closed_form().law
         if law == "poisson":
             return _poisson_bins(r["birth"] / r["death"], e)
         if law == "negative_binomial":
@@ -203,18 +210,20 @@ class ExactEmulator(EmulatorBase):
             raise UserError(f"emulator {self.source}: the exact FSP solver (surrogate_abc.simulate.fsp) is not "
                             f"available ({exc}); use a trained emulator") from None
         rates = self.protocol.rates(theta)
+        net = self.protocol.network
+        assert isinstance(net, ReactionNetwork)  # FSP runs on reaction networks without a closed form
         caps = self._caps()
         shape = tuple(len(e) - 1 for e in self.edges)
         probs = np.zeros((len(theta),) + shape)
         overflow = np.zeros(len(theta))
         for i, row in enumerate(rates):
             rate_map = dict(zip(self.protocol.rate_names, row))
-            res = solve_stationary(self.protocol.network, rate_map, self.species, caps, self.protocol.fsp)
+            res = solve_stationary(net, rate_map, self.species, caps, self.protocol.fsp)
             pmf = np.asarray(res.pmf, float)
             if beta is not None:
                 grid = int(max(res.truncation))  # the box holds the observed counts below this
                 if grid > caps[0] and res.overflow > 0:  # the mass beyond the cap, thinned, lands partly below it
-                    pmf = np.asarray(solve_stationary(self.protocol.network, rate_map, self.species, [grid],
+                    pmf = np.asarray(solve_stationary(net, rate_map, self.species, [grid],
                                                       self.protocol.fsp).pmf, float)
                 pmf = thin_integer_pmf(pmf, beta[i], caps[0])
             probs[i], overflow[i] = bin_integer_pmf(pmf, self.edges)

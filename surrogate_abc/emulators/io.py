@@ -23,6 +23,7 @@ from .. import __version__
 from ..config import parse_protocol
 from ..errors import DataFileError, UserError
 from .emulator import Emulator
+from .layers import architecture_of
 from .models import build_model, make_binning, needs_binning
 
 EMULATOR_FORMAT = "surrogate-abc/emulator"
@@ -55,7 +56,7 @@ def save_emulator(emulator: Emulator, path: str | os.PathLike) -> Path:
         "format": EMULATOR_FORMAT,
         "format_version": EMULATOR_FORMAT_VERSION,
         "package_version": __version__,
-        "architecture": emulator.model.architecture(),
+        "architecture": architecture_of(emulator.model),
         "config_toml": emulator.protocol.toml_text, "network_toml": emulator.protocol.network_toml,
         "param_names": list(emulator.param_names),
         "species": list(emulator.species),

@@ -6,7 +6,7 @@ imports them to build networks.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence, cast
 
 import torch
 from torch import nn
@@ -58,6 +58,16 @@ class BinningOnDevice:
 
 def _binning_device(binning: Any) -> torch.device:
     return torch.device(getattr(binning, "device", "cpu"))
+
+
+class _Described(Protocol):
+    def architecture(self) -> dict: ...
+
+
+def architecture_of(net: nn.Module) -> dict:
+    """net.architecture(): the JSON-serialisable description every emulator network type defines, from which
+    models.build_model rebuilds it (nn.Module does not declare the method, hence the cast)."""
+    return cast(_Described, net).architecture()
 
 
 def resolve_family(family: Any) -> Any:

@@ -28,7 +28,7 @@ as in the binned file); correct but slow for large grids (T in the tens of thous
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -128,7 +128,7 @@ class LSTMArray(nn.Module):
         n, T = x.shape[0], self.n_bins_total
         if self.ar_order == 0 or y_teacher is not None:
             parts = [e.unsqueeze(1).expand(n, T, e.shape[-1])]
-            if self.ar_order > 0:
+            if self.ar_order > 0 and y_teacher is not None:  # (the branch condition: ar_order > 0 has y_teacher)
                 parts.append(self._lagged(y_teacher.to(e.dtype)))
             z = self.act(self.per_bin(torch.cat(parts, dim=-1)))
             logits = self.out(self._run_lstm(z)).squeeze(-1)
@@ -144,10 +144,14 @@ class LSTMArray(nn.Module):
     def _run_lstm(self, z: torch.Tensor) -> torch.Tensor:
         if self.cell == "standard":
             return self.lstm(z)[0]
-        outs = [self._run_cell(self.cells[0], z)]
+        outs = [self._run_cell(self._cell(0), z)]
         if self.bidirectional:
-            outs.append(self._run_cell(self.cells[1], z.flip(1)).flip(1))
+            outs.append(self._run_cell(self._cell(1), z.flip(1)).flip(1))
         return torch.cat(outs, dim=-1)
+
+    def _cell(self, direction: int) -> PeepholeLSTMCell:
+        """The peephole cell of a direction (the nn.ModuleList holding them types its items as nn.Module)."""
+        return cast(PeepholeLSTMCell, self.cells[direction])
 
     def _run_cell(self, cell: PeepholeLSTMCell, z: torch.Tensor) -> torch.Tensor:
         h = z.new_zeros(z.shape[0], self.hidden)
@@ -173,7 +177,7 @@ class LSTMArray(nn.Module):
                 ht, state = self.lstm(zt.unsqueeze(1), state)
                 ht = ht[:, 0]
             else:
-                h, c = self.cells[0](zt, (h, c))
+                h, c = self._cell(0)(zt, (h, c))
                 ht = h
             logit = self.out(ht).squeeze(-1)
             if t == T - 1:
