@@ -60,7 +60,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
     """Mean loss and metrics over (x, y), in chunks; all are row means, so chunk averages weighted by rows."""
     was = model.training
     model.eval()
-    total, mets, n = 0.0, {}, x.shape[0]
+    total, n = 0.0, x.shape[0]
+    mets: dict[str, float] = {}
     for i in range(0, n, chunk):
         pred = model(x[i:i + chunk])
         w = pred.shape[0] / n

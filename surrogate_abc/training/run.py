@@ -16,15 +16,17 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..emulators.conditional import ConditionalMDN
 from ..emulators.emulator import Emulator
 from ..emulators.ensemble import LSTMEnsemble, MDNEnsemble
 from ..emulators.io import load_emulator, read_emulator_metadata, save_emulator
+from ..emulators.mdn import MDN
 from ..emulators.models import build_from_config
 from ..emulators.widen import widen_state, widening_factor
 from ..errors import ConfigError, UserError
@@ -186,7 +188,9 @@ def _train_kfold(job: _Job, loss_fn: LossFn, history: dict[str, Any]):
 def _train_split(job: _Job, from_config: bool, history: dict[str, Any]):
     """One model (or an ensemble of the config's) on the per-file split; (model, its history, validation rows)."""
     s = job.config.training
-    tr, va = split_by_source(job.data.source, s.validation, s.seed)
+    source = job.data.source
+    assert source is not None  # concat_training_data records each row's file
+    tr, va = split_by_source(source, s.validation, s.seed)
     if job.config.model.is_ensemble and from_config:
         model, top, members_h = _train_ensemble(job, tr, va)
         history.update(mode="ensemble", members=members_h)
@@ -254,14 +258,15 @@ def _copy_weights(emu, model: nn.Module, path, config: TrainConfig) -> None:
         return
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-    arch = getattr(emu.model, "architecture", lambda: {})()
-    new_arch = getattr(model, "architecture", lambda: {})()
+    arch: dict[str, Any] = getattr(emu.model, "architecture", lambda: {})()
+    new_arch: dict[str, Any] = getattr(model, "architecture", lambda: {})()
     try:
         factor = widening_factor(arch, new_arch)
     except ValueError as why:
         raise UserError(f"--init {path}: its network ({arch.get('type', '?')}, hidden {arch.get('hidden', '?')}, "
                         f"{arch.get('components', '?')} components) does not match the [model] of {config.source} "
                         f"({first}; {why}); use the same [model] section") from None
-    model.load_state_dict(widen_state(emu.model.state_dict(), arch, factor, model.family.raw_size), strict=True)
+    mixture = cast(MDN | ConditionalMDN, model)  # widening_factor accepted it: an mdn or mdn_conditional network
+    model.load_state_dict(widen_state(emu.model.state_dict(), arch, factor, mixture.family.raw_size), strict=True)
     print(f"--init {os.path.basename(str(path))}: {arch['components']} mixture components widened to "
           f"{new_arch['components']} (each copied {factor}x, same mixture)", file=sys.stderr)
