@@ -25,6 +25,7 @@ demo: $(STAMP)
 
 test: $(STAMP) redis-server
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 # The redis sampler's test needs Debian's redis-server: installed when missing and we are root (CI), else the
@@ -37,6 +38,7 @@ redis-server:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test-fast: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow and not mpi"
