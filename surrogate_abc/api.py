@@ -98,24 +98,19 @@ def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | 
     ({name: (low, high)}), distance, min_epsilon, max_walltime, ..."""
     import tempfile
 
-    from .arviz_import import import_arviz
     from .inference.infer import infer as run_inference
     from .inference.run import InferenceSettings
 
-    az = import_arviz()
-
-    def run(folder: Path, settings: InferenceSettings) -> Any:
-        nc, _ = run_inference(Path(observed), str(emulator) if emulator is not None else None, settings, folder,
-                              command=command, log=log or (lambda _msg: None), compare=compare, capture=capture,
-                              capture_prior=capture_prior)
-        return az.from_netcdf(nc)
+    def run(folder: Path, settings: InferenceSettings, write: bool) -> Any:
+        result = run_inference(Path(observed), str(emulator) if emulator is not None else None, settings, folder,
+                               command=command, log=log or (lambda _msg: None), compare=compare, capture=capture,
+                               capture_prior=capture_prior, write=write)
+        return result.idata  # in memory: the file is not read back
 
     if out is not None:
-        return run(Path(out), InferenceSettings(**settings))
-    with tempfile.TemporaryDirectory(prefix="surrogate-abc-") as tmp:
-        idata = run(Path(tmp) / "out", InferenceSettings(**{**settings, "plots": False}))
-        idata.load()  # every group into memory before the folder goes
-        return idata
+        return run(Path(out), InferenceSettings(**settings), write=True)
+    with tempfile.TemporaryDirectory(prefix="surrogate-abc-") as tmp:  # pyabc's abc.db only
+        return run(Path(tmp) / "out", InferenceSettings(**{**settings, "plots": False}), write=False)
 
 
 def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike | None = None, *,

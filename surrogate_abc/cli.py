@@ -153,9 +153,10 @@ def _cmd_infer(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} applies to count tables (.csv, .tsv, .h5ad); {args.observed} is read as HDF5")
     from .inference.infer import infer
 
-    nc, _ = infer(Path(args.observed), args.emulator, settings, out, command=args.command_line,
-                  compare=args.compare, capture=args.capture, capture_prior=args.capture_prior,
-                  on_table=lambda table: print(table, flush=True))  # the table first, then the plots
+    nc = infer(Path(args.observed), args.emulator, settings, out, command=args.command_line,
+               compare=args.compare, capture=args.capture, capture_prior=args.capture_prior,
+               on_table=lambda table: print(table, flush=True)).path  # the table first, then the plots
+    assert nc is not None  # written: infer(write=True)
     pngs = "" if args.no_plots else ", marginals.png, pair.png, ppc.png"
     print(f"wrote {nc} (and abc.db, summary.csv{pngs} in {nc.parent})")
     return 0

@@ -84,7 +84,24 @@ def test_reweighting_a_perturbed_emulator_recovers_the_exact_posterior(tmp_path,
     assert rw.healthy(s.population) and "ESS" in rw.line()
 
 
-def test_infer_stores_the_check_and_the_reweighted_posterior(tmp_path, poisson_data):
+def count_netcdf_writes(monkeypatch) -> list[str]:
+    """The paths InferenceData.to_netcdf writes to from now on in this test (it still writes them)."""
+    import arviz as az
+
+    written: list[str] = []
+    to_netcdf = az.InferenceData.to_netcdf
+
+    def counted(self, filename, *args, **kwargs):
+        written.append(str(filename))
+        return to_netcdf(self, filename, *args, **kwargs)
+
+    monkeypatch.setattr(az.InferenceData, "to_netcdf", counted)
+    return written
+
+
+def test_infer_stores_the_check_and_the_reweighted_posterior(tmp_path, poisson_data, monkeypatch):
+    """posterior.nc is written once, after the exact check and the reweighting have added their groups (it was
+    written before them and again after); the returned InferenceData holds the same groups, in memory."""
     import arviz as az
 
     from surrogate_abc.inference.infer import run_dataset
@@ -92,10 +109,18 @@ def test_infer_stores_the_check_and_the_reweighted_posterior(tmp_path, poisson_d
     exact, hist, overflow, x = poisson_data
     obs = Observed("synthetic", ("mrna",), len(x), counts=x[:, None])
     tables = []
+    written = count_netcdf_writes(monkeypatch)
     s = InferenceSettings(population=200, generations=6, chains=2, seed=1, reweight="exact", plots=False)
-    nc, _ = run_dataset(obs, hist, overflow, [(Perturbed(exact, 1.01), "0" * 64)], s, tmp_path / "out",
-                        log=lambda _m: None, on_table=tables.append)
+    result = run_dataset(obs, hist, overflow, [(Perturbed(exact, 1.01), "0" * 64)], s, tmp_path / "out",
+                         log=lambda _m: None, on_table=tables.append)
+    nc = result.path
+    assert nc == tmp_path / "out" / "posterior.nc" and len(written) == 1, written
+    assert not list((tmp_path / "out").glob("*.partial"))
+    assert {"diagnostics", "posterior_exact"} <= set(result.idata.groups())
+    assert result.table == tables[0] and len(result.chains) == 2
     idata = az.from_netcdf(str(nc))
+    assert set(idata.groups()) == set(result.idata.groups())
+    assert np.array_equal(idata.posterior_exact["a"].values, result.idata.posterior_exact["a"].values)
     assert {"diagnostics", "posterior_exact"} <= set(idata.groups())
     assert idata.diagnostics.sizes["check_draw"] == 50 and "check_dloglik_sd" in idata.diagnostics.attrs
     assert idata.posterior_exact.sizes["draw"] == idata.posterior.sizes["draw"]
@@ -112,3 +137,43 @@ def test_check_is_skipped_with_a_note_over_its_budget(tmp_path, poisson_data):
     s = InferenceSettings(population=100, generations=3, chains=1, seed=1, plots=False, check_budget=1e-9)
     with pytest.warns(Note, match="exact check skipped"):
         run_dataset(obs, hist, overflow, [(Perturbed(exact, 1.0), "0" * 64)], s, tmp_path / "o", log=lambda _m: None)
+
+
+def test_posterior_is_written_without_the_exact_groups_when_the_check_fails(tmp_path, poisson_data, monkeypatch):
+    """A failing exact check still leaves posterior.nc (as when it was written before the check), written once."""
+    import arviz as az
+
+    from surrogate_abc.inference import exact_check
+    from surrogate_abc.inference.infer import run_dataset
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("solver blew up")
+
+    monkeypatch.setattr(exact_check, "check_exact", broken)
+    written = count_netcdf_writes(monkeypatch)
+    exact, hist, overflow, x = poisson_data
+    obs = Observed("synthetic", ("mrna",), len(x), counts=x[:, None])
+    s = InferenceSettings(population=50, generations=2, chains=1, seed=1, plots=False)
+    with pytest.raises(RuntimeError, match="solver blew up"):
+        run_dataset(obs, hist, overflow, [(Perturbed(exact, 1.0), "0" * 64)], s, tmp_path / "o", log=lambda _m: None)
+    assert len(written) == 1, written
+    idata = az.from_netcdf(str(tmp_path / "o" / "posterior.nc"))
+    assert "posterior" in idata.groups() and "diagnostics" not in idata.groups()
+    assert (tmp_path / "o" / "summary.csv").is_file()
+
+
+def test_run_dataset_without_writing_leaves_only_abc_db(tmp_path, poisson_data, monkeypatch):
+    """write=False (sa.infer(out=None)): the InferenceData, with the exact check's group, only in memory."""
+    from surrogate_abc.inference.infer import run_dataset
+
+    written = count_netcdf_writes(monkeypatch)
+    exact, hist, overflow, x = poisson_data
+    obs = Observed("synthetic", ("mrna",), len(x), counts=x[:, None])
+    s = InferenceSettings(population=50, generations=2, chains=2, seed=1)
+    tables: list[str] = []
+    result = run_dataset(obs, hist, overflow, [(Perturbed(exact, 1.0), "0" * 64)], s, tmp_path / "o",
+                         log=lambda _m: None, on_table=tables.append, write=False)
+    assert result.path is None and written == [] and sorted(p.name for p in (tmp_path / "o").iterdir()) == ["abc.db"]
+    assert "diagnostics" in result.idata.groups() and tables == [result.table] and "mean" in result.table
+    post, w = result.weighted_particles()
+    assert set(post) == {"a"} and len(w) == 100 and w.sum() == pytest.approx(1.0)

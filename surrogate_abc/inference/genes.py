@@ -112,7 +112,8 @@ def _named(observed: Observed, gene: str) -> Observed:
 
 
 def run_task(task: GeneTask, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run one gene (in this process): outputs to task.out (via a .partial folder); returns its genes.csv row."""
+    """Run one gene (in this process): outputs to task.out (via a .partial folder); returns its genes.csv row,
+    made from run_dataset's InferenceData in memory (posterior.nc is not read back)."""
     start = time.perf_counter()
     models = resolve_models(list(task.specs), task.species, task.capture, task.capture_prior)
     observed = Observed(task.path, task.species, len(task.counts), counts=task.counts)
@@ -122,14 +123,10 @@ def run_task(task: GeneTask, log: Callable[[str], None] | None = None) -> dict[s
     if partial.exists():
         shutil.rmtree(partial)
     try:
-        nc, _ = run_dataset(observed, hist, overflow, models, task.settings, partial, command=task.command,
-                            log=log or (lambda _m: None), attrs={"gene": task.name, "columns": ",".join(task.columns),
-                                                     "abc_db": str(final / "abc.db")})
-        import arviz as az
-
-        idata = az.from_netcdf(str(nc))
-        row = gene_row(task, idata)
-        idata.close()
+        result = run_dataset(observed, hist, overflow, models, task.settings, partial, command=task.command,
+                             log=log or (lambda _m: None), attrs={"gene": task.name, "columns": ",".join(task.columns),
+                                                                  "abc_db": str(final / "abc.db")})
+        row = gene_row(task, result.idata)  # the InferenceData in memory, as written to posterior.nc
         if final.exists():
             shutil.rmtree(final)
         partial.rename(final)

@@ -1,7 +1,12 @@
-"""`surrogate-abc infer`: observed data + emulator -> ABC-SMC chains -> posterior.nc, summary.csv, PNGs."""
+"""`surrogate-abc infer`: observed data + emulator -> ABC-SMC chains -> posterior.nc, summary.csv, PNGs.
+
+run_dataset (and infer) return a DatasetResult: the InferenceData, the summary table and the chains' final
+weighted populations in memory, so that callers (the per-gene path, calibration, the Python API) need not read
+back the files just written."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -80,15 +85,40 @@ def check_observed(observed: Observed, hist: np.ndarray, overflow: int, emulator
         check_observed_predictive(observed, hist, overflow, emulator, emulator.source, ranges=ranges)
 
 
+@dataclass(frozen=True)
+class DatasetResult:
+    """What run_dataset and infer return: the run's outputs in memory.
+
+    idata: the InferenceData (as written to posterior.nc, with the exact check's groups when it ran); table: the
+    summary table text; chains: the ChainResults (each chain's final weighted population, natural scale, in
+    param_names order); param_names: the parameters of the chains' model; path: posterior.nc, or None when
+    nothing was written (run_dataset(write=False))."""
+
+    idata: Any
+    table: str
+    chains: tuple[Any, ...]
+    param_names: tuple[str, ...]
+    path: Path | None
+
+    def weighted_particles(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """({parameter: values}, weights) of every chain's final weighted population, each chain's weights scaled
+        to 1/chains (they sum to 1). Derived variables (burst_frequency, burst_size) are not among them: they
+        are in idata.posterior."""
+        params = np.concatenate([np.asarray(c.params, float) for c in self.chains])
+        weights = np.concatenate([np.asarray(c.weights, float) / len(self.chains) for c in self.chains])
+        return {k: params[:, j] for j, k in enumerate(self.param_names)}, weights
+
+
 def infer(observed_path: str | Path, emulator_spec: str | None, settings: InferenceSettings, out_dir: Path | None,
           command: str = "", log: Callable[[str], None] = print, sampler_factory=None,
           compare: Sequence[str] | None = None, capture: float | None = None,
           capture_prior: tuple[float, float] | None = None,
-          on_table: Callable[[str], None] | None = None) -> tuple[Path, str]:
-    """Run the whole inference on observed.h5; returns (posterior.nc path, summary table text).
+          on_table: Callable[[str], None] | None = None, write: bool = True) -> DatasetResult:
+    """Run the whole inference on observed.h5; returns the DatasetResult (posterior.nc's path in .path).
 
     `compare`: several models (protocol names or emulator files) in one ABC-SMC (model selection);
-    `capture` / `capture_prior`: the detection probability of each molecule, fixed or with a uniform prior."""
+    `capture` / `capture_prior`: the detection probability of each molecule, fixed or with a uniform prior;
+    `write` False: only pyabc's abc.db goes to the output folder (run_dataset)."""
     settings.check()
     specs = model_specs(emulator_spec, compare)
     if specs[0] is None:  # the data's species choose the default emulator
@@ -103,16 +133,19 @@ def infer(observed_path: str | Path, emulator_spec: str | None, settings: Infere
         check_observed(observed, hist, overflow, em)
     out = Path(out_dir) if out_dir else default_out_dir(observed_path)
     return run_dataset(observed, hist, overflow, models, settings, out, command=command, log=log,
-                       sampler_factory=sampler_factory, on_table=on_table)
+                       sampler_factory=sampler_factory, on_table=on_table, write=write)
 
 
 def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Sequence[tuple[Any, str]],
                 settings: InferenceSettings, out: Path, command: str = "", log: Callable[[str], None] = print,
                 sampler_factory=None, attrs: dict | None = None,
-                on_table: Callable[[str], None] | None = None) -> tuple[Path, str]:
-    """ABC-SMC on one checked dataset against one model (or several, compared) -> outputs in `out`; returns
-    (posterior.nc path, summary table text); `on_table` gets the table before the plots are drawn."""
-    from .output import build_inference_data, write_outputs
+                on_table: Callable[[str], None] | None = None, write: bool = True) -> DatasetResult:
+    """ABC-SMC on one checked dataset against one model (or several, compared) -> outputs in `out`; returns the
+    DatasetResult. In order: summary.csv, the table to `on_table`, the plots; then the exact check and
+    reweighting (settings.exact_check, settings.reweight; summary_exact.csv); then posterior.nc, written once with
+    every group (also when the exact follow-ups fail, without theirs). `write` False: only abc.db goes to `out`
+    (the table still goes to on_table, the exact groups still into the InferenceData) and .path is None."""
+    from .output import build_inference_data, write_outputs, write_posterior
 
     emulators = [em for em, _ in models]
     for em in emulators:
@@ -150,17 +183,25 @@ def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Seq
                      "model_probabilities": json.dumps(dict(zip(model_names, map(float, probs))))})
     idata = build_inference_data(chains, emulator, hist, overflow, info, seed=settings.seed,
                                  model_names=model_names if len(models) > 1 else None)
-    nc, table = write_outputs(idata, out, plots=settings.plots, on_table=on_table)
+    folder = out if write else None
+    table = write_outputs(idata, folder, plots=settings.plots and write, on_table=on_table)
     exact = exact_counterpart(emulator) if "exact" in (settings.exact_check, settings.reweight) else None
-    if exact is not None:  # after the table: the user has the posterior while the exact model runs
-        exact_followups(idata, nc, out, chains, emulator, exact, hist, overflow, settings, log, on_table)
-    return nc, table
+    nc: Path | None = None
+    try:
+        if exact is not None:  # after the table: the user has the posterior while the exact model runs
+            exact_followups(idata, folder, chains, emulator, exact, hist, overflow, settings, log, on_table)
+    finally:
+        if write:
+            nc = write_posterior(idata, out)
+    return DatasetResult(idata=idata, table=table, chains=tuple(chains), param_names=tuple(emulator.param_names),
+                         path=nc)
 
 
-def exact_followups(idata: Any, nc: Path, out: Path, chains: Sequence[Any], emulator: Any, exact: Any,
+def exact_followups(idata: Any, out: Path | None, chains: Sequence[Any], emulator: Any, exact: Any,
                     hist: np.ndarray, overflow: int, settings: InferenceSettings, log: Callable[[str], None],
                     on_table: Callable[[str], None] | None) -> None:
-    """--check exact and --reweight exact: compute, report one line each, store in posterior.nc."""
+    """--check exact and --reweight exact: compute, report one line each, add their groups to idata (which
+    run_dataset then writes to posterior.nc) and, when reweighted, write out/summary_exact.csv (out None: none)."""
     from .exact_check import budget_note, check_draws, check_exact, estimate_seconds, reweight_exact
     from .output import add_exact_groups, summarise
 
@@ -192,10 +233,8 @@ def exact_followups(idata: Any, nc: Path, out: Path, chains: Sequence[Any], emul
     add_exact_groups(idata, check, reweighted, chains, emulator, seed=settings.seed)
     if reweighted is not None:
         exact_table = summarise(idata, group="posterior_exact")
-        exact_table.to_csv(out / "summary_exact.csv")
+        if out is not None:
+            exact_table.to_csv(out / "summary_exact.csv")
         if on_table is not None:
             on_table("posterior reweighted to the exact likelihood (posterior_exact):\n" + exact_table.to_string())
-    tmp = nc.with_suffix(".nc.partial")
-    idata.to_netcdf(str(tmp))
-    tmp.replace(nc)
 

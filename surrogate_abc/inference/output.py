@@ -1,5 +1,6 @@
 """Inference outputs: posterior.nc (ArviZ InferenceData), summary.csv and the PNG plots (drawn by
-surrogate_abc.plots.plot_posterior_figures).
+surrogate_abc.plots.plot_posterior_figures). infer.run_dataset writes summary.csv and the plots first
+(write_outputs), then posterior.nc once (write_posterior), after the exact check's groups are in.
 
 posterior.nc groups:
   posterior            one variable per parameter (chain, draw): equal-weight draws resampled from each
@@ -13,6 +14,10 @@ posterior.nc groups:
                        probability) at the draws, for arviz.loo / arviz.compare
   model_selection      (with --compare) probability (chain, model): posterior model probabilities of each
                        chain's last population; `posterior` then holds the most probable model's parameters
+  diagnostics          (with --check exact) h2, kld, dloglik and the parameters (check_draw): the emulator
+                       against the exact model at posterior draws (exact_check.py), its summary in attributes
+  posterior_exact      (with --reweight exact) equal-weight draws from the final populations reweighted to the
+                       exact likelihood (chain, draw), and their weight
   posterior also holds burst_frequency and burst_size (chain, draw) for bursty mRNA models (networks/bursts.py)
   attributes (every group) emulator, emulator_sha256, command, mode, protocol config_toml, network_toml, prior (JSON),
                        true parameters (JSON), edges (JSON), species, n_cells, observed_file
@@ -179,16 +184,21 @@ def summarise(idata, group: str = "posterior") -> "Any":
         log.setLevel(level)
 
 
-def write_outputs(idata, out_dir: Path, plots: bool = True,
-                  on_table: Callable[[str], None] | None = None) -> tuple[Path, str]:
-    """Write posterior.nc and summary.csv into out_dir, hand the summary table to `on_table` (the command line
-    prints it there, before the plots are drawn), then the PNGs (unless plots is False; `surrogate-abc report`
-    draws them later); returns (posterior.nc path, summary table text)."""
+def write_outputs(idata, out_dir: Path | None, plots: bool = True,
+                  on_table: Callable[[str], None] | None = None) -> str:
+    """summary.csv into out_dir, the summary table to `on_table` (the command line prints it there, before the
+    plots are drawn), then the PNGs (unless plots is False; `surrogate-abc report` draws them later); returns the
+    summary table text. A posterior.nc of an earlier run in out_dir is removed: write_posterior writes this run's,
+    once the exact follow-ups have added their groups. out_dir None: nothing is written, the table is returned."""
+    if out_dir is None:
+        table = summarise(idata).to_string()
+        if on_table is not None:
+            on_table(table)
+        return table
     out_dir.mkdir(parents=True, exist_ok=True)
     nc = out_dir / "posterior.nc"
     if nc.exists():
         nc.unlink()
-    idata.to_netcdf(str(nc))
     table = report_from_idata(idata, out_dir, plots=False)
     if on_table is not None:
         on_table(table)
@@ -196,7 +206,17 @@ def write_outputs(idata, out_dir: Path, plots: bool = True,
         from ..plots import plot_posterior_figures
 
         plot_posterior_figures(idata, out_dir)
-    return nc, table
+    return table
+
+
+def write_posterior(idata, out_dir: Path) -> Path:
+    """out_dir/posterior.nc (written to posterior.nc.partial and renamed, so it is never half-written); its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nc = out_dir / "posterior.nc"
+    tmp = nc.with_suffix(".nc.partial")
+    idata.to_netcdf(str(tmp))
+    tmp.replace(nc)
+    return nc
 
 
 def report_from_idata(idata, out_dir: Path, plots: bool = True) -> str:

@@ -3,9 +3,10 @@
 For each of `datasets` parameter sets drawn from the protocol's prior, draw `cells` cells from the *exact*
 stationary distribution (closed form where the network has one, else FSP; seeded by (seed, index)), write them
 as OUT/ds_XXX/observed.h5 (true_<param> attributes), run `infer` on it (one chain, no exact check, no plots) and
-record per parameter whether the 50% and 90% central credible intervals contain the truth, the posterior
-contraction, the SBC rank of the truth among 99 posterior draws, and the Hellinger distance between the
-posterior predictive and the exact distribution. Coverage should match 50% and 90% within the binomial 95%
+record, from infer's result in memory (its InferenceData and final weighted populations: the files it wrote
+are not read back), per parameter whether the 50% and 90% central credible intervals contain the truth, the
+posterior contraction, the SBC rank of the truth among 99 posterior draws, and the Hellinger distance between
+the posterior predictive and the exact distribution. Coverage should match 50% and 90% within the binomial 95%
 band for the number of datasets, and the rank histograms should be flat.
 
 Outputs in OUT: ds_XXX/ (observed.h5, infer's outputs, result.json; a rerun reuses datasets whose result.json
@@ -26,7 +27,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from ..workers import one_core, with_notes
 from .datasets import dataset_caps, exact_counts_pmf, make_dataset
 from .report import finish
 from .stats import parameter_metrics, ppc_hellinger
+
+if TYPE_CHECKING:
+    from ..infer import DatasetResult
 
 DEFAULT_OUT = "surrogate-abc-calibration"
 
@@ -72,9 +76,11 @@ def resolve_target(emulator_spec: str | None, protocol_arg: str | None) -> tuple
 
 
 def load_weighted_posterior(out_dir: Path) -> tuple[Any, dict[str, np.ndarray], np.ndarray]:
-    """(idata, {param: values}, weights) of infer's output folder: the final weighted population of every chain
-    from abc.db (each chain's weights scaled to 1/chains), or posterior.nc's equal-weight draws where there is no
-    abc.db. Derived variables (burst_frequency, burst_size) are left out: they are not in the database."""
+    """(idata, {param: values}, weights) of a finished infer output folder: the final weighted population of every
+    chain from abc.db (each chain's weights scaled to 1/chains), or posterior.nc's equal-weight draws where there
+    is no abc.db. Derived variables (burst_frequency, burst_size) are left out: they are not in the database.
+    For folders written earlier (benchmarks/ssa_abc_comparison.py); the study takes the same from infer's
+    DatasetResult in memory (DatasetResult.weighted_particles)."""
     import arviz as az
 
     from ...networks.bursts import BURST_VARIABLES
@@ -136,11 +142,11 @@ def infer_dataset(task: Task) -> dict[str, Any]:
     t0 = time.perf_counter()
     law = make_dataset(task.protocol, theta, task.index, task.seed, task.cells, out / "observed.h5", task.caps)
     t_data = time.perf_counter() - t0
-    infer(out / "observed.h5", task.emulator, task.settings, out, command=f"surrogate-abc calibrate dataset {task.index}",
-          log=lambda _msg: None)
+    result = infer(out / "observed.h5", task.emulator, task.settings, out,
+                   command=f"surrogate-abc calibrate dataset {task.index}", log=lambda _msg: None)
     row = {"index": task.index, **task_key(task), "wall_data_s": t_data, "wall_infer_s": time.perf_counter() - t0 - t_data,
            "fsp_tail_mass": law.tail_mass}
-    row.update(dataset_metrics(task, out, law.pmf, law.overflow))
+    row.update(dataset_metrics(task, result, law.pmf, law.overflow))
     tmp = out / "result.json.tmp"
     tmp.write_text(json.dumps(row, indent=1))
     tmp.replace(out / "result.json")
@@ -181,11 +187,13 @@ def _worker(task: Task) -> tuple[dict[str, Any], list[str]]:
     return with_notes(infer_dataset, task, category=UserWarning)
 
 
-def dataset_metrics(task: Task, out: Path, pmf: np.ndarray, overflow: float) -> dict[str, Any]:
-    """Run statistics, per-parameter coverage, contraction and SBC rank, and the predictive Hellinger distance."""
+def dataset_metrics(task: Task, result: DatasetResult, pmf: np.ndarray, overflow: float) -> dict[str, Any]:
+    """Run statistics, per-parameter coverage, contraction and SBC rank, and the predictive Hellinger distance, of
+    infer's result in memory (its InferenceData and the chains' final weighted populations)."""
     from ..priors import prior_box
 
-    idata, post, w = load_weighted_posterior(out)
+    idata = result.idata
+    post, w = result.weighted_particles()
     eps = idata.sample_stats["epsilon"].values
     row: dict[str, Any] = {"generations": int(np.isfinite(eps).sum(axis=-1).max()),
                            "final_epsilon": float(eps[np.isfinite(eps)][-1]),
@@ -195,8 +203,8 @@ def dataset_metrics(task: Task, out: Path, pmf: np.ndarray, overflow: float) -> 
     for j, k in enumerate(task.protocol.param_names):
         row.update(parameter_metrics(k, box[k], task.theta[j], post[k], w, idata.posterior[k].values, rng))
     row["hellinger_ppc"] = predictive_hellinger(idata, task, pmf, overflow)
-    idata.close()
     return row
+
 
 def predictive_hellinger(idata: Any, task: Task, pmf: np.ndarray, overflow: float) -> float:
     """Hellinger distance between the posterior predictive (mean emulated pmf over the posterior draws) and the
