@@ -103,3 +103,46 @@ def test_weighted_posterior_of_a_bursty_model_comes_from_abc_db(tmp_path):
     (tmp_path / "o" / "g" / "abc.db").unlink()
     _, post, w = load_weighted_posterior(tmp_path / "o" / "g")
     assert np.allclose(w, w[0])  # without the database: the equal-weight draws
+
+
+def test_dataset_metrics_come_from_memory_and_equal_those_of_the_files(tmp_path, bd_poisson, monkeypatch):
+    """A dataset's metrics come from infer's result in memory (no posterior.nc read back) and equal those computed
+    from the files it wrote, as the study did before (abc.db's weighted final populations, posterior.nc)."""
+    import math
+    from types import SimpleNamespace
+
+    import arviz as az
+
+    from surrogate_abc.inference.calibration import study as cal
+    from surrogate_abc.inference.run import InferenceSettings
+
+    settings = InferenceSettings(population=60, generations=3, chains=2, exact_check="none", plots=False,
+                                 chain_jobs=1)
+    _, tasks = cal.plan(f"exact:{bd_poisson}", 1, 150, settings, 4, tmp_path / "cal", None)
+    seen = {}
+
+    def no_reading(*_args, **_kwargs):
+        raise AssertionError("a posterior.nc was read back during the run")
+
+    def capture(task, result, pmf, overflow):
+        seen.update(result=result, pmf=pmf, overflow=overflow)
+        return metrics(task, result, pmf, overflow)
+
+    metrics = cal.dataset_metrics
+    with monkeypatch.context() as m:
+        m.setattr(az, "from_netcdf", no_reading)
+        m.setattr(az.InferenceData, "from_netcdf", no_reading)
+        m.setattr(cal, "dataset_metrics", capture)
+        row = cal.infer_dataset(tasks[0])
+
+    out = Path(tasks[0].out)
+    idata, post, w = cal.load_weighted_posterior(out)
+    mem_post, mem_w = seen["result"].weighted_particles()
+    assert np.array_equal(w, mem_w) and set(post) == set(mem_post) == {"a"}
+    assert np.array_equal(post["a"], mem_post["a"])
+    from_files = cal.dataset_metrics(tasks[0], SimpleNamespace(idata=idata, weighted_particles=lambda: (post, w)),
+                                     seen["pmf"], seen["overflow"])
+    assert from_files and set(from_files) <= set(row)
+    for key, value in from_files.items():
+        same = value == row[key] or (isinstance(value, float) and math.isnan(value) and math.isnan(row[key]))
+        assert same, (key, value, row[key])
