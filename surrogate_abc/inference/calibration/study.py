@@ -247,7 +247,8 @@ def plan(emulator_spec: str | None, datasets: int, cells: int, settings: Any, se
 
 def run_tasks(tasks: Sequence[Task], jobs: int, progress: bool) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
     """Run the tasks (in `jobs` spawned worker processes when jobs > 1); (rows, [(index, error line)])."""
-    rows, failed = [], []
+    rows: list[dict[str, Any]] = []
+    failed: list[tuple[int, str]] = []
     if not tasks:
         return rows, failed
     from tqdm import tqdm
