@@ -34,12 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from surrogate_abc.errors import UserError
     from surrogate_abc.inference.calibration import calibrate
+    from surrogate_abc.inference.calibration.study import calibration_algorithm
 
     try:
-        text, paths = calibrate(args.emulator, args.datasets, args.cells, population=args.population,
-                                generations=args.generations, mode=args.mode, seed=args.seed, jobs=args.jobs,
-                                out=args.out, protocol=args.protocol, progress=not args.quiet,
-                                max_walltime=args.max_walltime)
+        alg = calibration_algorithm(population=args.population, generations=args.generations, mode=args.mode,
+                                    max_walltime=args.max_walltime)
+        text, paths = calibrate(args.emulator, args.datasets, args.cells, alg, seed=args.seed, jobs=args.jobs,
+                                out=args.out, protocol=args.protocol, progress=not args.quiet)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

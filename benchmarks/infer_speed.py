@@ -121,7 +121,7 @@ def one_chain(example: str, fast: bool, population: int, generations: int, seed:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            (chain,) = run_chains(emulator, hist, overflow, settings, Path(tmp) / "abc.db", log=lambda _m: None)
+            (chain,) = run_chains([emulator], hist, overflow, settings, Path(tmp) / "abc.db", log=lambda _m: None)
             wall = time.perf_counter() - t0
     finally:
         abc_parts.EmulatorModel.probabilities, abc_parts.EmulatorModel.evaluate = inner_p, inner_e

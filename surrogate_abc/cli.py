@@ -11,28 +11,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .argtypes import non_negative_int, positive_int
 from .errors import UserError
 from .report import notes_from_warnings
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -81,15 +62,6 @@ def _cmd_attach_marginal(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prior_override(text: str) -> tuple[str, tuple[float, float]]:
-    try:
-        name, rng = text.split("=", 1)
-        lo, hi = rng.split(":")
-        return name.strip(), (float(lo), float(hi))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected NAME=LOW:HIGH, got {text!r}") from None
-
-
 def _species_map(text: str) -> dict[str, str]:
     out = {}
     for part in text.split(","):
@@ -117,15 +89,10 @@ def _interval(text: str) -> tuple[float, float]:
 
 def _cmd_infer(args: argparse.Namespace) -> int:
     from .data.tables import is_count_table
-    from .inference.run import InferenceSettings
+    from .inference.settings import Algorithm, ExactFollowups, Execution, InferenceSettings, from_args
 
-    settings = InferenceSettings(
-        mode=args.mode, population=args.population, generations=args.generations, min_epsilon=args.min_epsilon,
-        max_walltime=args.max_walltime, min_acceptance_rate=args.min_acceptance_rate, chains=args.chains, sampler=args.sampler, seed=args.seed,
-        distance=args.distance, n_procs=args.n_procs, scheduler_address=args.scheduler_address,
-        redis_host=args.redis_host, redis_port=args.redis_port, prior=dict(args.prior or []),
-        plots=not args.no_plots, exact_check=args.check, check_budget=args.check_budget, reweight=args.reweight,
-    )
+    settings = InferenceSettings(from_args(Algorithm, args), from_args(Execution, args),
+                                 from_args(ExactFollowups, args), plots=not args.no_plots)
     out = Path(args.out) if args.out else None
     if is_count_table(args.observed):
         from .inference.transcriptome.run import choose_method
@@ -195,6 +162,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _add_infer_parser(sub) -> None:
     """The `infer` subcommand's options."""
+    from .inference.settings import Algorithm, ExactFollowups, Execution, add_options
+
     i = sub.add_parser("infer", help="ABC-SMC posterior of a protocol's parameters given observed counts (observed.h5)")
     i.add_argument("observed", help="counts.csv / .tsv / .h5ad: a count table, one column per gene (mRNA counts; "
                    "every gene is inferred); or observed.h5: per-cell counts, one dataset per observed species of the "
@@ -215,66 +184,39 @@ def _add_infer_parser(sub) -> None:
     i.add_argument("--compare", type=_name_list, default=None, metavar="MODEL,MODEL,...",
                    help="model selection in one ABC-SMC over these protocols or emulator files, e.g. "
                         "telegraph_mrna,poisson,negbin; reports posterior model probabilities")
-    i.add_argument("--jobs", type=_positive_int, default=None,
+    i.add_argument("--jobs", type=positive_int, default=None,
                    help="count tables, --method smc: genes run in parallel (default: the cores; the batch method uses all cores in one process)")
     i.add_argument("--quiet", action="store_true", help="count tables: no progress bar")
     i.add_argument("--method", choices=("batch", "smc"), default=None,
                    help="count tables: batch (default: all genes together, shared parameter sets and per-gene "
                    "importance sampling; one species per gene) or smc (one ABC-SMC per gene; the default with "
                    "--compare, --species or --mode simulator)")
-    i.add_argument("--min-cells", type=_non_negative_int, default=None, metavar="N",
+    i.add_argument("--min-cells", type=non_negative_int, default=None, metavar="N",
                    help="--method batch: skip genes with fewer than N non-zero cells (default 10; all-zero genes always)")
-    i.add_argument("--ess", type=_positive_int, default=None, metavar="N",
+    i.add_argument("--ess", type=positive_int, default=None, metavar="N",
                    help="--method batch: refine each gene until its effective sample size reaches N (default 500)")
-    i.add_argument("--draws", type=_positive_int, default=None, metavar="N",
+    i.add_argument("--draws", type=positive_int, default=None, metavar="N",
                    help="--method batch: equally weighted posterior draws per gene in posterior.nc (default 1000)")
-    i.add_argument("--block-size", type=_positive_int, default=None, metavar="N",
+    i.add_argument("--block-size", type=positive_int, default=None, metavar="N",
                    help="--method batch: genes per block, the unit stored as it finishes and resumed (default 256)")
     i.add_argument("--per-gene-outputs", action="store_true",
                    help="--method batch: also write OUT/<gene>/ (posterior.nc, summary.csv) for every gene")
-    i.add_argument("--check", choices=("exact", "none"), default="exact",
-                   help="exact (default where an exact engine exists): after the run, the emulator against the exact "
-                        "model (closed form or FSP) at 50 posterior draws: H2, KLD and the log-likelihood difference")
-    i.add_argument("--check-budget", type=float, default=60.0, metavar="SECONDS",
-                   help="skip the exact check (with a note) when it would take longer than this (default 60)")
-    i.add_argument("--reweight", choices=("exact", "none"), default="none",
-                   help="exact: importance-reweight the final populations to the exact likelihood (group "
-                        "posterior_exact, summary_exact.csv); the emulator then only proposes")
     i.add_argument("--no-plots", action="store_true",
                    help="skip the PNGs (faster for many genes); `surrogate-abc report posterior.nc` draws them later")
-    i.add_argument("--mode", choices=("likelihood", "simulator"), default="likelihood",
-                   help="likelihood: exact ABC with the emulated log-likelihood; simulator: synthetic histograms + distance")
-    i.add_argument("--distance", choices=("hellinger", "tv", "l2", "kl"), default="hellinger",
-                   help="histogram distance in simulator mode")
-    i.add_argument("--population", type=_positive_int, default=500, help="particles per generation")
-    i.add_argument("--generations", type=_positive_int, default=10, help="maximum number of generations")
-    i.add_argument("--min-epsilon", type=float, default=None, help="stop when epsilon (temperature) reaches this")
-    i.add_argument("--max-walltime", type=float, default=None, help="seconds per chain")
-    i.add_argument("--min-acceptance-rate", type=float, default=1e-3,
-                   help="stop a chain when a generation's acceptance rate falls below this (bounds its proposals to "
-                        "population / rate; default 1e-3; 0: never)")
-    i.add_argument("--chains", type=_positive_int, default=1, help="independent ABC-SMC runs (seeds SEED, SEED+1, ...)")
-    i.add_argument("--sampler", choices=("single", "multicore", "dask", "redis"), default="single",
-                   help="single (default): one process, the emulator evaluated on batches of proposals (fastest on a "
-                        "laptop); multicore: pyabc's per-particle sampler on --n-procs processes; dask/redis: a cluster")
-    i.add_argument("--n-procs", type=_positive_int, default=None, help="multicore: processes (default: all cores)")
-    i.add_argument("--scheduler-address", default=None, help="dask: scheduler address, e.g. tcp://host:8786")
-    i.add_argument("--redis-host", default="localhost")
-    i.add_argument("--redis-port", type=int, default=6379)
-    i.add_argument("--prior", type=_prior_override, action="append", metavar="NAME=LOW:HIGH",
-                   help="narrow a parameter's prior (must stay inside the emulator's domain); repeatable")
+    for group in (Algorithm, Execution, ExactFollowups):  # the settings' options, stated in inference/settings.py
+        add_options(i, group)
     i.add_argument("--out", default=None, help="output folder (default: ./surrogate-abc-<observed file stem>/)")
-    i.add_argument("--seed", type=int, default=0)
     i.set_defaults(func=_cmd_infer)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .api import calibrate
+    from .inference.calibration import CALIBRATE_OPTIONS
 
-    text, paths = calibrate(args.emulator, datasets=args.datasets, cells=args.cells, population=args.population,
-                            generations=args.generations, mode=args.mode, chains=args.chains,
-                            max_walltime=args.max_walltime, min_acceptance_rate=args.min_acceptance_rate, seed=args.seed, jobs=args.jobs, out=args.out,
-                            protocol=args.protocol, progress=not args.quiet, log=lambda m: print(m, flush=True))
+    options = {name: getattr(args, name) for name in CALIBRATE_OPTIONS}
+    text, paths = calibrate(args.emulator, datasets=args.datasets, cells=args.cells, seed=args.seed, jobs=args.jobs,
+                            out=args.out, protocol=args.protocol, progress=not args.quiet,
+                            log=lambda m: print(m, flush=True), **options)
     print(text)
     print(f"wrote {paths['calibration']}, {paths['datasets'].name} and {paths['sbc_ranks'].name} in {paths['out']}")
     return 1 if "failed" in paths else 0
@@ -282,6 +224,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _add_calibrate_parser(sub) -> None:
     """The `calibrate` subcommand's options."""
+    from .inference.calibration.study import CALIBRATE_DEFAULTS, CALIBRATE_OPTIONS
+    from .inference.settings import Algorithm, add_options
+
     c = sub.add_parser("calibrate", help="coverage of the posteriors over the prior: exact datasets at prior draws, "
                        "inferred each (calibration.csv, SBC rank histograms)")
     c.add_argument("--emulator", default="DEFAULT",
@@ -291,16 +236,10 @@ def _add_calibrate_parser(sub) -> None:
                    help="with --emulator DEFAULT: the protocol whose shipped emulator is calibrated (default "
                         "gene_protein); otherwise it must match the emulator's")
     c.add_argument("--datasets", type=int, required=True, help="number of prior draws (datasets)")
-    c.add_argument("--cells", type=_positive_int, required=True, help="cells per dataset")
-    c.add_argument("--population", type=_positive_int, default=400, help="particles per generation")
-    c.add_argument("--generations", type=_positive_int, default=10, help="maximum number of generations")
-    c.add_argument("--mode", choices=("likelihood", "simulator"), default="likelihood")
-    c.add_argument("--chains", type=_positive_int, default=1, help="ABC-SMC chains per dataset")
-    c.add_argument("--max-walltime", type=float, default=None, help="seconds per chain")
-    c.add_argument("--min-acceptance-rate", type=float, default=1e-3,
-                   help="as for infer: a chain stops when a generation's acceptance rate falls below this")
+    c.add_argument("--cells", type=positive_int, required=True, help="cells per dataset")
+    add_options(c, Algorithm, defaults=CALIBRATE_DEFAULTS, only=CALIBRATE_OPTIONS)  # as for infer
     c.add_argument("--seed", type=int, default=0, help="prior draws, cells and ABC seeds derive from it")
-    c.add_argument("--jobs", type=_positive_int, default=None, help="datasets run in parallel (default: the cores)")
+    c.add_argument("--jobs", type=positive_int, default=None, help="datasets run in parallel (default: the cores)")
     c.add_argument("--out", default=None,
                    help="output folder (default ./surrogate-abc-calibration/); a rerun reuses finished datasets")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -316,13 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config", help="protocol: a .toml file or a shipped protocol name (e.g. seed_protein, telegraph_mrna)")
     s.add_argument("--n", type=int, required=True, help="number of parameter sets")
     s.add_argument("--out", required=True, help="output HDF5 file (in progress: OUT.partial)")
-    s.add_argument("--samples", type=_positive_int, default=None, help="SSA samples per set (default: the protocol's)")
+    s.add_argument("--samples", type=positive_int, default=None, help="SSA samples per set (default: the protocol's)")
     s.add_argument("--seed", type=int, default=0, help="seed; parameter draws and SSA runs depend only on it")
     s.add_argument("--engine", choices=("ssa", "fsp", "exact"), default=None,
                    help="ssa: gillespy2 C++ SSA; fsp: exact finite state projection; exact: closed form "
                         "(Poisson, Beta-Poisson, the Gaussian toy) where one is known")
     s.add_argument("--keep-raw", action="store_true", help="also store the sampled SSA time series")
-    s.add_argument("--chunk-size", type=_positive_int, default=None, help="sets committed per chunk (default: auto)")
+    s.add_argument("--chunk-size", type=positive_int, default=None, help="sets committed per chunk (default: auto)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_simulate)
 
@@ -336,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("show", help="print a summary table of a binned file and plot a few histograms")
     v.add_argument("binned", help="binned HDF5 file")
     v.add_argument("--plot", default=None, help="PNG to write (default: next to the file, .png)")
-    v.add_argument("--examples", type=_positive_int, default=4, help="histograms to plot")
+    v.add_argument("--examples", type=positive_int, default=4, help="histograms to plot")
     v.add_argument("--compare", default=None,
                    help="another binned file of the same parameter sets (e.g. SSA vs FSP): plot both, print TV distances")
     v.set_defaults(func=_cmd_show)
@@ -350,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from this emulator's weights and input scaling (same [model]) instead of random ones")
     t.add_argument("--out", required=True, help="emulator file to write (.safetensors); checkpoint: OUT.ckpt.safetensors")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    t.add_argument("--epochs", type=_positive_int, default=None, help="override the config's epoch budget")
+    t.add_argument("--epochs", type=positive_int, default=None, help="override the config's epoch budget")
     t.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
                    help="stop training after this wall time; the best weights are saved and a rerun resumes")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -12,6 +12,8 @@ per-row arrays; the torch ones (losses, training metrics) take (n, C) tensors.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 KL_FLOOR = 1e-12  # floor on q in the numpy KL of observed vs simulated histograms
@@ -72,3 +74,10 @@ def sampling_tv_quantile(pmf: np.ndarray, n: int, rng: np.random.Generator, reps
     p = np.append(np.asarray(pmf, float).ravel(), max(1.0 - float(np.sum(pmf)), 0.0))
     p /= p.sum()
     return float(np.quantile([total_variation(rng.multinomial(n, p) / n, p) for _ in range(reps)], q))
+
+
+# --distance NAME -> metric(observed, simulated) of two normalised histograms (flattened, overflow last): the
+# distances of `infer --mode simulator`
+HISTOGRAM_DISTANCES: dict[str, Callable[[np.ndarray, np.ndarray], float | np.ndarray]] = {
+    "hellinger": hellinger_distance, "tv": total_variation, "l2": euclidean, "kl": kl_divergence,
+}

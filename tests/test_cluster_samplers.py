@@ -94,7 +94,7 @@ def single_reference(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("single")
     em, hist, over = _data(tmp)
     s = InferenceSettings(population=200, generations=5, chains=1, seed=11)
-    (chain,) = run_chains(em, hist, over, s, tmp / "abc.db", log=lambda _m: None)
+    (chain,) = run_chains([em], hist, over, s, tmp / "abc.db", log=lambda _m: None)
     _agree(EXACT, _quantiles(chain), [chain.ess[-1]])
     return _quantiles(chain), float(chain.ess[-1])
 
@@ -110,7 +110,7 @@ def test_dask_sampler_with_two_worker_processes(tmp_path, single_reference):
         killer = _when_running(db, lambda: os.kill(pids[0], signal.SIGKILL))  # dask reschedules its tasks
         s = InferenceSettings(population=200, generations=5, chains=1, seed=12, sampler="dask",
                               scheduler_address=cluster.scheduler_address)
-        (chain,) = run_chains(em, hist, over, s, db, log=lambda _m: None)
+        (chain,) = run_chains([em], hist, over, s, db, log=lambda _m: None)
         killer.join(5)
         assert not killer.is_alive()
         with pytest.raises(ProcessLookupError):
@@ -152,7 +152,7 @@ def test_redis_sampler_with_two_workers(tmp_path, single_reference):
                                     stderr=subprocess.DEVNULL) for _ in range(2)]
         killer = _when_running(db, workers[0].terminate)  # SIGTERM: the worker leaves between two particles
         s = InferenceSettings(population=200, generations=5, chains=1, seed=13, sampler="redis", redis_port=port)
-        (chain,) = run_chains(em, hist, over, s, db, log=lambda _m: None)
+        (chain,) = run_chains([em], hist, over, s, db, log=lambda _m: None)
         killer.join(5)
         assert workers[0].wait(30) is not None and workers[1].poll() is None  # one left, the run went on
     finally:

@@ -65,7 +65,7 @@ def test_reweighting_a_perturbed_emulator_recovers_the_exact_posterior(tmp_path,
     exact, hist, overflow, x = poisson_data
     em = Perturbed(exact, 1.02)
     s = InferenceSettings(population=1000, generations=8, chains=2, seed=5)
-    chains = run_chains(em, hist, overflow, s, tmp_path / "abc.db", log=lambda _m: None)
+    chains = run_chains([em], hist, overflow, s, tmp_path / "abc.db", log=lambda _m: None)
     truth = stats.gamma(a=x.sum(), scale=1.0 / len(x)).ppf([0.05, 0.5, 0.95])
     width = truth[2] - truth[0]
 
@@ -81,7 +81,7 @@ def test_reweighting_a_perturbed_emulator_recovers_the_exact_posterior(tmp_path,
     after = quantiles(rw.weights)
     assert abs(before[1] - truth[1]) > 0.25 * width  # the perturbed emulator's posterior is off
     assert np.all(np.abs(after - truth) < 0.1 * width), (after, truth)
-    assert rw.healthy(s.population) and "ESS" in rw.line()
+    assert rw.healthy(s.algorithm.population) and "ESS" in rw.line()
 
 
 def count_netcdf_writes(monkeypatch) -> list[str]:

@@ -74,7 +74,7 @@ def test_likelihood_mode_matches_analytic_posterior(tmp_path, cells):
     hist = np.histogram(cells, bins=em.edges[0])[0]
     overflow = N_CELLS - hist.sum()
     settings = InferenceSettings(mode="likelihood", population=250, generations=5, seed=5)
-    (res,) = run_chains(em, hist, overflow, settings, tmp_path / "abc.db", log=lambda s: None,
+    (res,) = run_chains([em], hist, overflow, settings, tmp_path / "abc.db", log=lambda s: None,
                         sampler_factory=BatchedSampler)
     assert res.epsilon[-1] == 1.0 and res.final_temperature_ok  # final population at temperature 1
     a, w = res.params[:, 0], res.weights
@@ -95,14 +95,14 @@ def test_min_acceptance_rate_bounds_a_generation_and_the_run_ends_tempered(tmp_p
     hist = np.histogram(cells, bins=em.edges[0])[0]
     settings = InferenceSettings(population=100, generations=5, seed=2, min_acceptance_rate=0.28)
     with pytest.warns(UserWarning, match="lower --min-acceptance-rate"):
-        (res,) = run_chains(em, hist, N_CELLS - hist.sum(), settings, tmp_path / "abc.db", log=lambda s: None)
+        (res,) = run_chains([em], hist, N_CELLS - hist.sum(), settings, tmp_path / "abc.db", log=lambda s: None)
     assert not res.final_temperature_ok and res.epsilon[-1] > 1.0 and len(res.epsilon) < 5
     assert len(res.epsilon) == 3 and np.all(res.n_simulations <= 100 / 0.28 + 1)  # none past its budget
     with pytest.raises(UserError, match="min-acceptance-rate"):
         InferenceSettings(min_acceptance_rate=1.5).check()
     never = InferenceSettings(population=100, generations=5, seed=2, min_acceptance_rate=0.9)  # not even the first
     with pytest.raises(UserError, match="no chain finished its first generation"), pytest.warns(UserWarning):
-        run_chains(em, hist, N_CELLS - hist.sum(), never, tmp_path / "never.db", log=lambda s: None)
+        run_chains([em], hist, N_CELLS - hist.sum(), never, tmp_path / "never.db", log=lambda s: None)
 
 
 def test_multicore_sampler_reaches_the_exact_posterior(tmp_path, cells):
@@ -115,7 +115,7 @@ def test_multicore_sampler_reaches_the_exact_posterior(tmp_path, cells):
     hist = np.histogram(cells, bins=em.edges[0])[0]
     settings = InferenceSettings(mode="likelihood", population=200, generations=6, sampler="multicore", n_procs=2,
                                  seed=4)
-    (res,) = run_chains(em, hist, N_CELLS - hist.sum(), settings, tmp_path / "abc.db", log=lambda s: None)
+    (res,) = run_chains([em], hist, N_CELLS - hist.sum(), settings, tmp_path / "abc.db", log=lambda s: None)
     assert res.params.shape == (200, 1) and np.isclose(res.weights.sum(), 1.0)
     assert res.epsilon[-1] == pytest.approx(1.0)
     post = stats.gamma(a=cells.sum() + 1, scale=1.0 / len(cells))
@@ -135,7 +135,7 @@ def test_loguniform_prior_is_sampled_on_log_scale(tmp_path, cells):
     em = ExactEmulator(proto)
     hist = np.histogram(cells, bins=em.edges[0])[0]
     settings = InferenceSettings(mode="likelihood", population=250, generations=5, seed=3)
-    (res,) = run_chains(em, hist, N_CELLS - hist.sum(), settings, tmp_path / "abc.db", log=lambda s: None)
+    (res,) = run_chains([em], hist, N_CELLS - hist.sum(), settings, tmp_path / "abc.db", log=lambda s: None)
     a, w = res.params[:, 0], res.weights
     mean = np.sum(w * a)
     sd = np.sqrt(np.sum(w * (a - mean) ** 2))

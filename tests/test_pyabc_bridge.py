@@ -183,7 +183,7 @@ def test_fast_run_reproduces_pyabcs_run_and_its_history(tmp_path, mode):
     for fast in (False, True):
         s = InferenceSettings(mode=mode, population=80, generations=4, chains=1, seed=3, fast=fast)
         db = tmp_path / f"{fast}.db"
-        (chain,) = run_chains(em, hist, overflow, s, db, log=lambda _m: None)
+        (chain,) = run_chains([em], hist, overflow, s, db, log=lambda _m: None)
         h = pyabc.History(f"sqlite:///{db}", _id=chain.run_id)
         out[fast] = (chain, h)
     (slow, hs), (fast, hf) = out[False], out[True]
@@ -364,7 +364,7 @@ def test_cluster_workers_judge_a_request_of_proposals_with_one_emulator_call(tmp
         monkeypatch.setattr(abc_parts.EmulatorModel, "evaluate", counting)
         calls[0] = rows[0] = 0
         s = InferenceSettings(population=200, generations=5, chains=1, seed=3)
-        (chain,) = run_chains(em, hist, int(counts[120:].sum()), s, tmp_path / f"{name}.db", log=lambda _m: None,
+        (chain,) = run_chains([em], hist, int(counts[120:].sum()), s, tmp_path / f"{name}.db", log=lambda _m: None,
                               sampler_factory=factory)
         monkeypatch.undo()
         idx = np.random.default_rng(0).choice(len(chain.weights), size=5000, p=chain.weights)
@@ -388,7 +388,7 @@ def _poisson_run(tmp_path, log, **settings):
     counts = np.bincount(np.random.default_rng(9).poisson(6.0, 300), minlength=120)
     hist = np.concatenate([counts[:50], np.add.reduceat(counts[50:120], np.arange(0, 70, 5))])
     s = InferenceSettings(population=100, generations=4, chains=1, seed=2, **settings)
-    (chain,) = run_chains(em, hist, int(counts[120:].sum()), s, tmp_path / "abc.db", log=log)
+    (chain,) = run_chains([em], hist, int(counts[120:].sum()), s, tmp_path / "abc.db", log=log)
     return chain
 
 

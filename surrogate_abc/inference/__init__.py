@@ -5,5 +5,5 @@ from __future__ import annotations
 
 from ..lazy import lazy_exports
 
-__getattr__, __all__ = lazy_exports(__name__, {"ChainResult": "pyabc_bridge.history", "InferenceSettings": "run",
+__getattr__, __all__ = lazy_exports(__name__, {"ChainResult": "pyabc_bridge.history", "InferenceSettings": "settings",
                                                "run_chains": "run"})

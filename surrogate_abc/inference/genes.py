@@ -222,7 +222,7 @@ def infer_table(path: str | Path, emulator_spec: str | None, settings: Inference
     tasks = plan_tasks(path, specs, settings, out, genes, layer, species_map, capture, capture_prior, command)
     n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     if n_jobs > 1:  # genes are the parallel unit: each gene's chains run one after another on its core
-        tasks = [dataclasses.replace(t, settings=dataclasses.replace(t.settings, chain_jobs=1)) for t in tasks]
+        tasks = [dataclasses.replace(t, settings=t.settings.replace(chain_jobs=1)) for t in tasks]
     out.mkdir(parents=True, exist_ok=True)
     log(f"{len(tasks)} gene(s) of {tasks[0].counts.shape[0]} cells from {path}; {n_jobs} in parallel; writing {out}")
     rows: dict[str, dict[str, Any]] = {}

@@ -142,7 +142,7 @@ def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Seq
                 on_table: Callable[[str], None] | None = None, write: bool = True) -> DatasetResult:
     """ABC-SMC on one checked dataset against one model (or several, compared) -> outputs in `out`; returns the
     DatasetResult. In order: summary.csv, the table to `on_table`, the plots; then the exact check and
-    reweighting (settings.exact_check, settings.reweight; summary_exact.csv); then posterior.nc, written once with
+    reweighting (settings.exact.exact_check, settings.exact.reweight; summary_exact.csv); then posterior.nc, written once with
     every group (also when the exact follow-ups fail, without theirs). `write` False: only abc.db goes to `out`
     (the table still goes to on_table, the exact groups still into the InferenceData) and .path is None."""
     from .output import build_inference_data, write_outputs, write_posterior
@@ -158,22 +158,22 @@ def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Seq
         db.unlink()  # a fresh database: chains of an earlier run must not mix with this one's
     names = ", ".join(em.source for em in emulators)
     log(f"{observed.n_cells} cells ({'+'.join(observed.species)}), {'models' if len(models) > 1 else 'emulator'} "
-        f"{names}, mode {settings.mode}, {settings.chains} chain(s) of population {settings.population}; writing {out}")
-    chains = run_chains(emulators if len(emulators) > 1 else emulators[0], hist, overflow, settings, db, log=log,
+        f"{names}, mode {settings.algorithm.mode}, {settings.algorithm.chains} chain(s) of population {settings.algorithm.population}; writing {out}")
+    chains = run_chains(emulators, hist, overflow, settings, db, log=log,
                         sampler_factory=sampler_factory)
     best = chains[0].model
     emulator, sha = models[best]
-    box = model_boxes([emulator], settings.prior)[0]
+    box = model_boxes([emulator], settings.algorithm.prior)[0]
     info = {
-        "emulator": emulator.source, "emulator_sha256": sha, "command": command, "mode": settings.mode,
-        "distance": settings.distance if settings.mode == "simulator" else "multinomial log-likelihood",
+        "emulator": emulator.source, "emulator_sha256": sha, "command": command, "mode": settings.algorithm.mode,
+        "distance": settings.algorithm.distance if settings.algorithm.mode == "simulator" else "multinomial log-likelihood",
         "config_toml": emulator.protocol.toml_text, "network_toml": emulator.protocol.network_toml,
         "protocol": emulator.protocol.name,
         "prior": json.dumps({k: list(v) for k, v in box.items()}),
         "true_params": json.dumps(observed.true_params()),
         "edges": json.dumps({s: np.asarray(e, float).tolist() for s, e in zip(emulator.species, emulator.edges)}),
         "species": ",".join(emulator.species), "n_cells": int(observed.n_cells),
-        "observed_file": str(observed.path), "abc_db": str(db), "seed": int(settings.seed),
+        "observed_file": str(observed.path), "abc_db": str(db), "seed": int(settings.algorithm.seed),
         **(attrs or {}),
     }
     model_names = [em.protocol.name for em in emulators]
@@ -181,11 +181,11 @@ def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Seq
         probs = np.mean([c.model_probabilities for c in chains], axis=0)
         info.update({"models": json.dumps(model_names), "model": model_names[best],
                      "model_probabilities": json.dumps(dict(zip(model_names, map(float, probs))))})
-    idata = build_inference_data(chains, emulator, hist, overflow, info, seed=settings.seed,
+    idata = build_inference_data(chains, emulator, hist, overflow, info, seed=settings.algorithm.seed,
                                  model_names=model_names if len(models) > 1 else None)
     folder = out if write else None
     table = write_outputs(idata, folder, plots=settings.plots and write, on_table=on_table)
-    exact = exact_counterpart(emulator) if "exact" in (settings.exact_check, settings.reweight) else None
+    exact = exact_counterpart(emulator) if "exact" in (settings.exact.exact_check, settings.exact.reweight) else None
     nc: Path | None = None
     try:
         if exact is not None:  # after the table: the user has the posterior while the exact model runs
@@ -207,30 +207,30 @@ def exact_followups(idata: Any, out: Path | None, chains: Sequence[Any], emulato
 
     draws = np.concatenate([c.params for c in chains])
     check = reweighted = None
-    if settings.exact_check == "exact":
-        theta = check_draws(draws, N_CHECK_DRAWS, settings.seed)
-        estimate, first_row = estimate_seconds(exact, theta, settings.chain_jobs)
-        if estimate > settings.check_budget:
-            warn(budget_note(estimate, settings.check_budget))
+    if settings.exact.exact_check == "exact":
+        theta = check_draws(draws, N_CHECK_DRAWS, settings.algorithm.seed)
+        estimate, first_row = estimate_seconds(exact, theta, settings.execution.chain_jobs)
+        if estimate > settings.exact.check_budget:
+            warn(budget_note(estimate, settings.exact.check_budget))
         else:
-            check = check_exact(emulator, exact, draws, hist, overflow, seed=settings.seed, jobs=settings.chain_jobs,
+            check = check_exact(emulator, exact, draws, hist, overflow, seed=settings.algorithm.seed, jobs=settings.execution.chain_jobs,
                                 first_row=first_row)
             log(check.line())
             if check.sd > 1.0:
                 warn(f"the emulator's log-likelihood differs from the exact one by {check.sd:.1f} nats (sd over "
                      "posterior draws): the posterior may be shifted or too narrow; --reweight exact corrects it")
-    if settings.reweight == "exact":
+    if settings.exact.reweight == "exact":
         n = sum(len(c.params) for c in chains)
         log(f"reweighting {n} particles with the exact model {exact.source} ...")
-        reweighted = reweight_exact(emulator, exact, chains, hist, overflow, jobs=settings.chain_jobs)
+        reweighted = reweight_exact(emulator, exact, chains, hist, overflow, jobs=settings.execution.chain_jobs)
         log(reweighted.line())
-        if not reweighted.healthy(settings.population):
-            warn(f"after exact reweighting the ESS is {min(reweighted.ess):.0f} of {settings.population} particles "
+        if not reweighted.healthy(settings.algorithm.population):
+            warn(f"after exact reweighting the ESS is {min(reweighted.ess):.0f} of {settings.algorithm.population} particles "
                  "(< 10%): posterior_exact rests on few particles; the emulator is far off here (retrain it, or "
                  "run --emulator exact:<protocol>)")
     if check is None and reweighted is None:
         return
-    add_exact_groups(idata, check, reweighted, chains, emulator, seed=settings.seed)
+    add_exact_groups(idata, check, reweighted, chains, emulator, seed=settings.algorithm.seed)
     if reweighted is not None:
         exact_table = summarise(idata, group="posterior_exact")
         if out is not None:

@@ -4,75 +4,34 @@ from __future__ import annotations
 import random
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, cast
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from pyabc import Distribution
+    from pyabc.sampler import Sampler
+
+from ..emulators.base import EmulatorLike
 from ..errors import UserError
 from ..report import warn
 from .priors import check_prior_in_domain, prior_box, pyabc_prior
 from .pyabc_bridge import load_compat
 from .pyabc_bridge.history import ChainResult, chain_result, model_probabilities
 from .pyabc_bridge.parts import (
-    DISTANCES,
-    MODES,
     EmulatorModel,
     HistogramDistance,
     MultinomialKernel,
     observed_categories,
     observed_sumstat,
 )
+from .settings import InferenceSettings
 
 
-@dataclass(frozen=True)
-class InferenceSettings:
-    """Options of `surrogate-abc infer`."""
-
-    mode: str = "likelihood"
-    population: int = 500
-    generations: int = 10
-    min_epsilon: float | None = None
-    max_walltime: float | None = None  # seconds, per chain
-    min_acceptance_rate: float = 1e-3  # a generation stops (and the run with it) past population / this many proposals
-    chains: int = 1
-    sampler: str = "single"
-    seed: int = 0
-    distance: str = "hellinger"
-    n_procs: int | None = None
-    scheduler_address: str | None = None
-    redis_host: str = "localhost"
-    redis_port: int = 6379
-    prior: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    fast: bool = True  # batched densities, weights and History writes (pyabc_bridge); False: pyabc's own
-    chain_jobs: int | None = None  # chains run at once (forked processes; default: the cores)
-    plots: bool = True  # draw marginals.png, pair.png, ppc.png (`surrogate-abc report` draws them later)
-    exact_check: str = "exact"  # --check exact: the emulator against the exact model at posterior draws (exact_check.py); none
-    check_budget: float = 60.0  # seconds the exact check may take (estimated first; skipped with a note above)
-    reweight: str = "none"  # exact: importance-reweight the final populations to the exact likelihood
-
-    def check(self) -> None:
-        """UserError on inconsistent options."""
-        if self.mode not in MODES:
-            raise UserError(f"--mode {self.mode!r}: use likelihood or simulator")
-        if self.distance not in DISTANCES:
-            raise UserError(f"--distance {self.distance!r}: use one of {', '.join(DISTANCES)}")
-        if self.exact_check not in ("exact", "none"):
-            raise UserError(f"--check {self.exact_check!r}: use exact or none")
-        if self.reweight not in ("exact", "none"):
-            raise UserError(f"--reweight {self.reweight!r}: use exact or none")
-        if not 0.0 <= self.min_acceptance_rate < 1.0:
-            raise UserError(f"--min-acceptance-rate must be in [0, 1), got {self.min_acceptance_rate:g}")
-        if not self.check_budget > 0:
-            raise UserError(f"--check-budget must be > 0 seconds, got {self.check_budget:g}")
-        for name, v in (("--population", self.population), ("--generations", self.generations), ("--chains", self.chains)):
-            if v < 1:
-                raise UserError(f"{name} must be >= 1, got {v}")
-
-
-def model_boxes(emulators: Sequence[Any], overrides: Mapping[str, tuple[float, float]]) -> list[dict]:
+def model_boxes(emulators: Sequence[EmulatorLike], overrides: Mapping[str, tuple[float, float]]) -> list[dict]:
     """The prior box of each model; an --prior override applies to every model with that parameter (UserError
     when none has it)."""
     unknown = [k for k in overrides if not any(k in em.param_names for em in emulators)]
@@ -91,9 +50,9 @@ def model_boxes(emulators: Sequence[Any], overrides: Mapping[str, tuple[float, f
 class ChainSetup:
     """What every chain of one inference shares (built once, inherited by forked chain processes)."""
 
-    emulators: tuple[Any, ...]
+    emulators: tuple[EmulatorLike, ...]
     boxes: tuple[dict, ...]
-    priors: tuple[Any, ...]
+    priors: tuple[Distribution, ...]
     n_cells: int
     categories: np.ndarray | None
     x_0: dict
@@ -102,13 +61,13 @@ class ChainSetup:
     compat: bool = True  # pyabc's internals passed pyabc_bridge.compat's check: the fast path can run
 
     def models(self) -> list[EmulatorModel]:
-        return [EmulatorModel(em, self.settings.mode, self.n_cells, box, name=em.protocol.name,
+        return [EmulatorModel(em, self.settings.algorithm.mode, self.n_cells, box, name=em.protocol.name,
                               categories=self.categories) for em, box in zip(self.emulators, self.boxes)]
 
 
 def run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None] = print,
-                  sampler_factory: Callable[[], Any] | None = None) -> tuple[int, np.ndarray]:
-    """Chain c (seed settings.seed + c) as one History run of setup.db; returns (run id, model probabilities)."""
+                  sampler_factory: Callable[[], Sampler] | None = None) -> tuple[int, np.ndarray]:
+    """Chain c (seed SEED + c) as one History run of setup.db; returns (run id, model probabilities)."""
     with caller_random_state_kept():  # pyabc draws from numpy's and Python's global generators: seed them for the
         return _run_one_chain(setup, c, log, sampler_factory)  # chain, then give the caller's states back
 
@@ -126,42 +85,42 @@ def caller_random_state_kept() -> Iterator[None]:
 
 
 def _run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None],
-                   sampler_factory: Callable[[], Any] | None) -> tuple[int, np.ndarray]:
+                   sampler_factory: Callable[[], Sampler] | None) -> tuple[int, np.ndarray]:
     import pyabc
 
     from .pyabc_bridge.progress import GenerationProgress, pyabc_log_to
     from .pyabc_bridge.samplers import make_sampler
 
     compat = load_compat()[0] if setup.compat else None
-    settings = setup.settings
-    seed = settings.seed + c
+    alg, exe = setup.settings.algorithm, setup.settings.execution
+    seed = alg.seed + c
     np.random.seed(seed % 2**32)
     random.seed(seed)
     models = setup.models()
-    walltime = timedelta(seconds=settings.max_walltime) if settings.max_walltime else None
-    progress = GenerationProgress(c, settings.chains, settings.mode, log, compat=compat)
+    walltime = timedelta(seconds=alg.max_walltime) if alg.max_walltime else None
+    progress = GenerationProgress(c, alg.chains, alg.mode, log, compat=compat)
     with pyabc_log_to(progress):
         sampler = sampler_factory() if sampler_factory else make_sampler(
-            settings.sampler, settings.n_procs, settings.scheduler_address, settings.redis_host, settings.redis_port,
-            batched=compat is not None, batched_weights=settings.fast)
+            exe.sampler, exe.n_procs, exe.scheduler_address, exe.redis_host, exe.redis_port,
+            batched=compat is not None, batched_weights=alg.fast)
         one = models if len(models) > 1 else models[0]
         pri = list(setup.priors) if len(setup.priors) > 1 else setup.priors[0]
-        smc = compat.BatchedABCSMC if compat is not None and settings.fast else pyabc.ABCSMC
-        if settings.mode == "likelihood":
-            abc = smc(one, pri, MultinomialKernel(), population_size=settings.population,
+        smc = compat.BatchedABCSMC if compat is not None and alg.fast else pyabc.ABCSMC
+        if alg.mode == "likelihood":
+            abc = smc(one, pri, MultinomialKernel(), population_size=alg.population,
                       sampler=sampler, eps=pyabc.Temperature(), acceptor=pyabc.StochasticAcceptor())
         else:
-            abc = smc(one, pri, HistogramDistance(settings.distance),
-                      population_size=settings.population, sampler=sampler, eps=pyabc.MedianEpsilon())
-        abc.new(setup.db, setup.x_0, meta_info={"chain": c, "seed": seed, "mode": settings.mode,
+            abc = smc(one, pri, HistogramDistance(alg.distance),
+                      population_size=alg.population, sampler=sampler, eps=pyabc.MedianEpsilon())
+        abc.new(setup.db, setup.x_0, meta_info={"chain": c, "seed": seed, "mode": alg.mode,
                                                 "emulator": ";".join(em.source for em in setup.emulators)})
         abc.history.stores_sum_stats = False
         try:
-            history = abc.run(minimum_epsilon=settings.min_epsilon, max_nr_populations=settings.generations,
-                              max_walltime=walltime, min_acceptance_rate=settings.min_acceptance_rate)
+            history = abc.run(minimum_epsilon=alg.min_epsilon, max_nr_populations=alg.generations,
+                              max_walltime=walltime, min_acceptance_rate=alg.min_acceptance_rate)
         finally:
             client = getattr(sampler, "client", None)  # the dask sampler's connection to the scheduler
-            if settings.sampler == "dask" and client is not None and sampler_factory is None:
+            if exe.sampler == "dask" and client is not None and sampler_factory is None:
                 client.close()
     return int(history.id), model_probabilities(history, len(models))
 
@@ -182,16 +141,17 @@ def _chain_child(conn: Any, setup: ChainSetup, c: int) -> None:
         conn.close()
 
 
-def chain_jobs(settings: InferenceSettings, sampler_factory: Any) -> int:
+def chain_jobs(settings: InferenceSettings, sampler_factory: Callable[[], Sampler] | None) -> int:
     """Chains run at once: one process per chain and core for the single-process sampler on Linux (fork keeps
     the loaded emulator), else 1 (the other samplers bring their own parallelism)."""
     import multiprocessing as mp
     import os
 
-    if (settings.chains < 2 or sampler_factory is not None or settings.sampler != "single"
+    alg, exe = settings.algorithm, settings.execution
+    if (alg.chains < 2 or sampler_factory is not None or exe.sampler != "single"
             or "fork" not in mp.get_all_start_methods()):
         return 1
-    return max(1, min(settings.chain_jobs or os.cpu_count() or 1, settings.chains))
+    return max(1, min(exe.chain_jobs or os.cpu_count() or 1, alg.chains))
 
 
 def run_chains_in_processes(setup: ChainSetup, jobs: int, log: Callable[[str], None]) -> list[tuple[int, np.ndarray]]:
@@ -205,7 +165,7 @@ def run_chains_in_processes(setup: ChainSetup, jobs: int, log: Callable[[str], N
     pyabc.History(setup.db)  # the database and its schema version, made once before the chains write to it
     ctx = mp.get_context("fork")
     results: dict[int, tuple[int, np.ndarray]] = {}
-    pending = list(range(setup.settings.chains))
+    pending = list(range(setup.settings.algorithm.chains))
     running: dict[Any, tuple[int, Any]] = {}  # receiving end -> (chain, process)
     try:
         while pending or running:
@@ -240,11 +200,12 @@ def run_chains_in_processes(setup: ChainSetup, jobs: int, log: Callable[[str], N
     return [results[c] for c in sorted(results)]
 
 
-def run_chains(emulators: Any, hist: np.ndarray, overflow: int, settings: InferenceSettings, db_path: Path,
-               log: Callable[[str], None] = print, sampler_factory: Callable[[], Any] | None = None) -> list[ChainResult]:
-    """Run settings.chains independent ABC-SMC runs (seeds seed, seed+1, ...) into one pyabc database.
+def run_chains(emulators: Sequence[EmulatorLike], hist: np.ndarray, overflow: int, settings: InferenceSettings,
+               db_path: Path, log: Callable[[str], None] = print,
+               sampler_factory: Callable[[], Sampler] | None = None) -> list[ChainResult]:
+    """Run settings.algorithm.chains independent ABC-SMC runs (seeds SEED, SEED + 1, ...) into one pyabc database.
 
-    `emulators`: one emulator, or several (model selection: pyabc's ABC-SMC over the models, with a uniform
+    `emulators`: the model, or several (model selection: pyabc's ABC-SMC over the models, with a uniform
     model prior; every model must share the bins). Each chain is a separate History run in db_path, run by
     pyabc's ABCSMC.run, in parallel processes where `chain_jobs` allows (the results do not depend on it);
     progress is reported through `log` once per generation (GenerationProgress). With several models each
@@ -256,19 +217,22 @@ def run_chains(emulators: Any, hist: np.ndarray, overflow: int, settings: Infere
     compat, note = load_compat()
     if note:
         warn(note, stacklevel=2)
-    models_in = list(emulators) if isinstance(emulators, (list, tuple)) else [emulators]
+    if not isinstance(emulators, (list, tuple)) or not emulators:
+        raise TypeError("run_chains: emulators is a non-empty list of emulators ([emulator] for one model)")
+    models_in = list(emulators)
     check_same_bins(models_in)
-    boxes = model_boxes(models_in, settings.prior)
+    mode = settings.algorithm.mode
+    boxes = model_boxes(models_in, settings.algorithm.prior)
     n_cells = int(np.asarray(hist).sum() + overflow)
-    cats = observed_categories(hist, overflow) if settings.mode == "likelihood" else None
+    cats = observed_categories(hist, overflow) if mode == "likelihood" else None
     setup = ChainSetup(tuple(models_in), tuple(boxes), tuple(pyabc_prior(b) for b in boxes), n_cells, cats,
-                       observed_sumstat(settings.mode, hist, overflow, cats), settings,
+                       observed_sumstat(mode, hist, overflow, cats), settings,
                        f"sqlite:///{Path(db_path).resolve()}", compat=compat is not None)
     jobs = chain_jobs(settings, sampler_factory)
     if jobs > 1:
         runs = run_chains_in_processes(setup, jobs, log)
     else:
-        runs = [run_one_chain(setup, c, log, sampler_factory) for c in range(settings.chains)]
+        runs = [run_one_chain(setup, c, log, sampler_factory) for c in range(settings.algorithm.chains)]
     probs = np.array([p for _, p in runs])  # (chains, M)
     best = int(np.argmax(probs.mean(axis=0)))
     results = []
@@ -278,15 +242,16 @@ def run_chains(emulators: Any, hist: np.ndarray, overflow: int, settings: Infere
                  "population; the chain is left out of the posterior", stacklevel=2)
             continue
         history = pyabc.History(setup.db, _id=run_id)
-        results.append(chain_result(history, c, settings.mode, setup.models()[best], m=best, model_probabilities=probs[c],
+        results.append(chain_result(history, c, mode, setup.models()[best], m=best, model_probabilities=probs[c],
                                     compat=compat))
     if not results:
         raise UserError(f"no chain finished its first generation (acceptance below --min-acceptance-rate "
-                        f"{settings.min_acceptance_rate:g}, or --max-walltime reached); lower --min-acceptance-rate")
+                        f"{settings.algorithm.min_acceptance_rate:g}, or --max-walltime reached); "
+                        "lower --min-acceptance-rate")
     return results
 
 
-def check_same_bins(emulators: Sequence[Any]) -> None:
+def check_same_bins(emulators: Sequence[EmulatorLike]) -> None:
     """UserError unless all models share species and bin edges (their likelihoods must be of the same data)."""
     first = emulators[0]
     for em in emulators[1:]:

@@ -4,6 +4,6 @@ study.py (the driver: datasets at prior draws, each inferred, resumable), datase
 closed-form pmfs and cells), stats.py (coverage, SBC ranks, contraction, predictive Hellinger), report.py
 (tables, CSVs and the SBC plot).
 """
-from .study import calibrate
+from .study import CALIBRATE_OPTIONS, calibrate
 
-__all__ = ["calibrate"]
+__all__ = ["CALIBRATE_OPTIONS", "calibrate"]

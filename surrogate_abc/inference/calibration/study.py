@@ -18,7 +18,6 @@ The statistics are in stats.py, the exact datasets in datasets.py, the outputs i
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -33,6 +32,7 @@ import numpy as np
 
 from ...errors import UserError
 from ...report import warn
+from ..settings import Algorithm, InferenceSettings
 from ..workers import one_core, with_notes
 from .datasets import dataset_caps, exact_counts_pmf, make_dataset
 from .report import finish
@@ -119,7 +119,7 @@ class Task:
     seed: int
     cells: int
     caps: tuple[int, ...]
-    settings: Any  # InferenceSettings
+    settings: InferenceSettings
 
 
 def _worker_init() -> None:
@@ -155,7 +155,7 @@ def infer_dataset(task: Task) -> dict[str, Any]:
 
 def task_key(task: Task) -> dict[str, Any]:
     """What makes a dataset's result: stored in its result.json, compared before a rerun reuses it."""
-    st = task.settings
+    st = task.settings.algorithm
     return {"emulator": task.emulator, "seed": task.seed, "cells": task.cells, "mode": st.mode,
             "population": st.population, "max_generations": st.generations, "chains": st.chains,
             "min_acceptance_rate": st.min_acceptance_rate}
@@ -198,7 +198,7 @@ def dataset_metrics(task: Task, result: DatasetResult, pmf: np.ndarray, overflow
     row: dict[str, Any] = {"generations": int(np.isfinite(eps).sum(axis=-1).max()),
                            "final_epsilon": float(eps[np.isfinite(eps)][-1]),
                            "n_simulations": float(np.nansum(idata.sample_stats["n_simulations"].values))}
-    box = prior_box(task.protocol, task.settings.prior)
+    box = prior_box(task.protocol, task.settings.algorithm.prior)
     rng = np.random.default_rng([task.seed, task.index, 2])
     for j, k in enumerate(task.protocol.param_names):
         row.update(parameter_metrics(k, box[k], task.theta[j], post[k], w, idata.posterior[k].values, rng))
@@ -241,7 +241,7 @@ def plan(emulator_spec: str | None, datasets: int, cells: int, settings: Any, se
     caps = dataset_caps(proto, emulator.edges)
     thetas = proto.sample(datasets, seed)
     tasks = [Task(i, tuple(map(float, th)), proto, spec, str(out / f"ds_{i:03d}"), seed, cells, caps,
-                  dataclasses.replace(settings, seed=seed * 100_003 + i)) for i, th in enumerate(thetas)]
+                  settings.replace(seed=seed * 100_003 + i)) for i, th in enumerate(thetas)]
     return emulator, tasks
 
 
@@ -287,27 +287,36 @@ def run_tasks(tasks: Sequence[Task], jobs: int, progress: bool) -> tuple[list[di
     return rows, failed
 
 
-def calibrate(emulator_spec: str | None, datasets: int, cells: int, population: int = 400, generations: int = 10,
-              mode: str = "likelihood", seed: int = 0, jobs: int | None = None, out: Path | str | None = None,
-              protocol: str | None = None, progress: bool = True, chains: int = 1,
-              max_walltime: float | None = None, min_acceptance_rate: float = 1e-3,
-              log: Callable[[str], None] = print) -> tuple[str, dict[str, Path]]:
+# the ABC-SMC options of `calibrate` (their flags and help are inference/settings.py's Algorithm fields)
+CALIBRATE_OPTIONS = ("mode", "population", "generations", "chains", "max_walltime", "min_acceptance_rate")
+CALIBRATE_DEFAULTS = {"population": 400}  # smaller than infer's: many datasets
+
+
+def calibration_algorithm(**options: Any) -> Algorithm:
+    """The ABC-SMC settings of a calibration from CALIBRATE_OPTIONS (TypeError naming any other)."""
+    other = sorted(set(options) - set(CALIBRATE_OPTIONS))
+    if other:
+        raise TypeError(f"calibrate: unknown option {other[0]!r}; the options are {', '.join(CALIBRATE_OPTIONS)}")
+    return Algorithm(**{**CALIBRATE_DEFAULTS, **options})
+
+
+def calibrate(emulator_spec: str | None, datasets: int, cells: int, algorithm: Algorithm | None = None, seed: int = 0,
+              jobs: int | None = None, out: Path | str | None = None, protocol: str | None = None,
+              progress: bool = True, log: Callable[[str], None] = print) -> tuple[str, dict[str, Path]]:
     """Calibrate an emulator's posteriors over its protocol's prior (module docstring); returns (the printed
     text: coverage table and a line on reused datasets, {name: path} of calibration.csv, datasets.csv,
-    sbc_ranks.png, the folder and, when datasets failed, failed.csv)."""
-    from ..run import InferenceSettings
-
+    sbc_ranks.png, the folder and, when datasets failed, failed.csv). `algorithm`: the ABC-SMC's settings
+    (default: calibration_algorithm())."""
+    alg = algorithm or calibration_algorithm()
     out = Path(out) if out is not None else Path.cwd() / DEFAULT_OUT
-    settings = InferenceSettings(mode=mode, population=population, generations=generations, chains=chains,
-                                 max_walltime=max_walltime, min_acceptance_rate=min_acceptance_rate,
-                                 exact_check="none", plots=False, chain_jobs=1)
+    settings = InferenceSettings(algorithm=alg, exact_check="none", chain_jobs=1, plots=False)
     emulator, tasks = plan(emulator_spec, datasets, cells, settings, seed, out, protocol)
     out.mkdir(parents=True, exist_ok=True)
     done = {t.index: row for t in tasks if (row := reusable(t)) is not None}
     todo = [t for t in tasks if t.index not in done]
     n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     log(f"{len(tasks)} datasets of {cells} cells drawn exactly from {emulator.protocol.name}; emulator {emulator.source}; "
-        f"mode {mode}, population {population}, <= {generations} generations; {len(todo)} to run on {n_jobs} "
+        f"mode {alg.mode}, population {alg.population}, <= {alg.generations} generations; {len(todo)} to run on {n_jobs} "
         f"job(s); writing {out}")
     rows, failed = run_tasks(todo, n_jobs, progress)
     rows = sorted([*done.values(), *rows], key=lambda r: r["index"])

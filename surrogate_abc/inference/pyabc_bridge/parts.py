@@ -12,34 +12,27 @@ Two modes:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyabc
 from pyabc.distance import SCALE_LOG, StochasticKernel
 
 from ...emulators.base import EmulatorLike
-from ...metrics import euclidean, hellinger_distance, kl_divergence, log_probs, total_variation
+from ...metrics import HISTOGRAM_DISTANCES, log_probs
 from ..priors import natural_values
+from ..settings import MODES
 from .densities import parameter_matrix
-
-MODES = ("likelihood", "simulator")
 
 
 # ----------------------------------------------------------------------------------- distances
-# --distance NAME -> metric(observed, simulated) of two normalised histograms (flattened, overflow last)
-DISTANCES: dict[str, Callable[[np.ndarray, np.ndarray], float | np.ndarray]] = {
-    "hellinger": hellinger_distance, "tv": total_variation, "l2": euclidean, "kl": kl_divergence,
-}
-
-
 class HistogramDistance(pyabc.Distance):
     """pyabc distance between the observed and a simulated normalised histogram (key 'h')."""
 
     def __init__(self, name: str = "hellinger"):
         super().__init__()
         self.name = name
-        self.fun = DISTANCES[name]
+        self.fun = HISTOGRAM_DISTANCES[name]
 
     def __call__(self, x: dict, x_0: dict, t: int | None = None, par: dict | None = None) -> float:
         return float(self.fun(x_0["h"], x["h"]))

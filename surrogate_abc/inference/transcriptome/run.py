@@ -27,7 +27,7 @@ from ...emulators.base import EmulatorLike
 from ...errors import UserError
 from ...networks.bursts import burst_kinetics
 from ..genes import QUANTILES, format_genes, write_genes_csv
-from ..run import InferenceSettings
+from ..settings import InferenceSettings
 from .checks import PPC_ALPHA, bound_flags, ppc_pvalue
 from .importance import weighted_quantiles
 from .likelihood import GeneLikelihoods, full_log_pmf
@@ -281,7 +281,7 @@ def _rerun_smc(run: TableRun, prep: Prepared, store: BatchStore, low: Sequence[i
         folder = out / dir_name(names[k]) if per_gene_outputs else store.dir / "smc" / dir_name(names[k])
         task = GeneTask(names[k], (names[k],), tuple(prep.emulator.species), counts[:, j:j + 1], run.path,
                         (run.emulator,), run.capture, run.capture_prior,
-                        dataclasses.replace(smc, prior=dict(run.prior)), str(folder), command)
+                        smc.replace(prior=dict(run.prior)), str(folder), command)
         smc_row = run_task(task)
         az = import_arviz()
         idata = az.from_netcdf(str(folder / "posterior.nc"))
