@@ -24,7 +24,9 @@ class EmulatorLike(Protocol):
 
     protocol: ProtocolConfig
     source: str
-    metadata: Mapping[str, Any]
+
+    @property
+    def metadata(self) -> Mapping[str, Any]: ...
 
     @property
     def param_names(self) -> tuple[str, ...]: ...

@@ -3,9 +3,10 @@ emulator, else its exact model), or nothing (the shipped default for the observe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import UserError
+from .base import EmulatorLike
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 DEFAULT_EMULATORS = {"protein": "gene_protein.safetensors", "joint": "gene_joint.safetensors",
@@ -24,7 +25,7 @@ def default_emulator_path(species: tuple[str, ...]) -> Path:
     return RESOURCES / DEFAULT_EMULATORS[max(fits, key=lambda k: len(DEFAULT_SPECIES[k]))]
 
 
-def resolve_emulator(spec: str | None, species: tuple[str, ...] = ()) -> tuple[Any, str]:
+def resolve_emulator(spec: str | None, species: tuple[str, ...] = ()) -> tuple[EmulatorLike, str]:
     """(emulator, sha256) for --emulator: a .safetensors path, 'exact:<protocol>' (ExactEmulator), a protocol name
     (its shipped emulator in surrogate_abc/resources/, else the exact model), or None for the default emulator
     for the observed `species` (DEFAULT_EMULATORS)."""
@@ -66,3 +67,29 @@ def protocol_emulator(name: str) -> tuple[Any, str]:
 
     em = exact_emulator(name)  # ConfigError (one line) for a name that is no protocol
     return em, em.sha256
+
+
+def model_specs(emulator_spec: str | None, compare: Sequence[str] | None) -> list[str | None]:
+    """The models to run: the --compare list, or the one --emulator (None: the default emulator)."""
+    if compare and emulator_spec is not None:
+        raise UserError("--emulator and --compare exclude each other: list every model in --compare")
+    return list(compare) if compare else [emulator_spec]
+
+
+def resolve_models(specs: Sequence[str | None], species: tuple[str, ...] = (), capture: float | None = None,
+                   capture_prior: tuple[float, float] | None = None) -> list[tuple[EmulatorLike, str]]:
+    """[(emulator, sha256)] for --emulator or the --compare list, each wrapped for capture efficiency
+    (emulators/capture.py) when a capture or its prior is given (beta = 1 leaves the emulator as it is)."""
+    from .capture import CapturedEmulator, check_capture
+
+    check_capture(capture, capture_prior)
+    out = []
+    for spec in specs:
+        em, sha = resolve_emulator(spec, species)
+        if capture_prior is not None or (capture is not None and capture != 1.0):
+            em = CapturedEmulator(em, capture=capture, prior=capture_prior)
+        out.append((em, sha))
+    names = [em.protocol.name for em, _ in out]
+    if len(set(names)) != len(names):
+        raise UserError(f"--compare: a model is named twice ({', '.join(names)}); compare distinct protocols")
+    return out

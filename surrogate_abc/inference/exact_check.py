@@ -23,7 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..emulators.base import EmulatorLike
 from ..metrics import kl_divergence, squared_hellinger
+from .pyabc_bridge.history import ChainResult
 from .pyabc_bridge.parts import multinomial_logliks, observed_sumstat
 
 N_CHECK_DRAWS = 50
@@ -31,7 +33,7 @@ DEFAULT_BUDGET = 60.0  # seconds the exact check may take
 LOW_ESS = 0.1  # reweighting keeps less than this fraction of the population: say so
 
 
-def exact_counterpart(emulator: Any) -> Any | None:
+def exact_counterpart(emulator: EmulatorLike) -> EmulatorLike | None:
     """The exact model of an emulator's protocol (with the same capture efficiency), or None when the emulator is
     exact already or its network has no exact engine."""
     from ..emulators.capture import CapturedEmulator
@@ -48,7 +50,7 @@ def exact_counterpart(emulator: Any) -> Any | None:
     return ExactEmulator(emulator.protocol, source=f"exact:{emulator.protocol.name}")
 
 
-def _flat(emulator: Any, theta: np.ndarray) -> np.ndarray:
+def _flat(emulator: EmulatorLike, theta: np.ndarray) -> np.ndarray:
     probs, overflow = emulator.pmf(theta)
     return np.concatenate([np.asarray(probs).reshape(len(theta), -1), np.asarray(overflow)[:, None]], axis=1)
 
@@ -58,7 +60,7 @@ def _exact_rows(args: tuple[Any, np.ndarray]) -> np.ndarray:
     return _flat(exact, theta)
 
 
-def exact_probs(exact: Any, theta: np.ndarray, jobs: int | None = None) -> np.ndarray:
+def exact_probs(exact: EmulatorLike, theta: np.ndarray, jobs: int | None = None) -> np.ndarray:
     """(n, C) exact flat probabilities (bins, then overflow) at the distinct rows of theta, in `jobs` forked
     processes for FSP-backed models (closed forms are vectorised in this process)."""
     theta = np.atleast_2d(np.asarray(theta, float))
@@ -113,7 +115,7 @@ def check_draws(draws: np.ndarray, n_draws: int = N_CHECK_DRAWS, seed: int = 0) 
     return draws[rng.choice(len(draws), size=min(n_draws, len(draws)), replace=False)]
 
 
-def estimate_seconds(exact: Any, theta: np.ndarray, jobs: int | None = None) -> tuple[float, np.ndarray]:
+def estimate_seconds(exact: EmulatorLike, theta: np.ndarray, jobs: int | None = None) -> tuple[float, np.ndarray]:
     """(estimated seconds for the exact solves at all rows of theta, from the time of one; the exact flat
     probabilities of theta's first row, which check_exact takes as `first_row` instead of solving it again)."""
     t0 = time.perf_counter()
@@ -124,7 +126,7 @@ def estimate_seconds(exact: Any, theta: np.ndarray, jobs: int | None = None) -> 
     return one * len(theta) / jobs, row
 
 
-def check_exact(emulator: Any, exact: Any, draws: np.ndarray, hist: np.ndarray, overflow: int,
+def check_exact(emulator: EmulatorLike, exact: EmulatorLike, draws: np.ndarray, hist: np.ndarray, overflow: int,
                 n_draws: int = N_CHECK_DRAWS, seed: int = 0, jobs: int | None = None,
                 first_row: np.ndarray | None = None) -> ExactCheck:
     """The emulator against `exact` at n_draws of the posterior draws (n, d) (see the module docstring);
@@ -161,7 +163,7 @@ class Reweighted:
         return min(self.ess) >= LOW_ESS * population
 
 
-def reweight_exact(emulator: Any, exact: Any, chains: Sequence[Any], hist: np.ndarray, overflow: int,
+def reweight_exact(emulator: EmulatorLike, exact: EmulatorLike, chains: Sequence[ChainResult], hist: np.ndarray, overflow: int,
                    jobs: int | None = None) -> Reweighted:
     """w_i' proportional to w_i exp(exact - emulator log-likelihood at particle i), per chain."""
     from pyabc.weighted_statistics import effective_sample_size

@@ -10,7 +10,6 @@ quantiles, ESS and r_hat (and with --compare the model probabilities).
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import re
@@ -25,13 +24,13 @@ import numpy as np
 
 from ..data.observed import Observed, observed_histogram, predictive_mean_ranges
 from ..data.tables import read_count_table
+from ..emulators.resolve import model_specs, resolve_models
 from ..errors import UserError
 from ..report import warn
-from .infer import check_observed, default_out_dir, model_specs, resolve_models, run_dataset
+from .infer import check_observed, run_dataset
+from .results_table import QUANTILES, default_out_dir, format_genes, write_genes_csv
 from .run import InferenceSettings
 from .workers import one_core, with_notes
-
-QUANTILES = {"median": 0.5, "q05": 0.05, "q95": 0.95}
 
 
 @dataclass(frozen=True)
@@ -168,44 +167,6 @@ def gene_row(task: GeneTask, idata) -> dict[str, Any]:
         row[f"{v}_ess"] = float(ess[v].values)
         row[f"{v}_r_hat"] = float(rhat[v].values) if rhat is not None else float("nan")
     return row
-
-
-def write_genes_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """genes.csv (columns: the union of the rows' keys, in first-seen order); written to a temporary name and
-    renamed, so the file is never half-written."""
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    tmp = path.with_suffix(".csv.partial")
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, restval="")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    tmp.replace(path)
-    return path
-
-
-def format_genes(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The printed table: per gene cells, mean, Fano and median [5%, 95%] of each parameter/derived variable."""
-    if not rows:
-        return "(no genes)"
-    variables = [k[: -len("_median")] for k in rows[0] if k.endswith("_median")]
-    probs = [k for k in rows[0] if k.startswith("p_")]
-    head = ["gene", "cells", "mean", "Fano"] + (["model"] + probs if probs else []) + variables
-    lines = [head]
-    for r in rows:
-        cells = [str(r["gene"]), str(r["cells"]), f"{r['mean']:.4g}", f"{r['fano']:.4g}"]
-        if probs:
-            cells += [str(r.get("model", ""))] + [f"{r.get(p, float('nan')):.3f}" for p in probs]
-        for v in variables:
-            if f"{v}_median" in r:
-                cells.append(f"{r[f'{v}_median']:.3g} [{r[f'{v}_q05']:.3g}, {r[f'{v}_q95']:.3g}]")
-            else:
-                cells.append("-")
-        lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 
 
 def infer_table(path: str | Path, emulator_spec: str | None, settings: InferenceSettings, out_dir: Path | None,

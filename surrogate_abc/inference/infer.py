@@ -20,40 +20,16 @@ from ..data.observed import (
     observed_histogram,
     select_species,
 )
-from ..emulators.resolve import resolve_emulator
-from ..errors import UserError
+from ..emulators.base import EmulatorLike
+from ..emulators.resolve import model_specs, resolve_models
 from ..report import warn
 from .exact_check import N_CHECK_DRAWS, exact_counterpart
+from .pyabc_bridge.history import ChainResult
+from .results_table import default_out_dir
 from .run import InferenceSettings, model_boxes, run_chains
 
 
-def model_specs(emulator_spec: str | None, compare: Sequence[str] | None) -> list[str | None]:
-    """The models to run: the --compare list, or the one --emulator (None: the default emulator)."""
-    if compare and emulator_spec is not None:
-        raise UserError("--emulator and --compare exclude each other: list every model in --compare")
-    return list(compare) if compare else [emulator_spec]
-
-
-def resolve_models(specs: Sequence[str | None], species: tuple[str, ...] = (), capture: float | None = None,
-                   capture_prior: tuple[float, float] | None = None) -> list[tuple[Any, str]]:
-    """[(emulator, sha256)] for --emulator or the --compare list, each wrapped for capture efficiency
-    (emulators/capture.py) when a capture or its prior is given (beta = 1 leaves the emulator as it is)."""
-    from ..emulators.capture import CapturedEmulator, check_capture
-
-    check_capture(capture, capture_prior)
-    out = []
-    for spec in specs:
-        em, sha = resolve_emulator(spec, species)
-        if capture_prior is not None or (capture is not None and capture != 1.0):
-            em = CapturedEmulator(em, capture=capture, prior=capture_prior)
-        out.append((em, sha))
-    names = [em.protocol.name for em, _ in out]
-    if len(set(names)) != len(names):
-        raise UserError(f"--compare: a model is named twice ({', '.join(names)}); compare distinct protocols")
-    return out
-
-
-def emulator_error_note(emulator: Any, n_cells: int, max_nats: float = 1.0) -> str | None:
+def emulator_error_note(emulator: EmulatorLike, n_cells: int, max_nats: float = 1.0) -> str | None:
     """A note when the emulator's held-out error, summed over the observed cells, exceeds max_nats.
 
     An emulator off by KL per cell shifts the log-likelihood of N cells by about N x KL nats (KLD: the
@@ -67,12 +43,7 @@ def emulator_error_note(emulator: Any, n_cells: int, max_nats: float = 1.0) -> s
             "an emulator trained to a smaller error (README: training your own) gives calibrated intervals")
 
 
-def default_out_dir(observed_path: str | Path) -> Path:
-    """./surrogate-abc-<observed file stem>/"""
-    return Path.cwd() / f"surrogate-abc-{Path(observed_path).stem}"
-
-
-def check_observed(observed: Observed, hist: np.ndarray, overflow: int, emulator: Any,
+def check_observed(observed: Observed, hist: np.ndarray, overflow: int, emulator: EmulatorLike,
                    ranges: dict | None = None) -> None:
     """DataFileError when the data lie outside what the emulator covers (observed.check_observed_predictive;
     for FSP-backed exact models, whose predictive check would solve thousands of FSPs, the range of means)."""
@@ -136,7 +107,7 @@ def infer(observed_path: str | Path, emulator_spec: str | None, settings: Infere
                        sampler_factory=sampler_factory, on_table=on_table, write=write)
 
 
-def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Sequence[tuple[Any, str]],
+def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Sequence[tuple[EmulatorLike, str]],
                 settings: InferenceSettings, out: Path, command: str = "", log: Callable[[str], None] = print,
                 sampler_factory=None, attrs: dict | None = None,
                 on_table: Callable[[str], None] | None = None, write: bool = True) -> DatasetResult:
@@ -197,7 +168,7 @@ def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Seq
                          path=nc)
 
 
-def exact_followups(idata: Any, out: Path | None, chains: Sequence[Any], emulator: Any, exact: Any,
+def exact_followups(idata: Any, out: Path | None, chains: Sequence[ChainResult], emulator: EmulatorLike, exact: EmulatorLike,
                     hist: np.ndarray, overflow: int, settings: InferenceSettings, log: Callable[[str], None],
                     on_table: Callable[[str], None] | None) -> None:
     """--check exact and --reweight exact: compute, report one line each, add their groups to idata (which

@@ -32,7 +32,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..arviz_import import import_arviz
+from ..emulators.base import EmulatorLike
 from ..metrics import log_probs
+from .pyabc_bridge.history import ChainResult
 
 SUMMARY_COLUMNS = ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "r_hat")
 
@@ -50,7 +52,7 @@ def resample_indices(weights: np.ndarray, n_draws: int, seed: Sequence[int]) -> 
         np.random.set_state(state)
 
 
-def build_inference_data(chains: Sequence[Any], emulator: Any, hist: np.ndarray, overflow: int,
+def build_inference_data(chains: Sequence[ChainResult], emulator: EmulatorLike, hist: np.ndarray, overflow: int,
                          attrs: dict[str, Any], seed: int = 0, model_names: Sequence[str] | None = None):
     """ArviZ InferenceData from ChainResults (see the module docstring for the layout)."""
     az = import_arviz()
@@ -110,7 +112,7 @@ def build_inference_data(chains: Sequence[Any], emulator: Any, hist: np.ndarray,
     return idata
 
 
-def add_exact_groups(idata, check: Any, reweighted: Any, chains: Sequence[Any], emulator: Any, seed: int = 0) -> None:
+def add_exact_groups(idata, check: Any, reweighted: Any, chains: Sequence[ChainResult], emulator: EmulatorLike, seed: int = 0) -> None:
     """Groups `diagnostics` (the exact check at its draws, its summary in attributes) and `posterior_exact`
     (equal-weight draws from each chain's final population reweighted to the exact likelihood)."""
     import xarray as xr

@@ -24,9 +24,10 @@ import numpy as np
 from ...data.gene_histograms import GeneHistograms, gene_histograms, read_gene_counts
 from ...data.observed import binned_means, predictive_mean_ranges
 from ...emulators.base import EmulatorLike
+from ...emulators.resolve import resolve_models
 from ...errors import UserError
 from ...networks.bursts import burst_kinetics
-from ..genes import QUANTILES, format_genes, write_genes_csv
+from ..results_table import QUANTILES, default_out_dir, format_genes, write_genes_csv
 from ..settings import InferenceSettings
 from .checks import PPC_ALPHA, bound_flags, ppc_pvalue
 from .importance import weighted_quantiles
@@ -77,8 +78,6 @@ def choose_method(method: str | None, compare: Sequence[str] | None, species: Ma
 
 def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = True) -> Prepared:
     """Resolve the model, read and check the table, pick the genes to infer (UserError before anything is written)."""
-    from ..infer import resolve_models
-
     if run.min_cells < 0:
         raise UserError(f"--min-cells {run.min_cells}: give a number of cells >= 0")
     (emulator, sha), = resolve_models([run.emulator], ("mrna",), run.capture, run.capture_prior)
@@ -191,8 +190,6 @@ def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSett
                         command: str = "", log: Callable[[str], None] = print,
                         progress: bool = True) -> tuple[Path, str]:
     """Infer every gene of the table (see the module docstring); returns (genes.csv path, printed summary)."""
-    from ..infer import default_out_dir
-
     settings = settings or BatchSettings()
     smc = smc or InferenceSettings(seed=run.seed, plots=False, exact_check="none")
     t0 = time.perf_counter()
