@@ -421,3 +421,18 @@ def test_progress_lines_of_a_real_run_one_per_generation(tmp_path):
     for g, (line, eps, ess) in enumerate(zip(lines, chain.epsilon, chain.ess)):
         assert line.startswith(f"chain 1/1  generation {g}  temperature {eps:.4g}  acceptance "), line
         assert f"ESS {ess:.1f}" in line
+
+
+def test_only_the_abc_smc_path_imports_pyabc():
+    """The batch method, the settings, the calibration statistics and the command line's parser load no pyabc (the
+    bridge is the one place that does); the ABC-SMC path does."""
+    code = ("import sys\n"
+            "import surrogate_abc.inference.transcriptome.run, surrogate_abc.inference.settings\n"
+            "import surrogate_abc.inference.calibration.stats\n"
+            "from surrogate_abc.cli import build_parser; build_parser()\n"
+            "print('pyabc' in sys.modules)\n"
+            "import surrogate_abc.inference.run\n"
+            "print('pyabc' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=cli_env())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "True"], r.stdout
