@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from ...config import Protocol
+from ...emulators.base import EmulatorLike
 from ...errors import UserError
 from ...report import warn
 from ..settings import Algorithm, InferenceSettings
@@ -45,7 +47,7 @@ DEFAULT_OUT = "surrogate-abc-calibration"
 
 
 # ------------------------------------------------------------------------------------------ the target
-def resolve_target(emulator_spec: str | None, protocol_arg: str | None) -> tuple[str, Any]:
+def resolve_target(emulator_spec: str | None, protocol_arg: str | None) -> tuple[str, EmulatorLike]:
     """(emulator spec for infer, the emulator) for --emulator / --protocol: DEFAULT (or None) is the shipped
     emulator of --protocol (default gene_protein); a .safetensors file or exact:<protocol> brings its own
     protocol (emulator.protocol), which --protocol, when given, must name."""
@@ -113,7 +115,7 @@ class Task:
 
     index: int
     theta: tuple[float, ...]
-    protocol: Any  # config.Protocol: the emulator's
+    protocol: Protocol  # the emulator's
     emulator: str
     out: str  # this dataset's folder
     seed: int
@@ -224,8 +226,8 @@ def predictive_hellinger(idata: Any, task: Task, pmf: np.ndarray, overflow: floa
 # ------------------------------------------------------------------------------------------ summary
 
 # ------------------------------------------------------------------------------------------ driver
-def plan(emulator_spec: str | None, datasets: int, cells: int, settings: Any, seed: int, out: Path,
-         protocol: str | None) -> tuple[Any, list[Task]]:
+def plan(emulator_spec: str | None, datasets: int, cells: int, settings: InferenceSettings, seed: int, out: Path,
+         protocol: str | None) -> tuple[EmulatorLike, list[Task]]:
     """Check the input and build one Task per dataset (UserError before anything is written)."""
     from ...networks import ReactionNetwork
 

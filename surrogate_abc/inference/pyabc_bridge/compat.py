@@ -28,6 +28,7 @@ import pandas as pd
 import pyabc
 from pyabc.inference.smc import identity
 from pyabc.inference_util.inference_util import _simulate_one, _simulate_one_from_prior
+from pyabc.population import Particle, Sample
 from pyabc.storage.history import with_session
 
 from .densities import PriorDensity, TransitionDensity, _CachedDensity, gc_paused
@@ -92,7 +93,7 @@ def check() -> str | None:
 
 
 # ----------------------------------------------------------------------------------- simulate partials
-def simulate_parts(simulate_one: Any) -> tuple[str | None, dict]:
+def simulate_parts(simulate_one: Callable[[], Particle]) -> tuple[str | None, dict]:
     """What pyabc's simulate function is: ("prior", its keywords) for the draw from the prior, ("proposal",
     keywords) for propose-and-evaluate, (None, {}) for anything else (a function the samplers pass through)."""
     func, kw = getattr(simulate_one, "func", None), getattr(simulate_one, "keywords", None) or {}
@@ -103,23 +104,23 @@ def simulate_parts(simulate_one: Any) -> tuple[str | None, dict]:
     return None, {}
 
 
-def is_identity(summary_statistics: Any) -> bool:
+def is_identity(summary_statistics: Callable | None) -> bool:
     """Whether pyabc's summary statistics function is its default (the identity)."""
     return summary_statistics is identity
 
 
-def empty_sample(sampler: Any) -> Any:
+def empty_sample(sampler: pyabc.sampler.Sampler) -> Sample:
     """A new, empty pyabc Sample of `sampler` (what its own sample_until_n_accepted starts from)."""
     return sampler._create_empty_sample()
 
 
-def pdf_norm(acceptor: Any, t: int) -> float:
+def pdf_norm(acceptor: pyabc.StochasticAcceptor, t: int) -> float:
     """StochasticAcceptor's normalisation of generation t's log-densities."""
     return float(acceptor.pdf_norms[t])
 
 
 # ----------------------------------------------------------------------------------- database
-def generation_weights(history: Any, t_from: int) -> np.ndarray:
+def generation_weights(history: pyabc.History, t_from: int) -> np.ndarray:
     """(n, 2) rows (generation t, particle weight) of every particle of a run from generation t_from on, in one
     query (History.get_weighted_distances reads one generation through the ORM per call)."""
     import sqlalchemy

@@ -22,11 +22,20 @@ import contextlib
 import gc
 import math
 import operator
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
+import pandas as pd
 import pyabc
 from pyabc.transition import MultivariateNormalTransition
+
+if TYPE_CHECKING:
+    from pyabc import RV, Distribution
+    from pyabc.population import Particle
+    from pyabc.transition import ModelPerturbationKernel, Transition
+
+Parameter = Mapping[str, float]  # a pyabc.Parameter (a dict of parameter values)
+Item = Union["Particle", tuple[int, Parameter]]  # a particle, or (model index, Parameter)
 
 _CHUNK = 1 << 15  # at most ~this many (particle, ancestor) pairs per array operation (cache-sized)
 
@@ -46,23 +55,29 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _pairs(items: Iterable[Any]) -> list[tuple[int, Any]]:
+def _pairs(items: Iterable[Item]) -> list[tuple[int, Parameter]]:
     """(model, Parameter) pairs from pyabc Particles or from such pairs."""
-    return [(int(x[0]), x[1]) if type(x) is tuple else (int(x.m), x.parameter) for x in items]
+    out = []
+    for x in items:
+        if isinstance(x, tuple):
+            out.append((int(x[0]), x[1]))
+        else:
+            out.append((int(x.m), x.parameter))
+    return out
 
 
 class _CachedDensity:
     """A density of (model index, Parameter), cached per Parameter object; subclasses compute a batch."""
 
     def __init__(self) -> None:
-        self._cache: dict[int, tuple[Any, float]] = {}
+        self._cache: dict[int, tuple[Parameter, float]] = {}
 
-    def _batch(self, m: int, params: Sequence[Any]) -> np.ndarray:
+    def _batch(self, m: int, params: Sequence[Parameter]) -> np.ndarray:
         raise NotImplementedError
 
-    def prefill(self, items: Iterable[Any]) -> None:
+    def prefill(self, items: Iterable[Item]) -> None:
         """Compute and cache the densities of many particles (pyabc Particles or (m, Parameter) pairs)."""
-        by_model: dict[int, list[Any]] = {}
+        by_model: dict[int, list[Parameter]] = {}
         for m, par in _pairs(items):
             if id(par) not in self._cache:
                 by_model.setdefault(m, []).append(par)
@@ -70,14 +85,14 @@ class _CachedDensity:
             for par, value in zip(params, self._batch(m, params)):
                 self._cache[id(par)] = (par, float(value))  # the Parameter is kept, so its id is not reused
 
-    def __call__(self, m_ss: int, theta_ss: Any) -> float:
+    def __call__(self, m_ss: int, theta_ss: Parameter) -> float:
         hit = self._cache.get(id(theta_ss))
         if hit is not None and hit[0] is theta_ss:
             return hit[1]
         return float(self._batch(int(m_ss), [theta_ss])[0])
 
 
-def parameter_matrix(params: Sequence[Any], names: Sequence[str]) -> np.ndarray:
+def parameter_matrix(params: Sequence[Parameter], names: Sequence[str]) -> np.ndarray:
     """(n, len(names)) float64 values of pyabc Parameters (mappings), columns in `names` order."""
     get = operator.itemgetter(*names)
     rows = [get(p) for p in params] if len(names) > 1 else [(get(p),) for p in params]
@@ -87,11 +102,11 @@ def parameter_matrix(params: Sequence[Any], names: Sequence[str]) -> np.ndarray:
 class PriorDensity(_CachedDensity):
     """pyabc's prior density model_prior.pmf(m) * parameter_priors[m].pdf(theta), batched over particles."""
 
-    def __init__(self, model_prior: Any, parameter_priors: Sequence[Any]):
+    def __init__(self, model_prior: RV, parameter_priors: Sequence[Distribution]):
         super().__init__()
         self.model_prior, self.parameter_priors = model_prior, list(parameter_priors)
 
-    def _batch(self, m: int, params: Sequence[Any]) -> np.ndarray:
+    def _batch(self, m: int, params: Sequence[Parameter]) -> np.ndarray:
         prior = self.parameter_priors[m]
         factor = self.model_prior.pmf(m)
         names = list(params[0].keys()) if params else []
@@ -107,8 +122,8 @@ class PriorDensity(_CachedDensity):
 class TransitionDensity(_CachedDensity):
     """pyabc's transition density: sum_m' p(m') kernel(m | m') x transitions[m].pdf(theta), batched."""
 
-    def __init__(self, transitions: Sequence[Any], models: Sequence[int], probabilities: Sequence[float],
-                 model_perturbation_kernel: Any):
+    def __init__(self, transitions: Sequence[Transition], models: Sequence[int], probabilities: Sequence[float],
+                 model_perturbation_kernel: ModelPerturbationKernel):
         super().__init__()
         self.transitions = list(transitions)
         self._models, self._p = [int(m) for m in models], [float(p) for p in probabilities]
@@ -116,14 +131,15 @@ class TransitionDensity(_CachedDensity):
         self._fitted: dict[int, tuple[list[str], np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @classmethod
-    def from_frame(cls, transitions: Sequence[Any], model_probabilities: Any, kernel: Any) -> "TransitionDensity":
+    def from_frame(cls, transitions: Sequence[Transition], model_probabilities: pd.DataFrame,
+                   kernel: ModelPerturbationKernel) -> "TransitionDensity":
         """From pyabc's model-probability frame (index m, column p), as ABCSMC holds it."""
         return cls(transitions, list(model_probabilities.index), list(model_probabilities["p"]), kernel)
 
     def model_factor(self, m: int) -> float:
         return sum(p * self.kernel.pmf(m, mm) for mm, p in zip(self._models, self._p))
 
-    def _batch(self, m: int, params: Sequence[Any]) -> np.ndarray:
+    def _batch(self, m: int, params: Sequence[Parameter]) -> np.ndarray:
         tr = self.transitions[m]
         factor = self.model_factor(m)
         if type(tr) is not MultivariateNormalTransition:
@@ -171,14 +187,14 @@ class DeferredWeights:
 
     def __init__(self, prior_pdf: _CachedDensity, transition_pdf: _CachedDensity):
         self.prior_pdf, self.transition_pdf = prior_pdf, transition_pdf
-        self._pending: list[tuple[int, Any, float]] = []
-        self._particles: list[Any] = []
+        self._pending: list[tuple[int, Parameter, float]] = []
+        self._particles: list[Particle] = []
 
-    def __call__(self, m_ss: int, theta_ss: Any, acceptance_weight: float) -> float:
+    def __call__(self, m_ss: int, theta_ss: Parameter, acceptance_weight: float) -> float:
         self._pending.append((int(m_ss), theta_ss, float(acceptance_weight)))
         return math.nan
 
-    def bind(self, particle: Any) -> None:
+    def bind(self, particle: Particle) -> None:
         """The particle whose weight the last call deferred (evaluate_proposal made it)."""
         self._particles.append(particle)
 

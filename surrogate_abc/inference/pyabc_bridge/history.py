@@ -3,12 +3,18 @@ pyabc History it wrote."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import UserError
 from ...report import warn
+
+if TYPE_CHECKING:
+    from pyabc import History
+
+    from .parts import EmulatorModel
 
 
 @dataclass
@@ -29,7 +35,7 @@ class ChainResult:
     model_probabilities: np.ndarray = field(default_factory=lambda: np.ones(1))  # (M,) of the last population
 
 
-def generation_stats(history: Any, t_from: int = 0, compat: Any = None) -> dict[str, np.ndarray]:
+def generation_stats(history: History, t_from: int = 0, compat: ModuleType | None = None) -> dict[str, np.ndarray]:
     """Per-generation statistics of a pyabc History from generation t_from on: t, epsilon (or temperature),
     acceptance_rate, ess (pyabc's effective_sample_size of the weights, over all models' particles),
     n_simulations, wall_time (seconds from the run's start in the database to the generation's end).
@@ -56,7 +62,7 @@ def generation_stats(history: Any, t_from: int = 0, compat: Any = None) -> dict[
     }
 
 
-def model_probabilities(history: Any, n_models: int) -> np.ndarray:
+def model_probabilities(history: History, n_models: int) -> np.ndarray:
     """(n_models,) posterior model probabilities of a run's last population (0 for models that died out)."""
     out = np.zeros(n_models)
     if history.max_t < 0:
@@ -67,8 +73,8 @@ def model_probabilities(history: Any, n_models: int) -> np.ndarray:
     return out / out.sum() if out.sum() > 0 else out
 
 
-def chain_result(history: Any, chain: int, mode: str, model: Any, m: int = 0,
-                 model_probabilities: np.ndarray | None = None, compat: Any = None) -> ChainResult:
+def chain_result(history: History, chain: int, mode: str, model: EmulatorModel, m: int = 0,
+                 model_probabilities: np.ndarray | None = None, compat: ModuleType | None = None) -> ChainResult:
     """The ChainResult of a finished run: model m's last population (natural scale) and generation_stats."""
     stats = generation_stats(history, compat=compat)
     if not len(stats["t"]):
