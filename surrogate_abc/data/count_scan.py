@@ -14,12 +14,15 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
 
 from ..errors import DataFileError
 from .tables import ANNDATA_SUFFIXES, TABLE_SUFFIXES
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 Progress = Callable[[int, int], None]
 
@@ -43,11 +46,16 @@ class CountSink(Protocol):
 # ---------------------------------------------------------------------------------------------------- reading
 
 
-def scan_counts(path: str | Path, genes: Sequence[str] | None, layer: str | None, chunk: int,
+def scan_counts(path: str | Path | AnnData, genes: Sequence[str] | None, layer: str | None, chunk: int,
           progress: Progress | None, sink: CountSink) -> tuple[Path, tuple[str, ...], int]:
-    """Stream the file into `sink`; returns the path, the genes read and the number of cells."""
+    """Stream the file (or an in-memory AnnData: anndata_memory.py) into `sink`; returns the path (for an AnnData
+    object a label, adata.X or adata.layers['NAME']), the genes read and the number of cells."""
     if int(chunk) < 1:
         raise ValueError(f"chunk must be >= 1, not {chunk}")
+    if not isinstance(path, (str, Path)):
+        from .anndata_memory import scan_adata
+
+        return scan_adata(path, genes, layer, int(chunk), progress, sink)
     p = Path(path)
     if not p.is_file():
         raise DataFileError(f"{p}: file not found")

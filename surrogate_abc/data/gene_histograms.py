@@ -12,16 +12,22 @@ never made dense, its implicit zeros are counted as `cells - stored entries`.
 Every value is checked in the same pass; a bad file raises one DataFileError line naming the file, the gene and
 the problem: an empty matrix, a missing layer or gene, duplicated gene names, a non-numeric, negative, NaN,
 infinite or fractional (normalised) value. Genes whose counts are all zero are not an error here.
+
+Both also take an in-memory AnnData object in place of the path (its X or `layer`, read in the same blocks with
+the same checks: data/anndata_memory.py); messages then name adata.X or adata.layers['NAME'].
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .count_scan import Progress, scan_counts
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ class GeneHistograms:
                               self.nonzero[idx], self.total[idx], self.sumsq[idx], self.max[idx])
 
 
-def gene_histograms(path: str | Path, edges: np.ndarray, genes: Sequence[str] | None = None,
+def gene_histograms(path: str | Path | AnnData, edges: np.ndarray, genes: Sequence[str] | None = None,
                     layer: str | None = None, chunk: int = 2048,
                     progress: Progress | None = None) -> GeneHistograms:
     """Histograms of every gene (or of `genes`, in that order) on `edges`, in one pass over the file.
@@ -81,7 +87,7 @@ def gene_histograms(path: str | Path, edges: np.ndarray, genes: Sequence[str] | 
     return sink.result(str(p), names, n_cells)
 
 
-def read_gene_counts(path: str | Path, genes: Sequence[str], layer: str | None = None) -> np.ndarray:
+def read_gene_counts(path: str | Path | AnnData, genes: Sequence[str], layer: str | None = None) -> np.ndarray:
     """(cells, len(genes)) int64 counts of a few genes, read in blocks without making the whole matrix dense."""
     if not list(genes):
         raise ValueError("read_gene_counts needs at least one gene")

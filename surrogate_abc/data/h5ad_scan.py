@@ -106,7 +106,8 @@ def _var_names(p: Path, f) -> list[str]:
                             "the file with a recent anndata (adata.write_h5ad)") from None
 
 
-def _scan_dense(p: Path, ds, sel: _Selection, chunk: int, progress: Progress | None, sink: CountSink) -> None:
+def _scan_dense(p: Path, ds, sel: _Selection, chunk: int, progress: Progress | None, sink: CountSink,
+                hint: str = _H5AD_HINT) -> None:
     n_cells, n_vars = ds.shape
     if ds.dtype.kind not in "biuf":
         raise DataFileError(f"{p}: the matrix holds {ds.dtype} values, not numbers; raw integer counts are needed")
@@ -116,7 +117,7 @@ def _scan_dense(p: Path, ds, sel: _Selection, chunk: int, progress: Progress | N
         block = ds[r0:r0 + step]
         if not sel.everything:
             block = block[:, sel.cols]
-        v = _counts(p, block, lambda k: (sel.names[k % g], f"cell {r0 + k // g + 1}"), _H5AD_HINT)
+        v = _counts(p, block, lambda k: (sel.names[k % g], f"cell {r0 + k // g + 1}"), hint)
         sink.dense(v)
         if progress is not None:
             progress(min(r0 + step, n_cells), n_cells)
@@ -135,7 +136,7 @@ def _spans(indptr: np.ndarray, chunk: int) -> Iterator[tuple[int, int]]:
 
 
 def _scan_sparse(p: Path, grp, fmt: str, shape: tuple[int, int], what: str, sel: _Selection, chunk: int,
-                 progress: Progress | None, sink: CountSink) -> None:
+                 progress: Progress | None, sink: CountSink, hint: str = _H5AD_HINT) -> None:
     """Stream row blocks of a CSR or column blocks of a CSC matrix: the stored entries of the genes read."""
     n_cells, n_vars = shape
     n_major, n_minor = (n_cells, n_vars) if fmt == "csr" else (n_vars, n_cells)
@@ -181,7 +182,7 @@ def _scan_sparse(p: Path, grp, fmt: str, shape: tuple[int, int], what: str, sel:
             c = cell[k] if cell is not None else cells()[k]
             return sel.names[gene[k]], f"cell {c + 1}"
 
-        v = _counts(p, raw, locate, _H5AD_HINT)
+        v = _counts(p, raw, locate, hint)
         repeats = _may_repeat(minor, lengths)
         if cell is None and (sink.needs_cells or repeats):
             cell = cells()
