@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 # The subpackage surrogate_abc.simulate (cheap: lazy exports) is loaded first, so that the name `simulate` below
 # stays the API function: Python binds a subpackage to its parent's attribute only when it first loads it.
 from . import simulate as _simulate_stage  # noqa: F401
+from . import tl  # scanpy-style tools on an AnnData (cheap: imports inside its functions)
 from .api import attach_marginal, calibrate, infer, infer_genes, load_emulator, simulate, train
 from .config import Axis, Prior, Protocol, load_protocol, parse_protocol
 from .errors import ConfigError, DataFileError, UserError
@@ -46,5 +47,6 @@ __all__ = [
     "parse_network_table",
     "parse_protocol",
     "simulate",
+    "tl",
     "train",
 ]

@@ -97,6 +97,9 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     if is_count_table(args.observed):
         from .inference.transcriptome.run import choose_method
 
+        if args.no_matrix and Path(args.observed).suffix.lower() != ".h5ad":
+            raise UserError(f"--no-matrix applies to .h5ad tables (it leaves X out of bursting.h5ad); omit it for "
+                            f"{args.observed}")
         if choose_method(args.method, args.compare, args.species, args.mode) == "batch":
             return _infer_batch(args, settings, out)
         for flag, value in (("--per-gene-outputs", args.per_gene_outputs or None), ("--min-cells", args.min_cells),
@@ -108,14 +111,16 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         csv_path, table = infer_table(Path(args.observed), args.emulator, settings, out, genes=args.genes,
                                       layer=args.layer, species_map=args.species, compare=args.compare,
                                       capture=args.capture, capture_prior=args.capture_prior, jobs=args.jobs,
-                                      command=args.command_line, progress=not args.quiet)
+                                      command=args.command_line, progress=not args.quiet,
+                                      h5ad_matrix=not args.no_matrix)
         print(table)
-        print(f"wrote {csv_path} and {csv_path.parent}/<gene>/posterior.nc (with abc.db, summary.csv and PNGs)")
+        print(f"wrote {csv_path} and {csv_path.parent}/<gene>/posterior.nc (with abc.db, summary.csv and PNGs)"
+              + _bursting_note(csv_path))
         return 0
     for flag, value in (("--genes", args.genes), ("--layer", args.layer), ("--species", args.species),
                         ("--method", args.method), ("--min-cells", args.min_cells), ("--ess", args.ess),
                         ("--draws", args.draws), ("--block-size", args.block_size),
-                        ("--per-gene-outputs", args.per_gene_outputs or None)):
+                        ("--per-gene-outputs", args.per_gene_outputs or None), ("--no-matrix", args.no_matrix or None)):
         if value is not None:
             raise UserError(f"{flag} applies to count tables (.csv, .tsv, .h5ad); {args.observed} is read as HDF5")
     from .inference.infer import infer
@@ -146,11 +151,18 @@ def _infer_batch(args: argparse.Namespace, settings, out: Path | None) -> int:
                               exact_check="none")
     csv_path, table = infer_transcriptome(run, out, batch, smc, per_gene_outputs=args.per_gene_outputs,
                                           plots=not args.no_plots, command=args.command_line,
-                                          progress=not args.quiet)
+                                          progress=not args.quiet, h5ad_matrix=not args.no_matrix)
     print(table)
     pngs = "" if args.no_plots else ", genes.png"
-    print(f"wrote {csv_path} (and posterior.nc, skipped.csv{pngs} in {csv_path.parent})")
+    print(f"wrote {csv_path} (and posterior.nc, skipped.csv{pngs} in {csv_path.parent})" + _bursting_note(csv_path))
     return 0
+
+
+def _bursting_note(csv_path: Path) -> str:
+    """Where an .h5ad table's results in its AnnData went (bursting.h5ad, written with genes.csv)."""
+    h5ad = csv_path.parent / "bursting.h5ad"
+    written = h5ad.is_file() and h5ad.stat().st_mtime >= csv_path.stat().st_mtime  # this run's, not an old one
+    return f"\nwrote {h5ad} (the input AnnData with the results as var columns)" if written else ""
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -201,6 +213,9 @@ def _add_infer_parser(sub) -> None:
                    help="--method batch: genes per block, the unit stored as it finishes and resumed (default 256)")
     i.add_argument("--per-gene-outputs", action="store_true",
                    help="--method batch: also write OUT/<gene>/ (posterior.nc, summary.csv) for every gene")
+    i.add_argument("--no-matrix", action="store_true",
+                   help=".h5ad: write OUT/bursting.h5ad (the input AnnData with each gene's results as var columns "
+                        "and the run's settings in uns) without X and layers")
     i.add_argument("--no-plots", action="store_true",
                    help="skip the PNGs (faster for many genes); `surrogate-abc report posterior.nc` draws them later")
     for group in (Algorithm, Execution, ExactFollowups):  # the settings' options, stated in inference/settings.py

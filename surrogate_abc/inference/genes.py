@@ -174,9 +174,10 @@ def infer_table(path: str | Path, emulator_spec: str | None, settings: Inference
                 species_map: Mapping[str, str] | None = None, compare: Sequence[str] | None = None,
                 capture: float | None = None, capture_prior: tuple[float, float] | None = None,
                 jobs: int | None = None, command: str = "", log: Callable[[str], None] = print,
-                progress: bool = True) -> tuple[Path, str]:
+                progress: bool = True, h5ad_matrix: bool = True) -> tuple[Path, str]:
     """Infer every gene of a count table; returns (genes.csv path, printed table). Genes run in `jobs` worker
-    processes (default: the cores, at most one per gene), each on one core."""
+    processes (default: the cores, at most one per gene), each on one core. For an .h5ad table also
+    OUT/bursting.h5ad, the results in var (without X and layers unless `h5ad_matrix`; transcriptome/anndata_io.py)."""
     settings.check()
     out = Path(out_dir) if out_dir else default_out_dir(path)
     specs = model_specs(emulator_spec, compare)
@@ -218,6 +219,10 @@ def infer_table(path: str | Path, emulator_spec: str | None, settings: Inference
             bar.close()
     ordered = [rows[t.name] for t in tasks]
     csv_path = write_genes_csv(ordered, out / "genes.csv")
+    from .transcriptome.anndata_io import smc_results
+
+    smc_results(path, out, csv_path, specs, settings, {"genes": genes, "layer": layer, "species": species_map,
+                "compare": compare, "capture": capture, "capture_prior": capture_prior}, command, h5ad_matrix, log)
     log(f"{len(tasks)} gene(s) in {time.perf_counter() - start:.1f} s")
     return csv_path, format_genes(ordered)
 

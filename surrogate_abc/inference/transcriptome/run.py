@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -52,6 +51,12 @@ class TableRun:
     prior: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     min_cells: int = 10
     seed: int = 0
+    adata: Any = dataclasses.field(default=None, compare=False, repr=False)  # an in-memory AnnData (path: a label)
+
+    @property
+    def source(self) -> Any:
+        """What the counts are read from: the in-memory AnnData, else the file at `path`."""
+        return self.path if self.adata is None else self.adata
 
 
 @dataclasses.dataclass
@@ -94,7 +99,7 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
             bar.refresh()
 
     try:
-        data = gene_histograms(run.path, emulator.edges[0], run.genes, run.layer, progress=read_progress)
+        data = gene_histograms(run.source, emulator.edges[0], run.genes, run.layer, progress=read_progress)
     finally:
         if bar is not None:
             bar.close()
@@ -188,8 +193,10 @@ def _diagnostics(post: GenePosterior, stat: float, pval: float, bounds: list[str
 def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSettings | None = None,
                         smc: InferenceSettings | None = None, per_gene_outputs: bool = False, plots: bool = True,
                         command: str = "", log: Callable[[str], None] = print,
-                        progress: bool = True) -> tuple[Path, str]:
-    """Infer every gene of the table (see the module docstring); returns (genes.csv path, printed summary)."""
+                        progress: bool = True, h5ad_matrix: bool = True) -> tuple[Path, str]:
+    """Infer every gene of the table (see the module docstring); returns (genes.csv path, printed summary). For an
+    .h5ad table also OUT/bursting.h5ad (without X and layers unless `h5ad_matrix`); an in-memory run.adata gets the
+    results in its var and uns (anndata_io.py)."""
     settings = settings or BatchSettings()
     smc = smc or InferenceSettings(seed=run.seed, plots=False, exact_check="none")
     t0 = time.perf_counter()
@@ -239,6 +246,9 @@ def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSett
 
     write_gene_posterior(out / "posterior.nc", prep, rows, draws, run, command)
     write_skipped(out / "skipped.csv", prep.skipped)
+    from .anndata_io import batch_results
+
+    batch_results(out, run, prep, csv_path, settings, command, h5ad_matrix)
     if plots:
         from .figure import plot_genes
 
@@ -272,7 +282,7 @@ def _rerun_smc(run: TableRun, prep: Prepared, store: BatchStore, low: Sequence[i
 
     names = [rows[i]["gene"] for i in low]
     todo = [k for k in range(len(low)) if not store.has("smc", low[k])]
-    counts = read_gene_counts(run.path, [names[k] for k in todo], run.layer) if todo else np.zeros((0, 0), np.int64)
+    counts = read_gene_counts(run.source, [names[k] for k in todo], run.layer) if todo else np.zeros((0, 0), np.int64)
     for j, k in enumerate(todo):
         i = low[k]
         folder = out / dir_name(names[k]) if per_gene_outputs else store.dir / "smc" / dir_name(names[k])
@@ -330,10 +340,11 @@ def _skip_summary(skipped: Mapping[str, str]) -> str:
 
 
 def _manifest(run: TableRun, prep: Prepared, settings: BatchSettings) -> dict[str, Any]:
-    st = os.stat(run.path)
+    from .anndata_io import input_stamp
+
     genes = hashlib.sha256("\n".join(prep.data.genes).encode()).hexdigest()
-    return {"method": "batch", "input": str(Path(run.path).resolve()), "input_size": st.st_size,
-            "input_mtime": int(st.st_mtime), "emulator": prep.emulator.source, "emulator_sha256": prep.sha256,
+    return {"method": "batch", **input_stamp(run, prep.data), "emulator": prep.emulator.source,
+            "emulator_sha256": prep.sha256,
             "layer": run.layer, "capture": run.capture,
             "capture_prior": list(run.capture_prior) if run.capture_prior else None,
             "prior": {k: list(v) for k, v in sorted(dict(run.prior).items())}, "min_cells": run.min_cells,
