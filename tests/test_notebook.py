@@ -1,6 +1,7 @@
 """notebooks/posterior_diagnostics.ipynb runs end to end on a real `surrogate-abc infer` output of the shipped
 protein example and draws its figures, and its many-genes section draws a small genes.csv (written here: the
-layout of `surrogate-abc infer counts.csv`'s OUT/genes.csv, with model probabilities)."""
+layout of `surrogate-abc infer counts.csv`'s OUT/genes.csv, with model probabilities); its AnnData section runs
+`sa.tl.bursting` on 20 genes x 300 cells it simulates."""
 from __future__ import annotations
 
 import json
@@ -28,7 +29,8 @@ def test_committed_notebook_has_no_outputs():
     assert code and all(not c["outputs"] and c["execution_count"] is None for c in code)
     src = "".join("".join(c["source"]) for c in nb["cells"])
     for needle in ("SURROGATE_ABC_POSTERIOR", "plot_rank", "plot_trace", "plot_pair", "posterior_predictive",
-                   "observed_data", "acceptance_rate", "ess", "summary", "SURROGATE_ABC_GENES", "burst_size_q95"):
+                   "observed_data", "acceptance_rate", "ess", "summary", "SURROGATE_ABC_GENES", "burst_size_q95",
+                   "sa.tl.bursting"):
         assert needle in src, needle
 
 
@@ -75,3 +77,4 @@ def test_notebook_runs_on_infer_output(tmp_path, monkeypatch):
                    if c.cell_type == "code" for o in c.outputs)
     assert "mean_protein" in text and "true in 90%" in text  # summary table with the true values from the file
     assert "3 gene(s) from" in text
+    assert "20 gene(s) inferred by sa.tl.bursting" in text and "burst_frequency_q95" in text  # section 8
