@@ -44,7 +44,7 @@ UNS_KEY = "surrogate_abc"
 OUT_NAME = "bursting.h5ad"
 SKIPPED = "skipped"
 TEXT_COLUMNS = ("gene", "method", "flags", "model")  # text in genes.csv whatever their values look like
-INT_COLUMNS = ("cells", "evaluations")  # whole numbers: nullable Int64 in var (NaN-free for inferred genes)
+INT_COLUMNS = ("cells", "evaluations")  # whole numbers: nullable Int64 (<NA> for genes not inferred)
 NOT_SELECTED = "not selected"
 MATRIX_KEYS = ("X", "layers", "raw")  # left out of bursting.h5ad with --no-matrix
 
