@@ -118,11 +118,12 @@ def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike
                 compare: Sequence[str] | None = None, capture: float | None = None,
                 capture_prior: tuple[float, float] | None = None, jobs: int | None = None, command: str = "",
                 log=None, progress: bool = False, method: str | None = None, min_cells: int = 10,
-                batch: Any = None, per_gene_outputs: bool = False, **settings: Any):
+                batch: Any = None, per_gene_outputs: bool = False, scheduler: str | None = None, **settings: Any):
     """`surrogate-abc infer counts.csv|.tsv|.h5ad`: the table of all genes (`out`/genes.csv), returned as a pandas
     DataFrame. method "batch" (the default where it applies: one species, no `compare`) writes `out`/posterior.nc
     with a `gene` dimension (`batch`: a BatchSettings); "smc" one ABC-SMC per gene (`out`/<gene>/posterior.nc).
-    `settings` as for `infer` (with batch: `seed`, `prior`, `plots`)."""
+    `settings` as for `infer` (with batch: `seed`, `prior`, `plots`). `scheduler` (batch): "tcp://HOST:PORT" of a
+    running dask scheduler or "local:N" runs the blocks of genes on dask workers, with the same results."""
     import pandas as pd
 
     from .inference.transcriptome.run import choose_method
@@ -135,8 +136,14 @@ def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike
                        int(settings.get("seed", 0)))
         csv_path, _ = infer_transcriptome(run, Path(out) if out is not None else None, batch,
                                           per_gene_outputs=per_gene_outputs, plots=bool(settings.get("plots", True)),
-                                          command=command, log=log or (lambda _msg: None), progress=progress)
+                                          command=command, log=log or (lambda _msg: None), progress=progress,
+                                          scheduler=scheduler)
         return pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
+    if scheduler is not None:
+        from .errors import UserError
+
+        raise UserError("scheduler applies to the batch method (one species per gene, no compare); the per-gene "
+                        "ABC-SMC path runs genes in parallel with jobs")
 
     from .inference.genes import infer_table
     from .inference.run import InferenceSettings

@@ -103,7 +103,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         if choose_method(args.method, args.compare, args.species, args.mode) == "batch":
             return _infer_batch(args, settings, out)
         for flag, value in (("--per-gene-outputs", args.per_gene_outputs or None), ("--min-cells", args.min_cells),
-                            ("--ess", args.ess), ("--draws", args.draws), ("--block-size", args.block_size)):
+                            ("--ess", args.ess), ("--draws", args.draws), ("--block-size", args.block_size),
+                            ("--scheduler", args.scheduler)):
             if value is not None:
                 raise UserError(f"{flag} applies to --method batch")
         from .inference.genes import infer_table
@@ -119,7 +120,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
         return 0
     for flag, value in (("--genes", args.genes), ("--layer", args.layer), ("--species", args.species),
                         ("--method", args.method), ("--min-cells", args.min_cells), ("--ess", args.ess),
-                        ("--draws", args.draws), ("--block-size", args.block_size),
+                        ("--draws", args.draws), ("--block-size", args.block_size), ("--scheduler", args.scheduler),
                         ("--per-gene-outputs", args.per_gene_outputs or None), ("--no-matrix", args.no_matrix or None)):
         if value is not None:
             raise UserError(f"{flag} applies to count tables (.csv, .tsv, .h5ad); {args.observed} is read as HDF5")
@@ -151,7 +152,8 @@ def _infer_batch(args: argparse.Namespace, settings, out: Path | None) -> int:
                               exact_check="none")
     csv_path, table = infer_transcriptome(run, out, batch, smc, per_gene_outputs=args.per_gene_outputs,
                                           plots=not args.no_plots, command=args.command_line,
-                                          progress=not args.quiet, h5ad_matrix=not args.no_matrix)
+                                          progress=not args.quiet, h5ad_matrix=not args.no_matrix,
+                                          scheduler=args.scheduler)
     print(table)
     pngs = "" if args.no_plots else ", genes.png"
     print(f"wrote {csv_path} (and posterior.nc, skipped.csv{pngs} in {csv_path.parent})" + _bursting_note(csv_path))
@@ -211,6 +213,10 @@ def _add_infer_parser(sub) -> None:
                    help="--method batch: equally weighted posterior draws per gene in posterior.nc (default 1000)")
     i.add_argument("--block-size", type=positive_int, default=None, metavar="N",
                    help="--method batch: genes per block, the unit stored as it finishes and resumed (default 256)")
+    i.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT|local:N",
+                   help="--method batch: run the blocks of genes on dask.distributed workers: a running scheduler's "
+                        "address (e.g. a dask-jobqueue SLURM/PBS cluster's) or local:N (N worker processes here, "
+                        "1 thread each); the same results as without")
     i.add_argument("--per-gene-outputs", action="store_true",
                    help="--method batch: also write OUT/<gene>/ (posterior.nc, summary.csv) for every gene")
     i.add_argument("--no-matrix", action="store_true",

@@ -193,13 +193,19 @@ def _diagnostics(post: GenePosterior, stat: float, pval: float, bounds: list[str
 def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSettings | None = None,
                         smc: InferenceSettings | None = None, per_gene_outputs: bool = False, plots: bool = True,
                         command: str = "", log: Callable[[str], None] = print,
-                        progress: bool = True, h5ad_matrix: bool = True) -> tuple[Path, str]:
+                        progress: bool = True, h5ad_matrix: bool = True,
+                        scheduler: str | None = None) -> tuple[Path, str]:
     """Infer every gene of the table (see the module docstring); returns (genes.csv path, printed summary). For an
     .h5ad table also OUT/bursting.h5ad (without X and layers unless `h5ad_matrix`); an in-memory run.adata gets the
-    results in its var and uns (anndata_io.py)."""
+    results in its var and uns (anndata_io.py). `scheduler` (tcp://HOST:PORT or local:N) runs the blocks on dask
+    workers (cluster.py), with the same results."""
     settings = settings or BatchSettings()
     smc = smc or InferenceSettings(seed=run.seed, plots=False, exact_check="none")
     t0 = time.perf_counter()
+    if scheduler is not None:  # a bad or unreachable --scheduler stops before anything is read or written
+        from .cluster import check_scheduler, dask_blocks
+
+        check_scheduler(scheduler)
     prep = prepare(run, log, progress)
     out = Path(out_dir) if out_dir else default_out_dir(run.path)
     if not prep.data.genes:
@@ -222,9 +228,11 @@ def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSett
     bar = _bar("genes", "gene", total=G) if progress else None
     if bar is not None:
         bar.update(G - sum(len(blocks[b]) for b in todo))
+    results = (((b, run_block(prep, b, blocks[b], shared_z, shared_log_pmf, settings, run.seed)) for b in todo)
+               if scheduler is None else
+               dask_blocks(scheduler, run, prep, blocks, todo, shared_z, shared_log_pmf, settings, log))
     try:
-        for b in todo:
-            arrays, rows = run_block(prep, b, blocks[b], shared_z, shared_log_pmf, settings, run.seed)
+        for b, (arrays, rows) in results:  # stored as each block arrives (in any order from dask workers)
             store.save("block", b, arrays, rows)
             if bar is not None:
                 bar.update(len(blocks[b]))
@@ -232,6 +240,7 @@ def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSett
             else:
                 log(f"block {b + 1}/{len(blocks)} done ({len(blocks[b])} genes)")
     finally:
+        results.close()
         if bar is not None:
             bar.close()
     rows, draws = _collect(store, len(blocks))

@@ -1,0 +1,129 @@
+"""`surrogate-abc infer TABLE --scheduler` (inference/transcriptome/cluster.py): blocks of genes on dask.distributed
+workers give the single-machine run's genes.csv and posterior.nc for the same seed, also when a worker is killed
+mid-run; `--scheduler local:2` through the command line; bad values stop with one line and write nothing."""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from surrogate_abc.errors import UserError
+from surrogate_abc.inference.transcriptome import BatchSettings, TableRun, infer_transcriptome
+
+from conftest import run_cli, write_protocol, write_table
+
+pytest.importorskip("distributed")
+
+FAST = BatchSettings(shared_sets=1024, ess_target=400, draws=400, ppc_draws=50, block_size=2)  # 8 blocks
+QUIET = {"progress": False, "log": lambda _m: None}
+
+
+def rows_of(path: Path) -> list[dict[str, str]]:
+    """genes.csv's rows without `seconds` (each block's measured time, the one column that may differ)."""
+    with path.open() as fh:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(fh)]
+
+
+def draws_of(out: Path) -> np.ndarray:
+    import arviz as az
+
+    idata = az.from_netcdf(str(out / "posterior.nc"))
+    a = idata.posterior["a"].values.copy()
+    idata.close()
+    return a
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, TableRun, Path]:
+    """16 Poisson genes x 300 cells and their single-machine run (exact likelihood, seed 5)."""
+    tmp = tmp_path_factory.mktemp("dask")
+    rng = np.random.default_rng(11)
+    table = write_table(tmp / "counts.csv", {f"g{i:02d}": rng.poisson(a, 300)
+                                             for i, a in enumerate(rng.uniform(1.0, 30.0, 16))})
+    run = TableRun(str(table), f"exact:{write_protocol(tmp)}", seed=5)
+    csv_path, _ = infer_transcriptome(run, tmp / "single", FAST, **QUIET)
+    return tmp, run, csv_path
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_worker_killed_mid_run_gives_the_single_machine_result(reference):
+    from distributed import Client, LocalCluster
+
+    import surrogate_abc as sa
+
+    tmp, run, single = reference
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster, set_as_default=False) as client:
+        killed: list[int] = []
+        done: list[str] = []
+
+        def log(msg: str) -> None:
+            if " done " not in msg:
+                return
+            done.append(msg)
+            if not killed:  # the first block is stored: kill the worker with the most blocks in hand
+                busy = client.processing()
+                pids = client.run(os.getpid)
+                worker = max(busy, key=lambda w: len(busy[w]))
+                assert busy[worker], "no block left running to lose"
+                os.kill(pids[worker], signal.SIGKILL)
+                killed.append(pids[worker])
+
+        csv_path, _ = infer_transcriptome(run, tmp / "dask", FAST, progress=False, log=log,
+                                          scheduler=cluster.scheduler_address)
+        assert killed and killed[0] not in client.run(os.getpid).values()
+        assert len(done) == 8  # every block, those of the killed worker run again
+        assert rows_of(csv_path) == rows_of(single)
+        np.testing.assert_array_equal(draws_of(tmp / "dask"), draws_of(single.parent))
+
+        table = sa.infer_genes(run.path, run.emulator, tmp / "api", batch=FAST, seed=5, plots=False,
+                               scheduler=cluster.scheduler_address)  # the Python API passes it through
+        assert rows_of(tmp / "api" / "genes.csv") == rows_of(single) and len(table) == 16
+
+
+def test_local_cluster_through_the_command_line(reference):
+    tmp, run, _ = reference
+    flags = ["--emulator", str(run.emulator), "--seed", "5", "--ess", "400", "--draws", "400", "--block-size", "3",
+             "--quiet", "--no-plots"]
+    single, _ = infer_transcriptome(run, tmp / "single_cli", BatchSettings(ess_target=400, draws=400, block_size=3),
+                                    **QUIET)  # what the flags mean, in this process
+    r = run_cli(["infer", run.path, *flags, "--scheduler", "local:2", "--out", str(tmp / "cli")], cwd=tmp)
+    assert r.returncode == 0, r.stderr
+    assert "dask: a local cluster of 2 worker process(es)" in r.stdout
+    assert rows_of(tmp / "cli" / "genes.csv") == rows_of(single)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("localhost:8786", "give tcp://HOST:PORT"),
+    ("local:0", "N >= 1"),
+    ("local:two", "give tcp://HOST:PORT"),
+    ("tcp://127.0.0.1", "give tcp://HOST:PORT"),
+    ("tcp://127.0.0.1:99999", "not a TCP port"),
+    ("tls://127.0.0.1:8786", "give tcp://HOST:PORT"),
+])
+def test_bad_scheduler_values_stop_before_anything_is_written(reference, value, message):
+    tmp, run, _ = reference
+    with pytest.raises(UserError, match=message) as err:
+        infer_transcriptome(run, tmp / "bad", FAST, scheduler=value, **QUIET)
+    assert str(err.value).startswith(f"--scheduler {value}:") and "\n" not in str(err.value)
+    assert not (tmp / "bad").exists()
+
+
+def test_unreachable_scheduler_and_wrong_method_on_the_command_line(reference):
+    tmp, run, _ = reference
+    args = ["infer", run.path, "--emulator", str(run.emulator), "--out", str(tmp / "unreachable")]
+    r = run_cli([*args, "--scheduler", "tcp://127.0.0.1:1"], cwd=tmp,
+                DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="2s")  # nothing listens on port 1
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("surrogate-abc: error: --scheduler tcp://127.0.0.1:1: cannot "
+                                                   "reach a dask scheduler"), r.stderr
+    assert not (tmp / "unreachable").exists()
+    r = run_cli([*args, "--method", "smc", "--scheduler", "local:2"], cwd=tmp)
+    assert r.returncode == 2 and r.stderr.strip() == "surrogate-abc: error: --scheduler applies to --method batch"
+    assert not (tmp / "unreachable").exists()
