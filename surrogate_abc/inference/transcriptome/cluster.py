@@ -218,14 +218,19 @@ def dask_blocks(scheduler: str, run: TableRun, prep: Prepared, blocks: Sequence[
     sched = parse_scheduler(scheduler)
     if not todo:
         return
+    threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     cluster = None
     if sched.address is None:
         import logging
 
-        cluster = dist.LocalCluster(n_workers=sched.local_workers, threads_per_worker=1, processes=True,
-                                    dashboard_address=None, silence_logs=logging.ERROR)
+        n = sched.local_workers
+        shared = n > 1 and (threads or 1) > 1  # the workers' torch threads share the cores: let idle ones sleep
+        cluster = dist.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                    silence_logs=logging.ERROR, env={"OMP_WAIT_POLICY": "PASSIVE"} if shared else {})
         client = dist.Client(cluster, set_as_default=False)
-        log(f"dask: a local cluster of {sched.local_workers} worker process(es), 1 thread each")
+        log(f"dask: a local cluster of {n} worker process(es), one block at a time each"
+            + (f", torch with {threads} threads each (the client's, for identical results; OMP_NUM_THREADS=1 "
+               "for throughput)" if shared else ""))
     else:
         client = _client(sched)
     try:
@@ -234,7 +239,6 @@ def dask_blocks(scheduler: str, run: TableRun, prep: Prepared, blocks: Sequence[
             log(f"dask: scheduler {sched.address}, {n} worker(s)" + ("; waiting for the first" if not n else ""))
             client.wait_for_workers(1)
         fingerprint = full_log_pmf(prep.emulator, prep.space.natural(shared_z[:FINGERPRINT_SETS]))
-        threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
         payload = Payload(dataclasses.replace(prep, emulator=cast(Any, None)), ModelSpec.of(run, prep.sha256),
                           shared_z, shared_log_pmf, settings, run.seed, fingerprint, __version__, threads)
         yield from _gather(client, dist, payload, blocks, todo)
