@@ -127,3 +127,31 @@ def test_unreachable_scheduler_and_wrong_method_on_the_command_line(reference):
     r = run_cli([*args, "--method", "smc", "--scheduler", "local:2"], cwd=tmp)
     assert r.returncode == 2 and r.stderr.strip() == "surrogate-abc: error: --scheduler applies to --method batch"
     assert not (tmp / "unreachable").exists()
+
+
+@pytest.mark.parametrize("problem", ["missing", "other model"])
+def test_a_worker_without_the_clients_emulator_is_one_line(reference, monkeypatch, problem):
+    """Workers resolve the emulator themselves: one that cannot, or gets other probabilities, stops the run with
+    one line (threads in this process, so the worker's loading can be replaced)."""
+    from distributed import LocalCluster
+
+    from surrogate_abc.emulators.resolve import resolve_emulator
+    from surrogate_abc.inference.transcriptome import cluster as cl
+
+    tmp, run, _ = reference
+    other = write_protocol(tmp, name="other", edges="[{ start = 0, stop = 60, width = 1 }]")
+
+    def load(spec):
+        if problem == "missing":
+            raise UserError(f"--emulator {spec.emulator}: file not found")
+        return resolve_emulator(f"exact:{other}")[0]
+
+    monkeypatch.setattr(cl.ModelSpec, "load", load)
+    monkeypatch.setattr(cl, "_LOADED", {})
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None,
+                      silence_logs=logging.CRITICAL) as cluster:
+        with pytest.raises(UserError, match="a worker cannot run this model") as err:
+            infer_transcriptome(run, tmp / f"mismatch-{problem[:5]}", FAST, scheduler=cluster.scheduler_address,
+                                **QUIET)
+    assert ("file not found" if problem == "missing" else "other probabilities") in str(err.value)
+    assert "\n" not in str(err.value)

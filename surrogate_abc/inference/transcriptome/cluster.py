@@ -166,7 +166,10 @@ def _worker_emulator(payload: Payload) -> EmulatorLike:
 
             if payload.version != __version__:
                 raise WorkerMismatch(f"surrogate_abc {__version__} on this worker, {payload.version} on the client")
-            em = payload.model.load()
+            try:
+                em = payload.model.load()
+            except UserError as exc:  # e.g. the emulator file is not where the client has it
+                raise WorkerMismatch(f"cannot load the emulator there ({exc})") from None
             mine = full_log_pmf(em, payload.prep.space.natural(payload.shared_z[:len(payload.fingerprint)]))
             if mine.shape != payload.fingerprint.shape or not np.allclose(mine, payload.fingerprint, rtol=1e-6,
                                                                            atol=1e-9):
@@ -276,10 +279,9 @@ def _gather(client: Any, dist: Any, payload: Payload, blocks: Sequence[np.ndarra
                     raise UserError(f"--scheduler: a worker cannot run this model: {exc}; the workers need the "
                                     "same surrogate_abc installation and the emulator file on a shared filesystem")
                 if isinstance(exc, dist.KilledWorker):
-                    raise UserError(f"--scheduler: block {b + 1} ({len(blocks[b])} genes) was running on "
-                                    f"{exc.last_worker.address if exc.last_worker else 'workers'} each time one "
-                                    "died (out of memory?); give the workers more memory or use a smaller "
-                                    "--block-size, then rerun to resume")
+                    raise UserError(f"--scheduler: every worker that ran block {b + 1} ({len(blocks[b])} genes) died "
+                                    f"({exc.allowed_failures + 1} of them, out of memory?); give the workers more "
+                                    "memory or use a smaller --block-size, then rerun to resume")
                 fut.result()  # the block's own error, raised here with its traceback
             tries[b] += 1  # cancelled: its inputs were lost with the workers holding them
             if tries[b] > RESUBMITS:
