@@ -104,7 +104,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
             return _infer_batch(args, settings, out)
         for flag, value in (("--per-gene-outputs", args.per_gene_outputs or None), ("--min-cells", args.min_cells),
                             ("--ess", args.ess), ("--draws", args.draws), ("--block-size", args.block_size),
-                            ("--scheduler", args.scheduler)):
+                            ("--scheduler", args.scheduler), ("--size-factors", args.size_factors)):
             if value is not None:
                 raise UserError(f"{flag} applies to --method batch")
         from .inference.genes import infer_table
@@ -121,7 +121,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     for flag, value in (("--genes", args.genes), ("--layer", args.layer), ("--species", args.species),
                         ("--method", args.method), ("--min-cells", args.min_cells), ("--ess", args.ess),
                         ("--draws", args.draws), ("--block-size", args.block_size), ("--scheduler", args.scheduler),
-                        ("--per-gene-outputs", args.per_gene_outputs or None), ("--no-matrix", args.no_matrix or None)):
+                        ("--per-gene-outputs", args.per_gene_outputs or None), ("--no-matrix", args.no_matrix or None),
+                        ("--size-factors", args.size_factors)):
         if value is not None:
             raise UserError(f"{flag} applies to count tables (.csv, .tsv, .h5ad); {args.observed} is read as HDF5")
     from .inference.infer import infer
@@ -147,8 +148,8 @@ def _infer_batch(args: argparse.Namespace, settings, out: Path | None) -> int:
                                 block_size=args.block_size or batch.block_size)
     run = TableRun(args.observed, args.emulator, tuple(args.genes) if args.genes else None, args.layer, args.capture,
                    args.capture_prior, dict(args.prior or []), args.min_cells if args.min_cells is not None else 10,
-                   args.seed)
-    smc = dataclasses.replace(settings, plots=settings.plots and args.per_gene_outputs, chain_jobs=1,
+                   args.seed, size_factors=args.size_factors)
+    smc = settings.replace(plots=settings.plots and args.per_gene_outputs, chain_jobs=1,
                               exact_check="none")
     csv_path, table = infer_transcriptome(run, out, batch, smc, per_gene_outputs=args.per_gene_outputs,
                                           plots=not args.no_plots, command=args.command_line,
@@ -195,6 +196,11 @@ def _add_infer_parser(sub) -> None:
                    help="detection probability of each molecule (binomial thinning, applied exactly); default 1")
     i.add_argument("--capture-prior", type=_interval, default=None, metavar="LOW:HIGH",
                    help="infer the detection probability (parameter 'capture', uniform prior on LOW:HIGH)")
+    i.add_argument("--size-factors", default=None, metavar="total|COLUMN",
+                   help="--method batch: per-cell capture. Each cell's efficiency is the capture (of the mean cell: "
+                        "--capture or --capture-prior) times its size factor: `total` (its total count over all "
+                        "genes / the mean total; cells with none are left out) or an obs column (.h5ad) / a named "
+                        "column (CSV/TSV, then not a gene) of size factors")
     i.add_argument("--compare", type=_name_list, default=None, metavar="MODEL,MODEL,...",
                    help="model selection in one ABC-SMC over these protocols or emulator files, e.g. "
                         "telegraph_mrna,poisson,negbin; reports posterior model probabilities")

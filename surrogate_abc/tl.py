@@ -37,7 +37,8 @@ def bursting(adata: AnnData, layer: str | None = None, genes: Sequence[str] | An
     adata: cells x genes AnnData of raw integer counts in X, or in `layer` (dense, CSR or CSC; read in blocks,
         never copied whole; negative, NaN or fractional values stop with one line naming the gene and cell).
     genes: names (or a boolean mask over var, e.g. `adata.var.highly_variable`) of the genes to infer; default all.
-    size_factors: per-cell capture (size factors); only None in this version.
+    size_factors: per-cell capture: 'total' (each cell's total count over the mean total) or an obs column of
+        size factors; needs capture= or capture_prior= (the mean cell's efficiency). Default: one capture for all.
     emulator: an emulator .safetensors, a protocol name or "exact:<protocol>" (default: the shipped mRNA one).
     capture / capture_prior: the detection probability, fixed or inferred on (LOW, HIGH) (binomial thinning).
     prior: narrowed priors {parameter: (low, high)}. min_cells: genes with fewer non-zero cells are skipped.
@@ -45,7 +46,6 @@ def bursting(adata: AnnData, layer: str | None = None, genes: Sequence[str] | An
     progress: progress bars and log lines. out: a folder to keep the run's files in (genes.csv, posterior.nc,
         skipped.csv, genes.png; a rerun resumes there); None: nothing is written (a temporary folder, removed).
     """
-    import dataclasses
     import tempfile
 
     from .data.anndata_memory import is_anndata
@@ -55,17 +55,14 @@ def bursting(adata: AnnData, layer: str | None = None, genes: Sequence[str] | An
     if not is_anndata(adata):
         raise UserError(f"bursting: adata is a {type(adata).__name__}, not an AnnData; for a file use "
                         "surrogate_abc.infer_genes(path) or `surrogate-abc infer counts.h5ad`")
-    options: dict[str, Any] = {}
-    if size_factors is not None:
-        if "size_factors" not in {f.name for f in dataclasses.fields(TableRun)}:
-            raise UserError("size_factors: per-cell size factors are not available in this version; pass "
-                            "size_factors=None (one capture for all cells: capture= or capture_prior=)")
-        options["size_factors"] = size_factors
+    if size_factors is not None and not isinstance(size_factors, str):
+        raise UserError("size_factors: give 'total' (each cell's total count over its mean) or the name of an obs "
+                        "column (put an array there first: adata.obs['sf'] = ...)")
     names = _gene_names(adata, genes)
     run = TableRun("adata", str(emulator) if emulator is not None else None, names, layer, capture,
                    tuple(capture_prior) if capture_prior is not None else None,
                    {str(k): (float(v[0]), float(v[1])) for k, v in dict(prior or {}).items()}, int(min_cells),
-                   int(seed), adata=adata, **options)
+                   int(seed), size_factors=size_factors, adata=adata)
     command = _call_text(layer=layer, genes=names, size_factors=size_factors, emulator=emulator, capture=capture,
                          capture_prior=capture_prior, prior=prior, min_cells=min_cells, seed=seed, out=out)
 

@@ -18,6 +18,7 @@ the same checks: data/anndata_memory.py); messages then name adata.X or adata.la
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -42,6 +43,8 @@ class GeneHistograms:
     total: np.ndarray  # (G,) float64 sum of counts
     sumsq: np.ndarray  # (G,) float64 sum of squared counts
     max: np.ndarray  # (G,) int64 largest count
+    node_hist: np.ndarray | None = None  # (G, K, B + 1) node-weighted histograms (per-cell size factors), or None
+    left_out: int = 0  # cells left out (size factor 0: no counts at all), not in n_cells
 
     def mean(self) -> np.ndarray:
         """Mean count per cell (G,)."""
@@ -68,23 +71,38 @@ class GeneHistograms:
             idx = np.flatnonzero(idx)
         idx = idx.astype(np.intp).reshape(-1)
         return GeneHistograms(self.path, tuple(self.genes[i] for i in idx), self.n_cells, self.hist[idx],
-                              self.nonzero[idx], self.total[idx], self.sumsq[idx], self.max[idx])
+                              self.nonzero[idx], self.total[idx], self.sumsq[idx], self.max[idx],
+                              None if self.node_hist is None else self.node_hist[idx], self.left_out)
+
+    def without_empty_cells(self, n: int) -> GeneHistograms:
+        """The same genes without n cells whose every count is 0 (cells with no counts at all: left out)."""
+        hist = self.hist.copy()
+        hist[:, 0] -= n  # bin 0 starts at 0: the zeros
+        return dataclasses.replace(self, n_cells=self.n_cells - n, hist=hist, left_out=self.left_out + n)
 
 
 def gene_histograms(path: str | Path | AnnData, edges: np.ndarray, genes: Sequence[str] | None = None,
-                    layer: str | None = None, chunk: int = 2048,
-                    progress: Progress | None = None) -> GeneHistograms:
+                    layer: str | None = None, chunk: int = 2048, progress: Progress | None = None,
+                    nodes: tuple[np.ndarray, np.ndarray, int] | None = None) -> GeneHistograms:
     """Histograms of every gene (or of `genes`, in that order) on `edges`, in one pass over the file.
 
     `edges` are increasing, starting at 0: a count x is in bin i when edges[i] <= x < edges[i + 1] and in the
     overflow column when x >= edges[-1]. `chunk` is the cells (CSR, dense, CSV/TSV) or genes (CSC) per block,
     fewer where a block would exceed about a million values. `progress(done, total)` is called after each block
     with the cells (genes for CSC) done; for CSV/TSV `total` is an estimate from the bytes read until the last call.
+    `nodes` (each cell's efficiency nodes and interpolation weights (cells, m), and K): also the node-weighted
+    histograms of per-cell capture (size_factors.NodeHistograms), in the same pass.
     """
     e = _check_edges(edges)
     sink = _Histograms(e)
-    p, names, n_cells = scan_counts(path, genes, layer, chunk, progress, sink)
-    return sink.result(str(p), names, n_cells)
+    if nodes is None:
+        p, names, n_cells = scan_counts(path, genes, layer, chunk, progress, sink)
+        return sink.result(str(p), names, n_cells)
+    from .size_factors import BothSinks, NodeHistograms
+
+    node_sink = NodeHistograms(e, *nodes)
+    p, names, n_cells = scan_counts(path, genes, layer, chunk, progress, BothSinks(sink, node_sink))
+    return dataclasses.replace(sink.result(str(p), names, n_cells), node_hist=node_sink.result())
 
 
 def read_gene_counts(path: str | Path | AnnData, genes: Sequence[str], layer: str | None = None) -> np.ndarray:

@@ -8,7 +8,8 @@ binomial component stays negative binomial with mean beta * mu, a Poisson one Po
 form scales its rate, an FSP pmf is thinned by the binomial kernel), never by simulating molecules.
 
 beta is either fixed (`capture=0.3`) or a parameter with a uniform prior (`prior=(low, high)`), which
-becomes the emulator's last parameter, named `capture`.
+becomes the emulator's last parameter, named `capture`. `scale` multiplies it: the efficiency of cells whose
+size factor is `scale` (per-cell capture, inference/transcriptome/efficiency.py), min(scale * beta, 1).
 """
 from __future__ import annotations
 
@@ -39,8 +40,11 @@ def check_capture(capture: float | None, prior: tuple[float, float] | None) -> N
 class CapturedEmulator(EmulatorBase):
     """The observed-count distribution of `inner` under binomial capture (see the module docstring)."""
 
-    def __init__(self, inner: Any, capture: float | None = None, prior: tuple[float, float] | None = None):
+    def __init__(self, inner: Any, capture: float | None = None, prior: tuple[float, float] | None = None,
+                 scale: float = 1.0):
         check_capture(capture, prior)
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive number, got {scale!r}")
         if capture is None and prior is None:
             raise UserError("a CapturedEmulator needs a capture efficiency or a prior for it")
         if len(inner.species) != 1:
@@ -50,21 +54,34 @@ class CapturedEmulator(EmulatorBase):
             raise UserError(f"emulator {inner.source} already has a parameter named {CAPTURE!r}")
         if not hasattr(inner, "thinned_flat_probs"):
             raise UserError(f"emulator {inner.source}: cannot apply capture efficiency exactly")
-        self.inner, self.capture, self.prior = inner, capture, prior
+        self.inner, self.capture, self.prior, self.scale = inner, capture, prior, float(scale)
         protocol = inner.protocol
         if prior is not None:
             extra = Prior("uniform", (CAPTURE,), float(prior[0]), float(prior[1]))
             protocol = dataclasses.replace(protocol, priors=tuple(protocol.priors) + (extra,))
         self.protocol = protocol
         what = f"~ U({prior[0]:g}, {prior[1]:g})" if prior is not None else f"{capture:g}"
-        self.source = f"{inner.source} with capture {what}"
+        self.source = f"{inner.source} with capture {what}" + (f" x {scale:.4g}" if scale != 1.0 else "")
         self.metadata = dict(inner.metadata)
 
     @property
     def sha256(self) -> str | None:
         return getattr(self.inner, "sha256", None)
 
-    def _flat_probs(self, arr: np.ndarray) -> np.ndarray:
+    def category_probs(self, theta: Any, categories: Any, allow_extrapolation: bool = False) -> np.ndarray:
+        """Probabilities (n, k) of the flat categories: where the inner emulator can (an MDN), only what those
+        categories need of the thinned mixture; otherwise the full thinned pmf."""
+        fn = getattr(self.inner, "thinned_category_probs", None)
+        if fn is None:
+            return super().category_probs(theta, categories, allow_extrapolation)
+        arr = self.check_domain(theta, allow_extrapolation)
+        d = len(self.inner.param_names)
+        return fn(arr[:, :d], self._beta(arr), categories)
+
+    def _beta(self, arr: np.ndarray) -> np.ndarray:
         d = len(self.inner.param_names)
         beta = np.full(len(arr), float(self.capture)) if self.capture is not None else arr[:, d]
-        return self.inner.thinned_flat_probs(arr[:, :d], beta)
+        return np.minimum(beta * self.scale, 1.0)
+
+    def _flat_probs(self, arr: np.ndarray) -> np.ndarray:
+        return self.inner.thinned_flat_probs(arr[:, :len(self.inner.param_names)], self._beta(arr))

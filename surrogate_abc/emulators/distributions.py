@@ -145,10 +145,15 @@ def thinned_mixture_probs(family, log_weights: torch.Tensor, params: torch.Tenso
                           binning: Binning) -> torch.Tensor:
     """mixture_probs of the counts after binomial thinning (each molecule detected with probability beta (n,)):
     exact, since each count family's thinned component is a component of the same family (`family.thin`)."""
+    return mixture_probs(family, log_weights, thinned_params(family, params, beta), binning)
+
+
+def thinned_params(family, params: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The components' parameters after binomial thinning with detection probability beta (n,) (`family.thin`)."""
     if not hasattr(family, "thin"):
         raise UserError(f"component family {family.name} has no exact binomial thinning; capture efficiency needs "
                         "count components (gamma_poisson, poisson_lognormal)")
-    return mixture_probs(family, log_weights, family.thin(params, beta.to(params.dtype)), binning)
+    return family.thin(params, beta.to(params.dtype))
 
 
 _CHUNK_ELEMENTS = 1 << 17  # rows of mixture_probs are processed in chunks of ~128k grid values (cache-sized)

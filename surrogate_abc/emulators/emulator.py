@@ -132,6 +132,18 @@ class Emulator(EmulatorBase):
         y = self._probs(arr, "category_probs", torch.as_tensor(cats, device=self.device), rows=rows)
         return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
 
+    def thinned_category_probs(self, arr: np.ndarray, beta: np.ndarray, categories: Any) -> np.ndarray:
+        """category_probs of the counts after binomial thinning (detection probability beta (n,)) at parameter
+        sets arr (n, d), already checked against the domain; only what the categories need, where the network can."""
+        cats = self._categories(categories)
+        if not hasattr(self.model, "thinned_category_probs") or np.any(cats == self.n_categories - 1):
+            return self.thinned_flat_probs(arr, beta)[:, cats]
+        per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
+        rows = self._rows_for(int(per_row)) if per_row else None
+        y = self._probs(arr, "thinned_category_probs", torch.as_tensor(cats, device=self.device),
+                        row_args=(np.asarray(beta, np.float64).reshape(-1),), rows=rows)
+        return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
+
     def _spread(self, arr: np.ndarray) -> np.ndarray:
         """Mean Hellinger distance between ensemble members and the combined prediction; zeros for one model."""
         if hasattr(self.model, "uncertainty"):

@@ -84,16 +84,25 @@ class MDN(nn.Module):
         """forward(x)[:, categories] for bin categories of a 1-D count histogram (not the overflow), with the
         mixture's pmf computed only up to the last bin listed: a gene with few molecules touches a small part of
         the grid, so its likelihood costs that part of a forward pass. Other histograms run forward()."""
+        return self._category_probs(x, categories, None)
+
+    def thinned_category_probs(self, x: torch.Tensor, beta: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        """category_probs of the counts after binomial thinning with detection probability beta (n,)."""
+        return self._category_probs(x, categories, beta)
+
+    def _category_probs(self, x: torch.Tensor, categories: torch.Tensor, beta: torch.Tensor | None) -> torch.Tensor:
         b = self._binning.on(x.device)
         categories = categories.to(device=x.device, dtype=torch.long)
         if not (getattr(b, "counts", False) and b.ndim == 1 and self.family.discrete and self.family.event_dim == 1):
-            return self.forward(x)[:, categories]
+            return (self.forward(x) if beta is None else self.thinned(x, beta))[:, categories]
         n_bins = b.shape[0]
         if categories.numel() and (int(categories.min()) < 0 or int(categories.max()) >= n_bins):
             raise ValueError(f"categories must be bin indices in [0, {n_bins}) (the overflow needs forward())")
         idx = b.index[0]
         n_sup = int(torch.nonzero(idx <= categories.max()).max()) + 1 if categories.numel() else 1
         log_w, params = self.mixture(x)
+        if beta is not None:
+            params = distributions.thinned_params(self.family, params, beta)
         pmf = distributions.mixture_pmf_grid(self.family, log_w, params, (n_sup,))
         return distributions.sum_into_bins(pmf, idx[:n_sup], n_bins)[:, categories]
 

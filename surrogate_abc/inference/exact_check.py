@@ -42,7 +42,8 @@ def exact_counterpart(emulator: EmulatorLike) -> EmulatorLike | None:
 
     if isinstance(emulator, CapturedEmulator):
         inner = exact_counterpart(emulator.inner)
-        return None if inner is None else CapturedEmulator(inner, capture=emulator.capture, prior=emulator.prior)
+        return None if inner is None else CapturedEmulator(inner, capture=emulator.capture, prior=emulator.prior,
+                                                            scale=emulator.scale)
     if isinstance(emulator, ExactEmulator) or not hasattr(emulator, "protocol"):
         return None
     if not isinstance(emulator.protocol.network, (ReactionNetwork, GaussianMixtureNetwork)):

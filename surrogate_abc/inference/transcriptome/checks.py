@@ -34,18 +34,38 @@ def deviance(counts: np.ndarray, log_p: np.ndarray) -> np.ndarray:
     return 2.0 * terms.sum(axis=1)
 
 
-def ppc_pvalue(hist: np.ndarray, log_p: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+def ppc_pvalue(hist: np.ndarray, log_p: np.ndarray, rng: np.random.Generator,
+               node_cells: np.ndarray | None = None) -> tuple[float, float]:
     """(observed deviance at the posterior draws' median, p-value) of one gene's histogram (C,) against the
-    log pmfs (S, C) at S posterior draws (see the module docstring)."""
+    log pmfs (S, C) at S posterior draws (see the module docstring). With per-cell capture, log pmfs (S, K, C) at
+    K efficiency nodes holding `node_cells` (K,) cells: the predictive pmf is their mixture, a replicate draws
+    each node's cells from its own pmf."""
     hist = np.asarray(hist, float)
     n = int(round(hist.sum()))
-    p = np.exp(log_p)
-    p = p / p.sum(axis=1, keepdims=True)
-    reps = np.stack([rng.multinomial(n, row) for row in p])
-    d_obs = deviance(np.broadcast_to(hist, log_p.shape), log_p)
-    d_rep = deviance(reps, log_p)
+    p = np.exp(np.asarray(log_p, float))
+    if p.ndim == 2:
+        p = p[:, None, :]
+    if node_cells is None:
+        node_cells = np.ones(p.shape[1])
+    p = p / p.sum(axis=2, keepdims=True)
+    counts = _allocate(n, np.asarray(node_cells, float))
+    mix = np.einsum("k,skc->sc", counts / max(n, 1), p)
+    log_mix = np.log(np.maximum(mix, 1e-300))
+    reps = np.stack([sum((rng.multinomial(int(m), row) for m, row in zip(counts, draw) if m > 0),
+                         np.zeros(p.shape[2], np.int64)) for draw in p])
+    d_obs = deviance(np.broadcast_to(hist, log_mix.shape), log_mix)
+    d_rep = deviance(reps, log_mix)
     pval = (1.0 + np.count_nonzero(d_rep >= d_obs)) / (len(d_obs) + 1.0)
     return float(np.median(d_obs)), float(pval)
+
+
+def _allocate(n: int, weights: np.ndarray) -> np.ndarray:
+    """n cells split over nodes in proportion to weights (clipped at 0), largest remainders rounded up."""
+    w = np.clip(weights, 0.0, None)
+    share = n * w / w.sum()
+    out = np.floor(share).astype(np.int64)
+    out[np.argsort(share - out)[::-1][: n - int(out.sum())]] += 1
+    return out
 
 
 def bound_flags(z: np.ndarray, w: np.ndarray, low: np.ndarray, high: np.ndarray,

@@ -6,8 +6,14 @@ hist (G, C) @ log_pmf (C, S); at a gene's own sets, the dot of its row with each
 categories up to a gene's largest count are needed (the rest hold no cells), so genes are grouped by that
 cut and the emulator is asked for those categories alone (`category_probs`: an MDN then computes its pmf only
 that far, which is most of the speed for the low counts of scRNA-seq).
+
+With per-cell capture (efficiency.py) each gene has one node-weighted histogram per efficiency node (G, K, C)
+and the model one emulator per node; a gene's log-likelihood is the sum over nodes, the shared sets' one product
+over the K x C flattened categories.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 
@@ -19,34 +25,43 @@ CUT_STEP = 8   # category cuts are rounded up to a multiple of this (fewer, larg
 
 
 class GeneLikelihoods:
-    """The log-likelihood of each gene of `hist` (G, C) under `emulator`, at shared or per-gene parameter sets."""
+    """The log-likelihood of each gene of `hist` under `emulators`, at shared or per-gene parameter sets: hist (G, C)
+    with one emulator, or (G, K, C) with one emulator per efficiency node (efficiency.node_emulators)."""
 
-    def __init__(self, emulator: EmulatorLike, hist: np.ndarray):
-        self.emulator = emulator
-        self.hist = np.asarray(hist, float)
-        n_cat = self.hist.shape[1]
+    def __init__(self, emulators: EmulatorLike | Sequence[EmulatorLike], hist: np.ndarray):
+        self.emulators = list(emulators) if isinstance(emulators, Sequence) else [emulators]
+        h = np.asarray(hist, float)
+        self.hist = h[:, None, :] if h.ndim == 2 else h  # (G, K, C)
+        if self.hist.shape[1] != len(self.emulators):
+            raise ValueError(f"{self.hist.shape[1]} node histograms per gene for {len(self.emulators)} emulators")
+        n_cat = self.hist.shape[2]
         self.n_categories = n_cat
-        last = np.array([np.flatnonzero(row)[-1] if row.any() else 0 for row in self.hist])
+        used = np.abs(self.hist).sum(axis=1) > 0  # (G, C): categories holding cells at any node
+        last = np.array([np.flatnonzero(row)[-1] if row.any() else 0 for row in used])
         overflow = last == n_cat - 1
         cut = np.minimum(((last // CUT_STEP) + 1) * CUT_STEP, n_cat - 1)
         self.cut = np.where(overflow, n_cat, cut)  # categories 0..cut-1 are needed; n_cat: all, with the overflow
 
     def shared(self, log_pmf: np.ndarray) -> np.ndarray:
-        """(G, S) log-likelihoods at S shared sets given their log pmf (S, C)."""
-        return self.hist @ log_pmf.T
+        """(G, S) log-likelihoods at S shared sets given their log pmf (S, C), or (K, S, C) per node."""
+        lp = np.asarray(log_pmf)
+        lp = lp[None] if lp.ndim == 2 else lp
+        g, k, c = self.hist.shape
+        return self.hist.reshape(g, k * c) @ np.transpose(lp, (1, 0, 2)).reshape(lp.shape[1], k * c).T
 
     def at(self, genes: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """(n,) log-likelihood of gene genes[i] at theta[i] (natural scale, emulator order)."""
         genes = np.asarray(genes, dtype=np.int64)
-        out = np.empty(len(genes))
+        out = np.zeros(len(genes))
         cuts = self.cut[genes]
         for c in np.unique(cuts):
             rows = np.flatnonzero(cuts == c)
             cats = np.arange(c)
             for s in range(0, len(rows), CHUNK):
                 r = rows[s:s + CHUNK]
-                p = self.emulator.category_probs(theta[r], cats)
-                out[r] = np.einsum("ij,ij->i", log_probs(p), self.hist[genes[r], :c])
+                for k, em in enumerate(self.emulators):
+                    p = em.category_probs(theta[r], cats)
+                    out[r] += np.einsum("ij,ij->i", log_probs(p), self.hist[genes[r], k, :c])
         return out
 
 
@@ -59,3 +74,8 @@ def full_log_pmf(emulator: EmulatorLike, theta: np.ndarray) -> np.ndarray:
                                                np.asarray(over)[:, None]], axis=1)))
     n_categories = int(np.prod([len(e) - 1 for e in emulator.edges])) + 1  # bins, then the overflow
     return np.concatenate(parts) if parts else np.zeros((0, n_categories))
+
+
+def node_log_pmf(emulators: Sequence[EmulatorLike], theta: np.ndarray) -> np.ndarray:
+    """(K, n, C) log pmf at each efficiency node's emulator."""
+    return np.stack([full_log_pmf(em, theta) for em in emulators])

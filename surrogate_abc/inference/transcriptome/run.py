@@ -22,6 +22,7 @@ import numpy as np
 
 from ...data.gene_histograms import GeneHistograms, gene_histograms, read_gene_counts
 from ...data.observed import binned_means, predictive_mean_ranges
+from ...data.size_factors import gene_columns, size_factors
 from ...emulators.base import EmulatorLike
 from ...emulators.resolve import resolve_models
 from ...errors import UserError
@@ -29,8 +30,9 @@ from ...networks.bursts import burst_kinetics
 from ..results_table import QUANTILES, default_out_dir, format_genes, write_genes_csv
 from ..settings import InferenceSettings
 from .checks import PPC_ALPHA, bound_flags, ppc_pvalue
+from .efficiency import EfficiencyNodes, node_emulators, with_size_factors
 from .importance import weighted_quantiles
-from .likelihood import GeneLikelihoods, full_log_pmf
+from .likelihood import GeneLikelihoods, node_log_pmf
 from .refine import BatchSettings, GenePosterior, equal_weight_draws, gene_seed, refine_block, shared_sets
 from .space import ParameterSpace
 from .store import BatchStore
@@ -51,6 +53,7 @@ class TableRun:
     prior: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     min_cells: int = 10
     seed: int = 0
+    size_factors: str | None = None  # per-cell capture: "total" or a column of size factors (efficiency.py)
     adata: Any = dataclasses.field(default=None, compare=False, repr=False)  # an in-memory AnnData (path: a label)
 
     @property
@@ -68,6 +71,20 @@ class Prepared:
     space: ParameterSpace
     data: GeneHistograms
     skipped: dict[str, str]
+    nodes: EfficiencyNodes | None = None  # per-cell capture's efficiency nodes (data.node_hist holds the genes')
+    node_errors: dict[int, float] | None = None  # the largest error of each number of nodes tried (nats per gene)
+
+    def emulators(self) -> list[EmulatorLike]:
+        """The emulator at each efficiency node (one without per-cell capture)."""
+        return node_emulators(self.emulator, self.nodes)
+
+    def histograms(self, genes: np.ndarray) -> np.ndarray:
+        """The likelihood's histograms of `genes`: (g, C), or (g, K, C) at the efficiency nodes."""
+        return self.data.hist[genes] if self.data.node_hist is None else self.data.node_hist[genes]
+
+    def node_cells(self) -> np.ndarray | None:
+        """(K,) cells at each efficiency node (sum of the interpolation weights), None without nodes."""
+        return None if self.data.node_hist is None else self.data.node_hist[0].sum(axis=1)
 
 
 def choose_method(method: str | None, compare: Sequence[str] | None, species: Mapping[str, str] | None,
@@ -98,8 +115,13 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
             bar.n = done
             bar.refresh()
 
+    genes = run.genes or gene_columns(run.source, run.size_factors)  # a CSV's size factor column is no gene
+    sf = None
+    if run.size_factors is not None:  # checked before the long pass: a capture is needed, the column must be good
+        node_emulators(emulator, EfficiencyNodes(np.ones(1)))
+        sf = size_factors(run.source, run.size_factors, run.layer)
     try:
-        data = gene_histograms(run.source, emulator.edges[0], run.genes, run.layer, progress=read_progress)
+        data = gene_histograms(run.source, emulator.edges[0], genes, run.layer, progress=read_progress)
     finally:
         if bar is not None:
             bar.close()
@@ -118,7 +140,13 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
         kept = kept.select(~outside)
     log(f"{len(data.genes)} gene(s) x {data.n_cells} cells from {run.path}: {len(kept.genes)} to infer, "
         f"{len(skipped)} skipped")
-    return Prepared(emulator, sha, space, kept, skipped)
+    if run.size_factors is None or not len(kept.genes):
+        return Prepared(emulator, sha, space, kept, skipped)
+    assert sf is not None
+    kept, choice = with_size_factors(run.source, sf, run.layer, emulator, space, kept, run.seed, log)
+    if kept.left_out:
+        log(f"{kept.left_out} cell(s) with a total count of 0 left out (no information); {kept.n_cells} used")
+    return Prepared(emulator, sha, space, kept, skipped, choice.nodes, choice.errors)
 
 
 def _outside_range(emulator: EmulatorLike, data: GeneHistograms) -> np.ndarray:
@@ -158,19 +186,20 @@ def run_block(prep: Prepared, index: int, genes: np.ndarray, shared_z: np.ndarra
     start = time.perf_counter()
     data, space, em = prep.data, prep.space, prep.emulator
     rng = gene_seed(seed, index)
-    lik = GeneLikelihoods(em, data.hist[genes])
+    ems = prep.emulators()
+    lik = GeneLikelihoods(ems, prep.histograms(genes))
     posts = refine_block(lik, space.box, space.natural, shared_z, shared_log_pmf, settings, rng)
     draws = np.stack([equal_weight_draws(p, settings.draws, rng) for p in posts])  # (g, D, d) sampling scale
     n_ppc = min(settings.ppc_draws, settings.draws)
     pick = np.stack([rng.choice(settings.draws, n_ppc, replace=False) for _ in posts])
     ppc_theta = space.natural(np.concatenate([draws[k, pick[k]] for k in range(len(posts))]))
-    ppc_log_p = full_log_pmf(em, ppc_theta).reshape(len(posts), n_ppc, -1)
+    ppc_log_p = np.moveaxis(node_log_pmf(ems, ppc_theta), 0, 1).reshape(len(posts), n_ppc, len(ems), -1)
     rows = []
     mean, fano = data.mean(), data.fano()  # of every gene, once
     for k, (i, post) in enumerate(zip(genes, posts)):
         values = variables(space, em, space.natural(post.z))
         row = gene_row(data.genes[i], data.n_cells, mean[i], fano[i], values, post.weights, post.ess)
-        stat, pval = ppc_pvalue(data.hist[i], ppc_log_p[k], rng)
+        stat, pval = ppc_pvalue(data.hist[i], ppc_log_p[k], rng, prep.node_cells())
         bounds = bound_flags(post.z, post.weights, space.low, space.high, space.names)
         row.update(_diagnostics(post, stat, pval, bounds, settings))
         rows.append(row)
@@ -224,7 +253,8 @@ def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSett
         log(f"resuming {out}: {len(blocks) - len(todo)} of {len(blocks)} blocks already done")
     log(f"{G} gene(s) in {len(blocks)} block(s) of up to {settings.block_size}; writing {out}")
     shared_z = shared_sets(prep.space.box, settings.shared_sets, run.seed)
-    shared_log_pmf = full_log_pmf(prep.emulator, prep.space.natural(shared_z)) if todo else np.zeros((0, 0))
+    shared_log_pmf = (node_log_pmf(prep.emulators(), prep.space.natural(shared_z)) if todo
+                      else np.zeros((0, 0, 0)))
     bar = _bar("genes", "gene", total=G) if progress else None
     if bar is not None:
         bar.update(G - sum(len(blocks[b]) for b in todo))
@@ -245,7 +275,10 @@ def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSett
             bar.close()
     rows, draws = _collect(store, len(blocks))
     low = [i for i, r in enumerate(rows) if r["ess"] < settings.min_ess]
-    if low:
+    if low and prep.nodes is not None:  # the per-gene ABC-SMC path has no per-cell capture
+        log(f"{len(low)} gene(s) with ESS below {settings.min_ess:g} after refinement keep the batch posterior "
+            "(flag low_ess): the ABC-SMC rerun does not model per-cell capture")
+    elif low:
         names = [rows[i]["gene"] for i in low]
         log(f"{len(low)} gene(s) with ESS below {settings.min_ess:g} after refinement, rerun with ABC-SMC: "
             f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}")
@@ -357,6 +390,8 @@ def _manifest(run: TableRun, prep: Prepared, settings: BatchSettings) -> dict[st
             "layer": run.layer, "capture": run.capture,
             "capture_prior": list(run.capture_prior) if run.capture_prior else None,
             "prior": {k: list(v) for k, v in sorted(dict(run.prior).items())}, "min_cells": run.min_cells,
+            "size_factors": run.size_factors,
+            "nodes": None if prep.nodes is None else [round(float(x), 12) for x in prep.nodes.scales],
             "seed": run.seed, "genes": genes, "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
 
 
