@@ -36,6 +36,7 @@ from .likelihood import GeneLikelihoods, node_log_pmf
 from .refine import BatchSettings, GenePosterior, equal_weight_draws, gene_seed, refine_block, shared_sets
 from .space import ParameterSpace
 from .store import BatchStore
+from .summary import skip_summary, summarise
 
 PRINT_ROWS = 30  # genes printed in the table at most (all are in genes.csv)
 
@@ -238,7 +239,7 @@ def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSett
     prep = prepare(run, log, progress)
     out = Path(out_dir) if out_dir else default_out_dir(run.path)
     if not prep.data.genes:
-        raise UserError(f"{run.path}: no gene to infer ({_skip_summary(prep.skipped)}); lower --min-cells or "
+        raise UserError(f"{run.path}: no gene to infer ({skip_summary(prep.skipped)}); lower --min-cells or "
                         "check the table")
     store = BatchStore(out)
     try:
@@ -349,36 +350,6 @@ def _rerun_smc(run: TableRun, prep: Prepared, store: BatchStore, low: Sequence[i
         arrays, (row,) = store.load("smc", i)
         rows[i] = {**{k: row.get(k, v) for k, v in rows[i].items()}, **row}
         draws[i] = arrays["draws"]
-
-
-def summarise(rows: Sequence[Mapping[str, Any]], prep: Prepared, seconds: float) -> str:
-    """The closing lines: genes inferred by each method, skipped and flagged, and why."""
-    n_smc = sum(r["method"] == "smc" for r in rows)
-    lines = [f"{len(rows)} gene(s) inferred in {seconds:.1f} s ({len(rows) - n_smc} batch, {n_smc} rerun with "
-             f"ABC-SMC); {len(prep.skipped)} skipped" + (f" ({_skip_summary(prep.skipped)})" if prep.skipped else "")]
-    reasons: dict[str, int] = {}
-    flagged = 0
-    for r in rows:
-        fl = [f for f in str(r["flags"]).split(";") if f]
-        flagged += bool(fl)
-        for f in fl:
-            reasons[f] = reasons.get(f, 0) + 1
-    if flagged:
-        why = {"ppc": f"posterior-predictive p <= {PPC_ALPHA:g} (the model does not fit)",
-               "low_ess": "ESS below the floor"}
-        parts = [f"{why.get(f, 'posterior against the prior bound ' + f[6:] if f.startswith('bound:') else f)}: {n}"
-                 for f, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
-        lines.append(f"{flagged} gene(s) flagged: " + "; ".join(parts) + " (column `flags` of genes.csv)")
-    else:
-        lines.append("no gene flagged")
-    return "\n".join(lines)
-
-
-def _skip_summary(skipped: Mapping[str, str]) -> str:
-    counts: dict[str, int] = {}
-    for reason in skipped.values():
-        counts[reason] = counts.get(reason, 0) + 1
-    return ", ".join(f"{reason}: {n}" for reason, n in counts.items())
 
 
 def _manifest(run: TableRun, prep: Prepared, settings: BatchSettings) -> dict[str, Any]:
