@@ -206,3 +206,22 @@ def test_thinned_category_probs_of_the_mdn_are_its_thinned_pmf():
         probs, over = em.pmf(theta)
         full = np.concatenate([probs, over[:, None]], axis=1)[:, cats]
         assert np.allclose(em.category_probs(theta, cats), full, atol=1e-6)
+
+
+def test_size_factors_with_a_capture_prior(tmp_path):
+    """capture ~ U(0.2, 0.4) is a parameter shared by all cells, each cell seen with capture x s_i: the product
+    a x capture (what Poisson counts identify) is pinned near sum x / sum s, and `capture` is in the posterior."""
+    import arviz as az
+
+    rng = np.random.default_rng(0)
+    s = np.exp(rng.uniform(np.log(0.45), np.log(2.25), 1000))
+    s /= s.mean()
+    x = rng.poisson(10 * 0.3 * s)
+    table = _table(tmp_path / "t.csv", {"G": x, "sf": s})
+    run = TableRun(str(table), f"exact:{write_protocol(tmp_path)}", capture_prior=(0.2, 0.4), size_factors="sf")
+    infer_transcriptome(run, tmp_path / "out", FAST, progress=False, log=lambda _m: None)
+    post = az.from_netcdf(str(tmp_path / "out" / "posterior.nc")).posterior
+    product = (post["a"] * post["capture"]).values.ravel()
+    ref = stats.gamma(x.sum(), scale=1.0 / s.sum())  # the posterior of the product under a flat prior on it
+    assert abs(np.median(product) - ref.median()) < 0.15 * (ref.ppf(0.95) - ref.ppf(0.05))
+    assert 0.2 <= post["capture"].values.min() and post["capture"].values.max() <= 0.4
