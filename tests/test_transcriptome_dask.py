@@ -23,6 +23,15 @@ FAST = BatchSettings(shared_sets=1024, ess_target=400, draws=400, ppc_draws=50, 
 QUIET = {"progress": False, "log": lambda _m: None}
 
 
+@pytest.fixture(autouse=True)
+def keep_environ():
+    """A LocalCluster's nanny writes its workers' variables (OMP_NUM_THREADS=1, ...) into this process's environment."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
+
+
 def rows_of(path: Path) -> list[dict[str, str]]:
     """genes.csv's rows without `seconds` (each block's measured time, the one column that may differ)."""
     with path.open() as fh:
@@ -84,6 +93,17 @@ def test_a_worker_killed_mid_run_gives_the_single_machine_result(reference):
         table = sa.infer_genes(run.path, run.emulator, tmp / "api", batch=FAST, seed=5, plots=False,
                                scheduler=cluster.scheduler_address)  # the Python API passes it through
         assert rows_of(tmp / "api" / "genes.csv") == rows_of(single) and len(table) == 16
+
+
+def test_a_local_cluster_leaves_the_environment_as_it_was(reference):
+    tmp, run, single = reference
+    before = dict(os.environ)
+    lines: list[str] = []
+    csv_path, _ = infer_transcriptome(run, tmp / "local1", FAST, progress=False, log=lines.append,
+                                      scheduler="local:1")
+    assert dict(os.environ) == before  # the nanny's OMP_NUM_THREADS=1 and the like stay its workers'
+    assert any(m.startswith("dask: a local cluster of 1 worker process(es)") for m in lines)
+    assert rows_of(csv_path) == rows_of(single)
 
 
 def test_local_cluster_through_the_command_line(reference):

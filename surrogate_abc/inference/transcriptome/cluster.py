@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 import sys
 import threading
@@ -245,7 +246,7 @@ def dask_blocks(scheduler: str, run: TableRun, prep: Prepared, blocks: Sequence[
     if not todo:
         return
     threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
-    cluster = None
+    cluster, environ = None, dict(os.environ)
     if sched.address is None:
         import logging
 
@@ -253,6 +254,7 @@ def dask_blocks(scheduler: str, run: TableRun, prep: Prepared, blocks: Sequence[
         shared = n > 1 and (threads or 1) > 1  # the workers' torch threads share the cores: let idle ones sleep
         cluster = dist.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                     silence_logs=logging.ERROR, env={"OMP_WAIT_POLICY": "PASSIVE"} if shared else {})
+        _restore_environ(environ)  # the nanny puts its workers' variables (OMP_NUM_THREADS=1, ...) in ours too
         client = dist.Client(cluster, set_as_default=False)
         log(f"dask: a local cluster of {n} worker process(es), one block at a time each"
             + (f", torch with {threads} threads each (the client's, for identical results; OMP_NUM_THREADS=1 "
@@ -272,6 +274,18 @@ def dask_blocks(scheduler: str, run: TableRun, prep: Prepared, blocks: Sequence[
         client.close()
         if cluster is not None:
             cluster.close()
+            _restore_environ(environ)
+
+
+def _restore_environ(environ: dict[str, str]) -> None:
+    """os.environ as it was: a local cluster's nanny sets its workers' variables (distributed.nanny.pre-spawn-environ:
+    OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ...) in the client's process too, where torch or a later subprocess
+    would read them."""
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    for key, value in environ.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _gather(client: Any, dist: Any, payload: Payload, blocks: Sequence[np.ndarray],
