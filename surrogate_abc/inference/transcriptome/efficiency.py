@@ -98,17 +98,16 @@ def node_emulators(emulator: EmulatorLike, nodes: EfficiencyNodes | None) -> lis
 
 def node_histograms(counts: np.ndarray, size_factors: np.ndarray, nodes: EfficiencyNodes,
                     edges: np.ndarray) -> np.ndarray:
-    """(G, K, C) node-weighted histograms of dense counts (cells, G) (bins of `edges`, then the overflow)."""
-    x = np.asarray(counts)
-    n, g = x.shape
+    """(G, K, C) node-weighted histograms of dense counts (cells, G) (bins of `edges`, then the overflow): the
+    reading pass's sink (data/size_factors.NodeHistograms) fed one dense block."""
+    from ...data.size_factors import NodeHistograms
+
+    x = np.asarray(counts, dtype=np.float64)
     idx, w = nodes.weights(size_factors)
-    width = len(edges)
-    c = np.searchsorted(np.asarray(edges, float), x, side="right") - 1  # (n, G); len(edges) - 1: overflow
-    out = np.zeros((g, nodes.k, width))
-    for j in range(idx.shape[1]):
-        flat = (np.arange(g)[None, :] * nodes.k + idx[:, j][:, None]) * width + c
-        out += np.bincount(flat.ravel(), weights=np.repeat(w[:, j], g), minlength=out.size).reshape(out.shape)
-    return out
+    sink = NodeHistograms(np.asarray(edges, float), idx, w, nodes.k)
+    sink.start(x.shape[1], x.shape[0])
+    sink.dense(x)
+    return sink.result()
 
 
 def per_cell_loglik(emulator: EmulatorLike, theta: np.ndarray, counts: np.ndarray, size_factors: np.ndarray,
