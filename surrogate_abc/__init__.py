@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 # stays the API function: Python binds a subpackage to its parent's attribute only when it first loads it.
 from . import simulate as _simulate_stage  # noqa: F401
 from . import tl  # scanpy-style tools on an AnnData (cheap: imports inside its functions)
-from .api import attach_marginal, calibrate, infer, infer_genes, load_emulator, simulate, train
+from .api import attach_marginal, calibrate, infer, infer_differential, infer_genes, load_emulator, simulate, train
 from .config import Axis, Prior, Protocol, load_protocol, parse_protocol
 from .errors import ConfigError, DataFileError, UserError
 from .networks import (
@@ -40,6 +40,7 @@ __all__ = [
     "ReactionNetwork",
     "get_network",
     "infer",
+    "infer_differential",
     "infer_genes",
     "load_emulator",
     "load_network_file",

@@ -113,6 +113,31 @@ def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | 
         return run(Path(tmp) / "out", InferenceSettings(**{**settings, "plots": False}), write=False)
 
 
+def infer_differential(table: PathLike, groupby: str, groups: Sequence[str] | None = None,
+                       emulator: PathLike | None = None, out: PathLike | None = None, *,
+                       genes: Sequence[str] | None = None, layer: str | None = None, capture: float | None = None,
+                       capture_prior: tuple[float, float] | None = None, size_factors: str | None = None,
+                       lfc_threshold: float = 0.5, call_probability: float = 0.95, min_cells: int = 10, seed: int = 0,
+                       prior: dict[str, tuple[float, float]] | None = None, batch: Any = None, plots: bool = True,
+                       command: str = "", log=None, progress: bool = False, scheduler: str | None = None):
+    """`surrogate-abc infer TABLE --groupby COLUMN [--groups A,B]`: every gene inferred in each group of cells by the
+    batch method, then per pair of groups the posterior log2 fold change of burst frequency and burst size and a
+    call (up / down / unchanged / undecided at lfc_threshold and call_probability). Returns `out`/differential.csv
+    as a pandas DataFrame; `out`/groups/<group>/ holds each group's genes.csv and posterior.nc."""
+    import pandas as pd
+
+    from .inference.differential import CallRule
+    from .inference.differential import infer_differential as run_differential
+    from .inference.transcriptome import TableRun
+
+    run = TableRun(str(table), str(emulator) if emulator is not None else None, tuple(genes) if genes else None,
+                   layer, capture, capture_prior, dict(prior or {}), min_cells, int(seed), size_factors=size_factors)
+    done = run_differential(run, groupby, groups, Path(out) if out is not None else None,
+                            CallRule(lfc_threshold, call_probability), batch, plots=plots, command=command,
+                            log=log or (lambda _msg: None), progress=progress, scheduler=scheduler)
+    return pd.read_csv(done.csv_path, keep_default_na=False, na_values=[""])
+
+
 def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike | None = None, *,
                 genes: Sequence[str] | None = None, layer: str | None = None, species: dict[str, str] | None = None,
                 compare: Sequence[str] | None = None, capture: float | None = None,

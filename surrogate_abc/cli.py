@@ -94,6 +94,11 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     settings = InferenceSettings(from_args(Algorithm, args), from_args(Execution, args),
                                  from_args(ExactFollowups, args), plots=not args.no_plots)
     out = Path(args.out) if args.out else None
+    if args.groupby is None:
+        for flag, value in (("--groups", args.groups), ("--lfc-threshold", args.lfc_threshold),
+                            ("--call-probability", args.call_probability)):
+            if value is not None:
+                raise UserError(f"{flag} applies with --groupby COLUMN (comparing groups of cells)")
     if is_count_table(args.observed):
         from .inference.transcriptome.run import choose_method
 
@@ -104,7 +109,8 @@ def _cmd_infer(args: argparse.Namespace) -> int:
             return _infer_batch(args, settings, out)
         for flag, value in (("--per-gene-outputs", args.per_gene_outputs or None), ("--min-cells", args.min_cells),
                             ("--ess", args.ess), ("--draws", args.draws), ("--block-size", args.block_size),
-                            ("--scheduler", args.scheduler), ("--size-factors", args.size_factors)):
+                            ("--scheduler", args.scheduler), ("--size-factors", args.size_factors),
+                            ("--groupby", args.groupby)):
             if value is not None:
                 raise UserError(f"{flag} applies to --method batch")
         from .inference.genes import infer_table
@@ -122,7 +128,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
                         ("--method", args.method), ("--min-cells", args.min_cells), ("--ess", args.ess),
                         ("--draws", args.draws), ("--block-size", args.block_size), ("--scheduler", args.scheduler),
                         ("--per-gene-outputs", args.per_gene_outputs or None), ("--no-matrix", args.no_matrix or None),
-                        ("--size-factors", args.size_factors)):
+                        ("--size-factors", args.size_factors), ("--groupby", args.groupby)):
         if value is not None:
             raise UserError(f"{flag} applies to count tables (.csv, .tsv, .h5ad); {args.observed} is read as HDF5")
     from .inference.infer import infer
@@ -151,6 +157,8 @@ def _infer_batch(args: argparse.Namespace, settings, out: Path | None) -> int:
                    args.seed, size_factors=args.size_factors)
     smc = settings.replace(plots=settings.plots and args.per_gene_outputs, chain_jobs=1,
                               exact_check="none")
+    if args.groupby is not None:
+        return _infer_groups(args, run, batch, smc, out)
     csv_path, table = infer_transcriptome(run, out, batch, smc, per_gene_outputs=args.per_gene_outputs,
                                           plots=not args.no_plots, command=args.command_line,
                                           progress=not args.quiet, h5ad_matrix=not args.no_matrix,
@@ -158,6 +166,19 @@ def _infer_batch(args: argparse.Namespace, settings, out: Path | None) -> int:
     print(table)
     pngs = "" if args.no_plots else ", genes.png"
     print(f"wrote {csv_path} (and posterior.nc, skipped.csv{pngs} in {csv_path.parent})" + _bursting_note(csv_path))
+    return 0
+
+
+def _infer_groups(args: argparse.Namespace, run, batch, smc, out: Path | None) -> int:
+    """--groupby: every gene in each group, then the groups compared (inference/differential)."""
+    from .inference.differential import CallRule, infer_differential
+
+    rule = CallRule.of(args.lfc_threshold, args.call_probability)
+    done = infer_differential(run, args.groupby, args.groups, out, rule, batch, smc, plots=not args.no_plots,
+                              command=args.command_line, progress=not args.quiet, h5ad_matrix=not args.no_matrix,
+                              scheduler=args.scheduler)
+    print(done.text)
+    print(f"wrote {done.csv_path}{'' if args.no_plots else ' and differential_<pair>.png'}" + _bursting_note(done.csv_path))
     return 0
 
 
@@ -223,6 +244,18 @@ def _add_infer_parser(sub) -> None:
                    help="--method batch: run the blocks of genes on dask.distributed workers: a running scheduler's "
                         "address (e.g. a dask-jobqueue SLURM/PBS cluster's) or local:N (N worker processes here, "
                         "1 thread each); the same results as without")
+    i.add_argument("--groupby", default=None, metavar="COLUMN",
+                   help="--method batch: compare groups of cells: the obs column (.h5ad) or named column (CSV/TSV, "
+                        "then not a gene) of each cell's group; every gene is inferred in each group and "
+                        "OUT/differential.csv gives the log2 fold change of burst frequency and size per pair")
+    i.add_argument("--groups", type=_name_list, default=None, metavar="A,B,...",
+                   help="--groupby: the groups to compare, in order (B_vs_A is log2 of B over A; default: all)")
+    i.add_argument("--lfc-threshold", type=float, default=None, metavar="T",
+                   help="--groupby: call up/down when P(log2 fold change beyond +-T) >= the call probability (and "
+                        "a discovery at FDR 1 - it), unchanged when P(|log2 fold change| <= T) >= it (default 0.5)")
+    i.add_argument("--call-probability", type=float, default=None, metavar="P",
+                   help="--groupby: the posterior probability a call needs; 1 - P is the false discovery rate of "
+                        "the up/down calls (default 0.95)")
     i.add_argument("--per-gene-outputs", action="store_true",
                    help="--method batch: also write OUT/<gene>/ (posterior.nc, summary.csv) for every gene")
     i.add_argument("--no-matrix", action="store_true",

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .count_scan import Progress, scan_counts
+from .cell_subset import CellSubset
+from .count_scan import CountSink, Progress, scan_counts
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -83,7 +84,8 @@ class GeneHistograms:
 
 def gene_histograms(path: str | Path | AnnData, edges: np.ndarray, genes: Sequence[str] | None = None,
                     layer: str | None = None, chunk: int = 2048, progress: Progress | None = None,
-                    nodes: tuple[np.ndarray, np.ndarray, int] | None = None) -> GeneHistograms:
+                    nodes: tuple[np.ndarray, np.ndarray, int] | None = None,
+                    cells: np.ndarray | None = None) -> GeneHistograms:
     """Histograms of every gene (or of `genes`, in that order) on `edges`, in one pass over the file.
 
     `edges` are increasing, starting at 0: a count x is in bin i when edges[i] <= x < edges[i + 1] and in the
@@ -91,26 +93,40 @@ def gene_histograms(path: str | Path | AnnData, edges: np.ndarray, genes: Sequen
     fewer where a block would exceed about a million values. `progress(done, total)` is called after each block
     with the cells (genes for CSC) done; for CSV/TSV `total` is an estimate from the bytes read until the last call.
     `nodes` (each cell's efficiency nodes and interpolation weights (cells, m), and K): also the node-weighted
-    histograms of per-cell capture (size_factors.NodeHistograms), in the same pass.
+    histograms of per-cell capture (size_factors.NodeHistograms), in the same pass. `cells` (a boolean mask over
+    the table's cells): only those cells are read, as if they were the whole table (`nodes` then per kept cell).
     """
     e = _check_edges(edges)
     sink = _Histograms(e)
     if nodes is None:
-        p, names, n_cells = scan_counts(path, genes, layer, chunk, progress, sink)
+        p, names, n_cells = _scan(path, genes, layer, chunk, progress, sink, cells)
         return sink.result(str(p), names, n_cells)
     from .size_factors import BothSinks, NodeHistograms
 
     node_sink = NodeHistograms(e, *nodes)
-    p, names, n_cells = scan_counts(path, genes, layer, chunk, progress, BothSinks(sink, node_sink))
+    p, names, n_cells = _scan(path, genes, layer, chunk, progress, BothSinks(sink, node_sink), cells)
     return dataclasses.replace(sink.result(str(p), names, n_cells), node_hist=node_sink.result())
 
 
-def read_gene_counts(path: str | Path | AnnData, genes: Sequence[str], layer: str | None = None) -> np.ndarray:
-    """(cells, len(genes)) int64 counts of a few genes, read in blocks without making the whole matrix dense."""
+def _scan(path: str | Path | AnnData, genes: Sequence[str] | None, layer: str | None, chunk: int,
+          progress: Progress | None, sink: CountSink, cells: np.ndarray | None) -> tuple[Path, tuple[str, ...], int]:
+    """scan_counts, of the cells where `cells` (a boolean mask over the table's cells) is True when given."""
+    if cells is None:
+        return scan_counts(path, genes, layer, chunk, progress, sink)
+    subset = CellSubset(sink, cells)
+    p, names, n_cells = scan_counts(path, genes, layer, chunk, progress, subset)
+    subset.check(n_cells)
+    return p, names, subset.n_cells
+
+
+def read_gene_counts(path: str | Path | AnnData, genes: Sequence[str], layer: str | None = None,
+                     cells: np.ndarray | None = None) -> np.ndarray:
+    """(cells, len(genes)) int64 counts of a few genes, read in blocks without making the whole matrix dense
+    (of the cells where the mask `cells` is True, when given)."""
     if not list(genes):
         raise ValueError("read_gene_counts needs at least one gene")
     sink = _Columns()
-    _, _, n_cells = scan_counts(path, genes, layer, 2048, None, sink)
+    _, _, n_cells = _scan(path, genes, layer, 2048, None, sink, cells)
     return sink.result(n_cells)
 
 

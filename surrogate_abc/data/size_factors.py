@@ -9,14 +9,13 @@
 """
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..errors import DataFileError
+from .cell_columns import cell_column, table_header
 from .count_scan import ANNDATA_SUFFIXES, scan_counts
 
 if TYPE_CHECKING:
@@ -25,10 +24,12 @@ if TYPE_CHECKING:
 TOTAL = "total"
 
 
-def size_factors(source: str | Path | AnnData, spec: str, layer: str | None = None) -> np.ndarray:
-    """(n_cells,) size factors (see the module docstring): 0 marks a cell left out (total count 0)."""
+def size_factors(source: str | Path | AnnData, spec: str, layer: str | None = None,
+                 genes: Sequence[str] | None = None) -> np.ndarray:
+    """(n_cells,) size factors (see the module docstring): 0 marks a cell left out (total count 0). `genes`: the
+    columns that are genes (default all), whose counts make the totals."""
     if spec == TOTAL:
-        totals = cell_totals(source, layer)
+        totals = cell_totals(source, layer, genes)
         kept = totals > 0
         if not kept.any():
             raise DataFileError(f"{_label(source, layer)}: every cell has a total count of 0; --size-factors total "
@@ -39,26 +40,28 @@ def size_factors(source: str | Path | AnnData, spec: str, layer: str | None = No
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         what = "missing" if not np.isfinite(values[i]) else f"{values[i]:g}"
-        raise DataFileError(f"{_label(source, None)}: size factor column {spec!r} is {what} for cell {cells[i]} "
+        raise DataFileError(f"{_label(source, None)}: size factor column {spec!r} is {what} for {cells[i]} "
                             f"({int(bad.sum())} such cells); size factors must be positive numbers")
     return values / values.mean()
 
 
-def gene_columns(source: str | Path | AnnData, spec: str | None) -> list[str] | None:
-    """The genes of a CSV/TSV table whose column `spec` holds size factors (every column but that one); None where
-    every column is a gene (AnnData, or no size factor column)."""
-    if spec is None or spec == TOTAL or not isinstance(source, (str, Path)):
+def gene_columns(source: str | Path | AnnData, *columns: str | None) -> list[str] | None:
+    """The genes of a CSV/TSV table whose `columns` hold size factors or groups (every column but those); None
+    where every column is a gene (AnnData, or no such column: None and "total" name none)."""
+    others = {c for c in columns if c is not None and c != TOTAL}
+    if not others or not isinstance(source, (str, Path)):
         return None
     p = Path(source)
     if p.suffix.lower() in ANNDATA_SUFFIXES:
         return None
-    return [n for n in _table_header(p) if n != spec]
+    return [n for n in table_header(p) if n not in others]
 
 
-def cell_totals(source: str | Path | AnnData, layer: str | None = None) -> np.ndarray:
-    """(n_cells,) each cell's total count over every gene, in one pass."""
+def cell_totals(source: str | Path | AnnData, layer: str | None = None, genes: Sequence[str] | None = None
+                ) -> np.ndarray:
+    """(n_cells,) each cell's total count over every gene (or over `genes`), in one pass."""
     sink = _CellTotals()
-    _, _, n_cells = scan_counts(source, None, layer, 2048, None, sink)
+    _, _, n_cells = scan_counts(source, genes, layer, 2048, None, sink)
     return sink.result(n_cells)
 
 
@@ -151,79 +154,16 @@ class BothSinks:
 
 # ---------------------------------------------------------------------------------------------------- columns
 def _column(source: str | Path | AnnData, name: str) -> tuple[np.ndarray, list[str]]:
-    """(values, cell names) of a size factor column."""
-    if not isinstance(source, (str, Path)):
-        obs = source.obs
-        if name not in obs.columns:
-            raise DataFileError(f"AnnData: obs has no column {name!r} (columns: {', '.join(map(str, obs.columns))}); "
-                                "give --size-factors total or an obs column")
-        return _numeric(obs[name].to_numpy(), name, "AnnData"), [str(c) for c in obs.index]
-    p = Path(source)
-    if p.suffix.lower() in ANNDATA_SUFFIXES:
-        return _obs_column(p, name)
-    return _table_column(p, name)
-
-
-def _numeric(raw: Any, name: str, where: str) -> np.ndarray:
-    try:
-        return np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataFileError(f"{where}: size factor column {name!r} is not numeric; give a column of positive "
-                            "numbers") from None
-
-
-def _obs_column(p: Path, name: str) -> tuple[np.ndarray, list[str]]:
-    import h5py
-
-    with h5py.File(p, "r") as f:
-        obs = f.get("obs")
-        if obs is None or name not in obs:
-            cols = [k for k in (obs.keys() if obs is not None else []) if not k.startswith("_")]
-            raise DataFileError(f"{p}: obs has no column {name!r} (columns: {', '.join(cols) or 'none'}); give "
-                                "--size-factors total or an obs column")
-        node = obs[name]
-        if not isinstance(node, h5py.Dataset):
-            raise DataFileError(f"{p}: obs column {name!r} is categorical; size factors must be numbers")
-        values = _numeric(node[()], name, str(p))
-        index_key = obs.attrs.get("_index", "_index")
-        index_key = index_key.decode() if isinstance(index_key, bytes) else str(index_key)
-        cells = [c.decode() if isinstance(c, bytes) else str(c) for c in obs[index_key][()]] if index_key in obs \
-            else [str(i) for i in range(len(values))]
-    return values, cells
-
-
-def _table_header(p: Path) -> list[str]:
-    delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
-    with p.open("rb") as raw:
-        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), delimiter=delimiter)
-        header = next((r for r in reader if any(c.strip() for c in r)), None)
-    if header is None:
-        raise DataFileError(f"{p}: the file is empty; it needs a header row of gene names and one row per cell")
-    return [h.strip() for h in header]
-
-
-def _table_column(p: Path, name: str) -> tuple[np.ndarray, list[str]]:
-    names = _table_header(p)
-    if name not in names:
-        raise DataFileError(f"{p}: no column {name!r} for --size-factors (the header has {len(names)} columns); give "
-                            "--size-factors total or the name of a column of size factors")
-    j = names.index(name)
-    delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
-    values, cells = [], []
-    with p.open("rb") as raw:
-        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), delimiter=delimiter)
-        next(r for r in reader if any(c.strip() for c in r))
-        for r in reader:
-            if not any(c.strip() for c in r):
-                continue
-            text = r[j].strip() if j < len(r) else ""
-            try:
-                values.append(float(text) if text else np.nan)
-            except ValueError:
-                raise DataFileError(f"{p}: size factor column {name!r} holds {text!r} at row {reader.line_num}; size "
-                                    "factors must be positive numbers") from None
-            cells.append(f"at row {reader.line_num}")
-    return np.array(values, dtype=np.float64), cells
+    """(values, cell labels) of a size factor column."""
+    col = cell_column(source, name, "--size-factors total or")
+    where = str(source) if isinstance(source, (str, Path)) else "AnnData"
+    if col.categories is not None:
+        raise DataFileError(f"{where}: obs column {name!r} is categorical; size factors must be numbers")
+    if not col.numeric:
+        i = next(i for i, v in enumerate(col.values) if v is not None)
+        raise DataFileError(f"{where}: size factor column {name!r} holds {col.values[i]!r} for {col.cells[i]}; size "
+                            "factors must be positive numbers")
+    return col.values, col.cells
 
 
 def _label(source: str | Path | AnnData, layer: str | None) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,7 +27,7 @@ from ..emulators.resolve import model_specs, resolve_models
 from ..errors import UserError
 from ..report import warn
 from .infer import check_observed, run_dataset
-from .results_table import QUANTILES, default_out_dir, format_genes, write_genes_csv
+from .results_table import QUANTILES, default_out_dir, dir_name, format_genes, write_genes_csv
 from .run import InferenceSettings
 from .workers import one_core, with_notes
 
@@ -48,12 +47,6 @@ class GeneTask:
     settings: InferenceSettings
     out: str
     command: str
-
-
-def dir_name(gene: str) -> str:
-    """A folder name for a gene: characters other than letters, digits, '.', '-', '_' and '+' become '_'."""
-    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", gene).strip(".")
-    return safe or "gene"
 
 
 def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: InferenceSettings, out: Path,

@@ -3,6 +3,7 @@ the quantiles reported per variable and the default output folder. No pyabc, no 
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -50,3 +51,10 @@ def format_genes(rows: Sequence[Mapping[str, Any]]) -> str:
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def dir_name(name: str) -> str:
+    """A folder name for a gene or group: characters other than letters, digits, '.', '-', '_' and '+' become
+    '_'."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", name).strip(".")
+    return safe or "gene"

@@ -179,11 +179,12 @@ TEST_SETS = 512  # prior sets searched for each test gene's plausible parameters
 
 
 def with_size_factors(source: Any, sf: np.ndarray, layer: str | None, emulator: EmulatorLike, space: ParameterSpace,
-                      data: GeneHistograms, seed: int, log: Callable[[str], None]) -> tuple[GeneHistograms, NodeChoice]:
+                      data: GeneHistograms, seed: int, log: Callable[[str], None],
+                      cells: np.ndarray | None = None) -> tuple[GeneHistograms, NodeChoice]:
     """The genes' histograms with per-cell capture: cells with size factor 0 left out, the efficiency nodes
     chosen by their measured error (`choose_nodes` on test genes at their best of TEST_SETS prior sets), the
     node-weighted histograms read in one more pass. `sf`: the cells' size factors (data/size_factors.py). Returns
-    (histograms, node choice)."""
+    (histograms, node choice). `cells`: the mask of the cells read (a group of cells; `sf` is theirs)."""
     from ...data.gene_histograms import gene_histograms, read_gene_counts
     from ...report import warn
     from .likelihood import GeneLikelihoods, full_log_pmf
@@ -207,9 +208,10 @@ def with_size_factors(source: Any, sf: np.ndarray, layer: str | None, emulator: 
     theta = space.natural(shared_sets(space.box, TEST_SETS, seed))
     ll = GeneLikelihoods(emulator, data.hist[test]).shared(full_log_pmf(emulator, theta))
     best = theta[np.argmax(ll, axis=1)]
-    counts = read_gene_counts(source, [data.genes[i] for i in test], layer)
+    counts = read_gene_counts(source, [data.genes[i] for i in test], layer, cells)
     choice = choose_nodes(emulator, sf, counts, best, np.asarray(emulator.edges[0], float))
     log(choice.line())
     idx, w = choice.nodes.weights(sf)
-    nodes = gene_histograms(source, emulator.edges[0], list(data.genes), layer, nodes=(idx, w, choice.nodes.k))
+    nodes = gene_histograms(source, emulator.edges[0], list(data.genes), layer, nodes=(idx, w, choice.nodes.k),
+                            cells=cells)
     return dataclasses.replace(data, node_hist=nodes.node_hist), choice

@@ -69,7 +69,7 @@ def write_gene_folders(out: Path, prep: "Prepared", rows: Sequence[Mapping[str, 
     """OUT/<gene>/posterior.nc and summary.csv for each gene inferred by the batch method (genes rerun with ABC-SMC
     already have their folder, abc.db and plots included)."""
     from ...arviz_import import import_arviz
-    from ..genes import dir_name
+    from ..results_table import dir_name
 
     az = import_arviz()
     post = posterior_dataset(prep, rows, draws)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ...data.gene_histograms import GeneHistograms, gene_histograms, read_gene_counts
+from ...data.gene_histograms import GeneHistograms, gene_histograms
 from ...data.observed import binned_means, predictive_mean_ranges
 from ...data.size_factors import gene_columns, size_factors
 from ...emulators.base import EmulatorLike
@@ -56,6 +56,9 @@ class TableRun:
     seed: int = 0
     size_factors: str | None = None  # per-cell capture: "total" or a column of size factors (efficiency.py)
     adata: Any = dataclasses.field(default=None, compare=False, repr=False)  # an in-memory AnnData (path: a label)
+    groupby: str | None = None  # the column of the cells' groups (a CSV's is no gene)
+    group: str | None = None  # a group of cells (--groupby): its name, and `cells` the mask over the table's cells
+    cells: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def source(self) -> Any:
@@ -116,13 +119,16 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
             bar.n = done
             bar.refresh()
 
-    genes = run.genes or gene_columns(run.source, run.size_factors)  # a CSV's size factor column is no gene
+    table_genes = gene_columns(run.source, run.size_factors, run.groupby)  # a CSV's other columns are no genes
+    genes = run.genes or table_genes
     sf = None
     if run.size_factors is not None:  # checked before the long pass: a capture is needed, the column must be good
         node_emulators(emulator, EfficiencyNodes(np.ones(1)))
-        sf = size_factors(run.source, run.size_factors, run.layer)
+        sf = size_factors(run.source, run.size_factors, run.layer, table_genes)  # all cells: groups share a scale
+        sf = sf if run.cells is None else sf[run.cells]
     try:
-        data = gene_histograms(run.source, emulator.edges[0], genes, run.layer, progress=read_progress)
+        data = gene_histograms(run.source, emulator.edges[0], genes, run.layer, progress=read_progress,
+                               cells=run.cells)
     finally:
         if bar is not None:
             bar.close()
@@ -139,12 +145,13 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
         for g in np.asarray(kept.genes)[outside]:
             skipped[str(g)] = "mean outside the emulator's range"
         kept = kept.select(~outside)
-    log(f"{len(data.genes)} gene(s) x {data.n_cells} cells from {run.path}: {len(kept.genes)} to infer, "
+    where = run.path if run.group is None else f"group {run.group!r} of {run.path}"
+    log(f"{len(data.genes)} gene(s) x {data.n_cells} cells from {where}: {len(kept.genes)} to infer, "
         f"{len(skipped)} skipped")
     if run.size_factors is None or not len(kept.genes):
         return Prepared(emulator, sha, space, kept, skipped)
     assert sf is not None
-    kept, choice = with_size_factors(run.source, sf, run.layer, emulator, space, kept, run.seed, log)
+    kept, choice = with_size_factors(run.source, sf, run.layer, emulator, space, kept, run.seed, log, run.cells)
     if kept.left_out:
         log(f"{kept.left_out} cell(s) with a total count of 0 left out (no information); {kept.n_cells} used")
     return Prepared(emulator, sha, space, kept, skipped, choice.nodes, choice.errors)
@@ -220,6 +227,18 @@ def _diagnostics(post: GenePosterior, stat: float, pval: float, bounds: list[str
             "ppc_deviance": stat, "ppc_p": pval, "flags": ";".join(flags)}
 
 
+@dataclasses.dataclass
+class BatchOutcome:
+    """A finished batch run: genes.csv, the printed table and summary, and in memory the rows, the equally weighted
+    natural-scale draws (genes, draws, parameters) and the prepared run."""
+
+    csv_path: Path
+    text: str
+    rows: list[dict[str, Any]]
+    draws: np.ndarray
+    prep: Prepared
+
+
 def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSettings | None = None,
                         smc: InferenceSettings | None = None, per_gene_outputs: bool = False, plots: bool = True,
                         command: str = "", log: Callable[[str], None] = print,
@@ -229,6 +248,17 @@ def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSett
     .h5ad table also OUT/bursting.h5ad (without X and layers unless `h5ad_matrix`); an in-memory run.adata gets the
     results in its var and uns (anndata_io.py). `scheduler` (tcp://HOST:PORT or local:N) runs the blocks on dask
     workers (cluster.py), with the same results."""
+    done = run_batch(run, out_dir, settings, smc, per_gene_outputs, plots, command, log, progress, h5ad_matrix,
+                     scheduler)
+    return done.csv_path, done.text
+
+
+def run_batch(run: TableRun, out_dir: Path | None, settings: BatchSettings | None = None,
+              smc: InferenceSettings | None = None, per_gene_outputs: bool = False, plots: bool = True,
+              command: str = "", log: Callable[[str], None] = print, progress: bool = True,
+              h5ad_matrix: bool = True, scheduler: str | None = None, anndata: bool = True) -> BatchOutcome:
+    """`infer_transcriptome`, returning the BatchOutcome; `anndata` False: no AnnData output (bursting.h5ad,
+    run.adata's var), as for each group of --groupby, whose results go into one AnnData together."""
     settings = settings or BatchSettings()
     smc = smc or InferenceSettings(seed=run.seed, plots=False, exact_check="none")
     t0 = time.perf_counter()
@@ -283,15 +313,18 @@ def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSett
         names = [rows[i]["gene"] for i in low]
         log(f"{len(low)} gene(s) with ESS below {settings.min_ess:g} after refinement, rerun with ABC-SMC: "
             f"{', '.join(names[:10])}{', ...' if len(names) > 10 else ''}")
-        _rerun_smc(run, prep, store, low, rows, draws, smc, settings, out, per_gene_outputs, command, log)
+        from .smc_rerun import rerun_smc
+
+        rerun_smc(run, prep, store, low, rows, draws, smc, settings, out, per_gene_outputs, command, log)
     csv_path = write_genes_csv(rows, out / "genes.csv")
     from .outputs import write_gene_posterior, write_skipped
 
     write_gene_posterior(out / "posterior.nc", prep, rows, draws, run, command)
     write_skipped(out / "skipped.csv", prep.skipped)
-    from .anndata_io import batch_results
+    if anndata:
+        from .anndata_io import batch_results
 
-    batch_results(out, run, prep, csv_path, settings, command, h5ad_matrix)
+        batch_results(out, run, prep, csv_path, settings, command, h5ad_matrix)
     if plots:
         from .figure import plot_genes
 
@@ -304,7 +337,7 @@ def infer_transcriptome(run: TableRun, out_dir: Path | None, settings: BatchSett
     shown = rows if len(rows) <= PRINT_ROWS else rows[:PRINT_ROWS]
     table = format_genes(shown) + (f"\n... ({len(rows) - PRINT_ROWS} more genes in {csv_path})"
                                    if len(rows) > PRINT_ROWS else "")
-    return csv_path, table + "\n" + summary
+    return BatchOutcome(csv_path, table + "\n" + summary, rows, draws, prep)
 
 
 def _collect(store: BatchStore, n_blocks: int) -> tuple[list[dict[str, Any]], np.ndarray]:
@@ -314,42 +347,6 @@ def _collect(store: BatchStore, n_blocks: int) -> tuple[list[dict[str, Any]], np
         rows += r
         draws.append(arrays["draws"])
     return rows, np.concatenate(draws)
-
-
-def _rerun_smc(run: TableRun, prep: Prepared, store: BatchStore, low: Sequence[int], rows: list[dict[str, Any]],
-               draws: np.ndarray, smc: InferenceSettings, settings: BatchSettings, out: Path, per_gene_outputs: bool,
-               command: str, log: Callable[[str], None]) -> None:
-    """Rerun genes `low` with the per-gene ABC-SMC path; their rows and draws are replaced (kept in the store)."""
-    from ...arviz_import import import_arviz
-    from ..genes import GeneTask, dir_name, run_task
-
-    names = [rows[i]["gene"] for i in low]
-    todo = [k for k in range(len(low)) if not store.has("smc", low[k])]
-    counts = read_gene_counts(run.source, [names[k] for k in todo], run.layer) if todo else np.zeros((0, 0), np.int64)
-    for j, k in enumerate(todo):
-        i = low[k]
-        folder = out / dir_name(names[k]) if per_gene_outputs else store.dir / "smc" / dir_name(names[k])
-        task = GeneTask(names[k], (names[k],), tuple(prep.emulator.species), counts[:, j:j + 1], run.path,
-                        (run.emulator,), run.capture, run.capture_prior,
-                        smc.replace(prior=dict(run.prior)), str(folder), command)
-        smc_row = run_task(task)
-        az = import_arviz()
-        idata = az.from_netcdf(str(folder / "posterior.nc"))
-        post = idata.posterior
-        flat = np.stack([post[n].values.ravel() for n in prep.space.names], axis=1)
-        rng = gene_seed(run.seed, 10**6 + i)
-        theta = flat[rng.choice(len(flat), settings.draws, replace=True)]
-        idata.close()
-        smc_row.update({"method": "smc", "ess": float(np.nanmin([smc_row.get(f"{n}_ess", np.nan)
-                                                                 for n in prep.space.names])),
-                        "evaluations": 0, "ppc_deviance": rows[i]["ppc_deviance"], "ppc_p": rows[i]["ppc_p"],
-                        "flags": ";".join(f for f in rows[i]["flags"].split(";") if f and f != "low_ess")})
-        store.save("smc", i, {"draws": theta}, [smc_row])
-        log(f"gene {names[k]}: ABC-SMC done ({j + 1}/{len(todo)})")
-    for i in low:  # the ABC-SMC row's values in the batch row's column order
-        arrays, (row,) = store.load("smc", i)
-        rows[i] = {**{k: row.get(k, v) for k, v in rows[i].items()}, **row}
-        draws[i] = arrays["draws"]
 
 
 def _manifest(run: TableRun, prep: Prepared, settings: BatchSettings) -> dict[str, Any]:
@@ -363,7 +360,9 @@ def _manifest(run: TableRun, prep: Prepared, settings: BatchSettings) -> dict[st
             "prior": {k: list(v) for k, v in sorted(dict(run.prior).items())}, "min_cells": run.min_cells,
             "size_factors": run.size_factors,
             "nodes": None if prep.nodes is None else [round(float(x), 12) for x in prep.nodes.scales],
-            "seed": run.seed, "genes": genes, "settings": json.loads(json.dumps(dataclasses.asdict(settings)))}
+            "seed": run.seed, "genes": genes, "settings": json.loads(json.dumps(dataclasses.asdict(settings))),
+            **({} if run.cells is None else
+               {"group": run.group, "cells": hashlib.sha256(np.packbits(run.cells).tobytes()).hexdigest()})}
 
 
 def _bar(desc: str, unit: str, total: int | None = None, delay: float = 0.0):
