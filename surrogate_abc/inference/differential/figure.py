@@ -1,7 +1,8 @@
 """differential_<pair>.png: the log2 fold change of burst size against that of burst frequency for every gene
 compared (posterior medians, coloured by which variable was called changed), and a volcano-style plot per
-variable: the median log2 fold change against the posterior evidence for its sign, -log10 P(opposite sign),
-coloured by the call. Figure objects only: the caller's matplotlib backend is left alone."""
+variable: the median log2 fold change against the evidence for its sign, -log10 of 2 min(P(<= 0), P(>= 0)) (what
+the Benjamini-Hochberg procedure of the call takes; its cut drawn dashed), coloured by the call. Figure objects
+only: the caller's matplotlib backend is left alone."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,10 +10,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .foldchange import CallRule, FoldChanges
+from .foldchange import CallRule, FoldChanges, benjamini_hochberg
 
 CALL_COLOURS = {"up": "tab:red", "down": "tab:blue", "unchanged": "tab:green", "undecided": "0.6"}
-FLOOR = 1e-3  # P(opposite sign) below this is drawn at it (the draws resolve no smaller probability)
 
 
 def plot_pair(pair: str, changes: Mapping[str, tuple[list[str], FoldChanges]], rule: CallRule, path: Path) -> Path:
@@ -41,16 +41,19 @@ def plot_pair(pair: str, changes: Mapping[str, tuple[list[str], FoldChanges]], r
     ax.grid(True, alpha=0.3)
     for k, (variable, fc) in enumerate((("burst frequency", freq), ("burst size", size))):
         ax = fig.add_subplot(1, 3, k + 2)
-        opposite = np.maximum(np.minimum(fc.p_positive, 1.0 - fc.p_positive), FLOOR)
+        y = -np.log10(fc.p_sign)
         for call, colour in CALL_COLOURS.items():
             mask = fc.call == call
             if mask.any():
-                ax.scatter(fc.median[mask], -np.log10(opposite[mask]), s=9, color=colour,
+                ax.scatter(fc.median[mask], y[mask], s=9, color=colour,
                            alpha=alpha if call == "undecided" else 0.9, label=f"{call} ({int(mask.sum())})")
         for t in (-rule.threshold, rule.threshold):
             ax.axvline(t, color="0.4", lw=0.6, ls="--")
+        found = benjamini_hochberg(fc.p_sign, 1.0 - rule.probability)
+        if found.any():
+            ax.axhline(-np.log10(fc.p_sign[found].max()), color="0.4", lw=0.6, ls="--")
         ax.set_xlabel(f"log2 fold change of {variable} (median)")
-        ax.set_ylabel("-log10 P(opposite sign)")
+        ax.set_ylabel("-log10 2 min(P(<= 0), P(>= 0))")
         ax.set_title(f"{variable}: P >= {rule.probability:g}, |log2 FC| > {rule.threshold:g}, "
                      f"FDR {1 - rule.probability:.3g}")
         ax.legend(loc="best", fontsize=8)

@@ -67,7 +67,7 @@ def infer_differential(run: TableRun, groupby: str, groups: Sequence[str] | None
     results = []
     for name, folder, mask in zip(cg.names, _folders(cg.names), cg.masks):
         grun = dataclasses.replace(run, group=name, cells=mask)
-        log(f"group {name!r}: inferring every gene ({folder})")
+        log(f"group {name!r}: inferring every gene into {out / 'groups' / folder}")
         results.append(run_batch(grun, out / "groups" / folder, settings, smc, plots=plots, command=command, log=log,
                                  progress=progress, scheduler=scheduler, anndata=False))
     rows, pairs = compare(cg, results, rule, run.seed)

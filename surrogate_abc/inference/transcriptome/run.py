@@ -269,7 +269,8 @@ def run_batch(run: TableRun, out_dir: Path | None, settings: BatchSettings | Non
     prep = prepare(run, log, progress)
     out = Path(out_dir) if out_dir else default_out_dir(run.path)
     if not prep.data.genes:
-        raise UserError(f"{run.path}: no gene to infer ({skip_summary(prep.skipped)}); lower --min-cells or "
+        group = "" if run.group is None else f" in group {run.group!r}"
+        raise UserError(f"{run.path}: no gene to infer{group} ({skip_summary(prep.skipped)}); lower --min-cells or "
                         "check the table")
     store = BatchStore(out)
     try:
