@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from surrogate_abc import BIRTH_DEATH, GENE, ConfigError, load_protocol, parse_protocol
 from surrogate_abc.networks.gene import gene_means
 
-SHIPPED = ["seed_protein", "seed_joint", "gene_protein", "gene_joint", "gaussian_mixture"]
+SHIPPED = ["seed_protein", "seed_joint", "gene_protein", "gene_joint", "gaussian_mixture", "telegraph_mrna", "telegraph_splicing"]
 
 BD = """
 name = "bd"
