@@ -79,7 +79,8 @@ def differential_bursting(adata: AnnData, groupby: str, groups: Sequence[str] | 
     pair, variable, log2fc_median, log2fc_q05, log2fc_q95, p_positive, call) and fills `adata.var` in place:
     each group's columns as `<group>_<column>` and each comparison's as `<pair>_<variable>_<column>`.
 
-    call: `up`/`down` when P(log2 fold change > lfc_threshold / < -lfc_threshold) >= call_probability,
+    call: `up`/`down` when P(log2 fold change > lfc_threshold / < -lfc_threshold) >= call_probability and the
+    gene is a discovery at a false discovery rate of 1 - call_probability (Benjamini-Hochberg across the genes),
     `unchanged` when P(|log2 fold change| <= lfc_threshold) >= call_probability, else `undecided`. Give
     size_factors (with capture or capture_prior) when the groups' capture may differ. Other arguments as for
     `bursting`; `out` keeps OUT/groups/<group>/ and OUT/differential.csv and its figures.
