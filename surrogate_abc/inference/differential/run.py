@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ...data.size_factors import cell_totals, gene_columns
+from ...emulators.base import EmulatorLike
 from ...emulators.resolve import resolve_models
 from ...errors import UserError
 from ...networks.bursts import burst_kinetics
@@ -29,7 +30,7 @@ from ...report import warn
 from ..results_table import default_out_dir, dir_name, write_genes_csv
 from ..settings import InferenceSettings
 from ..transcriptome.refine import BatchSettings
-from ..transcriptome.run import BatchOutcome, TableRun, run_batch, variables
+from ..transcriptome.run import BatchOutcome, TableRun, run_batch, table_size_factors, variables
 from .foldchange import VARIABLES, CallRule, FoldChanges, fold_changes
 from .groups import CellGroups, cell_groups
 
@@ -56,13 +57,15 @@ def infer_differential(run: TableRun, groupby: str, groups: Sequence[str] | None
     module docstring). UserError before anything is written for a bad column, group or model."""
     rule = rule or CallRule()
     t0 = time.perf_counter()
-    _check_bursty(run)
+    emulator = _bursty_emulator(run)
     cg = cell_groups(run.source, groupby, groups)
     sizes = ", ".join(f"{n} ({c:,} cells)" for n, c in zip(cg.names, cg.sizes()))
     log(f"groups of {groupby!r}: {sizes}" + (f"; {cg.outside:,} cell(s) in no group compared" if cg.outside else ""))
     run = dataclasses.replace(run, groupby=groupby)
     if run.size_factors is None:
         _check_capture(run, cg, gene_columns(run.source, groupby))
+    else:  # read once for every group
+        run = dataclasses.replace(run, cell_size_factors=table_size_factors(run, emulator))
     out = Path(out_dir) if out_dir else default_out_dir(run.path)
     results = []
     for name, folder, mask in zip(cg.names, _folders(cg.names), cg.masks):
@@ -123,11 +126,13 @@ def _digits(x: float) -> float:
     return float(f"{float(x):.6g}")
 
 
-def _check_bursty(run: TableRun) -> None:
+def _bursty_emulator(run: TableRun) -> EmulatorLike:
+    """The run's emulator; UserError when its model has no burst frequency and size to compare."""
     (emulator, _), = resolve_models([run.emulator], ("mrna",), run.capture, run.capture_prior)
     if not burst_kinetics(emulator.protocol, np.ones((1, len(emulator.param_names)))):
         raise UserError(f"--groupby compares burst frequency and burst size; emulator {emulator.source} models no "
                         "bursts (its species has no bursty law); use a telegraph or bursty model")
+    return emulator
 
 
 def _check_capture(run: TableRun, cg: CellGroups, genes: Sequence[str] | None) -> None:

@@ -59,6 +59,8 @@ class TableRun:
     groupby: str | None = None  # the column of the cells' groups (a CSV's is no gene)
     group: str | None = None  # a group of cells (--groupby): its name, and `cells` the mask over the table's cells
     cells: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+    # every cell's size factor, when already computed (table_size_factors: one pass for all groups of --groupby)
+    cell_size_factors: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def source(self) -> Any:
@@ -119,13 +121,12 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
             bar.n = done
             bar.refresh()
 
-    table_genes = gene_columns(run.source, run.size_factors, run.groupby)  # a CSV's other columns are no genes
-    genes = run.genes or table_genes
-    sf = None
-    if run.size_factors is not None:  # checked before the long pass: a capture is needed, the column must be good
-        node_emulators(emulator, EfficiencyNodes(np.ones(1)))
-        sf = size_factors(run.source, run.size_factors, run.layer, table_genes)  # all cells: groups share a scale
-        sf = sf if run.cells is None else sf[run.cells]
+    genes = run.genes or gene_columns(run.source, run.size_factors, run.groupby)  # a CSV's other columns: no genes
+    sf = run.cell_size_factors
+    if sf is None:  # checked before the long pass: a capture is needed, the column must be good
+        sf = table_size_factors(run, emulator)
+    if sf is not None and run.cells is not None:
+        sf = sf[run.cells]
     try:
         data = gene_histograms(run.source, emulator.edges[0], genes, run.layer, progress=read_progress,
                                cells=run.cells)
@@ -155,6 +156,16 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
     if kept.left_out:
         log(f"{kept.left_out} cell(s) with a total count of 0 left out (no information); {kept.n_cells} used")
     return Prepared(emulator, sha, space, kept, skipped, choice.nodes, choice.errors)
+
+
+def table_size_factors(run: TableRun, emulator: EmulatorLike) -> np.ndarray | None:
+    """The size factors of every cell of the table (None without --size-factors), over all cells, so that groups
+    of cells share one scale; UserError first when the emulator has no capture to scale."""
+    if run.size_factors is None:
+        return None
+    node_emulators(emulator, EfficiencyNodes(np.ones(1)))
+    return size_factors(run.source, run.size_factors, run.layer,
+                        gene_columns(run.source, run.size_factors, run.groupby))
 
 
 def _outside_range(emulator: EmulatorLike, data: GeneHistograms) -> np.ndarray:
