@@ -11,7 +11,7 @@ from scipy import stats
 from surrogate_abc import load_protocol
 from surrogate_abc.config import FSPSettings
 from surrogate_abc.metrics import sampling_tv_quantile, total_variation
-from surrogate_abc.networks.closed_form import beta_poisson_pmf
+from surrogate_abc.networks.closed_form import beta_poisson_pmf, find_closed_form
 from surrogate_abc.simulate.fsp import solve_stationary
 from surrogate_abc.simulate.ssa import SSASimulator
 
@@ -35,7 +35,7 @@ def test_protocol_names_species_and_prior(protocol):
     assert protocol.species == ("nascent", "mature")
     assert protocol.param_names == ("k0", "k1", "v0", "beta")
     assert _rates(protocol, [1.0, 2.0, 3.0, 4.0])["gamma"] == 1.0
-    np.testing.assert_allclose(protocol.bounds(), [[0.01, 10], [0.1, 100], [1, 100], [1, 100]])
+    np.testing.assert_allclose(protocol.bounds(), [[0.01, 10], [0.1, 100], [0.1, 100], [1, 100]])
     names = {r.name for r in protocol.network.reactions}
     assert names == {"on", "off", "transcription", "splicing", "mature_decay"}
 
@@ -48,6 +48,8 @@ def test_nascent_marginal_is_beta_poisson_with_decay_beta(protocol, corner):
     r = _rates(protocol, theta)
     res = _solve(protocol, r)
     cap = protocol.axes[0].cap
+    law = find_closed_form(protocol.network, ["nascent"])  # recognised from the structure: decay = splicing
+    assert law is not None and dict(law.roles) == {"k_on": "k0", "k_off": "k1", "v": "v0", "d": "beta"}
     q = beta_poisson_pmf({"k_on": r["k0"], "k_off": r["k1"], "v": r["v0"], "d": r["beta"]}, cap)
     assert total_variation(np.append(res.pmf.sum(axis=1), res.overflow), np.append(q, 1 - q.sum())) < 1e-10
 

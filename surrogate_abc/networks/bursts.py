@@ -10,8 +10,11 @@ called:
 * negative_binomial (the birth-immigration-death form of the bursty model, configs/networks/bursty.toml):
   burst frequency = the shape r = immigration / birth, burst size = mean / r = birth / (death - birth).
 
+For several observed species in a chain whose first is a telegraph species (nascent -> mature RNA of
+`telegraph_splicing`): burst size v / k_off, burst frequency k_on per lifetime of the last species (mature RNA).
+
 `burst_kinetics(protocol, theta)` returns {"burst_frequency": (n,), "burst_size": (n,)}, or {} for a protocol
-whose observed species has no such law (Poisson, joint data, networks without a closed form).
+whose observed species have no such law (Poisson, mRNA with protein, networks without a closed form).
 """
 from __future__ import annotations
 
@@ -49,12 +52,32 @@ def burst_kinetics(protocol, theta: np.ndarray) -> dict[str, np.ndarray]:
     net = protocol.network
     if not isinstance(net, ReactionNetwork):
         return {}
-    law = find_closed_form(net, protocol.species)
-    if law is None or law.law not in BURSTS:
-        return {}
     theta = np.atleast_2d(np.asarray(theta, float))
+    law = find_closed_form(net, protocol.species)
+    if law is not None and law.law in BURSTS:
+        by_role = _by_role(protocol, law.roles, theta)
+        freq, size = BURSTS[law.law](by_role)
+        return {"burst_frequency": np.asarray(freq, float), "burst_size": np.asarray(size, float)}
+    return _chain_bursts(protocol, theta)
+
+
+def _by_role(protocol, roles, theta: np.ndarray) -> dict[str, np.ndarray]:
     rates = protocol.rates(theta)
     names = protocol.rate_names
-    by_role = {role: rates[:, names.index(name)] for role, name in law.roles}
-    freq, size = BURSTS[law.law](by_role)
-    return {"burst_frequency": np.asarray(freq, float), "burst_size": np.asarray(size, float)}
+    return {role: rates[:, names.index(name)] for role, name in roles}
+
+
+def _chain_bursts(protocol, theta: np.ndarray) -> dict[str, np.ndarray]:
+    """Several observed species whose first is a telegraph (Beta-Poisson) species and whose last decays at rate
+    d_last (nascent -> mature RNA of telegraph_splicing): burst size v / k_off (molecules of the first species per
+    burst), burst frequency k_on / d_last (per lifetime of the last species: per mature lifetime)."""
+    species = protocol.species
+    if len(species) < 2:
+        return {}
+    law = find_closed_form(protocol.network, species[:1])
+    decay = [r.rate for r in protocol.network.reactions
+             if dict(r.reactants) == {species[-1]: 1} and not any(r.products.values()) and r.rate]
+    if law is None or law.law != "beta_poisson" or len(decay) != 1:
+        return {}
+    r = _by_role(protocol, law.roles + (("d_last", decay[0]),), theta)
+    return {"burst_frequency": r["k_on"] / r["d_last"], "burst_size": r["v"] / r["k_off"]}

@@ -3,7 +3,8 @@
 * `poisson`: a species X made at a constant rate a (0 -> X) and lost at rate b X (X -> ...), with no
   other reaction changing it, is Poisson(a / b) whatever else the network does.
 * `beta_poisson`: a species M made at rate v G by a two-state switch G' <-> G (G' -> G at k_on G',
-  G -> G' at k_off G, G + G' = 1) and lost at rate d M is Beta-Poisson: M | x ~ Poisson(v x / d),
+  G -> G' at k_off G, G + G' = 1) and lost at rate d M (decay, or conversion into another species, as nascent
+  RNA is spliced) is Beta-Poisson: M | x ~ Poisson(v x / d),
   x ~ Beta(k_on / d, k_off / d) (the mRNA of the telegraph model; Raj et al. 2006).
 * `negative_binomial`: the linear birth-immigration-death process of a species X, made at a constant rate a
   (0 -> X), duplicated at rate l X (X -> 2X) and lost at rate m X (X -> 0), with no other reaction changing
@@ -81,7 +82,8 @@ def _match_beta_poisson(net: ReactionNetwork, m: str) -> dict[str, str] | None:
     rs = _touching(net, m)
     if len(rs) != 2 or not all(r.mass_action for r in rs):
         return None
-    lose = [r for r in rs if dict(r.reactants) == {m: 1} and _changes(net, r) == {m: -1}]
+    # lost at rate d M: decay, or conversion into species that act on nothing here (nascent -> mature RNA)
+    lose = [r for r in rs if dict(r.reactants) == {m: 1} and _changes(net, r).get(m) == -1]
     make = [r for r in rs if r.order == 1 and _changes(net, r) == {m: 1} and m not in r.reactants]
     if len(make) != 1 or len(lose) != 1:
         return None
