@@ -10,9 +10,10 @@ from .base import EmulatorLike
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 DEFAULT_EMULATORS = {"protein": "gene_protein.safetensors", "joint": "gene_joint.safetensors",
-                     "mrna": "telegraph_mrna.safetensors"}
+                     "mrna": "telegraph_mrna.safetensors", "splicing": "telegraph_splicing.safetensors"}
 # The species each default emulator models; data holding them choose it (the one with most species wins).
-DEFAULT_SPECIES = {"joint": ("mrna", "protein"), "protein": ("protein",), "mrna": ("mrna",)}
+DEFAULT_SPECIES = {"joint": ("mrna", "protein"), "protein": ("protein",), "mrna": ("mrna",),
+                   "splicing": ("nascent", "mature")}
 
 
 def default_emulator_path(species: tuple[str, ...]) -> Path:
@@ -80,16 +81,28 @@ def resolve_models(specs: Sequence[str | None], species: tuple[str, ...] = (), c
                    capture_prior: tuple[float, float] | None = None) -> list[tuple[EmulatorLike, str]]:
     """[(emulator, sha256)] for --emulator or the --compare list, each wrapped for capture efficiency
     (emulators/capture.py) when a capture or its prior is given (beta = 1 leaves the emulator as it is)."""
-    from .capture import CapturedEmulator, check_capture
+    from .capture import check_capture
 
     check_capture(capture, capture_prior)
     out = []
     for spec in specs:
         em, sha = resolve_emulator(spec, species)
         if capture_prior is not None or (capture is not None and capture != 1.0):
-            em = CapturedEmulator(em, capture=capture, prior=capture_prior)
+            em = captured(em, capture, capture_prior)
         out.append((em, sha))
     names = [em.protocol.name for em, _ in out]
     if len(set(names)) != len(names):
         raise UserError(f"--compare: a model is named twice ({', '.join(names)}); compare distinct protocols")
     return out
+
+
+def captured(emulator: EmulatorLike, capture: float | None, prior: tuple[float, float] | None,
+             scale: float = 1.0) -> EmulatorLike:
+    """`emulator` under binomial capture: thinning its own pmf for one species (capture.CapturedEmulator), else
+    scaling the birth rate of a network whose observed molecules are Poisson given the rest (rate_capture.py)."""
+    from .capture import CapturedEmulator
+    from .rate_capture import RateCapture
+
+    if len(emulator.species) > 1:
+        return RateCapture(emulator, capture, prior, scale)
+    return CapturedEmulator(emulator, capture=capture, prior=prior, scale=scale)

@@ -38,8 +38,12 @@ def exact_counterpart(emulator: EmulatorLike) -> EmulatorLike | None:
     exact already or its network has no exact engine."""
     from ..emulators.capture import CapturedEmulator
     from ..emulators.exact import ExactEmulator
+    from ..emulators.rate_capture import RateCapture
     from ..networks import GaussianMixtureNetwork, ReactionNetwork
 
+    if isinstance(emulator, RateCapture):
+        inner = exact_counterpart(emulator.inner)
+        return None if inner is None else RateCapture(inner, emulator.capture, emulator.prior, emulator.scale)
     if isinstance(emulator, CapturedEmulator):
         inner = exact_counterpart(emulator.inner)
         return None if inner is None else CapturedEmulator(inner, capture=emulator.capture, prior=emulator.prior,
