@@ -144,13 +144,14 @@ def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike
                 capture_prior: tuple[float, float] | None = None, jobs: int | None = None, command: str = "",
                 log=None, progress: bool = False, method: str | None = None, min_cells: int = 10,
                 batch: Any = None, per_gene_outputs: bool = False, scheduler: str | None = None,
-                size_factors: str | None = None, **settings: Any):
+                size_factors: str | None = None, layers: tuple[str, str] | None = None, **settings: Any):
     """`surrogate-abc infer counts.csv|.tsv|.h5ad`: the table of all genes (`out`/genes.csv), returned as a pandas
     DataFrame. method "batch" (the default where it applies: one species, no `compare`) writes `out`/posterior.nc
     with a `gene` dimension (`batch`: a BatchSettings); "smc" one ABC-SMC per gene (`out`/<gene>/posterior.nc).
     `settings` as for `infer` (with batch: `seed`, `prior`, `plots`). `size_factors` (batch): per-cell capture,
     "total" or a column of size factors (with `capture` or `capture_prior`, the mean cell's). `scheduler` (batch): "tcp://HOST:PORT" of a
-    running dask scheduler or "local:N" runs the blocks of genes on dask workers, with the same results."""
+    running dask scheduler or "local:N" runs the blocks of genes on dask workers, with the same results. `layers`
+    (nascent, mature), e.g. ("unspliced", "spliced"): each gene from its joint counts in two AnnData layers."""
     import pandas as pd
 
     from .inference.transcriptome.run import choose_method
@@ -160,7 +161,8 @@ def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike
 
         run = TableRun(str(table), str(emulator) if emulator is not None else None, tuple(genes) if genes else None,
                        layer, capture, capture_prior, dict(settings.get("prior", {})), min_cells,
-                       int(settings.get("seed", 0)), size_factors=size_factors)
+                       int(settings.get("seed", 0)), size_factors=size_factors,
+                       layers=(layers[0], layers[1]) if layers else None)
         csv_path, _ = infer_transcriptome(run, Path(out) if out is not None else None, batch,
                                           per_gene_outputs=per_gene_outputs, plots=bool(settings.get("plots", True)),
                                           command=command, log=log or (lambda _msg: None), progress=progress,
@@ -179,7 +181,8 @@ def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike
                               InferenceSettings(**settings), Path(out) if out is not None else None, genes=genes,
                               layer=layer, species_map=species, compare=compare, capture=capture,
                               capture_prior=capture_prior, jobs=jobs, command=command,
-                              log=log or (lambda _msg: None), progress=progress)
+                              log=log or (lambda _msg: None), progress=progress,
+                              layers=(layers[0], layers[1]) if layers else None)
     return pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
 
 

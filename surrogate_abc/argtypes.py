@@ -32,3 +32,40 @@ def prior_override(text: str) -> tuple[str, tuple[float, float]]:
         return name.strip(), (float(lo), float(hi))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected NAME=LOW:HIGH, got {text!r}") from None
+
+
+def species_map(text: str) -> dict[str, str]:
+    """SPECIES=COLUMN[,SPECIES=COLUMN] -> {species: column}."""
+    out = {}
+    for part in text.split(","):
+        name, sep, col = part.partition("=")
+        if not sep or not name.strip() or not col.strip():
+            raise argparse.ArgumentTypeError(f"expected SPECIES=COLUMN[,SPECIES=COLUMN], got {text!r}")
+        out[name.strip()] = col.strip()
+    return out
+
+
+def name_list(text: str) -> list[str]:
+    """A,B,... -> [names] (at least one)."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {text!r}")
+    return names
+
+
+def interval(text: str) -> tuple[float, float]:
+    """LOW:HIGH -> (low, high)."""
+    try:
+        lo, hi = text.split(":")
+        return float(lo), float(hi)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH, got {text!r}") from None
+
+
+def layer_pair(text: str) -> tuple[str, str]:
+    """NASCENT,MATURE -> (nascent, mature): two distinct layer names."""
+    names = [t.strip() for t in text.split(",")]
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise argparse.ArgumentTypeError(f"expected two distinct layer names, nascent first (e.g. unspliced,spliced), "
+                                         f"got {text!r}")
+    return names[0], names[1]

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .argtypes import non_negative_int, positive_int
+from .argtypes import positive_int
 from .errors import UserError
+from .infer_parser import add_infer_parser
 from .report import notes_from_warnings
 
 
@@ -62,31 +63,6 @@ def _cmd_attach_marginal(args: argparse.Namespace) -> int:
     return 0
 
 
-def _species_map(text: str) -> dict[str, str]:
-    out = {}
-    for part in text.split(","):
-        name, sep, col = part.partition("=")
-        if not sep or not name.strip() or not col.strip():
-            raise argparse.ArgumentTypeError(f"expected SPECIES=COLUMN[,SPECIES=COLUMN], got {text!r}")
-        out[name.strip()] = col.strip()
-    return out
-
-
-def _name_list(text: str) -> list[str]:
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {text!r}")
-    return names
-
-
-def _interval(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = text.split(":")
-        return float(lo), float(hi)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW:HIGH, got {text!r}") from None
-
-
 def _cmd_infer(args: argparse.Namespace) -> int:
     from .data.tables import is_count_table
     from .inference.settings import Algorithm, ExactFollowups, Execution, InferenceSettings, from_args
@@ -119,12 +95,13 @@ def _cmd_infer(args: argparse.Namespace) -> int:
                                       layer=args.layer, species_map=args.species, compare=args.compare,
                                       capture=args.capture, capture_prior=args.capture_prior, jobs=args.jobs,
                                       command=args.command_line, progress=not args.quiet,
-                                      h5ad_matrix=not args.no_matrix)
+                                      h5ad_matrix=not args.no_matrix, layers=args.layers)
         print(table)
         print(f"wrote {csv_path} and {csv_path.parent}/<gene>/posterior.nc (with abc.db, summary.csv and PNGs)"
               + _bursting_note(csv_path))
         return 0
-    for flag, value in (("--genes", args.genes), ("--layer", args.layer), ("--species", args.species),
+    for flag, value in (("--genes", args.genes), ("--layer", args.layer), ("--layers", args.layers),
+                        ("--species", args.species),
                         ("--method", args.method), ("--min-cells", args.min_cells), ("--ess", args.ess),
                         ("--draws", args.draws), ("--block-size", args.block_size), ("--scheduler", args.scheduler),
                         ("--per-gene-outputs", args.per_gene_outputs or None), ("--no-matrix", args.no_matrix or None),
@@ -154,7 +131,7 @@ def _infer_batch(args: argparse.Namespace, settings, out: Path | None) -> int:
                                 block_size=args.block_size or batch.block_size)
     run = TableRun(args.observed, args.emulator, tuple(args.genes) if args.genes else None, args.layer, args.capture,
                    args.capture_prior, dict(args.prior or []), args.min_cells if args.min_cells is not None else 10,
-                   args.seed, size_factors=args.size_factors)
+                   args.seed, size_factors=args.size_factors, layers=args.layers)
     smc = settings.replace(plots=settings.plots and args.per_gene_outputs, chain_jobs=1,
                               exact_check="none")
     if args.groupby is not None:
@@ -194,79 +171,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     print(report(Path(args.posterior), Path(args.out) if args.out else None))
     return 0
-
-
-def _add_infer_parser(sub) -> None:
-    """The `infer` subcommand's options."""
-    from .inference.settings import Algorithm, ExactFollowups, Execution, add_options
-
-    i = sub.add_parser("infer", help="ABC-SMC posterior of a protocol's parameters given observed counts (observed.h5)")
-    i.add_argument("observed", help="counts.csv / .tsv / .h5ad: a count table, one column per gene (mRNA counts; "
-                   "every gene is inferred); or observed.h5: per-cell counts, one dataset per observed species of the "
-                   "emulator's protocol (e.g. 'protein', 'mrna'), or 'histogram' + 'edges'")
-    i.add_argument("--emulator", default=None,
-                   help="emulator .safetensors, a protocol name (its shipped emulator, else its exact model), or "
-                        "exact:<protocol name or .toml>; default: the shipped emulator for the data's species "
-                        "(mRNA: telegraph_mrna, protein: gene_protein, both: gene_joint)")
-    i.add_argument("--genes", type=_name_list, default=None, metavar="A,B,...",
-                   help="count tables: the columns (genes) to infer (default: all)")
-    i.add_argument("--layer", default=None, help=".h5ad: the layer holding raw counts (default: X)")
-    i.add_argument("--species", type=_species_map, default=None, metavar="mrna=COL,protein=COL",
-                   help="count tables with a two-species emulator: the column of each species (one data set)")
-    i.add_argument("--capture", type=float, default=None, metavar="BETA",
-                   help="detection probability of each molecule (binomial thinning, applied exactly); default 1")
-    i.add_argument("--capture-prior", type=_interval, default=None, metavar="LOW:HIGH",
-                   help="infer the detection probability (parameter 'capture', uniform prior on LOW:HIGH)")
-    i.add_argument("--size-factors", default=None, metavar="total|COLUMN",
-                   help="--method batch: per-cell capture. Each cell's efficiency is the capture (of the mean cell: "
-                        "--capture or --capture-prior) times its size factor: `total` (its total count over all "
-                        "genes / the mean total; cells with none are left out) or an obs column (.h5ad) / a named "
-                        "column (CSV/TSV, then not a gene) of size factors")
-    i.add_argument("--compare", type=_name_list, default=None, metavar="MODEL,MODEL,...",
-                   help="model selection in one ABC-SMC over these protocols or emulator files, e.g. "
-                        "telegraph_mrna,poisson,negbin; reports posterior model probabilities")
-    i.add_argument("--jobs", type=positive_int, default=None,
-                   help="count tables, --method smc: genes run in parallel (default: the cores; the batch method uses all cores in one process)")
-    i.add_argument("--quiet", action="store_true", help="count tables: no progress bar")
-    i.add_argument("--method", choices=("batch", "smc"), default=None,
-                   help="count tables: batch (default: all genes together, shared parameter sets and per-gene "
-                   "importance sampling; one species per gene) or smc (one ABC-SMC per gene; the default with "
-                   "--compare, --species or --mode simulator)")
-    i.add_argument("--min-cells", type=non_negative_int, default=None, metavar="N",
-                   help="--method batch: skip genes with fewer than N non-zero cells (default 10; all-zero genes always)")
-    i.add_argument("--ess", type=positive_int, default=None, metavar="N",
-                   help="--method batch: refine each gene until its effective sample size reaches N (default 500)")
-    i.add_argument("--draws", type=positive_int, default=None, metavar="N",
-                   help="--method batch: equally weighted posterior draws per gene in posterior.nc (default 1000)")
-    i.add_argument("--block-size", type=positive_int, default=None, metavar="N",
-                   help="--method batch: genes per block, the unit stored as it finishes and resumed (default 256)")
-    i.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT|local:N",
-                   help="--method batch: run the blocks of genes on dask.distributed workers: a running scheduler's "
-                        "address (e.g. a dask-jobqueue SLURM/PBS cluster's) or local:N (N worker processes here, "
-                        "1 thread each); the same results as without")
-    i.add_argument("--groupby", default=None, metavar="COLUMN",
-                   help="--method batch: compare groups of cells: the obs column (.h5ad) or named column (CSV/TSV, "
-                        "then not a gene) of each cell's group; every gene is inferred in each group and "
-                        "OUT/differential.csv gives the log2 fold change of burst frequency and size per pair")
-    i.add_argument("--groups", type=_name_list, default=None, metavar="A,B,...",
-                   help="--groupby: the groups to compare, in order (B_vs_A is log2 of B over A; default: all)")
-    i.add_argument("--lfc-threshold", type=float, default=None, metavar="T",
-                   help="--groupby: call up/down when P(log2 fold change beyond +-T) >= the call probability (and "
-                        "a discovery at FDR 1 - it), unchanged when P(|log2 fold change| <= T) >= it (default 0.5)")
-    i.add_argument("--call-probability", type=float, default=None, metavar="P",
-                   help="--groupby: the posterior probability a call needs; 1 - P is the false discovery rate of "
-                        "the up/down calls (default 0.95)")
-    i.add_argument("--per-gene-outputs", action="store_true",
-                   help="--method batch: also write OUT/<gene>/ (posterior.nc, summary.csv) for every gene")
-    i.add_argument("--no-matrix", action="store_true",
-                   help=".h5ad: write OUT/bursting.h5ad (the input AnnData with each gene's results as var columns "
-                        "and the run's settings in uns) without X and layers")
-    i.add_argument("--no-plots", action="store_true",
-                   help="skip the PNGs (faster for many genes); `surrogate-abc report posterior.nc` draws them later")
-    for group in (Algorithm, Execution, ExactFollowups):  # the settings' options, stated in inference/settings.py
-        add_options(i, group)
-    i.add_argument("--out", default=None, help="output folder (default: ./surrogate-abc-<observed file stem>/)")
-    i.set_defaults(func=_cmd_infer)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -366,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out held-out sets whose FSP truncation missed more mass than this (default 1e-3)")
     a.set_defaults(func=_cmd_attach_marginal)
 
-    _add_infer_parser(sub)
+    add_infer_parser(sub, _cmd_infer)
 
     r = sub.add_parser("report", help="regenerate summary.csv and the PNGs from a posterior.nc")
     r.add_argument("posterior", help="posterior.nc written by `surrogate-abc infer`")

@@ -35,7 +35,7 @@ def bursting(adata: AnnData, layer: str | None = None, genes: Sequence[str] | An
              emulator: str | os.PathLike[str] | None = None, capture: float | None = None,
              capture_prior: tuple[float, float] | None = None, prior: Mapping[str, tuple[float, float]] | None = None,
              min_cells: int = 10, seed: int = 0, batch: BatchSettings | None = None, progress: bool = False,
-             out: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+             out: str | os.PathLike[str] | None = None, layers: Sequence[str] | None = None) -> pd.DataFrame:
     """Burst kinetics of every gene of `adata` (or of `genes`), filled into `adata.var` in place; returns the
     per-gene table (the rows of genes.csv, a DataFrame indexed by gene).
 
@@ -47,6 +47,8 @@ def bursting(adata: AnnData, layer: str | None = None, genes: Sequence[str] | An
     emulator: an emulator .safetensors, a protocol name or "exact:<protocol>" (default: the shipped mRNA one).
     capture / capture_prior: the detection probability, fixed or inferred on (LOW, HIGH) (binomial thinning).
     prior: narrowed priors {parameter: (low, high)}. min_cells: genes with fewer non-zero cells are skipped.
+    layers: two layers, nascent first (e.g. ("unspliced", "spliced")): each gene from its joint counts in both,
+        with the shipped telegraph_splicing emulator (adds the splicing rate beta); capture applies to both.
     seed: the run's seed (same seed, same data: same results). batch: BatchSettings (ESS target, draws, ...).
     progress: progress bars and log lines. out: a folder to keep the run's files in (genes.csv, posterior.nc,
         skipped.csv, genes.png; a rerun resumes there); None: nothing is written (a temporary folder, removed).
@@ -55,8 +57,9 @@ def bursting(adata: AnnData, layer: str | None = None, genes: Sequence[str] | An
     from .inference.transcriptome.anndata_io import read_results
 
     run = _table_run("bursting", adata, layer, genes, size_factors, emulator, capture, capture_prior, prior,
-                     min_cells, seed)
-    command = _call_text("bursting", layer=layer, genes=run.genes, size_factors=size_factors, emulator=emulator,
+                     min_cells, seed, layers)
+    command = _call_text("bursting", layer=layer, layers=run.layers, genes=run.genes, size_factors=size_factors,
+                         emulator=emulator,
                          capture=capture, capture_prior=capture_prior, prior=prior, min_cells=min_cells, seed=seed,
                          out=out)
     with _folder(out) as folder:
@@ -72,7 +75,8 @@ def differential_bursting(adata: AnnData, groupby: str, groups: Sequence[str] | 
                           capture_prior: tuple[float, float] | None = None,
                           prior: Mapping[str, tuple[float, float]] | None = None, min_cells: int = 10, seed: int = 0,
                           batch: BatchSettings | None = None, progress: bool = False,
-                          out: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+                          out: str | os.PathLike[str] | None = None,
+                          layers: Sequence[str] | None = None) -> pd.DataFrame:
     """Which genes changed burst frequency or burst size between the groups of `adata.obs[groupby]` (or `groups`,
     in that order: pair `B_vs_A` is log2 of B over A). Every gene is inferred in each group (as `bursting`), then
     per pair and variable the posterior of the log2 fold change: returns differential.csv as a DataFrame (gene,
@@ -91,8 +95,9 @@ def differential_bursting(adata: AnnData, groupby: str, groups: Sequence[str] | 
 
     rule = CallRule(float(lfc_threshold), float(call_probability))
     run = _table_run("differential_bursting", adata, layer, genes, size_factors, emulator, capture, capture_prior,
-                     prior, min_cells, seed)
-    command = _call_text("differential_bursting", groupby=groupby, groups=groups, layer=layer, genes=run.genes,
+                     prior, min_cells, seed, layers)
+    command = _call_text("differential_bursting", groupby=groupby, groups=groups, layer=layer, layers=run.layers,
+                         genes=run.genes,
                          size_factors=size_factors, lfc_threshold=lfc_threshold, call_probability=call_probability,
                          emulator=emulator, capture=capture, capture_prior=capture_prior, prior=prior,
                          min_cells=min_cells, seed=seed, out=out)
@@ -104,7 +109,8 @@ def differential_bursting(adata: AnnData, groupby: str, groups: Sequence[str] | 
 
 def _table_run(caller: str, adata: AnnData, layer: str | None, genes: Any, size_factors: Any, emulator: Any,
                capture: float | None, capture_prior: tuple[float, float] | None,
-               prior: Mapping[str, tuple[float, float]] | None, min_cells: int, seed: int) -> TableRun:
+               prior: Mapping[str, tuple[float, float]] | None, min_cells: int, seed: int,
+               layers: Sequence[str] | None = None) -> TableRun:
     from .data.anndata_memory import is_anndata
     from .inference.transcriptome import TableRun
 
@@ -117,7 +123,17 @@ def _table_run(caller: str, adata: AnnData, layer: str | None, genes: Any, size_
     return TableRun("adata", str(emulator) if emulator is not None else None, _gene_names(adata, genes), layer,
                     capture, tuple(capture_prior) if capture_prior is not None else None,
                     {str(k): (float(v[0]), float(v[1])) for k, v in dict(prior or {}).items()}, int(min_cells),
-                    int(seed), size_factors=size_factors, adata=adata)
+                    int(seed), size_factors=size_factors, adata=adata, layers=_layer_pair(layers))
+
+
+def _layer_pair(layers: Sequence[str] | None) -> tuple[str, str] | None:
+    if layers is None:
+        return None
+    names = [str(x) for x in layers] if not isinstance(layers, str) else layers.split(",")
+    if len(names) != 2 or names[0] == names[1]:
+        raise UserError(f"layers={layers!r}: give two distinct layer names, nascent first, e.g. "
+                        "layers=('unspliced', 'spliced')")
+    return names[0].strip(), names[1].strip()
 
 
 @contextlib.contextmanager

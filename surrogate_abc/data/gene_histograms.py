@@ -46,6 +46,7 @@ class GeneHistograms:
     max: np.ndarray  # (G,) int64 largest count
     node_hist: np.ndarray | None = None  # (G, K, B + 1) node-weighted histograms (per-cell size factors), or None
     left_out: int = 0  # cells left out (size factor 0: no counts at all), not in n_cells
+    layer_total: np.ndarray | None = None  # (G, 2) each layer's sum of counts (joint histograms of two layers)
 
     def mean(self) -> np.ndarray:
         """Mean count per cell (G,)."""
@@ -73,7 +74,8 @@ class GeneHistograms:
         idx = idx.astype(np.intp).reshape(-1)
         return GeneHistograms(self.path, tuple(self.genes[i] for i in idx), self.n_cells, self.hist[idx],
                               self.nonzero[idx], self.total[idx], self.sumsq[idx], self.max[idx],
-                              None if self.node_hist is None else self.node_hist[idx], self.left_out)
+                              None if self.node_hist is None else self.node_hist[idx], self.left_out,
+                              None if self.layer_total is None else self.layer_total[idx])
 
     def without_empty_cells(self, n: int) -> GeneHistograms:
         """The same genes without n cells whose every count is 0 (cells with no counts at all: left out)."""

@@ -29,6 +29,7 @@ from ..report import warn
 from .infer import check_observed, run_dataset
 from .results_table import QUANTILES, default_out_dir, dir_name, format_genes, write_genes_csv
 from .run import InferenceSettings
+from .transcriptome.layers import LAYER_SPECIES, check_layers
 from .workers import one_core, with_notes
 
 
@@ -52,12 +53,20 @@ class GeneTask:
 def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: InferenceSettings, out: Path,
                genes: Sequence[str] | None = None, layer: str | None = None,
                species_map: Mapping[str, str] | None = None, capture: float | None = None,
-               capture_prior: tuple[float, float] | None = None, command: str = "") -> list[GeneTask]:
-    """Read and check the table and the models; the data sets to run (UserError before anything is written)."""
-    models = resolve_models(list(specs), tuple(species_map) if species_map else ("mrna",), capture, capture_prior)
+               capture_prior: tuple[float, float] | None = None, command: str = "",
+               layers: tuple[str, str] | None = None) -> list[GeneTask]:
+    """Read and check the table and the models; the data sets to run (UserError before anything is written).
+    `layers` (nascent, mature): each gene's data are its counts in those two AnnData layers."""
+    hint = LAYER_SPECIES if layers else tuple(species_map) if species_map else ("mrna",)
+    models = resolve_models(list(specs), hint, capture, capture_prior)
     emulator = models[0][0]
     species = tuple(emulator.species)
-    if species_map:
+    if layers:
+        if species_map:
+            raise UserError("--species and --layers exclude each other: --layers gives each gene's two species")
+        check_layers(layers, emulator, str(path), layer=layer)
+        columns = list(genes) if genes else None
+    elif species_map:
         unknown = [s for s in species_map if s not in species]
         missing = [s for s in species if s not in species_map]
         if unknown or missing:
@@ -72,7 +81,11 @@ def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: Inferenc
                         f"with --species {','.join(f'{s}=COLUMN' for s in species)}")
     else:
         columns = list(genes) if genes else None
-    table = read_count_table(path, columns, layer)
+    tables = [read_count_table(path, columns, x) for x in layers] if layers else [read_count_table(path, columns, layer)]
+    table = tables[0]
+    if layers and (tables[1].genes != table.genes or tables[1].counts.shape != table.counts.shape):
+        raise UserError(f"{path}: layers {layers[0]!r} and {layers[1]!r} differ in shape or genes; give two layers of "
+                        "the same matrix")
     if species_map:
         groups = [(f"{'+'.join(table.genes)}", tuple(table.genes))]
     else:
@@ -84,7 +97,8 @@ def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: Inferenc
                         f"output folder {dup[0]!r}; rename them")
     tasks, ranges = [], {}
     for (name, cols), folder in zip(groups, names):
-        counts = np.stack([table.column(c) for c in cols], axis=1)
+        counts = (np.stack([t.column(name) for t in tables], axis=1) if layers else
+                  np.stack([table.column(c) for c in cols], axis=1))
         observed = Observed(str(path), species, len(counts), counts=counts)
         hist, overflow = observed_histogram(observed, tuple(emulator.edges))
         for em, _ in models:
@@ -167,14 +181,15 @@ def infer_table(path: str | Path, emulator_spec: str | None, settings: Inference
                 species_map: Mapping[str, str] | None = None, compare: Sequence[str] | None = None,
                 capture: float | None = None, capture_prior: tuple[float, float] | None = None,
                 jobs: int | None = None, command: str = "", log: Callable[[str], None] = print,
-                progress: bool = True, h5ad_matrix: bool = True) -> tuple[Path, str]:
-    """Infer every gene of a count table; returns (genes.csv path, printed table). Genes run in `jobs` worker
+                progress: bool = True, h5ad_matrix: bool = True,
+                layers: tuple[str, str] | None = None) -> tuple[Path, str]:
+    """Infer every gene of a count table (with `layers`, on its joint counts in two AnnData layers); returns (genes.csv path, printed table). Genes run in `jobs` worker
     processes (default: the cores, at most one per gene), each on one core. For an .h5ad table also
     OUT/bursting.h5ad, the results in var (without X and layers unless `h5ad_matrix`; transcriptome/anndata_io.py)."""
     settings.check()
     out = Path(out_dir) if out_dir else default_out_dir(path)
     specs = model_specs(emulator_spec, compare)
-    tasks = plan_tasks(path, specs, settings, out, genes, layer, species_map, capture, capture_prior, command)
+    tasks = plan_tasks(path, specs, settings, out, genes, layer, species_map, capture, capture_prior, command, layers)
     n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     if n_jobs > 1:  # genes are the parallel unit: each gene's chains run one after another on its core
         tasks = [dataclasses.replace(t, settings=t.settings.replace(chain_jobs=1)) for t in tasks]
@@ -214,7 +229,7 @@ def infer_table(path: str | Path, emulator_spec: str | None, settings: Inference
     csv_path = write_genes_csv(ordered, out / "genes.csv")
     from .transcriptome.anndata_io import smc_results
 
-    smc_results(path, out, csv_path, specs, settings, {"genes": genes, "layer": layer, "species": species_map,
+    smc_results(path, out, csv_path, specs, settings, {"genes": genes, "layer": layer, "layers": layers, "species": species_map,
                 "compare": compare, "capture": capture, "capture_prior": capture_prior}, command, h5ad_matrix, log)
     log(f"{len(tasks)} gene(s) in {time.perf_counter() - start:.1f} s")
     return csv_path, format_genes(ordered)

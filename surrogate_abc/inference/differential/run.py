@@ -29,6 +29,7 @@ from ...networks.bursts import burst_kinetics
 from ...report import warn
 from ..results_table import default_out_dir, dir_name, write_genes_csv
 from ..settings import InferenceSettings
+from ..transcriptome.layers import LAYER_SPECIES
 from ..transcriptome.refine import BatchSettings
 from ..transcriptome.run import BatchOutcome, TableRun, run_batch, table_size_factors, variables
 from .foldchange import VARIABLES, CallRule, FoldChanges, fold_changes
@@ -128,7 +129,8 @@ def _digits(x: float) -> float:
 
 def _bursty_emulator(run: TableRun) -> EmulatorLike:
     """The run's emulator; UserError when its model has no burst frequency and size to compare."""
-    (emulator, _), = resolve_models([run.emulator], ("mrna",), run.capture, run.capture_prior)
+    species = LAYER_SPECIES if run.layers else ("mrna",)
+    (emulator, _), = resolve_models([run.emulator], species, run.capture, run.capture_prior)
     if not burst_kinetics(emulator.protocol, np.ones((1, len(emulator.param_names)))):
         raise UserError(f"--groupby compares burst frequency and burst size; emulator {emulator.source} models no "
                         "bursts (its species has no bursty law); use a telegraph or bursty model")
@@ -138,7 +140,7 @@ def _bursty_emulator(run: TableRun) -> EmulatorLike:
 def _check_capture(run: TableRun, cg: CellGroups, genes: Sequence[str] | None) -> None:
     """Warn when the groups' mean total counts per cell (over `genes`, default all) differ by more than
     CAPTURE_RATIO (no size factors)."""
-    totals = cell_totals(run.source, run.layer, genes)
+    totals = cell_totals(run.source, run.layers[1] if run.layers else run.layer, genes)  # mature RNA with --layers
     means = np.array([totals[m].mean() if m.any() else 0.0 for m in cg.masks])
     low, high = float(means.min()), float(means.max())
     if high <= low * CAPTURE_RATIO:

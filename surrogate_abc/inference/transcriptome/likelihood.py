@@ -21,6 +21,7 @@ from ...emulators.base import EmulatorLike
 from ...metrics import log_probs
 
 CHUNK = 32768  # parameter sets per emulator call
+VALUES = 1 << 24  # at most this many probabilities per emulator call (a joint emulator has ~1e4 categories)
 CUT_STEP = 8   # category cuts are rounded up to a multiple of this (fewer, larger emulator calls)
 
 
@@ -28,10 +29,12 @@ class GeneLikelihoods:
     """The log-likelihood of each gene of `hist` under `emulators`, at shared or per-gene parameter sets: hist (G, C)
     with one emulator, or (G, K, C) with one emulator per efficiency node (efficiency.node_emulators)."""
 
-    def __init__(self, emulators: EmulatorLike | Sequence[EmulatorLike], hist: np.ndarray):
+    def __init__(self, emulators: EmulatorLike | Sequence[EmulatorLike], hist: np.ndarray,
+                 shared_categories: np.ndarray | None = None):
         self.emulators = list(emulators) if isinstance(emulators, Sequence) else [emulators]
         h = np.asarray(hist, float)
         self.hist = h[:, None, :] if h.ndim == 2 else h  # (G, K, C)
+        self.shared_categories = shared_categories  # the columns of the shared sets' log pmf (None: all)
         if self.hist.shape[1] != len(self.emulators):
             raise ValueError(f"{self.hist.shape[1]} node histograms per gene for {len(self.emulators)} emulators")
         n_cat = self.hist.shape[2]
@@ -43,11 +46,13 @@ class GeneLikelihoods:
         self.cut = np.where(overflow, n_cat, cut)  # categories 0..cut-1 are needed; n_cat: all, with the overflow
 
     def shared(self, log_pmf: np.ndarray) -> np.ndarray:
-        """(G, S) log-likelihoods at S shared sets given their log pmf (S, C), or (K, S, C) per node."""
+        """(G, S) log-likelihoods at S shared sets given their log pmf (S, C), or (K, S, C) per node; C the
+        `shared_categories` when given (the categories holding cells, `used_categories`)."""
         lp = np.asarray(log_pmf)
         lp = lp[None] if lp.ndim == 2 else lp
-        g, k, c = self.hist.shape
-        return self.hist.reshape(g, k * c) @ np.transpose(lp, (1, 0, 2)).reshape(lp.shape[1], k * c).T
+        hist = self.hist if self.shared_categories is None else self.hist[:, :, self.shared_categories]
+        g, k, c = hist.shape
+        return hist.reshape(g, k * c) @ np.transpose(lp, (1, 0, 2)).reshape(lp.shape[1], k * c).T
 
     def at(self, genes: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """(n,) log-likelihood of gene genes[i] at theta[i] (natural scale, emulator order)."""
@@ -65,14 +70,34 @@ class GeneLikelihoods:
         return out
 
 
+def used_categories(hist: np.ndarray) -> np.ndarray:
+    """The categories (last axis) holding cells in any gene (and node) of histograms (G, C) or (G, K, C)."""
+    h = np.abs(np.asarray(hist, float))
+    return np.flatnonzero(h.reshape(-1, h.shape[-1]).sum(axis=0) > 0)
+
+
+def _rows_per_chunk(n_categories: int) -> int:
+    """Parameter sets per emulator call: CHUNK, fewer where that many rows would exceed VALUES values."""
+    return max(1, min(CHUNK, VALUES // max(int(n_categories), 1)))
+
+
+def category_log_pmf(emulators: Sequence[EmulatorLike], theta: np.ndarray, categories: np.ndarray) -> np.ndarray:
+    """(K, n, c) log probabilities of `categories` at each efficiency node's emulator, in chunks."""
+    step = _rows_per_chunk(len(categories))
+    return np.stack([np.concatenate([log_probs(em.category_probs(theta[s:s + step], categories))
+                                     for s in range(0, len(theta), step)] or [np.zeros((0, len(categories)))])
+                     for em in emulators])
+
+
 def full_log_pmf(emulator: EmulatorLike, theta: np.ndarray) -> np.ndarray:
     """(n, C) log pmf over every category (bins, then the overflow), in chunks."""
     parts = []
-    for s in range(0, len(theta), CHUNK):
-        probs, over = emulator.pmf(theta[s:s + CHUNK])
+    n_categories = int(np.prod([len(e) - 1 for e in emulator.edges])) + 1  # bins, then the overflow
+    step = _rows_per_chunk(n_categories)
+    for s in range(0, len(theta), step):
+        probs, over = emulator.pmf(theta[s:s + step])
         parts.append(log_probs(np.concatenate([np.asarray(probs).reshape(len(probs), -1),
                                                np.asarray(over)[:, None]], axis=1)))
-    n_categories = int(np.prod([len(e) - 1 for e in emulator.edges])) + 1  # bins, then the overflow
     return np.concatenate(parts) if parts else np.zeros((0, n_categories))
 
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ...data.gene_histograms import GeneHistograms, gene_histograms
+from ...data.joint_histograms import joint_gene_histograms
 from ...data.observed import binned_means, predictive_mean_ranges
 from ...data.size_factors import gene_columns, size_factors
 from ...emulators.base import EmulatorLike
@@ -32,13 +33,15 @@ from ..settings import InferenceSettings
 from .checks import PPC_ALPHA, bound_flags, ppc_pvalue
 from .efficiency import EfficiencyNodes, node_emulators, with_size_factors
 from .importance import weighted_quantiles
-from .likelihood import GeneLikelihoods, node_log_pmf
+from .layers import LAYER_SPECIES, check_layers
+from .likelihood import GeneLikelihoods, category_log_pmf, node_log_pmf, used_categories
 from .refine import BatchSettings, GenePosterior, equal_weight_draws, gene_seed, refine_block, shared_sets
 from .space import ParameterSpace
 from .store import BatchStore
 from .summary import skip_summary, summarise
 
 PRINT_ROWS = 30  # genes printed in the table at most (all are in genes.csv)
+PPC_VALUES = 1 << 24  # probabilities per predictive-check emulator call at most (genes x draws x nodes x categories)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,7 @@ class TableRun:
     seed: int = 0
     size_factors: str | None = None  # per-cell capture: "total" or a column of size factors (efficiency.py)
     adata: Any = dataclasses.field(default=None, compare=False, repr=False)  # an in-memory AnnData (path: a label)
+    layers: tuple[str, str] | None = None  # two AnnData layers, nascent then mature (--layers unspliced,spliced)
     groupby: str | None = None  # the column of the cells' groups (a CSV's is no gene)
     group: str | None = None  # a group of cells (--groupby): its name, and `cells` the mask over the table's cells
     cells: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
@@ -88,6 +92,10 @@ class Prepared:
         """The likelihood's histograms of `genes`: (g, C), or (g, K, C) at the efficiency nodes."""
         return self.data.hist[genes] if self.data.node_hist is None else self.data.node_hist[genes]
 
+    def shared_categories(self) -> np.ndarray:
+        """The categories holding cells in any gene of the run: the columns of the shared sets' log pmf."""
+        return used_categories(self.data.hist if self.data.node_hist is None else self.data.node_hist)
+
     def node_cells(self) -> np.ndarray | None:
         """(K,) cells at each efficiency node (sum of the interpolation weights), None without nodes."""
         return None if self.data.node_hist is None else self.data.node_hist[0].sum(axis=1)
@@ -108,10 +116,9 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
     """Resolve the model, read and check the table, pick the genes to infer (UserError before anything is written)."""
     if run.min_cells < 0:
         raise UserError(f"--min-cells {run.min_cells}: give a number of cells >= 0")
-    (emulator, sha), = resolve_models([run.emulator], ("mrna",), run.capture, run.capture_prior)
-    if len(emulator.species) != 1:
-        raise UserError(f"--method batch: emulator {emulator.source} models {'+'.join(emulator.species)}; the batch "
-                        "method infers one species per gene; use --method smc with --species")
+    (emulator, sha), = resolve_models([run.emulator], LAYER_SPECIES if run.layers else ("mrna",), run.capture,
+                                      run.capture_prior)
+    check_layers(run.layers, emulator, run.path, run.adata, run.layer, run.size_factors)
     space = ParameterSpace.of(emulator, run.prior)
     bar = _bar("reading", "cell", delay=2.0) if progress else None  # shown only for a table that takes a while
 
@@ -128,8 +135,10 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
     if sf is not None and run.cells is not None:
         sf = sf[run.cells]
     try:
-        data = gene_histograms(run.source, emulator.edges[0], genes, run.layer, progress=read_progress,
-                               cells=run.cells)
+        data = (joint_gene_histograms(run.source, run.layers, emulator.edges, genes, progress=read_progress,
+                                      cells=run.cells) if run.layers else
+                gene_histograms(run.source, emulator.edges[0], genes, run.layer, progress=read_progress,
+                                cells=run.cells))
     finally:
         if bar is not None:
             bar.close()
@@ -173,9 +182,10 @@ def _outside_range(emulator: EmulatorLike, data: GeneHistograms) -> np.ndarray:
     base = getattr(emulator, "inner", emulator)
     if getattr(base, "uses_fsp", False):
         return np.zeros(len(data.genes), bool)
-    (lo, hi), = predictive_mean_ranges(emulator, data.n_cells).values()
-    obs = binned_means(data.hist[:, :-1], data.hist[:, -1], tuple(emulator.edges))[:, 0]
-    return (obs < lo * 0.95) | (obs > hi * 1.05)
+    ranges = np.array(list(predictive_mean_ranges(emulator, data.n_cells).values()))  # (S, 2)
+    hist = data.hist[:, :-1].reshape((len(data.genes),) + tuple(len(e) - 1 for e in emulator.edges))
+    obs = binned_means(hist, data.hist[:, -1], tuple(emulator.edges))  # (G, S)
+    return np.any((obs < ranges[:, 0] * 0.95) | (obs > ranges[:, 1] * 1.05), axis=1)
 
 
 def variables(space: ParameterSpace, emulator: EmulatorLike, theta: np.ndarray) -> dict[str, np.ndarray]:
@@ -206,19 +216,22 @@ def run_block(prep: Prepared, index: int, genes: np.ndarray, shared_z: np.ndarra
     data, space, em = prep.data, prep.space, prep.emulator
     rng = gene_seed(seed, index)
     ems = prep.emulators()
-    lik = GeneLikelihoods(ems, prep.histograms(genes))
+    lik = GeneLikelihoods(ems, prep.histograms(genes), prep.shared_categories())
     posts = refine_block(lik, space.box, space.natural, shared_z, shared_log_pmf, settings, rng)
     draws = np.stack([equal_weight_draws(p, settings.draws, rng) for p in posts])  # (g, D, d) sampling scale
     n_ppc = min(settings.ppc_draws, settings.draws)
     pick = np.stack([rng.choice(settings.draws, n_ppc, replace=False) for _ in posts])
-    ppc_theta = space.natural(np.concatenate([draws[k, pick[k]] for k in range(len(posts))]))
-    ppc_log_p = np.moveaxis(node_log_pmf(ems, ppc_theta), 0, 1).reshape(len(posts), n_ppc, len(ems), -1)
+    per_call = max(1, PPC_VALUES // (n_ppc * len(ems) * data.hist.shape[1]))  # genes per emulator call
     rows = []
     mean, fano = data.mean(), data.fano()  # of every gene, once
     for k, (i, post) in enumerate(zip(genes, posts)):
+        if k % per_call == 0:  # the predictive check's pmf at n_ppc draws of the next genes
+            ks = range(k, min(k + per_call, len(posts)))
+            ppc_theta = space.natural(np.concatenate([draws[j, pick[j]] for j in ks]))
+            ppc_log_p = np.moveaxis(node_log_pmf(ems, ppc_theta), 0, 1).reshape(len(ks), n_ppc, len(ems), -1)
         values = variables(space, em, space.natural(post.z))
         row = gene_row(data.genes[i], data.n_cells, mean[i], fano[i], values, post.weights, post.ess)
-        stat, pval = ppc_pvalue(data.hist[i], ppc_log_p[k], rng, prep.node_cells())
+        stat, pval = ppc_pvalue(data.hist[i], ppc_log_p[k % per_call], rng, prep.node_cells())
         bounds = bound_flags(post.z, post.weights, space.low, space.high, space.names)
         row.update(_diagnostics(post, stat, pval, bounds, settings))
         rows.append(row)
@@ -296,8 +309,8 @@ def run_batch(run: TableRun, out_dir: Path | None, settings: BatchSettings | Non
         log(f"resuming {out}: {len(blocks) - len(todo)} of {len(blocks)} blocks already done")
     log(f"{G} gene(s) in {len(blocks)} block(s) of up to {settings.block_size}; writing {out}")
     shared_z = shared_sets(prep.space.box, settings.shared_sets, run.seed)
-    shared_log_pmf = (node_log_pmf(prep.emulators(), prep.space.natural(shared_z)) if todo
-                      else np.zeros((0, 0, 0)))
+    shared_log_pmf = (category_log_pmf(prep.emulators(), prep.space.natural(shared_z), prep.shared_categories())
+                      if todo else np.zeros((0, 0, 0)))
     bar = _bar("genes", "gene", total=G) if progress else None
     if bar is not None:
         bar.update(G - sum(len(blocks[b]) for b in todo))
@@ -367,7 +380,7 @@ def _manifest(run: TableRun, prep: Prepared, settings: BatchSettings) -> dict[st
     genes = hashlib.sha256("\n".join(prep.data.genes).encode()).hexdigest()
     return {"method": "batch", **input_stamp(run, prep.data), "emulator": prep.emulator.source,
             "emulator_sha256": prep.sha256,
-            "layer": run.layer, "capture": run.capture,
+            "layer": run.layer, **({"layers": list(run.layers)} if run.layers else {}), "capture": run.capture,
             "capture_prior": list(run.capture_prior) if run.capture_prior else None,
             "prior": {k: list(v) for k, v in sorted(dict(run.prior).items())}, "min_cells": run.min_cells,
             "size_factors": run.size_factors,

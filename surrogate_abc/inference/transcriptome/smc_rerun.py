@@ -25,12 +25,13 @@ def rerun_smc(run: TableRun, prep: Prepared, store: BatchStore, low: Sequence[in
 
     names = [rows[i]["gene"] for i in low]
     todo = [k for k in range(len(low)) if not store.has("smc", low[k])]
-    counts = (read_gene_counts(run.source, [names[k] for k in todo], run.layer, run.cells) if todo
-              else np.zeros((0, 0), np.int64))
+    layers = run.layers or (run.layer,)  # with --layers, each gene's counts in both (nascent, mature)
+    counts = (np.stack([read_gene_counts(run.source, [names[k] for k in todo], x, run.cells) for x in layers], 2)
+              if todo else np.zeros((0, 0, len(layers)), np.int64))  # (cells, genes, layers)
     for j, k in enumerate(todo):
         i = low[k]
         folder = out / dir_name(names[k]) if per_gene_outputs else store.dir / "smc" / dir_name(names[k])
-        task = GeneTask(names[k], (names[k],), tuple(prep.emulator.species), counts[:, j:j + 1], run.path,
+        task = GeneTask(names[k], (names[k],), tuple(prep.emulator.species), counts[:, j, :], run.path,
                         (run.emulator,), run.capture, run.capture_prior,
                         smc.replace(prior=dict(run.prior)), str(folder), command)
         smc_row = run_task(task)
