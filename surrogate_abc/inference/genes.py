@@ -61,6 +61,7 @@ def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: Inferenc
     models = resolve_models(list(specs), hint, capture, capture_prior)
     emulator = models[0][0]
     species = tuple(emulator.species)
+    columns: list[str] | None
     if layers:
         if species_map:
             raise UserError("--species and --layers exclude each other: --layers gives each gene's two species")
@@ -75,7 +76,7 @@ def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: Inferenc
                             f"(e.g. --species {','.join(f'{s}=COLUMN' for s in species)})")
         if genes:
             raise UserError("--genes and --species exclude each other: --species names the columns of one data set")
-        columns: list[str] | None = [species_map[s] for s in species]
+        columns = [species_map[s] for s in species]
     elif len(species) > 1:
         raise UserError(f"emulator {emulator.source} models {'+'.join(species)}: map the table's columns to them "
                         f"with --species {','.join(f'{s}=COLUMN' for s in species)}")
