@@ -65,7 +65,8 @@ def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: Inferenc
     if layers:
         if species_map:
             raise UserError("--species and --layers exclude each other: --layers gives each gene's two species")
-        check_layers(layers, emulator, str(path), layer=layer)
+        for em, _ in models:  # every model of --compare models both layers
+            check_layers(layers, em, str(path), layer=layer)
         columns = list(genes) if genes else None
     elif species_map:
         unknown = [s for s in species_map if s not in species]

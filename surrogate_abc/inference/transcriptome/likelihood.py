@@ -3,9 +3,10 @@
 A gene's log-likelihood at a parameter set is its histogram (categories: bins, then the overflow) dotted with
 the log pmf there. At parameter sets shared by all genes that is one matrix product,
 hist (G, C) @ log_pmf (C, S); at a gene's own sets, the dot of its row with each set's log pmf. Only the
-categories up to a gene's largest count are needed (the rest hold no cells), so genes are grouped by that
-cut and the emulator is asked for those categories alone (`category_probs`: an MDN then computes its pmf only
-that far, which is most of the speed for the low counts of scRNA-seq).
+categories up to a gene's largest count are needed (the rest hold no cells; for two species the box of bins up to
+its largest count of each), so genes are grouped by that cut and the emulator is asked for those categories alone
+(`category_probs`: an MDN then computes its pmf only that far, which is most of the speed for the low counts of
+scRNA-seq). The shared sets' log pmf is needed only at the categories any gene uses (`used_categories`).
 
 With per-cell capture (efficiency.py) each gene has one node-weighted histogram per efficiency node (G, K, C)
 and the model one emulator per node; a gene's log-likelihood is the sum over nodes, the shared sets' one product
@@ -40,10 +41,12 @@ class GeneLikelihoods:
         n_cat = self.hist.shape[2]
         self.n_categories = n_cat
         used = np.abs(self.hist).sum(axis=1) > 0  # (G, C): categories holding cells at any node
-        last = np.array([np.flatnonzero(row)[-1] if row.any() else 0 for row in used])
-        overflow = last == n_cat - 1
-        cut = np.minimum(((last // CUT_STEP) + 1) * CUT_STEP, n_cat - 1)
-        self.cut = np.where(overflow, n_cat, cut)  # categories 0..cut-1 are needed; n_cat: all, with the overflow
+        bins = tuple(len(e) - 1 for e in self.emulators[0].edges)
+        keys = [_needed(row, bins) for row in used]
+        self.groups = sorted(set(keys))  # each: (cut per axis, overflow needed)
+        index = {k: i for i, k in enumerate(self.groups)}
+        self.group = np.array([index[k] for k in keys], dtype=np.int64)
+        self.categories = [_categories(k, bins) for k in self.groups]
 
     def shared(self, log_pmf: np.ndarray) -> np.ndarray:
         """(G, S) log-likelihoods at S shared sets given their log pmf (S, C), or (K, S, C) per node; C the
@@ -58,16 +61,34 @@ class GeneLikelihoods:
         """(n,) log-likelihood of gene genes[i] at theta[i] (natural scale, emulator order)."""
         genes = np.asarray(genes, dtype=np.int64)
         out = np.zeros(len(genes))
-        cuts = self.cut[genes]
-        for c in np.unique(cuts):
-            rows = np.flatnonzero(cuts == c)
-            cats = np.arange(c)
+        group = self.group[genes]
+        for j in np.unique(group):
+            rows = np.flatnonzero(group == j)
+            cats = self.categories[j]
             for s in range(0, len(rows), CHUNK):
                 r = rows[s:s + CHUNK]
                 for k, em in enumerate(self.emulators):
                     p = em.category_probs(theta[r], cats)
-                    out[r] += np.einsum("ij,ij->i", log_probs(p), self.hist[genes[r], k, :c])
+                    out[r] += np.einsum("ij,ij->i", log_probs(p), self.hist[genes[r], k][:, cats])
         return out
+
+
+def _needed(used: np.ndarray, bins: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+    """The categories a gene needs: per axis the bins up to its last used one (rounded up to CUT_STEP bins), a box
+    in the flat grid (for one species the bins up to the last), and whether its overflow holds cells."""
+    overflow = bool(used[-1])
+    idx = np.flatnonzero(used[:-1])
+    if not len(idx):
+        return tuple(min(CUT_STEP, b) for b in bins), overflow
+    last = np.unravel_index(idx, bins)
+    return tuple(min((int(a.max()) // CUT_STEP + 1) * CUT_STEP, b) for a, b in zip(last, bins)), overflow
+
+
+def _categories(key: tuple[tuple[int, ...], bool], bins: tuple[int, ...]) -> np.ndarray:
+    """The flat categories of a `_needed` key: the box of bins (C order), then the overflow when needed."""
+    cut, overflow = key
+    box = np.ravel_multi_index(np.meshgrid(*[np.arange(c) for c in cut], indexing="ij"), bins).ravel()
+    return np.concatenate([np.sort(box), [int(np.prod(bins))]] if overflow else [np.sort(box)]).astype(np.int64)
 
 
 def used_categories(hist: np.ndarray) -> np.ndarray:
