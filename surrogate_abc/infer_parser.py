@@ -17,7 +17,7 @@ def add_infer_parser(sub, handler: Callable) -> None:
     i.add_argument("--emulator", default=None,
                    help="emulator .safetensors, a protocol name (its shipped emulator, else its exact model), or "
                         "exact:<protocol name or .toml>; default: the shipped emulator for the data's species "
-                        "(mRNA: telegraph_mrna, protein: gene_protein, both: gene_joint)")
+                        "(mRNA: telegraph_mrna, protein: gene_protein, both: gene_joint, --layers: telegraph_splicing)")
     i.add_argument("--genes", type=name_list, default=None, metavar="A,B,...",
                    help="count tables: the columns (genes) to infer (default: all)")
     i.add_argument("--layer", default=None, help=".h5ad: the layer holding raw counts (default: X)")
