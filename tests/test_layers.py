@@ -86,8 +86,12 @@ def test_joint_likelihoods_use_only_the_categories_holding_cells(protocol):
     """The batch likelihood of joint histograms, at per-gene sets (only the categories up to the gene's last) and
     at shared sets (only the categories any gene uses), equals the full multinomial log-likelihood."""
     from surrogate_abc.emulators.resolve import resolve_emulator
-    from surrogate_abc.inference.transcriptome.likelihood import (GeneLikelihoods, category_log_pmf, full_log_pmf,
-                                                                  used_categories)
+    from surrogate_abc.inference.transcriptome.likelihood import (
+        GeneLikelihoods,
+        category_log_pmf,
+        full_log_pmf,
+        used_categories,
+    )
 
     em, _ = resolve_emulator(None, ("nascent", "mature"))
     _, u, s = _adata(protocol, TRUTH, 300, seed=2)
