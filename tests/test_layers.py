@@ -160,6 +160,8 @@ def test_burst_kinetics_of_the_splicing_model(protocol):
     bk = burst_kinetics(protocol, theta)
     np.testing.assert_allclose(bk["burst_size"], theta[:, 2] / theta[:, 1])
     np.testing.assert_allclose(bk["burst_frequency"], theta[:, 0])  # per mature lifetime (gamma = 1)
+    joint = load_protocol("gene_joint")  # protein is made from mRNA, not converted: no chain, no burst variables
+    assert burst_kinetics(joint, joint.sample(2, 0)) == {}
 
 
 # ------------------------------------------------------------------------------------------------ whole runs

@@ -68,16 +68,19 @@ def _by_role(protocol, roles, theta: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _chain_bursts(protocol, theta: np.ndarray) -> dict[str, np.ndarray]:
-    """Several observed species whose first is a telegraph (Beta-Poisson) species and whose last decays at rate
-    d_last (nascent -> mature RNA of telegraph_splicing): burst size v / k_off (molecules of the first species per
+    """Several observed species, each converted into the next (not made from it, as protein from mRNA), whose first
+    is a telegraph (Beta-Poisson) species and whose last decays at rate d_last (nascent -> mature RNA of telegraph_splicing): burst size v / k_off (molecules of the first species per
     burst), burst frequency k_on / d_last (per lifetime of the last species: per mature lifetime)."""
     species = protocol.species
     if len(species) < 2:
         return {}
-    law = find_closed_form(protocol.network, species[:1])
-    decay = [r.rate for r in protocol.network.reactions
+    net = protocol.network
+    law = find_closed_form(net, species[:1])
+    decay = [r.rate for r in net.reactions
              if dict(r.reactants) == {species[-1]: 1} and not any(r.products.values()) and r.rate]
-    if law is None or law.law != "beta_poisson" or len(decay) != 1:
+    chain = all(any(dict(r.reactants) == {a: 1} and {k: v for k, v in r.products.items() if v} == {b: 1}
+                    for r in net.reactions) for a, b in zip(species, species[1:]))  # each converts into the next
+    if law is None or law.law != "beta_poisson" or len(decay) != 1 or not chain:
         return {}
     r = _by_role(protocol, law.roles + (("d_last", decay[0]),), theta)
     return {"burst_frequency": r["k_on"] / r["d_last"], "burst_size": r["v"] / r["k_off"]}
