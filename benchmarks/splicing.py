@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from surrogate_abc import load_protocol  # noqa: E402
 from surrogate_abc.config.protocol import Axis  # noqa: E402
+from surrogate_abc.data.joint_histograms import joint_categories  # noqa: E402
 from surrogate_abc.emulators.base import EmulatorBase  # noqa: E402
 from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
 from surrogate_abc.inference.calibration.datasets import exact_counts_pmf, sample_cells  # noqa: E402
@@ -83,11 +84,8 @@ class Totals(EmulatorBase):
 
 
 def hist_joint(counts: np.ndarray, edges) -> np.ndarray:
-    na, nb = len(edges[0]) - 1, len(edges[1]) - 1
-    ia = np.searchsorted(edges[0], counts[:, 0], side="right") - 1
-    ib = np.searchsorted(edges[1], counts[:, 1], side="right") - 1
-    cat = np.where((ia >= na) | (ib >= nb), na * nb, ia * nb + ib)
-    return np.bincount(cat, minlength=na * nb + 1).astype(float)
+    n_cat = (len(edges[0]) - 1) * (len(edges[1]) - 1) + 1
+    return np.bincount(joint_categories(counts[:, 0], counts[:, 1], edges), minlength=n_cat).astype(float)
 
 
 def hist_1d(x: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from surrogate_abc import load_protocol
 from surrogate_abc.cli import main
 from surrogate_abc.config import FSPSettings
-from surrogate_abc.data.joint_histograms import joint_gene_histograms
+from surrogate_abc.data.joint_histograms import joint_categories, joint_gene_histograms
 from surrogate_abc.emulators.exact import exact_emulator
 from surrogate_abc.emulators.rate_capture import RateCapture
 from surrogate_abc.errors import DataFileError, UserError
@@ -108,10 +108,8 @@ def test_joint_likelihoods_use_only_the_categories_holding_cells(protocol):
 
 
 def joint_gene_histograms_of(u: np.ndarray, s: np.ndarray, edges) -> np.ndarray:
-    na, nb = len(edges[0]) - 1, len(edges[1]) - 1
-    ia = np.searchsorted(edges[0], u, side="right") - 1
-    ib = np.searchsorted(edges[1], s, side="right") - 1
-    return np.bincount(np.where((ia >= na) | (ib >= nb), na * nb, ia * nb + ib), minlength=na * nb + 1).astype(float)
+    n_cat = (len(edges[0]) - 1) * (len(edges[1]) - 1) + 1
+    return np.bincount(joint_categories(u, s, edges), minlength=n_cat).astype(float)
 
 
 # ----------------------------------------------------------------------------------------- capture as a rate

@@ -101,16 +101,16 @@ def gene_histograms(path: str | Path | AnnData, edges: np.ndarray, genes: Sequen
     e = _check_edges(edges)
     sink = _Histograms(e)
     if nodes is None:
-        p, names, n_cells = _scan(path, genes, layer, chunk, progress, sink, cells)
+        p, names, n_cells = scan_cells(path, genes, layer, chunk, progress, sink, cells)
         return sink.result(str(p), names, n_cells)
     from .size_factors import BothSinks, NodeHistograms
 
     node_sink = NodeHistograms(e, *nodes)
-    p, names, n_cells = _scan(path, genes, layer, chunk, progress, BothSinks(sink, node_sink), cells)
+    p, names, n_cells = scan_cells(path, genes, layer, chunk, progress, BothSinks(sink, node_sink), cells)
     return dataclasses.replace(sink.result(str(p), names, n_cells), node_hist=node_sink.result())
 
 
-def _scan(path: str | Path | AnnData, genes: Sequence[str] | None, layer: str | None, chunk: int,
+def scan_cells(path: str | Path | AnnData, genes: Sequence[str] | None, layer: str | None, chunk: int,
           progress: Progress | None, sink: CountSink, cells: np.ndarray | None) -> tuple[Path, tuple[str, ...], int]:
     """scan_counts, of the cells where `cells` (a boolean mask over the table's cells) is True when given."""
     if cells is None:
@@ -128,7 +128,7 @@ def read_gene_counts(path: str | Path | AnnData, genes: Sequence[str], layer: st
     if not list(genes):
         raise ValueError("read_gene_counts needs at least one gene")
     sink = _Columns()
-    _, _, n_cells = _scan(path, genes, layer, 2048, None, sink, cells)
+    _, _, n_cells = scan_cells(path, genes, layer, 2048, None, sink, cells)
     return sink.result(n_cells)
 
 

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..errors import DataFileError
-from .cell_subset import CellSubset
-from .count_scan import Progress, scan_counts
-from .gene_histograms import GeneHistograms, _check_edges
+from .count_scan import Progress
+from .gene_histograms import GeneHistograms, _check_edges, scan_cells
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -60,13 +59,7 @@ def layer_entries(path: str | Path | AnnData, layer: str, genes: Sequence[str] |
                   progress: Progress | None = None, cells: np.ndarray | None = None) -> LayerEntries:
     """The non-zero entries of one layer (every value checked as counts)."""
     sink = _Entries()
-    if cells is None:
-        _, names, n_cells = scan_counts(path, genes, layer, chunk, progress, sink)
-    else:
-        subset = CellSubset(sink, cells)
-        _, names, n_cells = scan_counts(path, genes, layer, chunk, progress, subset)
-        subset.check(n_cells)
-        n_cells = subset.n_cells
+    _, names, n_cells = scan_cells(path, genes, layer, chunk, progress, sink, cells)
     return sink.result(names, n_cells)
 
 
@@ -77,21 +70,24 @@ def _histograms(label: str, first: LayerEntries, second: LayerEntries, edges: li
     b = np.zeros(len(keys))
     a[np.searchsorted(keys, first.keys)] = first.values
     b[np.searchsorted(keys, second.keys)] = second.values
-    na, nb = len(edges[0]) - 1, len(edges[1]) - 1
-    ia = np.searchsorted(edges[0], a, side="right") - 1
-    ib = np.searchsorted(edges[1], b, side="right") - 1
-    width = na * nb + 1
-    cat = np.where((ia >= na) | (ib >= nb), width - 1, ia * nb + ib)
+    width = (len(edges[0]) - 1) * (len(edges[1]) - 1) + 1
     gene = keys // max(n, 1)
-    hist = np.bincount(gene * width + cat, minlength=g * width).reshape(g, width)
+    hist = np.bincount(gene * width + joint_categories(a, b, edges), minlength=g * width).reshape(g, width)
     per_gene = np.bincount(gene, minlength=g)
-    zero = int(np.searchsorted(edges[0], 0.0, side="right") - 1) * nb + int(np.searchsorted(edges[1], 0.0,
-                                                                                           side="right") - 1)
-    hist[:, zero] += n - per_gene
+    hist[:, int(joint_categories(np.zeros(1), np.zeros(1), edges)[0])] += n - per_gene  # zero in both layers
     layer_total = np.stack([np.bincount(gene, weights=a, minlength=g), np.bincount(gene, weights=b, minlength=g)], 1)
     out = GeneHistograms(label, first.genes, n, hist.astype(np.int64), per_gene.astype(np.int64), layer_total[:, 1],
                          np.bincount(gene, weights=b * b, minlength=g), _max(gene, b, g))
     return replace(out, layer_total=layer_total)
+
+
+def joint_categories(a: np.ndarray, b: np.ndarray, edges: Sequence[np.ndarray]) -> np.ndarray:
+    """The flat category of each cell's counts (a, b) on the grid of `edges`: first bin * bins of the second + second
+    bin, or the overflow (the last category) where either count is at or beyond its last edge."""
+    na, nb = len(edges[0]) - 1, len(edges[1]) - 1
+    ia = np.searchsorted(edges[0], a, side="right") - 1
+    ib = np.searchsorted(edges[1], b, side="right") - 1
+    return np.where((ia >= na) | (ib >= nb), na * nb, ia * nb + ib)
 
 
 def _max(gene: np.ndarray, values: np.ndarray, g: int) -> np.ndarray:

@@ -37,6 +37,13 @@ def check_capture(capture: float | None, prior: tuple[float, float] | None) -> N
             raise UserError(f"--capture-prior {lo:g}:{hi:g}: needs 0 < LOW < HIGH <= 1")
 
 
+def efficiency(arr: np.ndarray, d: int, capture: float | None, scale: float) -> np.ndarray:
+    """(n,) detection probability at parameter sets arr (n, d or d + 1): the fixed capture, else the last column
+    (the inferred `capture`), times scale, at most 1."""
+    beta = np.full(len(arr), float(capture)) if capture is not None else arr[:, d]
+    return np.minimum(beta * scale, 1.0)
+
+
 class CapturedEmulator(EmulatorBase):
     """The observed-count distribution of `inner` under binomial capture (see the module docstring)."""
 
@@ -79,9 +86,7 @@ class CapturedEmulator(EmulatorBase):
         return fn(arr[:, :d], self._beta(arr), categories)
 
     def _beta(self, arr: np.ndarray) -> np.ndarray:
-        d = len(self.inner.param_names)
-        beta = np.full(len(arr), float(self.capture)) if self.capture is not None else arr[:, d]
-        return np.minimum(beta * self.scale, 1.0)
+        return efficiency(arr, len(self.inner.param_names), self.capture, self.scale)
 
     def _flat_probs(self, arr: np.ndarray) -> np.ndarray:
         return self.inner.thinned_flat_probs(arr[:, :len(self.inner.param_names)], self._beta(arr))

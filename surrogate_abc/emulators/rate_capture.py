@@ -19,7 +19,7 @@ from ..config.protocol import Prior
 from ..errors import UserError
 from ..networks.poisson_capture import capture_rate
 from .base import EmulatorBase
-from .capture import CAPTURE, check_capture
+from .capture import CAPTURE, check_capture, efficiency
 
 
 class RateCapture(EmulatorBase):
@@ -63,9 +63,8 @@ class RateCapture(EmulatorBase):
 
     def _inner_theta(self, arr: np.ndarray) -> np.ndarray:
         d = len(self.inner.param_names)
-        c = np.full(len(arr), float(self.capture)) if self.capture is not None else arr[:, d]
         theta = np.array(arr[:, :d], dtype=np.float64)
-        theta[:, self._col] *= np.minimum(c * self.scale, 1.0)
+        theta[:, self._col] *= efficiency(arr, d, self.capture, self.scale)
         return theta
 
     def category_probs(self, theta: Any, categories: Any, allow_extrapolation: bool = False) -> np.ndarray:
