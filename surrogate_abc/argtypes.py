@@ -69,3 +69,15 @@ def layer_pair(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"expected two distinct layer names, nascent first (e.g. unspliced,spliced), "
                                          f"got {text!r}")
     return names[0], names[1]
+
+
+def capture_values(text: str) -> float | tuple[float, float]:
+    """BETA -> beta; NASCENT,MATURE -> (nascent's, mature's): one detection probability, or one per layer."""
+    try:
+        values = [float(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected BETA or NASCENT,MATURE (numbers in (0, 1]), got {text!r}") \
+            from None
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected one efficiency, or two (nascent,mature with --layers), got {text!r}")
+    return values[0] if len(values) == 1 else (values[0], values[1])

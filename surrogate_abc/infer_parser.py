@@ -3,7 +3,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .argtypes import interval, layer_pair, name_list, non_negative_int, positive_int, species_map
+from .argtypes import (
+    capture_values,
+    interval,
+    layer_pair,
+    name_list,
+    non_negative_int,
+    positive_int,
+    species_map,
+)
 
 
 def add_infer_parser(sub, handler: Callable) -> None:
@@ -26,8 +34,9 @@ def add_infer_parser(sub, handler: Callable) -> None:
                         "a two-species emulator (default: telegraph_splicing)")
     i.add_argument("--species", type=species_map, default=None, metavar="mrna=COL,protein=COL",
                    help="count tables with a two-species emulator: the column of each species (one data set)")
-    i.add_argument("--capture", type=float, default=None, metavar="BETA",
-                   help="detection probability of each molecule (binomial thinning, applied exactly); default 1")
+    i.add_argument("--capture", type=capture_values, default=None, metavar="BETA",
+                   help="detection probability of each molecule (binomial thinning, applied exactly); default 1. "
+                        "With --layers one for both layers, or NASCENT,MATURE (e.g. 0.3,0.2): one per layer")
     i.add_argument("--capture-prior", type=interval, default=None, metavar="LOW:HIGH",
                    help="infer the detection probability (parameter 'capture', uniform prior on LOW:HIGH)")
     i.add_argument("--size-factors", default=None, metavar="total|COLUMN",

@@ -37,11 +37,13 @@ class LayerEntries:
 
 def joint_gene_histograms(path: str | Path | AnnData, layers: Sequence[str], edges: Sequence[np.ndarray],
                           genes: Sequence[str] | None = None, chunk: int = 2048, progress: Progress | None = None,
-                          cells: np.ndarray | None = None) -> GeneHistograms:
+                          cells: np.ndarray | None = None,
+                          nodes: tuple[np.ndarray, np.ndarray, int] | None = None) -> GeneHistograms:
     """Joint histograms (G, A * B + 1) of every gene (or of `genes`) over `layers` = (first, second) on
     `edges` = (A + 1 edges, B + 1 edges); `nonzero` counts cells with a count in either layer, `total`, `sumsq`
     and `max` are the second layer's and `layer_total` (G, 2) both layers' sums. `cells`: a boolean mask of the
-    cells to read, as in gene_histograms."""
+    cells to read, as in gene_histograms. `nodes` (each cell's efficiency nodes and interpolation weights
+    (cells, m), and K): also the node-weighted histograms (G, K, A * B + 1) of per-cell capture."""
     if len(layers) != 2 or len(edges) != 2:
         raise ValueError("joint_gene_histograms needs two layers and two edge arrays")
     e = [_check_edges(x) for x in edges]
@@ -52,7 +54,7 @@ def joint_gene_histograms(path: str | Path | AnnData, layers: Sequence[str], edg
         raise DataFileError(f"{label}: layers {layers[0]!r} ({first.n_cells} cells x {len(first.genes)} genes) and "
                             f"{layers[1]!r} ({second.n_cells} x {len(second.genes)}) differ in shape or genes; "
                             "give two layers of the same matrix")
-    return _histograms(label, first, second, e)
+    return _histograms(label, first, second, e, nodes)
 
 
 def layer_entries(path: str | Path | AnnData, layer: str, genes: Sequence[str] | None, chunk: int = 2048,
@@ -63,7 +65,8 @@ def layer_entries(path: str | Path | AnnData, layer: str, genes: Sequence[str] |
     return sink.result(names, n_cells)
 
 
-def _histograms(label: str, first: LayerEntries, second: LayerEntries, edges: list[np.ndarray]) -> GeneHistograms:
+def _histograms(label: str, first: LayerEntries, second: LayerEntries, edges: list[np.ndarray],
+                nodes: tuple[np.ndarray, np.ndarray, int] | None = None) -> GeneHistograms:
     n, g = first.n_cells, len(first.genes)
     keys = np.union1d(first.keys, second.keys)
     a = np.zeros(len(keys))
@@ -72,13 +75,33 @@ def _histograms(label: str, first: LayerEntries, second: LayerEntries, edges: li
     b[np.searchsorted(keys, second.keys)] = second.values
     width = (len(edges[0]) - 1) * (len(edges[1]) - 1) + 1
     gene = keys // max(n, 1)
-    hist = np.bincount(gene * width + joint_categories(a, b, edges), minlength=g * width).reshape(g, width)
+    cat = joint_categories(a, b, edges)
+    zero = int(joint_categories(np.zeros(1), np.zeros(1), edges)[0])
+    hist = np.bincount(gene * width + cat, minlength=g * width).reshape(g, width)
     per_gene = np.bincount(gene, minlength=g)
-    hist[:, int(joint_categories(np.zeros(1), np.zeros(1), edges)[0])] += n - per_gene  # zero in both layers
+    hist[:, zero] += n - per_gene  # zero in both layers
     layer_total = np.stack([np.bincount(gene, weights=a, minlength=g), np.bincount(gene, weights=b, minlength=g)], 1)
     out = GeneHistograms(label, first.genes, n, hist.astype(np.int64), per_gene.astype(np.int64), layer_total[:, 1],
                          np.bincount(gene, weights=b * b, minlength=g), _max(gene, b, g))
-    return replace(out, layer_total=layer_total)
+    node_hist = None if nodes is None else _node_histograms(gene, keys % max(n, 1), cat, zero, g, width, nodes)
+    return replace(out, layer_total=layer_total, node_hist=node_hist)
+
+
+def _node_histograms(gene: np.ndarray, cell: np.ndarray, cat: np.ndarray, zero: int, g: int, width: int,
+                     nodes: tuple[np.ndarray, np.ndarray, int]) -> np.ndarray:
+    """(G, K, width): each stored cell's category added to its nodes with its interpolation weights; the cells
+    zero in both layers (not stored) make up the rest of each node's weight, in the zero category."""
+    idx, w, k = nodes
+    hist = np.zeros(g * k * width)
+    stored = np.zeros(g * k)
+    for m in range(idx.shape[1]):
+        at = gene * k + idx[cell, m]
+        hist += np.bincount(at * width + cat, weights=w[cell, m], minlength=len(hist))
+        stored += np.bincount(at, weights=w[cell, m], minlength=len(stored))
+    per_node = np.sum([np.bincount(idx[:, m], weights=w[:, m], minlength=k) for m in range(idx.shape[1])], axis=0)
+    out = hist.reshape(g, k, width)
+    out[:, :, zero] += per_node[None, :] - stored.reshape(g, k)
+    return out
 
 
 def joint_categories(a: np.ndarray, b: np.ndarray, edges: Sequence[np.ndarray]) -> np.ndarray:

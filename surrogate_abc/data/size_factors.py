@@ -24,16 +24,18 @@ if TYPE_CHECKING:
 TOTAL = "total"
 
 
-def size_factors(source: str | Path | AnnData, spec: str, layer: str | None = None,
+def size_factors(source: str | Path | AnnData, spec: str, layer: str | Sequence[str] | None = None,
                  genes: Sequence[str] | None = None) -> np.ndarray:
     """(n_cells,) size factors (see the module docstring): 0 marks a cell left out (total count 0). `genes`: the
-    columns that are genes (default all), whose counts make the totals."""
+    columns that are genes (default all), whose counts make the totals. `layer`: one layer, or several (the
+    nascent and mature RNA of --layers) whose counts are added."""
     if spec == TOTAL:
-        totals = cell_totals(source, layer, genes)
+        layers = [layer] if layer is None or isinstance(layer, str) else list(layer)
+        totals = np.sum([cell_totals(source, x, genes) for x in layers], axis=0)
         kept = totals > 0
         if not kept.any():
-            raise DataFileError(f"{_label(source, layer)}: every cell has a total count of 0; --size-factors total "
-                                "needs counts")
+            raise DataFileError(f"{_label(source, layers[0])}: every cell has a total count of 0; --size-factors "
+                                "total needs counts")
         return np.where(kept, totals / totals[kept].mean(), 0.0)
     values, cells = _column(source, spec)
     bad = ~np.isfinite(values) | (values <= 0)

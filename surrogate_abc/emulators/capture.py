@@ -14,7 +14,7 @@ size factor is `scale` (per-cell capture, inference/transcriptome/efficiency.py)
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -25,12 +25,13 @@ from .base import EmulatorBase
 CAPTURE = "capture"
 
 
-def check_capture(capture: float | None, prior: tuple[float, float] | None) -> None:
-    """UserError for a capture efficiency or prior outside (0, 1], or both given."""
+def check_capture(capture: float | Sequence[float] | None, prior: tuple[float, float] | None) -> None:
+    """UserError for a capture efficiency (or one per species) or prior outside (0, 1], or both given."""
     if capture is not None and prior is not None:
         raise UserError("--capture and --capture-prior exclude each other: fix beta, or give it a prior")
-    if capture is not None and not 0.0 < capture <= 1.0:
-        raise UserError(f"--capture {capture:g}: the detection probability must lie in (0, 1]")
+    for c in np.atleast_1d(np.asarray(capture if capture is not None else [], float)):
+        if not 0.0 < c <= 1.0:
+            raise UserError(f"--capture {c:g}: the detection probability must lie in (0, 1]")
     if prior is not None:
         lo, hi = prior
         if not 0.0 < lo < hi <= 1.0:
@@ -47,13 +48,17 @@ def efficiency(arr: np.ndarray, d: int, capture: float | None, scale: float) -> 
 class CapturedEmulator(EmulatorBase):
     """The observed-count distribution of `inner` under binomial capture (see the module docstring)."""
 
-    def __init__(self, inner: Any, capture: float | None = None, prior: tuple[float, float] | None = None,
-                 scale: float = 1.0):
+    def __init__(self, inner: Any, capture: float | Sequence[float] | None = None,
+                 prior: tuple[float, float] | None = None, scale: float = 1.0):
         check_capture(capture, prior)
         if not (np.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be a positive number, got {scale!r}")
         if capture is None and prior is None:
             raise UserError("a CapturedEmulator needs a capture efficiency or a prior for it")
+        given = np.ravel(np.asarray(capture if capture is not None else [], float))
+        if len(given) > 1:
+            raise UserError(f"--capture {','.join(f'{c:g}' for c in given)}: one efficiency per layer "
+                            "applies to two layers (--layers NASCENT,MATURE); give one --capture for one species")
         if len(inner.species) != 1:
             raise UserError(f"emulator {inner.source}: capture efficiency applies to one observed species (mRNA "
                             f"counts); this emulator models {'+'.join(inner.species)}")
@@ -61,7 +66,8 @@ class CapturedEmulator(EmulatorBase):
             raise UserError(f"emulator {inner.source} already has a parameter named {CAPTURE!r}")
         if not hasattr(inner, "thinned_flat_probs"):
             raise UserError(f"emulator {inner.source}: cannot apply capture efficiency exactly")
-        self.inner, self.capture, self.prior, self.scale = inner, capture, prior, float(scale)
+        self.inner, self.prior, self.scale = inner, prior, float(scale)
+        self.capture = None if capture is None else float(np.asarray(capture))
         protocol = inner.protocol
         if prior is not None:
             extra = Prior("uniform", (CAPTURE,), float(prior[0]), float(prior[1]))
@@ -84,6 +90,14 @@ class CapturedEmulator(EmulatorBase):
         arr = self.check_domain(theta, allow_extrapolation)
         d = len(self.inner.param_names)
         return fn(arr[:, :d], self._beta(arr), categories)
+
+    def at_scale(self, scale: float) -> CapturedEmulator:
+        """The same capture for cells of size factor `scale` (per-cell capture's efficiency nodes)."""
+        return CapturedEmulator(self.inner, capture=self.capture, prior=self.prior, scale=scale)
+
+    def flat_probs_at(self, theta: np.ndarray, eff: np.ndarray) -> np.ndarray:
+        """(n, C) flat probabilities at true parameter sets theta (n, d) with detection probabilities eff (n,)."""
+        return self.inner.thinned_flat_probs(theta, eff)
 
     def _beta(self, arr: np.ndarray) -> np.ndarray:
         return efficiency(arr, len(self.inner.param_names), self.capture, self.scale)

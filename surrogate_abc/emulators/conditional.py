@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distributions import _sum_into, mixture_pmf_grid
+from ..errors import UserError
+from .distributions import _sum_into, mixture_pmf_grid, thinned_params
 from .layers import (
     DEFAULT_HIDDEN,
     BinningOnDevice,
@@ -152,9 +153,15 @@ class ConditionalMDN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Bin probabilities (n, C), last column the overflow mass; rows sum to 1."""
+        return self._joint(x)
+
+    def _joint(self, x: torch.Tensor, beta_b: torch.Tensor | None = None) -> torch.Tensor:
+        """forward(x), of the second species' counts thinned with detection probability beta_b (n,) when given."""
         b = self._binning.on(x.device)
         n_b = b.support[1]
         log_wa, pa, log_wb, pb = self.factors(x)
+        if beta_b is not None:
+            pb = thinned_params(self.family, pb, beta_b[:, None].to(pb.dtype))
         a_bins = self._a_bin_masses(x, log_wa, pa)                                  # (n, A) mass per m-bin
         # p(b-bin | a-bin): sum the conditional pmf into b's bins first, then weight by the a-bin masses, so the
         # (n, A, n_b) grid is touched once (pmf terms are >= ~1e-38, so products stay normal numbers or 0).
@@ -163,10 +170,74 @@ class ConditionalMDN(nn.Module):
         over = (1.0 - bins.sum(dim=1)).clamp(min=0.0)
         return torch.cat([bins, over[:, None]], dim=1)
 
-    def category_probs(self, x: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+    @property
+    def thins(self) -> bool:
+        """Whether `thinned` applies: the first factor is this network's own count mixture (not a marginal's)."""
+        return self.marginal is None
+
+    def thinned(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """forward(x) of the counts after binomial thinning: each molecule of the first species seen with
+        probability beta[:, 0], of the second with beta[:, -1] (beta (n,) or (n, 2)). Exact for this model's law
+        on the integers: the first factor's integer pmf goes through a binomial kernel (each true count keeps its
+        bin's conditional law of the second species), the second factor's components thin within their family.
+        Mass beyond the first species' integer support (in the overflow) is not brought back onto the grid."""
+        if not self.thins:
+            raise UserError("a conditional MDN whose first factor comes from a marginal network cannot be thinned; "
+                            "give one efficiency within the emulator's range")
+        q = beta.reshape(x.shape[0], -1)
+        whole = q[:, 0] >= 1.0  # rows whose first species loses nothing: the second's components alone thin
+        if bool(whole.all()):
+            return self._joint(x, q[:, -1])
+        A, B = self.binning.shape
+        out = x.new_zeros((x.shape[0], A * B + 1))
+        if bool(whole.any()):
+            out[whole] = self._joint(x[whole], q[whole, -1])
+        out[~whole] = self._thinned_both(x[~whole], q[~whole])
+        return out
+
+    def _thinned_both(self, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """thinned(x, q) through the first species' binomial kernel, on the integers where its pmf is not 0."""
+        b = self._binning.on(x.device)
+        n_a, n_b = b.support
+        A, B = b.shape
+        n = x.shape[0]
+        log_wa, pa, _, _ = self.factors(x, torch.arange(1, device=x.device))
+        p_a = mixture_pmf_grid(self.family, log_wa, pa, (n_a,))                     # (n, n_a) true first counts
+        held = torch.nonzero(p_a.amax(dim=0) > 0)
+        size = int(held.max()) + 1 if held.numel() else 1  # the integers that hold mass (float32 underflows to 0)
+        top = int(b.index[0][size - 1]) + 1                 # the bins they fall into
+        onehot = F.one_hot(b.index[0][:size], A + 1)[:, :top].to(p_a.dtype)         # (size, top)
+        kern = binomial_kernel(size, q[:, 0]).to(p_a.dtype)                         # (n, observed, true)
+        seen = onehot.T @ (kern * p_a[:, None, :size]) @ onehot                     # (n, observed bin, true bin)
+        _, _, log_wb, pb = self.factors(x, torch.arange(top, device=x.device))
+        pb = thinned_params(self.family, pb, q[:, -1:].to(pb.dtype))
+        b_bins = _sum_into(mixture_pmf_grid(self.family, log_wb, pb, (n_b,)), b.index[1], B, dim=2)[:, :, :-1]
+        bins = x.new_zeros((n, A, B))
+        bins[:, :top] = torch.bmm(seen, b_bins).to(bins.dtype)
+        flat = bins.reshape(n, -1)
+        over = (1.0 - flat.sum(dim=1)).clamp(min=0.0)
+        return torch.cat([flat, over[:, None]], dim=1)
+
+    def thinned_category_probs(self, x: torch.Tensor, beta: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        """thinned(x, beta)[:, categories]: where no molecule of the first species is lost (beta[:, 0] = 1), only
+        what the categories need (category_probs with the second species' components thinned)."""
+        q = beta.reshape(x.shape[0], -1)
+        whole = q[:, 0] >= 1.0
+        if bool(whole.all()):
+            return self.category_probs(x, categories, q[:, -1])
+        cats = categories.to(device=x.device, dtype=torch.long)
+        out = x.new_zeros((x.shape[0], cats.numel()))
+        if bool(whole.any()):
+            out[whole] = self.category_probs(x[whole], categories, q[whole, -1])
+        out[~whole] = self._thinned_both(x[~whole], q[~whole])[:, cats]
+        return out
+
+    def category_probs(self, x: torch.Tensor, categories: torch.Tensor,
+                       beta_b: torch.Tensor | None = None) -> torch.Tensor:
         """forward(x)[:, categories] for bin categories (flat index a_bin * bins_b + b_bin; not the overflow),
         computing only the a-bins listed and the b integers up to the last b-bin listed: an observed data set
-        touches a fraction of the grid, so a likelihood costs that fraction of a full forward pass."""
+        touches a fraction of the grid, so a likelihood costs that fraction of a full forward pass. `beta_b` (n,):
+        of the second species' counts thinned with that detection probability."""
         b = self._binning.on(x.device)
         A, B = b.shape
         categories = categories.to(device=x.device, dtype=torch.long)
@@ -177,6 +248,22 @@ class ConditionalMDN(nn.Module):
         idx_b = b.index[1]
         n_sup = int(torch.nonzero(idx_b <= ib.max()).max()) + 1 if categories.numel() else 1
         log_wa, pa, log_wb, pb = self.factors(x, rows)
+        if beta_b is not None:  # the second species thinned: its components stay in their family
+            pb = thinned_params(self.family, pb, beta_b[:, None].to(pb.dtype))
         a_bins = self._a_bin_masses(x, log_wa, pa)[:, rows]                         # (n, U)
         b_bins = _sum_into(mixture_pmf_grid(self.family, log_wb, pb, (n_sup,)), idx_b[:n_sup], B, dim=2)
         return a_bins[:, pos] * b_bins[:, pos, ib]
+
+
+def binomial_kernel(size: int, q: torch.Tensor) -> torch.Tensor:
+    """(n, size, size) float64 kernels K[i, k, m] = Binom(k; m, q_i) (observed k of m molecules, each seen with
+    probability q_i (n,)), 0 where k > m."""
+    q = q.to(torch.float64).clamp(1e-300, 1.0)[:, None, None]
+    k = torch.arange(size, dtype=torch.float64, device=q.device)[:, None]
+    m = torch.arange(size, dtype=torch.float64, device=q.device)[None, :]
+    below = k <= m
+    gone = (m - k).clamp(min=0.0)
+    logc = torch.lgamma(m + 1) - torch.lgamma(k + 1) - torch.lgamma(gone + 1)
+    miss = torch.where(gone > 0, gone * torch.log1p(-q.clamp(max=1.0)), torch.zeros_like(q))  # q = 1: none missed
+    out = torch.exp(logc + k * torch.log(q) + miss)
+    return torch.where(below, torch.nan_to_num(out, nan=0.0), torch.zeros_like(out))

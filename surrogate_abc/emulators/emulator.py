@@ -70,14 +70,21 @@ class Emulator(EmulatorBase):
     def _flat_probs(self, arr: np.ndarray) -> np.ndarray:
         return self._probs(arr)
 
+    @property
+    def can_thin(self) -> bool:
+        """Whether `thinned_flat_probs` applies (mixtures of count components; see the model's `thinned`)."""
+        return hasattr(self.model, "thinned") and bool(getattr(self.model, "thins", True))
+
     def thinned_flat_probs(self, arr: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """(n, C) probabilities of the counts after binomial thinning (each molecule detected with probability
-        beta (n,)), exact for mixtures of count components (their thinned components stay in the family)."""
-        if not hasattr(self.model, "thinned"):
+        beta (n,), or (n, species) for a joint model), exact for mixtures of count components (their thinned
+        components stay in the family)."""
+        if not self.can_thin:
             raise UserError(f"emulator {self.source or self.protocol.name}: capture efficiency is applied exactly to "
                             f"mixtures of count components (MDN emulators); a {type(self.model).__name__} cannot; "
                             "drop --capture/--capture-prior or use an MDN emulator")
-        return self._probs(arr, "thinned", row_args=(np.asarray(beta, np.float64).reshape(-1),))
+        b = np.asarray(beta, np.float64).reshape(len(arr), -1)  # one column, or one per species (a joint model)
+        return self._probs(arr, "thinned", row_args=(b[:, 0] if b.shape[1] == 1 else b,))
 
     def _probs(self, arr: np.ndarray, fn: str = "forward", *args: Any, row_args: tuple[np.ndarray, ...] = (),
                rows: int | None = None) -> np.ndarray:
@@ -140,8 +147,9 @@ class Emulator(EmulatorBase):
             return self.thinned_flat_probs(arr, beta)[:, cats]
         per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
         rows = self._rows_for(int(per_row)) if per_row else None
+        b = np.asarray(beta, np.float64).reshape(len(arr), -1)  # one column, or one per species (a joint model)
         y = self._probs(arr, "thinned_category_probs", torch.as_tensor(cats, device=self.device),
-                        row_args=(np.asarray(beta, np.float64).reshape(-1),), rows=rows)
+                        row_args=(b[:, 0] if b.shape[1] == 1 else b,), rows=rows)
         return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
 
     def _spread(self, arr: np.ndarray) -> np.ndarray:

@@ -73,6 +73,11 @@ def thin_integer_pmf(pmf: np.ndarray, beta: Any, size: int | None = None) -> np.
     size = K if size is None else int(size)
     k = np.arange(size)[None, :]
     out = np.zeros((len(rows), size))
+    if len(rows) > 1 and np.all(b == b[0]):  # one kernel for every row
+        for lo in range(0, K, 2048):
+            n = np.arange(lo, min(lo + 2048, K))[:, None]
+            out += rows[:, lo:lo + 2048] @ stats.binom.pmf(k, n, b[0])
+        return out.reshape(p.shape[:-1] + (size,))
     for i in range(len(rows)):
         for lo in range(0, K, 2048):  # Binom(k; n, beta) for a block of n: (block, size), 0 where k > n
             n = np.arange(lo, min(lo + 2048, K))[:, None]
@@ -220,7 +225,15 @@ class ExactEmulator(EmulatorBase):
             rate_map = dict(zip(self.protocol.rate_names, row))
             res = solve_stationary(net, rate_map, self.species, caps, self.protocol.fsp)
             pmf = np.asarray(res.pmf, float)
-            if beta is not None:
+            if beta is not None and len(caps) > 1:  # a joint law: each axis thinned by its own efficiency
+                box = [max(int(t), c) for t, c in zip(res.truncation, caps)]
+                if box != list(caps) and res.overflow > 0:
+                    pmf = np.asarray(solve_stationary(net, rate_map, self.species, box, self.protocol.fsp).pmf, float)
+                for ax, cap in enumerate(caps):
+                    moved = np.moveaxis(pmf, ax, -1)
+                    pmf = np.moveaxis(thin_integer_pmf(moved.reshape(-1, moved.shape[-1]), beta[i, ax], cap)
+                                      .reshape(moved.shape[:-1] + (cap,)), -1, ax)
+            elif beta is not None:
                 grid = int(max(res.truncation))  # the box holds the observed counts below this
                 if grid > caps[0] and res.overflow > 0:  # the mass beyond the cap, thinned, lands partly below it
                     pmf = np.asarray(solve_stationary(net, rate_map, self.species, [grid],
@@ -230,6 +243,12 @@ class ExactEmulator(EmulatorBase):
         return probs, overflow
 
     # ------------------------------------------------------------------ thinned counts
+    @property
+    def can_thin(self) -> bool:
+        """Whether `thinned_flat_probs` applies: count species (one, or a joint law by the FSP)."""
+        return not isinstance(self.protocol.network, GaussianMixtureNetwork) and \
+            (len(self.edges) == 1 or self._law is None)
+
     def thinned_flat_probs(self, theta: Any, beta: Any) -> np.ndarray:
         """(n, C) probabilities (bins, then the overflow) of the observed counts binomially thinned with detection
         probability beta[i] for parameter set theta[i] (each molecule seen independently with probability
@@ -237,10 +256,14 @@ class ExactEmulator(EmulatorBase):
         FSP pmf (its grid grown to the FSP truncation so that no mass beyond the cap is lost). One observed
         count species only. theta is checked against the domain like `pmf`; beta is (n,) or a scalar."""
         arr = self.check_domain(theta)
-        b = np.broadcast_to(np.asarray(check_beta(beta), dtype=float), (len(arr),)).copy()
-        if isinstance(self.protocol.network, GaussianMixtureNetwork) or len(self.edges) != 1:
-            raise UserError(f"emulator {self.source}: binomial thinning needs one observed count species "
+        if not self.can_thin:
+            raise UserError(f"emulator {self.source}: binomial thinning needs observed count species "
                             f"(protocol {self.protocol.name} has {', '.join(self.species)})")
+        if len(self.edges) > 1:  # a joint law: beta (n,) for every species, or (n, species)
+            b2 = np.asarray(check_beta(beta), dtype=float).reshape(len(arr) if np.ndim(beta) else 1, -1)
+            probs, overflow = self._pmf_fsp(arr, beta=np.broadcast_to(b2, (len(arr), len(self.edges))).copy())
+            return np.concatenate([probs.reshape(len(arr), -1), overflow[:, None]], axis=1)
+        b = np.broadcast_to(np.asarray(check_beta(beta), dtype=float), (len(arr),)).copy()
         if self._law is not None:
             probs, overflow = self._closed_bins(LAWS[self._law.law].thin(self._roles(arr), b))
         else:

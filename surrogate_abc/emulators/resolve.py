@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from ..errors import UserError
 from .base import EmulatorLike
 
@@ -77,7 +79,8 @@ def model_specs(emulator_spec: str | None, compare: Sequence[str] | None) -> lis
     return list(compare) if compare else [emulator_spec]
 
 
-def resolve_models(specs: Sequence[str | None], species: tuple[str, ...] = (), capture: float | None = None,
+def resolve_models(specs: Sequence[str | None], species: tuple[str, ...] = (),
+                   capture: float | tuple[float, ...] | None = None,
                    capture_prior: tuple[float, float] | None = None) -> list[tuple[EmulatorLike, str]]:
     """[(emulator, sha256)] for --emulator or the --compare list, each wrapped for capture efficiency
     (emulators/capture.py) when a capture or its prior is given (beta = 1 leaves the emulator as it is)."""
@@ -87,7 +90,7 @@ def resolve_models(specs: Sequence[str | None], species: tuple[str, ...] = (), c
     out = []
     for spec in specs:
         em, sha = resolve_emulator(spec, species)
-        if capture_prior is not None or (capture is not None and capture != 1.0):
+        if capture_prior is not None or (capture is not None and np.any(np.asarray(capture) != 1.0)):
             em = captured(em, capture, capture_prior)
         out.append((em, sha))
     names = [em.protocol.name for em, _ in out]
@@ -96,7 +99,7 @@ def resolve_models(specs: Sequence[str | None], species: tuple[str, ...] = (), c
     return out
 
 
-def captured(emulator: EmulatorLike, capture: float | None, prior: tuple[float, float] | None,
+def captured(emulator: EmulatorLike, capture: float | tuple[float, ...] | None, prior: tuple[float, float] | None,
              scale: float = 1.0) -> EmulatorLike:
     """`emulator` under binomial capture: thinning its own pmf for one species (capture.CapturedEmulator), else
     scaling the birth rate of a network whose observed molecules are Poisson given the rest (rate_capture.py)."""
@@ -105,4 +108,4 @@ def captured(emulator: EmulatorLike, capture: float | None, prior: tuple[float, 
 
     if len(emulator.species) > 1:
         return RateCapture(emulator, capture, prior, scale)
-    return CapturedEmulator(emulator, capture=capture, prior=prior, scale=scale)
+    return CapturedEmulator(emulator, capture=capture, prior=prior, scale=scale)  # one capture: it says so otherwise

@@ -43,7 +43,7 @@ def exact_counterpart(emulator: EmulatorLike) -> EmulatorLike | None:
 
     if isinstance(emulator, RateCapture):
         inner = exact_counterpart(emulator.inner)
-        return None if inner is None else RateCapture(inner, emulator.capture, emulator.prior, emulator.scale)
+        return None if inner is None else emulator.wrapping(inner)
     if isinstance(emulator, CapturedEmulator):
         inner = exact_counterpart(emulator.inner)
         return None if inner is None else CapturedEmulator(inner, capture=emulator.capture, prior=emulator.prior,

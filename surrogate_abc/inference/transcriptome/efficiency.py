@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 NODE_CHOICES = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # K candidates, fewest first
 STENCIL = 6  # nodes per cell's interpolation (Lagrange, degree STENCIL - 1 in log efficiency)
 TOL_NATS = 0.01  # largest interpolation error allowed, nats per gene against the per-cell likelihood
+CELLS_PER_CALL = 256  # cells per call of the per-cell reference (one full pmf each)
 
 
 @dataclass(frozen=True)
@@ -85,48 +86,62 @@ class EfficiencyNodes:
 
 def node_emulators(emulator: EmulatorLike, nodes: EfficiencyNodes | None) -> list[EmulatorLike]:
     """The emulator of the observed counts at each node's efficiency (capture x node size factor)."""
-    from ...emulators.capture import CapturedEmulator
-
     if nodes is None:
         return [emulator]
-    if not isinstance(emulator, CapturedEmulator):
+    at_scale = getattr(emulator, "at_scale", None)
+    if at_scale is None:
         raise UserError("--size-factors needs the capture efficiency: give --capture BETA (the mean cell's, e.g. "
                         "0.1 for droplet data) or --capture-prior LOW:HIGH")
-    return [CapturedEmulator(emulator.inner, capture=emulator.capture, prior=emulator.prior, scale=float(s))
-            for s in nodes.scales]
+    return [at_scale(float(s)) for s in nodes.scales]
 
 
-def node_histograms(counts: np.ndarray, size_factors: np.ndarray, nodes: EfficiencyNodes,
-                    edges: np.ndarray) -> np.ndarray:
-    """(G, K, C) node-weighted histograms of dense counts (cells, G) (bins of `edges`, then the overflow): the
-    reading pass's sink (data/size_factors.NodeHistograms) fed one dense block."""
-    from ...data.size_factors import NodeHistograms
+def count_categories(counts: np.ndarray, edges: Sequence[np.ndarray]) -> np.ndarray:
+    """The flat category of each count (cells, T) on one axis' edges (bins, then the overflow), or of each pair of
+    counts (cells, T, 2) on two axes' (data/joint_histograms.joint_categories)."""
+    from ...data.joint_histograms import joint_categories
 
-    x = np.asarray(counts, dtype=np.float64)
+    x = np.asarray(counts)
+    if len(edges) == 2:
+        return joint_categories(x[..., 0], x[..., 1], edges)
+    e = np.asarray(edges[0], float)
+    return np.minimum(np.searchsorted(e, x, side="right") - 1, len(e) - 1)
+
+
+def node_histograms(categories: np.ndarray, size_factors: np.ndarray, nodes: EfficiencyNodes,
+                    n_categories: int) -> np.ndarray:
+    """(T, K, C) node-weighted histograms of each gene's cell categories (cells, T): H[t, k, c] = sum of the
+    interpolation weights w_ik of the cells i of category c (the reading pass's, for a few genes held in memory)."""
+    cats = np.asarray(categories, np.int64)
     idx, w = nodes.weights(size_factors)
-    sink = NodeHistograms(np.asarray(edges, float), idx, w, nodes.k)
-    sink.start(x.shape[1], x.shape[0])
-    sink.dense(x)
-    return sink.result()
+    t = cats.shape[1]
+    out = np.zeros(t * nodes.k * n_categories)
+    for m in range(idx.shape[1]):
+        flat = (np.arange(t)[None, :] * nodes.k + idx[:, m:m + 1]) * n_categories + cats
+        out += np.bincount(flat.ravel(), weights=np.repeat(w[:, m], t), minlength=len(out))
+    return out.reshape(t, nodes.k, n_categories)
 
 
-def per_cell_loglik(emulator: EmulatorLike, theta: np.ndarray, counts: np.ndarray, size_factors: np.ndarray,
-                    edges: np.ndarray) -> float:
-    """sum_i log p(x_i | theta, capture x s_i): every kept cell (s_i > 0) at its own efficiency (the reference)."""
-    from ...emulators.capture import CapturedEmulator
-
-    if not isinstance(emulator, CapturedEmulator):
-        raise TypeError("per_cell_loglik needs a CapturedEmulator")
+def per_cell_loglik(emulator: EmulatorLike, theta: np.ndarray, categories: np.ndarray,
+                    size_factors: np.ndarray) -> float:
+    """sum_i log p(c_i | theta, capture x s_i): every kept cell (s_i > 0) at its own efficiency (the reference);
+    `categories` (cells,) the cells' flat categories."""
+    at = getattr(emulator, "flat_probs_at", None)
+    if at is None:
+        raise TypeError("per_cell_loglik needs a capture wrapper (CapturedEmulator or RateCapture)")
     s = np.asarray(size_factors, float)
     keep = s > 0
-    x, s = np.asarray(counts)[keep], s[keep]
-    d = len(emulator.inner.param_names)
+    c, s = np.asarray(categories, np.int64)[keep], s[keep]
+    d = len(getattr(emulator, "inner").param_names)
     th = np.atleast_2d(np.asarray(theta, float))[0]
-    beta = float(emulator.capture) if emulator.capture is not None else float(th[d])
-    rows = np.repeat(th[None, :d], len(x), axis=0)
-    p = emulator.inner.thinned_flat_probs(rows, np.minimum(beta * s, 1.0))
-    c = np.searchsorted(np.asarray(edges, float), x, side="right") - 1
-    return float(log_probs(p[np.arange(len(x)), c]).sum())
+    capture = getattr(emulator, "capture")
+    beta = float(capture) if capture is not None else float(th[d])
+    out = 0.0
+    for lo in range(0, len(c), CELLS_PER_CALL):
+        part = slice(lo, lo + CELLS_PER_CALL)
+        rows = np.repeat(th[None, :d], len(c[part]), axis=0)
+        p = at(rows, np.minimum(beta * s[part], 1.0))
+        out += float(log_probs(p[np.arange(len(rows)), c[part]]).sum())
+    return out
 
 
 def node_loglik(emulators: Sequence[EmulatorLike], theta: np.ndarray, node_hist: np.ndarray) -> float:
@@ -156,18 +171,18 @@ class NodeChoice:
                 + ", ".join(f"{n}: {e:.2g}" for n, e in self.errors.items()) + ")")
 
 
-def choose_nodes(emulator: EmulatorLike, size_factors: np.ndarray, test_counts: np.ndarray, test_theta: np.ndarray,
-                 edges: np.ndarray, tol: float = TOL_NATS, choices: Sequence[int] = NODE_CHOICES) -> NodeChoice:
-    """The fewest nodes whose largest error over the test genes (counts (cells, T), one parameter set each (T, d))
-    is at most `tol` nats per gene against the per-cell likelihood; the most nodes tried when none is."""
-    ref = np.array([per_cell_loglik(emulator, test_theta[j], test_counts[:, j], size_factors, edges)
-                    for j in range(test_counts.shape[1])])
+def choose_nodes(emulator: EmulatorLike, size_factors: np.ndarray, test_categories: np.ndarray,
+                 test_theta: np.ndarray, tol: float = TOL_NATS, choices: Sequence[int] = NODE_CHOICES) -> NodeChoice:
+    """The fewest nodes whose largest error over the test genes (cell categories (cells, T), one parameter set each
+    (T, d)) is at most `tol` nats per gene against the per-cell likelihood; the most nodes tried when none is."""
+    t = test_categories.shape[1]
+    ref = np.array([per_cell_loglik(emulator, test_theta[j], test_categories[:, j], size_factors) for j in range(t)])
     errors: dict[int, float] = {}
     for k in choices:
         nodes = EfficiencyNodes.spanning(size_factors, k)
         ems = node_emulators(emulator, nodes)
-        hist = node_histograms(test_counts, size_factors, nodes, edges)
-        got = np.array([node_loglik(ems, test_theta[j], hist[j]) for j in range(test_counts.shape[1])])
+        hist = node_histograms(test_categories, size_factors, nodes, int(getattr(emulator, "n_categories")))
+        got = np.array([node_loglik(ems, test_theta[j], hist[j]) for j in range(t)])
         errors[k] = float(np.max(np.abs(got - ref))) if len(ref) else 0.0
         if errors[k] <= tol:
             return NodeChoice(nodes, errors, tol)
@@ -180,12 +195,15 @@ TEST_SETS = 512  # prior sets searched for each test gene's plausible parameters
 
 def with_size_factors(source: Any, sf: np.ndarray, layer: str | None, emulator: EmulatorLike, space: ParameterSpace,
                       data: GeneHistograms, seed: int, log: Callable[[str], None],
-                      cells: np.ndarray | None = None) -> tuple[GeneHistograms, NodeChoice]:
+                      cells: np.ndarray | None = None,
+                      layers: tuple[str, str] | None = None) -> tuple[GeneHistograms, NodeChoice]:
     """The genes' histograms with per-cell capture: cells with size factor 0 left out, the efficiency nodes
     chosen by their measured error (`choose_nodes` on test genes at their best of TEST_SETS prior sets), the
     node-weighted histograms read in one more pass. `sf`: the cells' size factors (data/size_factors.py). Returns
-    (histograms, node choice). `cells`: the mask of the cells read (a group of cells; `sf` is theirs)."""
+    (histograms, node choice). `cells`: the mask of the cells read (a group of cells; `sf` is theirs). `layers`:
+    the joint (nascent, mature) histograms of two layers instead of one layer's."""
     from ...data.gene_histograms import gene_histograms, read_gene_counts
+    from ...data.joint_histograms import joint_gene_histograms
     from ...report import warn
     from .likelihood import GeneLikelihoods, full_log_pmf
     from .refine import shared_sets
@@ -208,10 +226,13 @@ def with_size_factors(source: Any, sf: np.ndarray, layer: str | None, emulator: 
     theta = space.natural(shared_sets(space.box, TEST_SETS, seed))
     ll = GeneLikelihoods(emulator, data.hist[test]).shared(full_log_pmf(emulator, theta))
     best = theta[np.argmax(ll, axis=1)]
-    counts = read_gene_counts(source, [data.genes[i] for i in test], layer, cells)
-    choice = choose_nodes(emulator, sf, counts, best, np.asarray(emulator.edges[0], float))
+    names = [data.genes[i] for i in test]
+    counts = (np.stack([read_gene_counts(source, names, x, cells) for x in layers], axis=-1) if layers else
+              read_gene_counts(source, names, layer, cells))
+    choice = choose_nodes(emulator, sf, count_categories(counts, emulator.edges), best)
     log(choice.line())
     idx, w = choice.nodes.weights(sf)
-    nodes = gene_histograms(source, emulator.edges[0], list(data.genes), layer, nodes=(idx, w, choice.nodes.k),
-                            cells=cells)
+    at = (idx, w, choice.nodes.k)
+    nodes = (joint_gene_histograms(source, layers, emulator.edges, list(data.genes), nodes=at, cells=cells)
+             if layers else gene_histograms(source, emulator.edges[0], list(data.genes), layer, nodes=at, cells=cells))
     return dataclasses.replace(data, node_hist=nodes.node_hist), choice

@@ -18,10 +18,10 @@ LAYER_SPECIES = ("nascent", "mature")  # what the first and second layer hold (t
 
 
 def check_layers(layers: tuple[str, str] | None, emulator: EmulatorLike, path: str, adata: Any = None,
-                 layer: str | None = None, size_factors: str | None = None) -> None:
+                 layer: str | None = None) -> None:
     """UserError where the options and the emulator do not fit: one species per gene without `layers`, two
-    (nascent, mature) with them, read from an AnnData (the file at `path`, or `adata`), without --layer or
-    --size-factors beside them."""
+    (nascent, mature) with them, read from an AnnData (the file at `path`, or `adata`), without --layer beside
+    them."""
     species = tuple(emulator.species)
     if not layers:
         if len(species) != 1:
@@ -38,6 +38,3 @@ def check_layers(layers: tuple[str, str] | None, emulator: EmulatorLike, path: s
     if len(species) != 2:
         raise UserError(f"--layers {first},{second}: emulator {emulator.source} models {'+'.join(species)}; give "
                         "a joint emulator of two species, nascent then mature (the default: telegraph_splicing)")
-    if size_factors is not None:
-        raise UserError("--size-factors does not yet apply with --layers; give --capture (one efficiency for both "
-                        "layers, exact for telegraph_splicing)")

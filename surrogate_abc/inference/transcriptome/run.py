@@ -118,7 +118,7 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
         raise UserError(f"--min-cells {run.min_cells}: give a number of cells >= 0")
     (emulator, sha), = resolve_models([run.emulator], LAYER_SPECIES if run.layers else ("mrna",), run.capture,
                                       run.capture_prior)
-    check_layers(run.layers, emulator, run.path, run.adata, run.layer, run.size_factors)
+    check_layers(run.layers, emulator, run.path, run.adata, run.layer)
     space = ParameterSpace.of(emulator, run.prior)
     bar = _bar("reading", "cell", delay=2.0) if progress else None  # shown only for a table that takes a while
 
@@ -161,7 +161,8 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
     if run.size_factors is None or not len(kept.genes):
         return Prepared(emulator, sha, space, kept, skipped)
     assert sf is not None
-    kept, choice = with_size_factors(run.source, sf, run.layer, emulator, space, kept, run.seed, log, run.cells)
+    kept, choice = with_size_factors(run.source, sf, run.layer, emulator, space, kept, run.seed, log, run.cells,
+                                     run.layers)
     if kept.left_out:
         log(f"{kept.left_out} cell(s) with a total count of 0 left out (no information); {kept.n_cells} used")
     return Prepared(emulator, sha, space, kept, skipped, choice.nodes, choice.errors)
@@ -173,7 +174,7 @@ def table_size_factors(run: TableRun, emulator: EmulatorLike) -> np.ndarray | No
     if run.size_factors is None:
         return None
     node_emulators(emulator, EfficiencyNodes(np.ones(1)))
-    return size_factors(run.source, run.size_factors, run.layer,
+    return size_factors(run.source, run.size_factors, run.layers or run.layer,
                         gene_columns(run.source, run.size_factors, run.groupby))
 
 
