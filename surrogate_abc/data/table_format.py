@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataFileError
+from ..errors import DataFileError, UserError
 
 CELLS_BY_GENES = "cells-by-genes"
 GENES_BY_CELLS = "genes-by-cells"
@@ -68,3 +68,15 @@ def check_format(path: str | Path, fmt: TableFormat | None, anndata: bool) -> Ta
         raise DataFileError(f"{path}: {fmt.options()} applies to CSV/TSV tables; an AnnData matrix is cells by genes "
                             "and has no missing values (omit the option)")
     return fmt
+
+
+def check_per_cell_options(fmt: TableFormat, size_factors: str | None, groupby: str | None) -> None:
+    """UserError for the per-cell options a format cannot serve: a table of genes as rows has no column of cells
+    (--groupby, --size-factors); with missing values dropped a cell's total count is unknown (--size-factors)."""
+    if fmt.genes_by_cells and (groupby is not None or size_factors is not None):
+        flag = "--groupby" if groupby is not None else "--size-factors"
+        raise UserError(f"{flag} applies to tables of cells as rows, not --layout genes-by-cells (to compare two "
+                        "tables, e.g. two alleles, give --compare-table)")
+    if fmt.drop_missing and size_factors is not None:
+        raise UserError("--size-factors needs every cell's counts; with --missing drop a cell's total is unknown "
+                        "(omit --size-factors, or fill the missing values)")

@@ -70,6 +70,9 @@ def _read_delimited(p: Path, genes: Sequence[str] | None, layer: str | None, fmt
     missing = np.isnan(values)
     counts = np.where(missing, 0.0, values).astype(np.int64)
     for j, g in enumerate(want):
+        if missing[:, j].all():
+            raise DataFileError(f"{p}: gene {g!r} has no value in any cell (every value missing); leave the gene out "
+                                "(--genes)")
         if not counts[:, j].any():
             raise DataFileError(f"{p}: gene {g!r} is zero in every cell; leave the gene out (--genes)")
     return CountTable(str(p), want, counts, missing if missing.any() else None)
