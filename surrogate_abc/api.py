@@ -113,28 +113,45 @@ def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | 
         return run(Path(tmp) / "out", InferenceSettings(**{**settings, "plots": False}), write=False)
 
 
-def infer_differential(table: PathLike, groupby: str, groups: Sequence[str] | None = None,
+def infer_differential(table: PathLike, groupby: str | None = None, groups: Sequence[str] | None = None,
                        emulator: PathLike | None = None, out: PathLike | None = None, *,
                        genes: Sequence[str] | None = None, layer: str | None = None, capture: float | None = None,
                        capture_prior: tuple[float, float] | None = None, size_factors: str | None = None,
                        lfc_threshold: float = 0.5, call_probability: float = 0.95, min_cells: int = 10, seed: int = 0,
                        prior: dict[str, tuple[float, float]] | None = None, batch: Any = None, plots: bool = True,
-                       command: str = "", log=None, progress: bool = False, scheduler: str | None = None):
+                       command: str = "", log=None, progress: bool = False, scheduler: str | None = None,
+                       compare_table: PathLike | None = None, layout: str = "cells-by-genes",
+                       missing: str = "error"):
     """`surrogate-abc infer TABLE --groupby COLUMN [--groups A,B]`: every gene inferred in each group of cells by the
     batch method, then per pair of groups the posterior log2 fold change of burst frequency and burst size and a
     call (up / down / unchanged / undecided at lfc_threshold and call_probability). Returns `out`/differential.csv
-    as a pandas DataFrame; `out`/groups/<group>/ holds each group's genes.csv and posterior.nc."""
+    as a pandas DataFrame; `out`/groups/<group>/ holds each group's genes.csv and posterior.nc. With
+    `compare_table` instead of `groupby` (`--compare-table`): `table` and `compare_table` are the two groups (e.g.
+    two alleles; `groups` names them). `layout` ("genes-by-cells": txburst's tables) and `missing` ("drop") as
+    --layout and --missing."""
     import pandas as pd
 
-    from .inference.differential import CallRule
+    from .errors import UserError
+    from .inference.differential import CallRule, infer_table_pair
     from .inference.differential import infer_differential as run_differential
     from .inference.transcriptome import TableRun
 
     run = TableRun(str(table), str(emulator) if emulator is not None else None, tuple(genes) if genes else None,
-                   layer, capture, capture_prior, dict(prior or {}), min_cells, int(seed), size_factors=size_factors)
-    done = run_differential(run, groupby, groups, Path(out) if out is not None else None,
-                            CallRule(lfc_threshold, call_probability), batch, plots=plots, command=command,
-                            log=log or (lambda _msg: None), progress=progress, scheduler=scheduler)
+                   layer, capture, capture_prior, dict(prior or {}), min_cells, int(seed), size_factors=size_factors,
+                   layout=layout, missing=missing)
+    options = dict(plots=plots, command=command, log=log or (lambda _msg: None), progress=progress,
+                   scheduler=scheduler)
+    folder = Path(out) if out is not None else None
+    if (groupby is None) == (compare_table is None):
+        raise UserError("infer_differential compares groups of cells (groupby) or two tables (compare_table): give "
+                        "one of them")
+    if compare_table is not None:
+        done = infer_table_pair(run, compare_table, groups, folder, CallRule(lfc_threshold, call_probability), batch,
+                                **options)
+    else:
+        assert groupby is not None
+        done = run_differential(run, groupby, groups, folder, CallRule(lfc_threshold, call_probability), batch,
+                                **options)
     return pd.read_csv(done.csv_path, keep_default_na=False, na_values=[""])
 
 
@@ -144,14 +161,20 @@ def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike
                 capture_prior: tuple[float, float] | None = None, jobs: int | None = None, command: str = "",
                 log=None, progress: bool = False, method: str | None = None, min_cells: int = 10,
                 batch: Any = None, per_gene_outputs: bool = False, scheduler: str | None = None,
-                size_factors: str | None = None, layers: tuple[str, str] | None = None, **settings: Any):
+                size_factors: str | None = None, layers: tuple[str, str] | None = None,
+                layout: str = "cells-by-genes", missing: str = "error", **settings: Any):
     """`surrogate-abc infer counts.csv|.tsv|.h5ad`: the table of all genes (`out`/genes.csv), returned as a pandas
     DataFrame. method "batch" (the default where it applies: one species, no `compare`) writes `out`/posterior.nc
     with a `gene` dimension (`batch`: a BatchSettings); "smc" one ABC-SMC per gene (`out`/<gene>/posterior.nc).
     `settings` as for `infer` (with batch: `seed`, `prior`, `plots`). `size_factors` (batch): per-cell capture,
     "total" or a column of size factors (with `capture` or `capture_prior`, the mean cell's). `scheduler` (batch): "tcp://HOST:PORT" of a
     running dask scheduler or "local:N" runs the blocks of genes on dask workers, with the same results. `layers`
-    (nascent, mature), e.g. ("unspliced", "spliced"): each gene from its joint counts in two AnnData layers."""
+    (nascent, mature), e.g. ("unspliced", "spliced"): each gene from its joint counts in two AnnData layers.
+    `layout` "genes-by-cells" reads a CSV/TSV of genes as rows (txburst's), `missing` "drop" leaves missing values
+    out of each gene's data (genes.csv gains cells_used), as --layout and --missing."""
+    from .data.table_format import TableFormat
+
+    fmt = TableFormat(layout, missing)
     import pandas as pd
 
     from .inference.transcriptome.run import choose_method
@@ -162,7 +185,7 @@ def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike
         run = TableRun(str(table), str(emulator) if emulator is not None else None, tuple(genes) if genes else None,
                        layer, capture, capture_prior, dict(settings.get("prior", {})), min_cells,
                        int(settings.get("seed", 0)), size_factors=size_factors,
-                       layers=(layers[0], layers[1]) if layers else None)
+                       layers=(layers[0], layers[1]) if layers else None, layout=layout, missing=missing)
         csv_path, _ = infer_transcriptome(run, Path(out) if out is not None else None, batch,
                                           per_gene_outputs=per_gene_outputs, plots=bool(settings.get("plots", True)),
                                           command=command, log=log or (lambda _msg: None), progress=progress,
@@ -182,7 +205,7 @@ def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike
                               layer=layer, species_map=species, compare=compare, capture=capture,
                               capture_prior=capture_prior, jobs=jobs, command=command,
                               log=log or (lambda _msg: None), progress=progress,
-                              layers=(layers[0], layers[1]) if layers else None)
+                              layers=(layers[0], layers[1]) if layers else None, fmt=fmt)
     return pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
 
 

@@ -70,11 +70,17 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     settings = InferenceSettings(from_args(Algorithm, args), from_args(Execution, args),
                                  from_args(ExactFollowups, args), plots=not args.no_plots)
     out = Path(args.out) if args.out else None
-    if args.groupby is None:
+    if args.groupby is None and args.compare_table is None:
         for flag, value in (("--groups", args.groups), ("--lfc-threshold", args.lfc_threshold),
                             ("--call-probability", args.call_probability)):
             if value is not None:
-                raise UserError(f"{flag} applies with --groupby COLUMN (comparing groups of cells)")
+                raise UserError(f"{flag} applies with --groupby COLUMN (comparing groups of cells) or --compare-table "
+                                "TABLE (comparing two tables)")
+    if args.groupby is not None and args.compare_table is not None:
+        raise UserError("--groupby and --compare-table exclude each other: compare groups of cells or two tables")
+    from .data.table_format import TableFormat
+
+    fmt = TableFormat(args.layout or "cells-by-genes", args.missing or "error")
     if is_count_table(args.observed):
         from .inference.transcriptome.run import choose_method
 
@@ -82,11 +88,11 @@ def _cmd_infer(args: argparse.Namespace) -> int:
             raise UserError(f"--no-matrix applies to .h5ad tables (it leaves X out of bursting.h5ad); omit it for "
                             f"{args.observed}")
         if choose_method(args.method, args.compare, args.species, args.mode) == "batch":
-            return _infer_batch(args, settings, out)
+            return _infer_batch(args, settings, out, fmt)
         for flag, value in (("--per-gene-outputs", args.per_gene_outputs or None), ("--min-cells", args.min_cells),
                             ("--ess", args.ess), ("--draws", args.draws), ("--block-size", args.block_size),
                             ("--scheduler", args.scheduler), ("--size-factors", args.size_factors),
-                            ("--groupby", args.groupby)):
+                            ("--groupby", args.groupby), ("--compare-table", args.compare_table)):
             if value is not None:
                 raise UserError(f"{flag} applies to --method batch")
         from .inference.genes import infer_table
@@ -95,7 +101,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
                                       layer=args.layer, species_map=args.species, compare=args.compare,
                                       capture=args.capture, capture_prior=args.capture_prior, jobs=args.jobs,
                                       command=args.command_line, progress=not args.quiet,
-                                      h5ad_matrix=not args.no_matrix, layers=args.layers)
+                                      h5ad_matrix=not args.no_matrix, layers=args.layers, fmt=fmt)
         print(table)
         print(f"wrote {csv_path} and {csv_path.parent}/<gene>/posterior.nc (with abc.db, summary.csv and PNGs)"
               + _bursting_note(csv_path))
@@ -119,7 +125,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _infer_batch(args: argparse.Namespace, settings, out: Path | None) -> int:
+def _infer_batch(args: argparse.Namespace, settings, out: Path | None, fmt) -> int:
     """A count table by the batch method (inference/transcriptome)."""
     import dataclasses
 
@@ -131,10 +137,11 @@ def _infer_batch(args: argparse.Namespace, settings, out: Path | None) -> int:
                                 block_size=args.block_size or batch.block_size)
     run = TableRun(args.observed, args.emulator, tuple(args.genes) if args.genes else None, args.layer, args.capture,
                    args.capture_prior, dict(args.prior or []), args.min_cells if args.min_cells is not None else 10,
-                   args.seed, size_factors=args.size_factors, layers=args.layers)
+                   args.seed, size_factors=args.size_factors, layers=args.layers, layout=fmt.layout,
+                   missing=fmt.missing)
     smc = settings.replace(plots=settings.plots and args.per_gene_outputs, chain_jobs=1,
                               exact_check="none")
-    if args.groupby is not None:
+    if args.groupby is not None or args.compare_table is not None:
         return _infer_groups(args, run, batch, smc, out)
     csv_path, table = infer_transcriptome(run, out, batch, smc, per_gene_outputs=args.per_gene_outputs,
                                           plots=not args.no_plots, command=args.command_line,
@@ -147,13 +154,18 @@ def _infer_batch(args: argparse.Namespace, settings, out: Path | None) -> int:
 
 
 def _infer_groups(args: argparse.Namespace, run, batch, smc, out: Path | None) -> int:
-    """--groupby: every gene in each group, then the groups compared (inference/differential)."""
-    from .inference.differential import CallRule, infer_differential
+    """--groupby or --compare-table: every gene in each group (table), then the groups compared
+    (inference/differential)."""
+    from .inference.differential import CallRule, infer_differential, infer_table_pair
 
     rule = CallRule.of(args.lfc_threshold, args.call_probability)
-    done = infer_differential(run, args.groupby, args.groups, out, rule, batch, smc, plots=not args.no_plots,
-                              command=args.command_line, progress=not args.quiet, h5ad_matrix=not args.no_matrix,
-                              scheduler=args.scheduler)
+    if args.compare_table is not None:
+        done = infer_table_pair(run, args.compare_table, args.groups, out, rule, batch, smc, plots=not args.no_plots,
+                                command=args.command_line, progress=not args.quiet, scheduler=args.scheduler)
+    else:
+        done = infer_differential(run, args.groupby, args.groups, out, rule, batch, smc, plots=not args.no_plots,
+                                  command=args.command_line, progress=not args.quiet, h5ad_matrix=not args.no_matrix,
+                                  scheduler=args.scheduler)
     print(done.text)
     print(f"wrote {done.csv_path}{'' if args.no_plots else ' and differential_<pair>.png'}" + _bursting_note(done.csv_path))
     return 0

@@ -28,6 +28,17 @@ def add_infer_parser(sub, handler: Callable) -> None:
                         "(mRNA: telegraph_mrna, protein: gene_protein, both: gene_joint, --layers: telegraph_splicing)")
     i.add_argument("--genes", type=name_list, default=None, metavar="A,B,...",
                    help="count tables: the columns (genes) to infer (default: all)")
+    i.add_argument("--layout", choices=("cells-by-genes", "genes-by-cells"), default=None,
+                   help="CSV/TSV: cells-by-genes (default: a header of gene names, one row per cell) or genes-by-cells "
+                        "(txburst's allele tables: one row per gene, its name in the first column, a header of cell "
+                        "ids)")
+    i.add_argument("--missing", choices=("error", "drop"), default=None,
+                   help="CSV/TSV: a missing value (an empty field, NaN, NA) is an error (default) or, with drop, left "
+                        "out of that gene's data only (each gene keeps every cell it has; genes.csv gains cells_used)")
+    i.add_argument("--compare-table", default=None, metavar="TABLE",
+                   help="--method batch: a second table of the same genes (e.g. the other allele), read with the same "
+                        "options; both are inferred and OUT/differential.csv gives the log2 fold change of burst "
+                        "frequency and size per gene (name the two with --groups A,B; default: the file names)")
     i.add_argument("--layer", default=None, help=".h5ad: the layer holding raw counts (default: X)")
     i.add_argument("--layers", type=layer_pair, default=None, metavar="NASCENT,MATURE",
                    help=".h5ad: two layers inferred jointly per gene, nascent first (e.g. unspliced,spliced), with "
@@ -71,12 +82,13 @@ def add_infer_parser(sub, handler: Callable) -> None:
                         "then not a gene) of each cell's group; every gene is inferred in each group and "
                         "OUT/differential.csv gives the log2 fold change of burst frequency and size per pair")
     i.add_argument("--groups", type=name_list, default=None, metavar="A,B,...",
-                   help="--groupby: the groups to compare, in order (B_vs_A is log2 of B over A; default: all)")
+                   help="--groupby: the groups to compare, in order (B_vs_A is log2 of B over A; default: all); "
+                        "--compare-table: the names of the table and of the compared table")
     i.add_argument("--lfc-threshold", type=float, default=None, metavar="T",
-                   help="--groupby: call up/down when P(log2 fold change beyond +-T) >= the call probability (and "
+                   help="--groupby, --compare-table: call up/down when P(log2 fold change beyond +-T) >= the call probability (and "
                         "a discovery at FDR 1 - it), unchanged when P(|log2 fold change| <= T) >= it (default 0.5)")
     i.add_argument("--call-probability", type=float, default=None, metavar="P",
-                   help="--groupby: the posterior probability a call needs; 1 - P is the false discovery rate of "
+                   help="--groupby, --compare-table: the posterior probability a call needs; 1 - P is the false discovery rate of "
                         "the up/down calls (default 0.95)")
     i.add_argument("--per-gene-outputs", action="store_true",
                    help="--method batch: also write OUT/<gene>/ (posterior.nc, summary.csv) for every gene")

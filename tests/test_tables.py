@@ -33,7 +33,7 @@ BAD = {
     "non-numeric": ("A,B\n1,x\n", "'B', row 2: 'x' is not a number"),
     "negative": ("A,B\n1,-2\n", "'B' has negative counts"),
     "fractional": ("A,B\n1,0.25\n2,1.5\n", "'B' has fractional values .* normalised matrix"),
-    "nan": ("A,B\n1,nan\n", "'B' has a missing value"),
+    "nan": ("A,B\n1,nan\n", "column 'B', row 2 is missing .* --missing drop"),
     "all zero": ("A,B\n1,0\n2,0\n", "'B' is zero in every cell"),
     "ragged": ("A,B\n1,2,3\n", "row 2 has 3 values"),
 }
@@ -50,7 +50,7 @@ def test_bad_tables_name_file_column_and_problem(tmp_path, case):
 
 def test_missing_gene_is_named(tmp_path):
     p = _csv(tmp_path / "c.csv", "A,B\n1,2\n")
-    with pytest.raises(DataFileError, match="gene 'C' named in --genes is not a column"):
+    with pytest.raises(DataFileError, match="gene 'C' named in --genes is not in the header"):
         read_count_table(p, genes=["A", "C"])
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 import numpy as np
 
 from ..errors import DataFileError
+from .table_format import DROP_HINT, LAYOUT_HINT, TableFormat, check_format, is_missing_text
 from .tables import ANNDATA_SUFFIXES, TABLE_SUFFIXES
 
 if TYPE_CHECKING:
@@ -47,14 +48,18 @@ class CountSink(Protocol):
 
 
 def scan_counts(path: str | Path | AnnData, genes: Sequence[str] | None, layer: str | None, chunk: int,
-          progress: Progress | None, sink: CountSink) -> tuple[Path, tuple[str, ...], int]:
+                progress: Progress | None, sink: CountSink, fmt: TableFormat | None = None
+                ) -> tuple[Path, tuple[str, ...], int]:
     """Stream the file (or an in-memory AnnData: anndata_memory.py) into `sink`; returns the path (for an AnnData
-    object a label, adata.X or adata.layers['NAME']), the genes read and the number of cells."""
+    object a label, adata.X or adata.layers['NAME']), the genes read and the number of cells. `fmt`: a CSV/TSV
+    table's layout and missing-value rule (table_format.py); with missing "drop" a missing value reaches the sink
+    as NaN (a dense block's entry, or a stored entry)."""
     if int(chunk) < 1:
         raise ValueError(f"chunk must be >= 1, not {chunk}")
     if not isinstance(path, (str, Path)):
         from .anndata_memory import scan_adata
 
+        check_format("adata", fmt, anndata=True)
         return scan_adata(path, genes, layer, int(chunk), progress, sink)
     p = Path(path)
     if not p.is_file():
@@ -63,11 +68,20 @@ def scan_counts(path: str | Path | AnnData, genes: Sequence[str] | None, layer: 
     if suffix in ANNDATA_SUFFIXES:
         from .h5ad_scan import scan_anndata  # h5ad_scan uses this module's helpers
 
+        check_format(p, fmt, anndata=True)
         names, n_cells = scan_anndata(p, genes, layer, int(chunk), progress, sink)
     elif suffix in TABLE_SUFFIXES:
         if layer is not None:
             raise DataFileError(f"{p}: --layer applies to AnnData (.h5ad) files only; omit it for a table")
-        names, n_cells = _scan_table(p, TABLE_SUFFIXES[suffix], genes, int(chunk), progress, sink)
+        fmt = check_format(p, fmt, anndata=False)
+        if fmt.genes_by_cells:
+            from .gene_rows import scan_gene_rows  # gene_rows uses this module's helpers
+
+            names, n_cells = scan_gene_rows(p, TABLE_SUFFIXES[suffix], genes, int(chunk), progress, sink,
+                                            fmt.drop_missing)
+        else:
+            names, n_cells = _scan_table(p, TABLE_SUFFIXES[suffix], genes, int(chunk), progress, sink,
+                                         fmt.drop_missing)
     else:
         raise DataFileError(f"{p}: unknown table type {suffix!r}; use .csv, .tsv or .h5ad")
     return p, names, n_cells
@@ -120,8 +134,10 @@ def _is(items: list[str]) -> str:
 
 
 
-def _counts(p: Path, raw: np.ndarray, locate: Callable[[int], tuple[str, str]], hint: str) -> np.ndarray:
-    """`raw` as float64 when every value is a raw count (an integer >= 0); else a DataFileError for the first."""
+def _counts(p: Path, raw: np.ndarray, locate: Callable[[int], tuple[str, str]], hint: str,
+            missing_ok: bool = False) -> np.ndarray:
+    """`raw` as float64 when every value is a raw count (an integer >= 0; also NaN, a missing value, when
+    `missing_ok`); else a DataFileError for the first."""
     kind = raw.dtype.kind
     if kind not in "biuf":
         raise DataFileError(f"{p}: the matrix holds {raw.dtype} values, not numbers; raw integer counts are needed")
@@ -132,6 +148,8 @@ def _counts(p: Path, raw: np.ndarray, locate: Callable[[int], tuple[str, str]], 
         bad = (v < 0) | (v >= _MAX_COUNT) if (raw.min() < 0 or raw.max() >= _MAX_COUNT) else None
     else:
         bad = ~((v >= 0) & (v < _MAX_COUNT) & (np.floor(v) == v))  # NaN fails every comparison
+        if missing_ok:
+            bad &= ~np.isnan(v)
         bad = bad if bad.any() else None
     if bad is None:
         return v
@@ -156,7 +174,7 @@ def _counts(p: Path, raw: np.ndarray, locate: Callable[[int], tuple[str, str]], 
 
 
 def _scan_table(p: Path, delimiter: str, genes: Sequence[str] | None, chunk: int, progress: Progress | None,
-                sink: CountSink) -> tuple[tuple[str, ...], int]:
+                sink: CountSink, drop: bool = False) -> tuple[tuple[str, ...], int]:
     size = max(p.stat().st_size, 1)
     try:
         with p.open("rb") as raw:
@@ -166,6 +184,10 @@ def _scan_table(p: Path, delimiter: str, genes: Sequence[str] | None, chunk: int
                 raise DataFileError(f"{p}: the file is empty; it needs a header row of gene names and one row per "
                                     "cell")
             names = [h.strip() for h in header]
+            if names[0] == "" and len(names) > 1:  # as pandas writes a table with an index: genes as rows
+                raise DataFileError(f"{p}: column 1 of the header has no name: for a table with genes as rows (their "
+                                    f"names in column 1, cell ids in the header) {LAYOUT_HINT}; otherwise name "
+                                    "every gene column")
             if "" in names:
                 raise DataFileError(f"{p}: column {names.index('') + 1} of the header has no name; name every gene "
                                     "column")
@@ -185,13 +207,13 @@ def _scan_table(p: Path, delimiter: str, genes: Sequence[str] | None, chunk: int
                 block.append(r if sel.everything else [r[j] for j in cols])
                 lines.append(reader.line_num)
                 if len(block) == per_block:
-                    sink.dense(_parse_block(p, block, lines, sel.names))
+                    sink.dense(_parse_block(p, block, lines, sel.names, drop, names[0]))
                     done += len(block)
                     block, lines = [], []
                     if progress is not None:  # the rows still to come are estimated from the bytes read
                         progress(done, max(done + 1, round(done * size / max(raw.tell(), 1))))
             if block:
-                sink.dense(_parse_block(p, block, lines, sel.names))
+                sink.dense(_parse_block(p, block, lines, sel.names, drop, names[0]))
                 done += len(block)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataFileError(f"{p}: cannot read the table ({exc})") from None
@@ -202,24 +224,51 @@ def _scan_table(p: Path, delimiter: str, genes: Sequence[str] | None, chunk: int
     return sel.names, done
 
 
-def _parse_block(p: Path, block: list[list[str]], lines: list[int], genes: tuple[str, ...]) -> np.ndarray:
-    """A block of table rows as validated float64 counts (rows, genes)."""
+def _parse_block(p: Path, block: list[list[str]], lines: list[int], genes: tuple[str, ...], drop: bool = False,
+                 first: str | None = None) -> np.ndarray:
+    """A block of table rows as validated float64 counts (rows, genes); a missing value (an empty field, NaN, NA)
+    is NaN with `drop`, else an error naming its column and row. `first`: the file's first column (whose text,
+    not a number, hints at a table of genes as rows)."""
     try:
         values = np.array(block, dtype=np.float64)
     except ValueError:
-        for row, line in zip(block, lines):
-            for text, gene in zip(row, genes):
-                t = text.strip()
-                if not t:
-                    raise DataFileError(f"{p}: column {gene!r}, row {line} is empty; every cell needs a count") from None
-                try:
-                    float(t)
-                except ValueError:
-                    raise DataFileError(f"{p}: column {gene!r}, row {line}: {t!r} is not a number; every cell needs "
-                                        "a count") from None
-        values = np.array([[float(t) for t in row] for row in block], dtype=np.float64)
+        values = np.empty((len(block), len(genes)))
+        for i, (row, line) in enumerate(zip(block, lines)):
+            for j, (text, gene) in enumerate(zip(row, genes)):
+                values[i, j] = parse_field(p, text, f"column {gene!r}, row {line}",
+                                           _names_hint(p) if gene == first else "every cell needs a count")
     g = len(genes)
-    return _counts(p, values, lambda k: (genes[k % g], f"row {lines[k // g]}"), "use the raw counts")
+    locate = lambda k: (genes[k % g], f"row {lines[k // g]}")  # noqa: E731
+    if not drop:
+        missing_error(p, values, lambda k: f"column {genes[k % g]!r}, row {lines[k // g]}")
+    return _counts(p, values, locate, "use the raw counts", missing_ok=drop)
+
+
+def parse_field(p: Path, text: str, where: str, fix: str) -> float:
+    """A table field as a number; NaN for a missing value (empty, NaN, NA, N/A); else a DataFileError naming
+    `where` (its column and row) with `fix`."""
+    t = text.strip()
+    if is_missing_text(t):
+        return np.nan
+    try:
+        return float(t)
+    except ValueError:
+        raise DataFileError(f"{p}: {where}: {t!r} is not a number; {fix}") from None
+
+
+def missing_error(p: Path, values: np.ndarray, locate: Callable[[int], str]) -> None:
+    """A DataFileError naming the first missing value's column and row (`locate` of its flat index) and the fix;
+    nothing when no value is missing."""
+    nan = np.isnan(values)
+    if nan.any():
+        k = int(np.argmax(nan))
+        raise DataFileError(f"{p}: {locate(k)} is missing (an empty field or NaN); every cell needs a count, or "
+                            f"{DROP_HINT}")
+
+
+def _names_hint(p: Path) -> str:
+    return (f"the first column holds names: for a table with genes as rows and cells as columns (txburst's) "
+            f"{LAYOUT_HINT} (or --genes to read only the gene columns)")
 
 
 # ------------------------------------------------------------------------------------------------- AnnData

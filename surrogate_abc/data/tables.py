@@ -1,14 +1,14 @@
 """Count tables of real single-cell data: smFISH tables (CSV/TSV, one row per cell, one column per gene) and
 scRNA-seq matrices in AnnData (.h5ad; `X` or a layer, genes from `var_names`, dense or sparse).
 
-`read_count_table(path, genes=None, layer=None)` returns a `CountTable` of raw integer counts, or raises one
-DataFileError line naming the file, the column (gene) and the problem: an empty file, a non-numeric,
-negative, fractional (a normalised matrix: raw counts are needed) or NaN value, a gene asked for that is
-missing, a gene whose counts are all zero.
+`read_count_table(path, genes=None, layer=None, fmt=None)` returns a `CountTable` of raw integer counts, or raises
+one DataFileError line naming the file, the column (gene) and the problem: an empty file, a non-numeric,
+negative, fractional (a normalised matrix: raw counts are needed) or missing value, a gene asked for that is
+missing, a gene whose counts are all zero. CSV/TSV tables are read by the streaming reader (count_scan.py), with
+`fmt` (table_format.py) for genes as rows (`--layout genes-by-cells`) and dropped missing values (`--missing drop`).
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataFileError
+from .table_format import TableFormat, check_format
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 ANNDATA_SUFFIXES = (".h5ad",)
@@ -23,15 +24,19 @@ ANNDATA_SUFFIXES = (".h5ad",)
 
 @dataclass(frozen=True)
 class CountTable:
-    """Raw counts (cells, genes) int64 with the genes' names, in the order asked for."""
+    """Raw counts (cells, genes) int64 with the genes' names, in the order asked for; `missing` (cells, genes) bool
+    marks the values that were missing and dropped (--missing drop; their counts read 0), None when none were."""
 
     path: str
     genes: tuple[str, ...]
     counts: np.ndarray
+    missing: np.ndarray | None = None
 
     def column(self, gene: str) -> np.ndarray:
-        """The counts of one gene (cells,)."""
-        return self.counts[:, self.genes.index(gene)]
+        """The counts of one gene (cells it has a value in,)."""
+        j = self.genes.index(gene)
+        col = self.counts[:, j]
+        return col if self.missing is None else col[~self.missing[:, j]]
 
 
 def is_count_table(path: str | Path) -> bool:
@@ -40,44 +45,37 @@ def is_count_table(path: str | Path) -> bool:
     return suffix in TABLE_SUFFIXES or suffix in ANNDATA_SUFFIXES
 
 
-def read_count_table(path: str | Path, genes: Sequence[str] | None = None, layer: str | None = None) -> CountTable:
-    """Read and validate a CSV/TSV table or an AnnData file (see the module docstring)."""
+def read_count_table(path: str | Path, genes: Sequence[str] | None = None, layer: str | None = None,
+                     fmt: TableFormat | None = None) -> CountTable:
+    """Read and validate a CSV/TSV table or an AnnData file (see the module docstring); `fmt`: a table's layout
+    and missing-value rule (table_format.py)."""
     p = Path(path)
     if not p.is_file():
         raise DataFileError(f"{p}: file not found")
     suffix = p.suffix.lower()
-    values: np.ndarray | list[list[str]]
     if suffix in ANNDATA_SUFFIXES:
+        check_format(p, fmt, anndata=True)
         names, values = _read_anndata(p, layer)
-    elif suffix in TABLE_SUFFIXES:
-        if layer is not None:
-            raise DataFileError(f"{p}: --layer applies to AnnData (.h5ad) files only")
-        names, values = _read_delimited(p, TABLE_SUFFIXES[suffix])
-    else:
-        raise DataFileError(f"{p}: unknown table type {suffix!r}; use .csv, .tsv or .h5ad")
-    return _select_and_check(p, names, values, genes)
+        return _select_and_check(p, names, values, genes)
+    if suffix in TABLE_SUFFIXES:
+        return _read_delimited(p, genes, layer, fmt)
+    raise DataFileError(f"{p}: unknown table type {suffix!r}; use .csv, .tsv or .h5ad")
 
 
-def _read_delimited(p: Path, delimiter: str) -> tuple[list[str], list[list[str]]]:
-    try:
-        with p.open(newline="") as fh:
-            rows = [r for r in csv.reader(fh, delimiter=delimiter) if any(c.strip() for c in r)]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"{p}: cannot read the table ({exc})") from None
-    if not rows:
-        raise DataFileError(f"{p}: the file is empty; it needs a header row of gene names and one row per cell")
-    header = [h.strip() for h in rows[0]]
-    if len(rows) == 1:
-        raise DataFileError(f"{p}: the table has a header but no cells; add one row of counts per cell")
-    if any(not h for h in header):
-        raise DataFileError(f"{p}: column {header.index('') + 1} of the header has no name; name every gene column")
-    dup = sorted({h for h in header if header.count(h) > 1})
-    if dup:
-        raise DataFileError(f"{p}: column {dup[0]!r} appears twice in the header; give each gene one column")
-    for i, r in enumerate(rows[1:], start=2):
-        if len(r) != len(header):
-            raise DataFileError(f"{p}: row {i} has {len(r)} values but the header names {len(header)} columns")
-    return header, rows[1:]
+def _read_delimited(p: Path, genes: Sequence[str] | None, layer: str | None, fmt: TableFormat | None) -> CountTable:
+    """A CSV/TSV table read (and every value checked) by the streaming reader, then each gene checked for counts."""
+    from .gene_histograms import read_values
+
+    want, values = read_values(p, list(genes) if genes else None, layer, fmt=check_format(p, fmt, anndata=False))
+    missing = np.isnan(values)
+    counts = np.where(missing, 0.0, values).astype(np.int64)
+    for j, g in enumerate(want):
+        if missing[:, j].all():
+            raise DataFileError(f"{p}: gene {g!r} has no value in any cell (every value missing); leave the gene out "
+                                "(--genes)")
+        if not counts[:, j].any():
+            raise DataFileError(f"{p}: gene {g!r} is zero in every cell; leave the gene out (--genes)")
+    return CountTable(str(p), want, counts, missing if missing.any() else None)
 
 
 def _read_anndata(p: Path, layer: str | None) -> tuple[list[str], np.ndarray]:
@@ -99,7 +97,7 @@ def _read_anndata(p: Path, layer: str | None) -> tuple[list[str], np.ndarray]:
     return [str(g) for g in ad.var_names], m
 
 
-def _select_and_check(p: Path, names: list[str], values, genes: Sequence[str] | None) -> CountTable:
+def _select_and_check(p: Path, names: list[str], values: np.ndarray, genes: Sequence[str] | None) -> CountTable:
     want = list(genes) if genes else list(names)
     missing = [g for g in want if g not in names]
     if missing:
@@ -113,21 +111,11 @@ def _select_and_check(p: Path, names: list[str], values, genes: Sequence[str] | 
     return CountTable(str(p), tuple(want), np.stack(cols, axis=1))
 
 
-def _numeric_column(p: Path, gene: str, values, j: int) -> np.ndarray:
-    if isinstance(values, np.ndarray):
-        col = values[:, j]
-        if col.dtype.kind not in "iuf":
-            raise DataFileError(f"{p}: column {gene!r} is not numeric (dtype {col.dtype}); raw counts are needed")
-        return col.astype(float)
-    out = np.empty(len(values))
-    for i, row in enumerate(values):
-        text = row[j].strip()
-        try:
-            out[i] = float(text) if text else np.nan
-        except ValueError:
-            raise DataFileError(f"{p}: column {gene!r}, row {i + 2}: {text!r} is not a number; "
-                                "every cell needs a count") from None
-    return out
+def _numeric_column(p: Path, gene: str, values: np.ndarray, j: int) -> np.ndarray:
+    col = values[:, j]
+    if col.dtype.kind not in "iuf":
+        raise DataFileError(f"{p}: column {gene!r} is not numeric (dtype {col.dtype}); raw counts are needed")
+    return col.astype(float)
 
 
 def _check_counts(p: Path, gene: str, col: np.ndarray) -> np.ndarray:

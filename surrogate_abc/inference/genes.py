@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..data.observed import Observed, observed_histogram, predictive_mean_ranges
+from ..data.table_format import TableFormat
 from ..data.tables import read_count_table
 from ..emulators.resolve import model_specs, resolve_models
 from ..errors import UserError
@@ -48,15 +49,21 @@ class GeneTask:
     settings: InferenceSettings
     out: str
     command: str
+    table_cells: int | None = None  # the table's cells when missing values were dropped (counts: the gene's own)
 
 
 def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: InferenceSettings, out: Path,
                genes: Sequence[str] | None = None, layer: str | None = None,
                species_map: Mapping[str, str] | None = None, capture: float | None = None,
                capture_prior: tuple[float, float] | None = None, command: str = "",
-               layers: tuple[str, str] | None = None) -> list[GeneTask]:
+               layers: tuple[str, str] | None = None, fmt: TableFormat | None = None) -> list[GeneTask]:
     """Read and check the table and the models; the data sets to run (UserError before anything is written).
-    `layers` (nascent, mature): each gene's data are its counts in those two AnnData layers."""
+    `layers` (nascent, mature): each gene's data are its counts in those two AnnData layers. `fmt`: a CSV/TSV's
+    layout and missing-value rule (with missing values dropped each gene keeps the cells it has a value in)."""
+    fmt = fmt or TableFormat()
+    if fmt.drop_missing and species_map:
+        raise UserError("--missing drop leaves each gene its own cells; --species needs every column in the same "
+                        "cells (fill the missing values instead)")
     hint = LAYER_SPECIES if layers else tuple(species_map) if species_map else ("mrna",)
     models = resolve_models(list(specs), hint, capture, capture_prior)
     emulator = models[0][0]
@@ -83,7 +90,8 @@ def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: Inferenc
                         f"with --species {','.join(f'{s}=COLUMN' for s in species)}")
     else:
         columns = list(genes) if genes else None
-    tables = [read_count_table(path, columns, x) for x in layers] if layers else [read_count_table(path, columns, layer)]
+    tables = ([read_count_table(path, columns, x, fmt) for x in layers] if layers else
+              [read_count_table(path, columns, layer, fmt)])
     table = tables[0]
     if layers and (tables[1].genes != table.genes or tables[1].counts.shape != table.counts.shape):
         raise UserError(f"{path}: layers {layers[0]!r} and {layers[1]!r} differ in shape or genes; give two layers of "
@@ -98,19 +106,21 @@ def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: Inferenc
         raise UserError(f"{path}: genes {', '.join(g for g, _ in groups if dir_name(g) == dup[0])} would share the "
                         f"output folder {dup[0]!r}; rename them")
     tasks, ranges = [], {}
+    # with missing values dropped, the means' ranges for the fewest cells any gene keeps (the widest), computed once
+    fewest = None if table.missing is None else int((~table.missing).sum(axis=0).min())
     for (name, cols), folder in zip(groups, names):
         counts = (np.stack([t.column(name) for t in tables], axis=1) if layers else
                   np.stack([table.column(c) for c in cols], axis=1))
         observed = Observed(str(path), species, len(counts), counts=counts)
         hist, overflow = observed_histogram(observed, tuple(emulator.edges))
         for em, _ in models:
-            key = (em.source, len(counts))
+            key = (em.source, fewest or len(counts))
             if key not in ranges:  # the same for every gene with as many cells
                 base = getattr(em, "inner", em)  # a capture wrapper's model: an FSP one is checked by its domain
-                ranges[key] = None if getattr(base, "uses_fsp", False) else predictive_mean_ranges(em, len(counts))
+                ranges[key] = None if getattr(base, "uses_fsp", False) else predictive_mean_ranges(em, key[1])
             check_observed(_named(observed, name), hist, overflow, em, ranges=ranges[key])
         tasks.append(GeneTask(name, cols, species, counts, str(path), tuple(specs), capture, capture_prior, settings,
-                              str(out / folder), command))
+                              str(out / folder), command, len(table.counts) if fmt.drop_missing else None))
     return tasks
 
 
@@ -157,8 +167,10 @@ def gene_row(task: GeneTask, idata) -> dict[str, Any]:
     az = import_arviz()
     x = task.counts[:, 0].astype(float)
     mean = float(x.mean())
-    row: dict[str, Any] = {"gene": task.name, "cells": int(len(x)), "mean": mean,
-                           "fano": float(x.var(ddof=1) / mean) if mean > 0 and len(x) > 1 else float("nan")}
+    row: dict[str, Any] = {"gene": task.name, "cells": int(len(x))}
+    if task.table_cells is not None:  # --missing drop: the table's cells, and the gene's own
+        row.update({"cells": int(task.table_cells), "cells_used": int(len(x))})
+    row.update({"mean": mean, "fano": float(x.var(ddof=1) / mean) if mean > 0 and len(x) > 1 else float("nan")})
     post = idata.posterior
     attrs = post.attrs
     if "models" in attrs:
@@ -184,19 +196,21 @@ def infer_table(path: str | Path, emulator_spec: str | None, settings: Inference
                 capture: float | None = None, capture_prior: tuple[float, float] | None = None,
                 jobs: int | None = None, command: str = "", log: Callable[[str], None] = print,
                 progress: bool = True, h5ad_matrix: bool = True,
-                layers: tuple[str, str] | None = None) -> tuple[Path, str]:
+                layers: tuple[str, str] | None = None, fmt: TableFormat | None = None) -> tuple[Path, str]:
     """Infer every gene of a count table (with `layers`, on its joint counts in two AnnData layers); returns (genes.csv path, printed table). Genes run in `jobs` worker
     processes (default: the cores, at most one per gene), each on one core. For an .h5ad table also
     OUT/bursting.h5ad, the results in var (without X and layers unless `h5ad_matrix`; transcriptome/anndata_io.py)."""
     settings.check()
     out = Path(out_dir) if out_dir else default_out_dir(path)
     specs = model_specs(emulator_spec, compare)
-    tasks = plan_tasks(path, specs, settings, out, genes, layer, species_map, capture, capture_prior, command, layers)
+    tasks = plan_tasks(path, specs, settings, out, genes, layer, species_map, capture, capture_prior, command, layers,
+                       fmt)
     n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     if n_jobs > 1:  # genes are the parallel unit: each gene's chains run one after another on its core
         tasks = [dataclasses.replace(t, settings=t.settings.replace(chain_jobs=1)) for t in tasks]
     out.mkdir(parents=True, exist_ok=True)
-    log(f"{len(tasks)} gene(s) of {tasks[0].counts.shape[0]} cells from {path}; {n_jobs} in parallel; writing {out}")
+    log(f"{len(tasks)} gene(s) of {tasks[0].table_cells or tasks[0].counts.shape[0]} cells from {path}; {n_jobs} in "
+        f"parallel; writing {out}")
     rows: dict[str, dict[str, Any]] = {}
     bar = _bar(len(tasks)) if progress else None
     start = time.perf_counter()

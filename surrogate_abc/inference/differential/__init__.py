@@ -11,4 +11,5 @@ from __future__ import annotations
 from ...lazy import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {"CallRule": "foldchange", "infer_differential": "run",
-                                               "DifferentialOutcome": "run", "cell_groups": "groups"})
+                                               "DifferentialOutcome": "run", "cell_groups": "groups",
+                                               "infer_table_pair": "tables"})

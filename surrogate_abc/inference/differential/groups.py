@@ -23,14 +23,10 @@ MAX_GROUPS = 20  # more distinct values without --groups: likely a per-cell numb
 
 
 @dataclass(frozen=True)
-class CellGroups:
-    """The groups compared: their names in order, a boolean mask over the table's cells for each, and the cells
-    in none of them."""
+class Groups:
+    """Groups compared pairwise, by name in order: groups of cells (CellGroups) or tables (--compare-table)."""
 
-    column: str
     names: tuple[str, ...]
-    masks: tuple[np.ndarray, ...]
-    outside: int
 
     def pairs(self) -> list[tuple[int, int]]:
         """(i, j) for every pair i < j: group j compared with group i."""
@@ -38,6 +34,16 @@ class CellGroups:
 
     def pair_name(self, i: int, j: int) -> str:
         return f"{self.names[j]}_vs_{self.names[i]}"
+
+
+@dataclass(frozen=True)
+class CellGroups(Groups):
+    """The groups of cells compared: their names in order, the column they come from, a boolean mask over the
+    table's cells for each, and the cells in none of them."""
+
+    column: str = ""
+    masks: tuple[np.ndarray, ...] = ()
+    outside: int = 0
 
     def sizes(self) -> list[int]:
         return [int(m.sum()) for m in self.masks]
@@ -71,7 +77,7 @@ def cell_groups(source: str | Path | AnnData, column: str, groups: Sequence[str]
     values = np.array(labels, dtype=object)
     masks = tuple(values == g for g in names)
     outside = int(len(labels) - np.sum([m.sum() for m in masks]))
-    return CellGroups(column, tuple(names), masks, outside)
+    return CellGroups(tuple(names), column=column, masks=masks, outside=outside)
 
 
 def _labels(col: CellColumn) -> list[str | None]:

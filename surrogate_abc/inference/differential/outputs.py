@@ -25,7 +25,7 @@ from ..transcriptome.anndata_io import (
     write_bursting_h5ad,
 )
 from .foldchange import CALLS, STATS, VARIABLES, CallRule, FoldChanges
-from .groups import CellGroups
+from .groups import CellGroups, Groups
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,7 +80,7 @@ def write_anndata(out: Path, run: TableRun, cg: CellGroups, results: Sequence[Ba
     return write_bursting_h5ad(Path(run.path), out / OUT_NAME, table, skipped, uns, matrix)
 
 
-def summary_text(cg: CellGroups, results: Sequence[BatchOutcome], pairs: Mapping[str, Mapping[str, tuple[list[str],
+def summary_text(cg: Groups, results: Sequence[BatchOutcome], pairs: Mapping[str, Mapping[str, tuple[list[str],
                  FoldChanges]]], rule: CallRule, csv_path: Path, seconds: float) -> str:
     """Per pair: genes compared, the calls per variable, and the genes called (up to SHOWN per variable, most
     probable first)."""

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ...data.size_factors import cell_totals, gene_columns
+from ...data.table_format import check_per_cell_options
 from ...emulators.base import EmulatorLike
 from ...emulators.resolve import resolve_models
 from ...errors import UserError
@@ -33,7 +34,7 @@ from ..transcriptome.layers import LAYER_SPECIES
 from ..transcriptome.refine import BatchSettings
 from ..transcriptome.run import BatchOutcome, TableRun, run_batch, table_size_factors, variables
 from .foldchange import VARIABLES, CallRule, FoldChanges, fold_changes
-from .groups import CellGroups, cell_groups
+from .groups import CellGroups, Groups, cell_groups
 
 CAPTURE_RATIO = 1.1  # groups' mean total counts per cell differing by more than this: the capture warning
 
@@ -45,7 +46,7 @@ class DifferentialOutcome:
     csv_path: Path
     text: str
     rows: list[dict[str, Any]]
-    groups: CellGroups
+    groups: Groups
     results: list[BatchOutcome]
 
 
@@ -58,7 +59,8 @@ def infer_differential(run: TableRun, groupby: str, groups: Sequence[str] | None
     module docstring). UserError before anything is written for a bad column, group or model."""
     rule = rule or CallRule()
     t0 = time.perf_counter()
-    emulator = _bursty_emulator(run)
+    check_per_cell_options(run.fmt, run.size_factors, groupby)
+    emulator = bursty_emulator(run)
     cg = cell_groups(run.source, groupby, groups)
     sizes = ", ".join(f"{n} ({c:,} cells)" for n, c in zip(cg.names, cg.sizes()))
     log(f"groups of {groupby!r}: {sizes}" + (f"; {cg.outside:,} cell(s) in no group compared" if cg.outside else ""))
@@ -69,26 +71,35 @@ def infer_differential(run: TableRun, groupby: str, groups: Sequence[str] | None
         run = dataclasses.replace(run, cell_size_factors=table_size_factors(run, emulator))
     out = Path(out_dir) if out_dir else default_out_dir(run.path)
     results = []
-    for name, folder, mask in zip(cg.names, _folders(cg.names), cg.masks):
+    for name, folder, mask in zip(cg.names, group_folders(cg.names), cg.masks):
         grun = dataclasses.replace(run, group=name, cells=mask)
         log(f"group {name!r}: inferring every gene into {out / 'groups' / folder}")
         results.append(run_batch(grun, out / "groups" / folder, settings, smc, plots=plots, command=command, log=log,
                                  progress=progress, scheduler=scheduler, anndata=False))
-    rows, pairs = compare(cg, results, rule, run.seed)
+    done = write_comparison(out, cg, results, rule, run.seed, plots, t0)
+    from .outputs import write_anndata
+
+    write_anndata(out, run, cg, results, done.rows, rule, settings, command, h5ad_matrix, groupby)
+    return done
+
+
+def write_comparison(out: Path, groups: Groups, results: list[BatchOutcome], rule: CallRule, seed: int, plots: bool,
+                     t0: float) -> DifferentialOutcome:
+    """Every pair of `groups` compared from their batch runs: OUT/differential.csv, the plots and the summary."""
+    rows, pairs = compare(groups, results, rule, seed)
     csv_path = write_genes_csv(rows, out / "differential.csv") if rows else _empty_csv(out / "differential.csv")
-    from .outputs import summary_text, write_anndata
+    from .outputs import summary_text
 
     if plots:
         from .figure import plot_pair
 
         for name, changes in pairs.items():
             plot_pair(name, changes, rule, out / f"differential_{dir_name(name)}.png")
-    write_anndata(out, run, cg, results, rows, rule, settings, command, h5ad_matrix, groupby)
-    text = summary_text(cg, results, pairs, rule, csv_path, time.perf_counter() - t0)
-    return DifferentialOutcome(csv_path, text, rows, cg, results)
+    text = summary_text(groups, results, pairs, rule, csv_path, time.perf_counter() - t0)
+    return DifferentialOutcome(csv_path, text, rows, groups, results)
 
 
-def compare(cg: CellGroups, results: Sequence[BatchOutcome], rule: CallRule, seed: int
+def compare(cg: Groups, results: Sequence[BatchOutcome], rule: CallRule, seed: int
             ) -> tuple[list[dict[str, Any]], dict[str, dict[str, tuple[list[str], FoldChanges]]]]:
     """differential.csv's rows (pair, then gene in table order, then variable) and per pair and variable the
     genes compared and their FoldChanges."""
@@ -127,7 +138,7 @@ def _digits(x: float) -> float:
     return float(f"{float(x):.6g}")
 
 
-def _bursty_emulator(run: TableRun) -> EmulatorLike:
+def bursty_emulator(run: TableRun) -> EmulatorLike:
     """The run's emulator; UserError when its model has no burst frequency and size to compare."""
     species = LAYER_SPECIES if run.layers else ("mrna",)
     (emulator, _), = resolve_models([run.emulator], species, run.capture, run.capture_prior)
@@ -152,7 +163,7 @@ def _check_capture(run: TableRun, cg: CellGroups, genes: Sequence[str] | None) -
          "with --capture or --capture-prior to model each cell's capture")
 
 
-def _folders(names: Sequence[str]) -> list[str]:
+def group_folders(names: Sequence[str]) -> list[str]:
     """A folder name per group, distinct even where two names differ only in characters folders cannot hold."""
     out: list[str] = []
     for n in names:

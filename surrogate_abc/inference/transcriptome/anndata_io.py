@@ -179,7 +179,7 @@ def table_options(run: TableRun) -> dict[str, Any]:
     rename = {"path": "input", "emulator": "emulator_option"}
     out: dict[str, Any] = {}
     for f in dataclasses.fields(run):
-        if f.name not in ("adata", "cells", "cell_size_factors"):  # the data itself, not an option
+        if f.name not in ("adata", "cells", "cell_size_factors", "layout", "missing"):  # data; a CSV's options
             out[rename.get(f.name, f.name)] = _plain(getattr(run, f.name))
     if run.adata is None:
         out["input"] = str(Path(run.path).resolve())

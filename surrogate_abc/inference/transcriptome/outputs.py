@@ -25,11 +25,12 @@ def posterior_dataset(prep: "Prepared", rows: Sequence[Mapping[str, Any]], draws
 
 
 def gene_stats_dataset(rows: Sequence[Mapping[str, Any]]):
-    """Per-gene diagnostics (gene,): cells, mean, fano, ess, evaluations, ppc_deviance, ppc_p, method, flags."""
+    """Per-gene diagnostics (gene,): cells (cells_used with --missing drop), mean, fano, ess, evaluations, ppc_deviance, ppc_p, method, flags."""
     import xarray as xr
 
     genes = [str(r["gene"]) for r in rows]
-    numeric = ("cells", "mean", "fano", "ess", "evaluations", "ppc_deviance", "ppc_p", "seconds")
+    numeric = ("cells",) + (("cells_used",) if rows and "cells_used" in rows[0] else ()) + (
+        "mean", "fano", "ess", "evaluations", "ppc_deviance", "ppc_p", "seconds")
     data: dict[str, Any] = {k: (("gene",), np.array([float(r.get(k, np.nan)) for r in rows])) for k in numeric}
     data["method"] = (("gene",), np.array([str(r["method"]) for r in rows], dtype=object).astype(str))
     data["flags"] = (("gene",), np.array([str(r["flags"]) for r in rows], dtype=object).astype(str))

@@ -22,8 +22,8 @@ import numpy as np
 
 from ...data.gene_histograms import GeneHistograms, gene_histograms
 from ...data.joint_histograms import joint_gene_histograms
-from ...data.observed import binned_means, predictive_mean_ranges
 from ...data.size_factors import gene_columns, size_factors
+from ...data.table_format import CELLS_BY_GENES, TableFormat, check_per_cell_options
 from ...emulators.base import EmulatorLike
 from ...emulators.resolve import resolve_models
 from ...errors import UserError
@@ -36,6 +36,7 @@ from .importance import weighted_quantiles
 from .layers import LAYER_SPECIES, check_layers
 from .likelihood import GeneLikelihoods, category_log_pmf, node_log_pmf, used_categories
 from .refine import BatchSettings, GenePosterior, equal_weight_draws, gene_seed, refine_block, shared_sets
+from .selection import select_genes
 from .space import ParameterSpace
 from .store import BatchStore
 from .summary import skip_summary, summarise
@@ -65,11 +66,18 @@ class TableRun:
     cells: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
     # every cell's size factor, when already computed (table_size_factors: one pass for all groups of --groupby)
     cell_size_factors: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
+    layout: str = CELLS_BY_GENES  # a CSV/TSV's layout: cells-by-genes or genes-by-cells (--layout)
+    missing: str = "error"  # a CSV/TSV's missing values: an error, or "drop" (each gene keeps the cells it has)
 
     @property
     def source(self) -> Any:
         """What the counts are read from: the in-memory AnnData, else the file at `path`."""
         return self.path if self.adata is None else self.adata
+
+    @property
+    def fmt(self) -> TableFormat:
+        """The table's layout and missing-value rule (data/table_format.py)."""
+        return TableFormat(self.layout, self.missing)
 
 
 @dataclasses.dataclass
@@ -83,6 +91,7 @@ class Prepared:
     skipped: dict[str, str]
     nodes: EfficiencyNodes | None = None  # per-cell capture's efficiency nodes (data.node_hist holds the genes')
     node_errors: dict[int, float] | None = None  # the largest error of each number of nodes tried (nats per gene)
+    drop_missing: bool = False  # missing values dropped (--missing drop): genes.csv has cells_used
 
     def emulators(self) -> list[EmulatorLike]:
         """The emulator at each efficiency node (one without per-cell capture)."""
@@ -116,6 +125,7 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
     """Resolve the model, read and check the table, pick the genes to infer (UserError before anything is written)."""
     if run.min_cells < 0:
         raise UserError(f"--min-cells {run.min_cells}: give a number of cells >= 0")
+    check_per_cell_options(run.fmt, run.size_factors, run.groupby)
     (emulator, sha), = resolve_models([run.emulator], LAYER_SPECIES if run.layers else ("mrna",), run.capture,
                                       run.capture_prior)
     check_layers(run.layers, emulator, run.path, run.adata, run.layer)
@@ -138,28 +148,18 @@ def prepare(run: TableRun, log: Callable[[str], None] = print, progress: bool = 
         data = (joint_gene_histograms(run.source, run.layers, emulator.edges, genes, progress=read_progress,
                                       cells=run.cells) if run.layers else
                 gene_histograms(run.source, emulator.edges[0], genes, run.layer, progress=read_progress,
-                                cells=run.cells))
+                                cells=run.cells, fmt=run.fmt))
     finally:
         if bar is not None:
             bar.close()
-    skipped: dict[str, str] = {}
-    for g, nz in zip(data.genes, data.nonzero):
-        if nz == 0:
-            skipped[g] = "all zero"
-        elif nz < run.min_cells:
-            skipped[g] = f"fewer than {run.min_cells} non-zero cells"
-    keep = np.array([g not in skipped for g in data.genes])
-    kept = data.select(keep)
-    if len(kept.genes):
-        outside = _outside_range(emulator, kept)
-        for g in np.asarray(kept.genes)[outside]:
-            skipped[str(g)] = "mean outside the emulator's range"
-        kept = kept.select(~outside)
+    kept, skipped = select_genes(data, emulator, run.min_cells)
     where = run.path if run.group is None else f"group {run.group!r} of {run.path}"
-    log(f"{len(data.genes)} gene(s) x {data.n_cells} cells from {where}: {len(kept.genes)} to infer, "
+    dropped = "" if data.missing is None else (f" ({int(data.missing.sum()):,} missing value(s) dropped in "
+                                                f"{int(np.count_nonzero(data.missing))} gene(s))")
+    log(f"{len(data.genes)} gene(s) x {data.n_cells} cells from {where}{dropped}: {len(kept.genes)} to infer, "
         f"{len(skipped)} skipped")
     if run.size_factors is None or not len(kept.genes):
-        return Prepared(emulator, sha, space, kept, skipped)
+        return Prepared(emulator, sha, space, kept, skipped, drop_missing=run.fmt.drop_missing)
     assert sf is not None
     kept, choice = with_size_factors(run.source, sf, run.layer, emulator, space, kept, run.seed, log, run.cells,
                                      run.layers)
@@ -178,17 +178,6 @@ def table_size_factors(run: TableRun, emulator: EmulatorLike) -> np.ndarray | No
                         gene_columns(run.source, run.size_factors, run.groupby))
 
 
-def _outside_range(emulator: EmulatorLike, data: GeneHistograms) -> np.ndarray:
-    """Genes whose truncated mean lies outside what the emulator produces for as many cells (5% margin)."""
-    base = getattr(emulator, "inner", emulator)
-    if getattr(base, "uses_fsp", False):
-        return np.zeros(len(data.genes), bool)
-    ranges = np.array(list(predictive_mean_ranges(emulator, data.n_cells).values()))  # (S, 2)
-    hist = data.hist[:, :-1].reshape((len(data.genes),) + tuple(len(e) - 1 for e in emulator.edges))
-    obs = binned_means(hist, data.hist[:, -1], tuple(emulator.edges))  # (G, S)
-    return np.any((obs < ranges[:, 0] * 0.95) | (obs > ranges[:, 1] * 1.05), axis=1)
-
-
 def variables(space: ParameterSpace, emulator: EmulatorLike, theta: np.ndarray) -> dict[str, np.ndarray]:
     """The posterior variables at natural-scale draws theta (n, d): the parameters, then the derived
     burst_frequency and burst_size for bursty models."""
@@ -198,9 +187,13 @@ def variables(space: ParameterSpace, emulator: EmulatorLike, theta: np.ndarray) 
 
 
 def gene_row(name: str, cells: int, mean: float, fano: float, values: Mapping[str, np.ndarray], w: np.ndarray,
-             ess: float) -> dict[str, Any]:
-    """The genes.csv row of one gene: cells, mean, Fano, then per variable median, 5%/95% quantiles, ESS, r_hat."""
-    row: dict[str, Any] = {"gene": name, "cells": int(cells), "mean": float(mean), "fano": float(fano)}
+             ess: float, cells_used: int | None = None) -> dict[str, Any]:
+    """The genes.csv row of one gene: cells (cells_used: those with a value, with --missing drop), mean, Fano,
+    then per variable median, 5%/95% quantiles, ESS, r_hat."""
+    row: dict[str, Any] = {"gene": name, "cells": int(cells)}
+    if cells_used is not None:
+        row["cells_used"] = int(cells_used)
+    row.update({"mean": float(mean), "fano": float(fano)})
     qs = np.array(list(QUANTILES.values()))
     for v, x in values.items():
         for key, q in zip(QUANTILES, weighted_quantiles(np.asarray(x, float), w, qs)):
@@ -225,13 +218,15 @@ def run_block(prep: Prepared, index: int, genes: np.ndarray, shared_z: np.ndarra
     per_call = max(1, PPC_VALUES // (n_ppc * len(ems) * data.hist.shape[1]))  # genes per emulator call
     rows = []
     mean, fano = data.mean(), data.fano()  # of every gene, once
+    used = data.cells_used() if prep.drop_missing else None
     for k, (i, post) in enumerate(zip(genes, posts)):
         if k % per_call == 0:  # the predictive check's pmf at n_ppc draws of the next genes
             ks = range(k, min(k + per_call, len(posts)))
             ppc_theta = space.natural(np.concatenate([draws[j, pick[j]] for j in ks]))
             ppc_log_p = np.moveaxis(node_log_pmf(ems, ppc_theta), 0, 1).reshape(len(ks), n_ppc, len(ems), -1)
         values = variables(space, em, space.natural(post.z))
-        row = gene_row(data.genes[i], data.n_cells, mean[i], fano[i], values, post.weights, post.ess)
+        row = gene_row(data.genes[i], data.n_cells, mean[i], fano[i], values, post.weights, post.ess,
+                       None if used is None else int(used[i]))
         stat, pval = ppc_pvalue(data.hist[i], ppc_log_p[k % per_call], rng, prep.node_cells())
         bounds = bound_flags(post.z, post.weights, space.low, space.high, space.names)
         row.update(_diagnostics(post, stat, pval, bounds, settings))
@@ -384,7 +379,7 @@ def _manifest(run: TableRun, prep: Prepared, settings: BatchSettings) -> dict[st
             "layer": run.layer, **({"layers": list(run.layers)} if run.layers else {}), "capture": run.capture,
             "capture_prior": list(run.capture_prior) if run.capture_prior else None,
             "prior": {k: list(v) for k, v in sorted(dict(run.prior).items())}, "min_cells": run.min_cells,
-            "size_factors": run.size_factors,
+            "size_factors": run.size_factors, **({} if run.fmt.default else {"table_format": run.fmt.options()}),
             "nodes": None if prep.nodes is None else [round(float(x), 12) for x in prep.nodes.scales],
             "seed": run.seed, "genes": genes, "settings": json.loads(json.dumps(dataclasses.asdict(settings))),
             **({} if run.cells is None else

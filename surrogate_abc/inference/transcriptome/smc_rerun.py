@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from ...data.gene_histograms import read_gene_counts
+from ...data.gene_histograms import read_gene_cells, read_gene_counts
 from ..settings import InferenceSettings
 from .refine import BatchSettings, gene_seed
 from .store import BatchStore
@@ -25,13 +25,11 @@ def rerun_smc(run: TableRun, prep: Prepared, store: BatchStore, low: Sequence[in
 
     names = [rows[i]["gene"] for i in low]
     todo = [k for k in range(len(low)) if not store.has("smc", low[k])]
-    layers = run.layers or (run.layer,)  # with --layers, each gene's counts in both (nascent, mature)
-    counts = (np.stack([read_gene_counts(run.source, [names[k] for k in todo], x, run.cells) for x in layers], 2)
-              if todo else np.zeros((0, 0, len(layers)), np.int64))  # (cells, genes, layers)
+    counts = _counts(run, [names[k] for k in todo])
     for j, k in enumerate(todo):
         i = low[k]
         folder = out / dir_name(names[k]) if per_gene_outputs else store.dir / "smc" / dir_name(names[k])
-        task = GeneTask(names[k], (names[k],), tuple(prep.emulator.species), counts[:, j, :], run.path,
+        task = GeneTask(names[k], (names[k],), tuple(prep.emulator.species), counts[j], run.path,
                         (run.emulator,), run.capture, run.capture_prior,
                         smc.replace(prior=dict(run.prior)), str(folder), command)
         smc_row = run_task(task)
@@ -45,10 +43,21 @@ def rerun_smc(run: TableRun, prep: Prepared, store: BatchStore, low: Sequence[in
         smc_row.update({"method": "smc", "ess": float(np.nanmin([smc_row.get(f"{n}_ess", np.nan)
                                                                  for n in prep.space.names])),
                         "evaluations": 0, "ppc_deviance": rows[i]["ppc_deviance"], "ppc_p": rows[i]["ppc_p"],
-                        "flags": ";".join(f for f in rows[i]["flags"].split(";") if f and f != "low_ess")})
+                        "flags": ";".join(f for f in rows[i]["flags"].split(";") if f and f != "low_ess"),
+                        "cells": rows[i]["cells"]})  # the table's cells; cells_used (its own) stays the batch row's
         store.save("smc", i, {"draws": theta}, [smc_row])
         log(f"gene {names[k]}: ABC-SMC done ({j + 1}/{len(todo)})")
     for i in low:  # the ABC-SMC row's values in the batch row's column order
         arrays, (row,) = store.load("smc", i)
         rows[i] = {**{k: row.get(k, v) for k, v in rows[i].items()}, **row}
         draws[i] = arrays["draws"]
+
+
+def _counts(run: TableRun, genes: list[str]) -> list[np.ndarray]:
+    """Each gene's counts (cells it has a value in, species): with --layers in both (nascent, mature)."""
+    if not genes:
+        return []
+    if run.layers:
+        both = np.stack([read_gene_counts(run.source, genes, x, run.cells) for x in run.layers], 2)
+        return [both[:, j, :] for j in range(len(genes))]  # (cells, 2) each
+    return [c[:, None] for c in read_gene_cells(run.source, genes, run.layer, run.cells, run.fmt)]
