@@ -87,7 +87,7 @@ def attach_marginal(joint: PathLike, marginal: PathLike, out: PathLike, *, valid
 
 
 def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | None = None, *,
-          command: str = "", log=None, compare: Sequence[str] | None = None, capture: float | None = None,
+          command: str = "", log=None, compare: Sequence[str] | None = None, capture: float | tuple[float, float] | None = None,
           capture_prior: tuple[float, float] | None = None, **settings: Any):
     """`surrogate-abc infer`: the posterior as ArviZ InferenceData. With `out` it is also written there
     (posterior.nc, abc.db, summary.csv, the plots), as the command line does; with out=None (the default) nothing
@@ -115,7 +115,7 @@ def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | 
 
 def infer_differential(table: PathLike, groupby: str | None = None, groups: Sequence[str] | None = None,
                        emulator: PathLike | None = None, out: PathLike | None = None, *,
-                       genes: Sequence[str] | None = None, layer: str | None = None, capture: float | None = None,
+                       genes: Sequence[str] | None = None, layer: str | None = None, capture: float | tuple[float, float] | None = None,
                        capture_prior: tuple[float, float] | None = None, size_factors: str | None = None,
                        lfc_threshold: float = 0.5, call_probability: float = 0.95, min_cells: int = 10, seed: int = 0,
                        prior: dict[str, tuple[float, float]] | None = None, batch: Any = None, plots: bool = True,
@@ -157,7 +157,7 @@ def infer_differential(table: PathLike, groupby: str | None = None, groups: Sequ
 
 def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike | None = None, *,
                 genes: Sequence[str] | None = None, layer: str | None = None, species: dict[str, str] | None = None,
-                compare: Sequence[str] | None = None, capture: float | None = None,
+                compare: Sequence[str] | None = None, capture: float | tuple[float, float] | None = None,
                 capture_prior: tuple[float, float] | None = None, jobs: int | None = None, command: str = "",
                 log=None, progress: bool = False, method: str | None = None, min_cells: int = 10,
                 batch: Any = None, per_gene_outputs: bool = False, scheduler: str | None = None,

@@ -44,7 +44,7 @@ class GeneTask:
     counts: np.ndarray  # (cells, len(species)) int64
     path: str
     specs: tuple[str | None, ...]
-    capture: float | None
+    capture: float | tuple[float, float] | None
     capture_prior: tuple[float, float] | None
     settings: InferenceSettings
     out: str
@@ -54,7 +54,7 @@ class GeneTask:
 
 def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: InferenceSettings, out: Path,
                genes: Sequence[str] | None = None, layer: str | None = None,
-               species_map: Mapping[str, str] | None = None, capture: float | None = None,
+               species_map: Mapping[str, str] | None = None, capture: float | tuple[float, float] | None = None,
                capture_prior: tuple[float, float] | None = None, command: str = "",
                layers: tuple[str, str] | None = None, fmt: TableFormat | None = None) -> list[GeneTask]:
     """Read and check the table and the models; the data sets to run (UserError before anything is written).
@@ -193,7 +193,7 @@ def gene_row(task: GeneTask, idata) -> dict[str, Any]:
 def infer_table(path: str | Path, emulator_spec: str | None, settings: InferenceSettings, out_dir: Path | None,
                 genes: Sequence[str] | None = None, layer: str | None = None,
                 species_map: Mapping[str, str] | None = None, compare: Sequence[str] | None = None,
-                capture: float | None = None, capture_prior: tuple[float, float] | None = None,
+                capture: float | tuple[float, float] | None = None, capture_prior: tuple[float, float] | None = None,
                 jobs: int | None = None, command: str = "", log: Callable[[str], None] = print,
                 progress: bool = True, h5ad_matrix: bool = True,
                 layers: tuple[str, str] | None = None, fmt: TableFormat | None = None) -> tuple[Path, str]:

@@ -82,7 +82,7 @@ class DatasetResult:
 
 def infer(observed_path: str | Path, emulator_spec: str | None, settings: InferenceSettings, out_dir: Path | None,
           command: str = "", log: Callable[[str], None] = print, sampler_factory=None,
-          compare: Sequence[str] | None = None, capture: float | None = None,
+          compare: Sequence[str] | None = None, capture: float | tuple[float, float] | None = None,
           capture_prior: tuple[float, float] | None = None,
           on_table: Callable[[str], None] | None = None, write: bool = True) -> DatasetResult:
     """Run the whole inference on observed.h5; returns the DatasetResult (posterior.nc's path in .path).

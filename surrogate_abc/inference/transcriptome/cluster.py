@@ -103,7 +103,7 @@ class ModelSpec:
     """How a worker resolves the run's emulator itself: prepare()'s resolve_models call, with absolute paths."""
 
     emulator: str | None
-    capture: float | None
+    capture: float | tuple[float, float] | None
     capture_prior: tuple[float, float] | None
     sha256: str
     species: tuple[str, ...] = ("mrna",)

@@ -53,7 +53,7 @@ class TableRun:
     emulator: str | None = None
     genes: tuple[str, ...] | None = None
     layer: str | None = None
-    capture: float | None = None
+    capture: float | tuple[float, float] | None = None
     capture_prior: tuple[float, float] | None = None
     prior: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     min_cells: int = 10
