@@ -54,3 +54,30 @@ def test_accuracy_against_exact_fsp(emulator):
     kld = np.array([kl_divergence(t, p) for t, p in zip(truth, pred)])
     assert kld.mean() < 3e-3, kld
     assert kld.max() < 3e-2, kld
+
+
+@pytest.mark.parametrize("q", [(0.4, 1.0), (1.0, 0.3), (0.2, 0.7)])
+def test_conditional_mdn_thins_its_own_integer_law(emulator, q):
+    """`thinned` equals the model's joint law on the integers (first factor's integer pmf times its bin's
+    conditional law of the second species), thinned by binomial kernels per species and binned."""
+    from scipy import stats
+
+    from surrogate_abc.emulators.distributions import mixture_pmf_grid
+    from surrogate_abc.emulators.exact import bin_integer_pmf
+
+    model = emulator.model
+    theta = np.array([[0.5, 2.0, 30.0, 4.0], [3.0, 0.7, 0.5, 1.5]])
+    x = torch.as_tensor(emulator.features(theta), dtype=torch.float32)
+    n_a, n_b = model.binning.support
+    with torch.no_grad():
+        log_wa, pa, log_wb, pb = model.factors(x)
+        p_a = mixture_pmf_grid(model.family, log_wa, pa, (n_a,)).double().numpy()          # (n, n_a)
+        p_b = mixture_pmf_grid(model.family, log_wb, pb, (n_b,)).double().numpy()          # (n, A, n_b)
+        got = model.thinned(x, torch.tensor([q] * len(theta), dtype=torch.float32)).double().numpy()
+    bin_a = np.searchsorted(emulator.edges[0], np.arange(n_a), side="right") - 1  # each integer's bin
+    kernels = [stats.binom.pmf(np.arange(s)[None, :], np.arange(s)[:, None], c) for s, c in ((n_a, q[0]), (n_b, q[1]))]
+    for i in range(len(theta)):
+        joint = p_a[i][:, None] * p_b[i][bin_a]                                    # (n_a, n_b) integers
+        seen = kernels[0].T @ joint @ kernels[1]
+        ref, _ = bin_integer_pmf(seen, tuple(np.asarray(e, float) for e in emulator.edges))
+        np.testing.assert_allclose(got[i, :-1], ref.ravel(), atol=2e-6)
