@@ -279,14 +279,23 @@ def whole_table(protocol, n_genes: int, n_cells: int, seed: int) -> None:
     print(f"\n## 4. A whole table: {n_genes} genes x {n_cells} cells, infer --layers (batch), {wall:.0f} s wall "
           f"({len(rows)} inferred: {by_method}; {n_genes - len(rows)} skipped)\n")
     print("| variable | true value inside the 90% interval |\n|---|---|")
+    for k, (share, n) in coverage(truth, done.rows).items():
+        print(f"| {k} | {share:.3f} of {n} |")
+
+
+def coverage(truth: np.ndarray, rows: list[dict]) -> dict[str, tuple[float, int]]:
+    """{variable: (share of the genes g<i> whose true value lies inside their 90% interval, genes inferred)}."""
+    by = {r["gene"]: r for r in rows}
+    out = {}
     for k in list(PARAMS) + ["burst_size"]:
         inside = []
         for i, theta in enumerate(truth):
-            r = rows.get(f"g{i}")
+            r = by.get(f"g{i}")
             if r is not None:
                 t = theta[2] / theta[1] if k == "burst_size" else theta[PARAMS.index(k)]
                 inside.append(r[f"{k}_q05"] <= t <= r[f"{k}_q95"])
-        print(f"| {k} | {np.mean(inside):.3f} of {len(inside)} |")
+        out[k] = (float(np.mean(inside)), len(inside))
+    return out
 
 
 if __name__ == "__main__":

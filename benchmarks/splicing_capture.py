@@ -30,6 +30,8 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from splicing import PARAMS, coverage  # noqa: E402  (benchmarks/splicing.py)
+
 from surrogate_abc import load_protocol  # noqa: E402
 from surrogate_abc.config import FSPSettings  # noqa: E402
 from surrogate_abc.emulators.rate_capture import RateCapture  # noqa: E402
@@ -38,7 +40,6 @@ from surrogate_abc.inference.calibration.datasets import sample_cells  # noqa: E
 from surrogate_abc.metrics import kl_divergence  # noqa: E402
 from surrogate_abc.simulate.fsp import solve_stationary  # noqa: E402
 
-PARAMS = ("k0", "k1", "v0", "beta")
 CAPTURE = (0.5, 0.25)
 LEVELS = 8
 BOX = 400  # FSP box per species for the drawn cells (true counts; the bulk of the prior stays below ~150)
@@ -93,20 +94,6 @@ def per_cell_genes(protocol, n_genes: int, n_cells: int, seed: int):
     return np.array(truth), np.stack(u, 1), np.stack(m, 1), sf
 
 
-def coverage(truth: np.ndarray, rows: list[dict]) -> dict[str, float]:
-    by = {r["gene"]: r for r in rows}
-    out = {}
-    for k in list(PARAMS) + ["burst_size"]:
-        hits = []
-        for i, t in enumerate(truth):
-            r = by.get(f"g{i}")
-            if r is not None:
-                v = t[2] / t[1] if k == "burst_size" else t[PARAMS.index(k)]
-                hits.append(r[f"{k}_q05"] <= v <= r[f"{k}_q95"])
-        out[k] = float(np.mean(hits))
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=100)
@@ -152,7 +139,7 @@ def main() -> None:
                              log=lines.append)
             wall = time.perf_counter() - t0
             cov = coverage(truth, done.rows)
-            print(f"| {label} | " + " | ".join(f"{cov[k]:.2f}" for k in cov) + f" | {wall:.0f} s |")
+            print(f"| {label} | " + " | ".join(f"{share:.2f}" for share, _ in cov.values()) + f" | {wall:.0f} s |")
             for x in lines:
                 if "efficiency node" in x:
                     print(f"\n({x})\n")
