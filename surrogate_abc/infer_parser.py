@@ -53,7 +53,7 @@ def add_infer_parser(sub, handler: Callable) -> None:
     i.add_argument("--size-factors", default=None, metavar="total|COLUMN",
                    help="--method batch: per-cell capture. Each cell's efficiency is the capture (of the mean cell: "
                         "--capture or --capture-prior) times its size factor: `total` (its total count over all "
-                        "genes / the mean total; cells with none are left out) or an obs column (.h5ad) / a named "
+                        "genes, of both layers with --layers, / the mean total; cells with none are left out) or an obs column (.h5ad) / a named "
                         "column (CSV/TSV, then not a gene) of size factors")
     i.add_argument("--compare", type=name_list, default=None, metavar="MODEL,MODEL,...",
                    help="model selection in one ABC-SMC over these protocols or emulator files, e.g. "
