@@ -326,6 +326,8 @@ def test_smc_layers_runs_one_gene(tmp_path, protocol):
     df = pd.read_csv(out / "genes.csv")
     assert list(df["gene"]) == ["g0"] and "beta_median" in df.columns
     assert df["beta_q05"][0] <= TRUTH[0, 3] <= df["beta_q95"][0]
+    uns = anndata.read_h5ad(out / "bursting.h5ad").uns["surrogate_abc"]
+    assert "telegraph_splicing" in uns["emulator"]  # the model the genes ran with, not the one-layer default
 
 
 # ------------------------------------------------------------------------------------------------- bad input

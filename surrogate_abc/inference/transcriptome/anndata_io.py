@@ -320,8 +320,10 @@ def smc_results(path: str | Path, out: Path, csv_path: Path, specs: Sequence[str
         log(f"{OUT_NAME} not written: with --species the table is one data set, not one result per gene")
         return None
     from ...emulators.resolve import resolve_models
+    from .layers import LAYER_SPECIES
 
-    models = resolve_models(list(specs), ("mrna",), options.get("capture"), options.get("capture_prior"))
+    species = LAYER_SPECIES if options.get("layers") else ("mrna",)
+    models = resolve_models(list(specs), species, options.get("capture"), options.get("capture_prior"))
     table = read_results(csv_path)
     ess = [c for c in table.columns if c.endswith("_ess")]
     if "ess" not in table.columns and ess:  # as the batch method's column: the smallest over the variables
