@@ -341,3 +341,21 @@ def test_likelihood_on_observed_categories_only_equals_the_full_one(tmp_path):
     ref = EmulatorModel(exact, "likelihood", 50).evaluate(np.array([[9.0]]))[0]["p"][c]
     np.testing.assert_allclose(EmulatorModel(exact, "likelihood", 50, categories=c).evaluate(np.array([[9.0]]))[0]["p"],
                                ref, rtol=1e-12)
+
+
+def test_a_posterior_against_a_prior_bound_is_reported(files, tmp_path, capsys):
+    """Poisson(10) cells under a prior a ~ U(1, 8): the posterior piles at 8, and the summary says that its interval
+    is a lower bound (posterior.nc records it); under the full prior nothing is reported."""
+    import json
+
+    import arviz as az
+
+    common = ["--emulator", f"exact:{files / 'bd.toml'}", "--population", "200", "--generations", "4",
+              "--no-plots", "--check", "none"]
+    out = tmp_path / "bound"
+    assert main(["infer", str(files / "obs.h5"), "--prior", "a=1:8", "--out", str(out), *common]) == 0
+    err = capsys.readouterr().err
+    assert "a: the posterior piles against the prior's upper bound 8" in err and "lower bound" in err
+    assert json.loads(az.from_netcdf(out / "posterior.nc").posterior.attrs["prior_bound"]) == ["a_high"]
+    assert main(["infer", str(files / "obs.h5"), "--out", str(tmp_path / "free"), *common]) == 0
+    assert "piles against" not in capsys.readouterr().err

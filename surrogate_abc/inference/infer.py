@@ -117,6 +117,7 @@ def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Seq
     every group (also when the exact follow-ups fail, without theirs). `write` False: only abc.db goes to `out`
     (the table still goes to on_table, the exact groups still into the InferenceData) and .path is None."""
     from .output import build_inference_data, write_outputs, write_posterior
+    from .prior_bounds import bound_lines, prior_bound_flags
 
     emulators = [em for em, _ in models]
     for em in emulators:
@@ -155,7 +156,11 @@ def run_dataset(observed: Observed, hist: np.ndarray, overflow: int, models: Seq
     idata = build_inference_data(chains, emulator, hist, overflow, info, seed=settings.algorithm.seed,
                                  model_names=model_names if len(models) > 1 else None)
     folder = out if write else None
+    flags = prior_bound_flags(idata, box)
+    idata.posterior.attrs["prior_bound"] = json.dumps(flags)
     table = write_outputs(idata, folder, plots=settings.plots and write, on_table=on_table)
+    for line in bound_lines(flags, box):  # under the table: which interval is one-sided
+        warn(line)
     exact = exact_counterpart(emulator) if "exact" in (settings.exact.exact_check, settings.exact.reweight) else None
     nc: Path | None = None
     try:
