@@ -14,7 +14,7 @@ size factor is `scale` (per-cell capture, inference/transcriptome/efficiency.py)
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -36,6 +36,24 @@ def check_capture(capture: float | Sequence[float] | None, prior: tuple[float, f
         lo, hi = prior
         if not 0.0 < lo < hi <= 1.0:
             raise UserError(f"--capture-prior {lo:g}:{hi:g}: needs 0 < LOW < HIGH <= 1")
+
+
+@runtime_checkable
+class CaptureWrapper(Protocol):
+    """An emulator of observed counts under capture, around the emulator of the true ones (`inner`):
+    CapturedEmulator (one species, its pmf thinned) or rate_capture.RateCapture (the birth rate scaled)."""
+
+    inner: Any
+    capture: float | None  # the fixed efficiency (the larger of one per species); None: inferred (`capture`)
+    n_categories: int
+
+    def at_scale(self, scale: float) -> Any:
+        """The same capture for cells of size factor `scale`."""
+        ...
+
+    def flat_probs_at(self, theta: np.ndarray, eff: np.ndarray) -> np.ndarray:
+        """(n, C) flat probabilities at true parameter sets theta (n, d) with detection probabilities eff (n,)."""
+        ...
 
 
 def efficiency(arr: np.ndarray, d: int, capture: float | None, scale: float) -> np.ndarray:

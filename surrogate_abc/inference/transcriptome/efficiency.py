@@ -86,13 +86,14 @@ class EfficiencyNodes:
 
 def node_emulators(emulator: EmulatorLike, nodes: EfficiencyNodes | None) -> list[EmulatorLike]:
     """The emulator of the observed counts at each node's efficiency (capture x node size factor)."""
+    from ...emulators.capture import CaptureWrapper
+
     if nodes is None:
         return [emulator]
-    at_scale = getattr(emulator, "at_scale", None)
-    if at_scale is None:
+    if not isinstance(emulator, CaptureWrapper):
         raise UserError("--size-factors needs the capture efficiency: give --capture BETA (the mean cell's, e.g. "
                         "0.1 for droplet data) or --capture-prior LOW:HIGH")
-    return [at_scale(float(s)) for s in nodes.scales]
+    return [emulator.at_scale(float(s)) for s in nodes.scales]
 
 
 def count_categories(counts: np.ndarray, edges: Sequence[np.ndarray]) -> np.ndarray:
@@ -125,21 +126,21 @@ def per_cell_loglik(emulator: EmulatorLike, theta: np.ndarray, categories: np.nd
                     size_factors: np.ndarray) -> float:
     """sum_i log p(c_i | theta, capture x s_i): every kept cell (s_i > 0) at its own efficiency (the reference);
     `categories` (cells,) the cells' flat categories."""
-    at = getattr(emulator, "flat_probs_at", None)
-    if at is None:
+    from ...emulators.capture import CaptureWrapper
+
+    if not isinstance(emulator, CaptureWrapper):
         raise TypeError("per_cell_loglik needs a capture wrapper (CapturedEmulator or RateCapture)")
     s = np.asarray(size_factors, float)
     keep = s > 0
     c, s = np.asarray(categories, np.int64)[keep], s[keep]
-    d = len(getattr(emulator, "inner").param_names)
+    d = len(emulator.inner.param_names)
     th = np.atleast_2d(np.asarray(theta, float))[0]
-    capture = getattr(emulator, "capture")
-    beta = float(capture) if capture is not None else float(th[d])
+    beta = float(emulator.capture) if emulator.capture is not None else float(th[d])
     out = 0.0
     for lo in range(0, len(c), CELLS_PER_CALL):
         part = slice(lo, lo + CELLS_PER_CALL)
         rows = np.repeat(th[None, :d], len(c[part]), axis=0)
-        p = at(rows, np.minimum(beta * s[part], 1.0))
+        p = emulator.flat_probs_at(rows, np.minimum(beta * s[part], 1.0))
         out += float(log_probs(p[np.arange(len(rows)), c[part]]).sum())
     return out
 
@@ -176,12 +177,13 @@ def choose_nodes(emulator: EmulatorLike, size_factors: np.ndarray, test_categori
     """The fewest nodes whose largest error over the test genes (cell categories (cells, T), one parameter set each
     (T, d)) is at most `tol` nats per gene against the per-cell likelihood; the most nodes tried when none is."""
     t = test_categories.shape[1]
+    n_categories = int(np.prod([len(e) - 1 for e in emulator.edges])) + 1  # the bins, then the overflow
     ref = np.array([per_cell_loglik(emulator, test_theta[j], test_categories[:, j], size_factors) for j in range(t)])
     errors: dict[int, float] = {}
     for k in choices:
         nodes = EfficiencyNodes.spanning(size_factors, k)
         ems = node_emulators(emulator, nodes)
-        hist = node_histograms(test_categories, size_factors, nodes, int(getattr(emulator, "n_categories")))
+        hist = node_histograms(test_categories, size_factors, nodes, n_categories)
         got = np.array([node_loglik(ems, test_theta[j], hist[j]) for j in range(t)])
         errors[k] = float(np.max(np.abs(got - ref))) if len(ref) else 0.0
         if errors[k] <= tol:
