@@ -57,8 +57,8 @@ class RateCapture(EmulatorBase):
         self.inner, self.prior, self.scale, self.rate = inner, prior, float(scale), rate
         self.given = capture  # as the caller gave it (one value or one per species)
         self.capture = None if values is None else max(values)
-        self.relative = np.ones(len(species)) if values is None else np.array(values) / max(values) * \
-            np.ones(len(species))
+        rel = np.ones(1) if values is None else np.array(values) / max(values)
+        self.relative = np.broadcast_to(rel, (len(species),)).copy()  # each species' efficiency over the largest
         self._col = inner.param_names.index(rate)
         self._low = next(p.low for p in inner.protocol.priors if rate in p.names)
         self.thins = bool(getattr(inner, "can_thin", False))
