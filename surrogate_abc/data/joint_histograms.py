@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DataFileError
 from .count_scan import Progress
-from .gene_histograms import GeneHistograms, _check_edges, scan_cells
+from .gene_histograms import GeneHistograms, _check_edges, read_gene_counts, scan_cells
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -55,6 +55,13 @@ def joint_gene_histograms(path: str | Path | AnnData, layers: Sequence[str], edg
                             f"{layers[1]!r} ({second.n_cells} x {len(second.genes)}) differ in shape or genes; "
                             "give two layers of the same matrix")
     return _histograms(label, first, second, e, nodes)
+
+
+def read_layer_counts(path: str | Path | AnnData, genes: Sequence[str], layers: Sequence[str],
+                      cells: np.ndarray | None = None) -> np.ndarray:
+    """(cells, len(genes), 2) int64 counts of a few genes in the two layers (nascent, mature), dense (of the cells
+    where the mask `cells` is True, when given)."""
+    return np.stack([read_gene_counts(path, genes, x, cells) for x in layers], axis=-1)
 
 
 def layer_entries(path: str | Path | AnnData, layer: str, genes: Sequence[str] | None, chunk: int = 2048,

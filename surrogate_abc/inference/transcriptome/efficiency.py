@@ -205,7 +205,7 @@ def with_size_factors(source: Any, sf: np.ndarray, layer: str | None, emulator: 
     (histograms, node choice). `cells`: the mask of the cells read (a group of cells; `sf` is theirs). `layers`:
     the joint (nascent, mature) histograms of two layers instead of one layer's."""
     from ...data.gene_histograms import gene_histograms, read_gene_counts
-    from ...data.joint_histograms import joint_gene_histograms
+    from ...data.joint_histograms import joint_gene_histograms, read_layer_counts
     from ...report import warn
     from .likelihood import GeneLikelihoods, full_log_pmf
     from .refine import shared_sets
@@ -229,7 +229,7 @@ def with_size_factors(source: Any, sf: np.ndarray, layer: str | None, emulator: 
     ll = GeneLikelihoods(emulator, data.hist[test]).shared(full_log_pmf(emulator, theta))
     best = theta[np.argmax(ll, axis=1)]
     names = [data.genes[i] for i in test]
-    counts = (np.stack([read_gene_counts(source, names, x, cells) for x in layers], axis=-1) if layers else
+    counts = (read_layer_counts(source, names, layers, cells) if layers else
               read_gene_counts(source, names, layer, cells))
     choice = choose_nodes(emulator, sf, count_categories(counts, emulator.edges), best)
     log(choice.line())

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from ...data.gene_histograms import read_gene_cells, read_gene_counts
+from ...data.gene_histograms import read_gene_cells
+from ...data.joint_histograms import read_layer_counts
 from ..settings import InferenceSettings
 from .refine import BatchSettings, gene_seed
 from .store import BatchStore
@@ -58,6 +59,6 @@ def _counts(run: TableRun, genes: list[str]) -> list[np.ndarray]:
     if not genes:
         return []
     if run.layers:
-        both = np.stack([read_gene_counts(run.source, genes, x, run.cells) for x in run.layers], 2)
+        both = read_layer_counts(run.source, genes, run.layers, run.cells)
         return [both[:, j, :] for j in range(len(genes))]  # (cells, 2) each
     return [c[:, None] for c in read_gene_cells(run.source, genes, run.layer, run.cells, run.fmt)]
