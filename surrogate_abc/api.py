@@ -87,8 +87,9 @@ def attach_marginal(joint: PathLike, marginal: PathLike, out: PathLike, *, valid
 
 
 def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | None = None, *,
-          command: str = "", log=None, compare: Sequence[str] | None = None, capture: float | tuple[float, float] | None = None,
-          capture_prior: tuple[float, float] | None = None, **settings: Any):
+          command: str = "", log=None, compare: Sequence[str] | None = None,
+          capture: float | tuple[float, float] | None = None, capture_prior: tuple[float, float] | None = None,
+          **settings: Any):
     """`surrogate-abc infer`: the posterior as ArviZ InferenceData. With `out` it is also written there
     (posterior.nc, abc.db, summary.csv, the plots), as the command line does; with out=None (the default) nothing
     is written: pyabc's History lives in a temporary folder, removed before this returns, and the InferenceData
@@ -115,7 +116,8 @@ def infer(observed: PathLike, emulator: PathLike | None = None, out: PathLike | 
 
 def infer_differential(table: PathLike, groupby: str | None = None, groups: Sequence[str] | None = None,
                        emulator: PathLike | None = None, out: PathLike | None = None, *,
-                       genes: Sequence[str] | None = None, layer: str | None = None, capture: float | tuple[float, float] | None = None,
+                       genes: Sequence[str] | None = None, layer: str | None = None,
+                       capture: float | tuple[float, float] | None = None,
                        capture_prior: tuple[float, float] | None = None, size_factors: str | None = None,
                        lfc_threshold: float = 0.5, call_probability: float = 0.95, min_cells: int = 10, seed: int = 0,
                        prior: dict[str, tuple[float, float]] | None = None, batch: Any = None, plots: bool = True,
