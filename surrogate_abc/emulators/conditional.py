@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from .bin_masses import bin_plan, nb_mixture_bin_masses, nb_mixture_outside
 from .distributions import _sum_into, mixture_pmf_grid, thinned_params
 from .layers import (
     DEFAULT_HIDDEN,
@@ -121,13 +122,22 @@ class ConditionalMDN(nn.Module):
         self.register_buffer("marginal_scale", one if scale is None else torch.as_tensor(scale, dtype=ref.dtype).to(ref.device))
         self.register_buffer("marginal_shift", 0 * one if shift is None else torch.as_tensor(shift, dtype=ref.dtype).to(ref.device))
 
-    def _a_bin_masses(self, x: torch.Tensor, log_wa: torch.Tensor, pa: torch.Tensor) -> torch.Tensor:
-        """(n, A) probability of each bin of a: this network's own factor, or the marginal network's."""
+    def _a_bin_masses(self, x: torch.Tensor, log_wa: torch.Tensor, pa: torch.Tensor,
+                      rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, A) probability of each bin of a (n, U: only the bins `rows`, sorted, when given): this network's
+        own factor, or the marginal network's (its pmf computed only as far as the last bin asked)."""
         b = self._binning.on(x.device)
-        if self.marginal is not None:
-            return self.marginal(x * self.marginal_scale + self.marginal_shift)[:, :-1]
-        p_a = mixture_pmf_grid(self.family, log_wa, pa, (b.support[0],))          # (n, n_a) integers
-        return _sum_into(p_a, b.index[0], b.shape[0], dim=1)[:, :-1]
+        marginal: Any = self.marginal  # a 1-D MDN (set_marginal)
+        if marginal is not None:
+            xm = x * self.marginal_scale + self.marginal_shift
+            if rows is not None and hasattr(marginal, "category_probs"):
+                return marginal.category_probs(xm, rows)
+            out = marginal(xm)[:, :-1]
+        else:
+            n_sup = b.support[0] if rows is None else int(torch.nonzero(b.index[0] <= rows.max()).max()) + 1
+            p_a = mixture_pmf_grid(self.family, log_wa, pa, (n_sup,))              # (n, n_sup) integers
+            out = _sum_into(p_a, b.index[0][:n_sup], b.shape[0], dim=1)[:, :-1]
+        return out if rows is None else out[:, rows]
 
     def work_per_row(self) -> int:
         """Largest intermediate per input row: components x (bins of a) x (integer support of b)."""
@@ -226,31 +236,91 @@ class ConditionalMDN(nn.Module):
         if bool(whole.all()):
             return self.category_probs(x, categories, q[:, -1])
         cats = categories.to(device=x.device, dtype=torch.long)
-        out = x.new_zeros((x.shape[0], cats.numel()))
+        out = torch.zeros((x.shape[0], cats.numel()), dtype=torch.float64, device=x.device)
         if bool(whole.any()):
             out[whole] = self.category_probs(x[whole], categories, q[whole, -1])
-        out[~whole] = self._thinned_both(x[~whole], q[~whole])[:, cats]
+        out[~whole] = self._thinned_both(x[~whole], q[~whole])[:, cats].to(torch.float64)
         return out
+
+    @property
+    def exact_overflow(self) -> bool:
+        """Whether category_probs takes the overflow category (in float64, from the components' tails): for
+        Gamma-Poisson components (and a Gamma-Poisson marginal network, if one is attached)."""
+        marginal = self.marginal
+        return self.family.name == "gamma_poisson" and (
+            marginal is None or getattr(getattr(marginal, "family", None), "name", None) == "gamma_poisson")
+
+    def category_work(self, categories: np.ndarray) -> int:
+        """Largest intermediate per input row of category_probs(x, categories): the head on the a-bins listed
+        (all of them with the overflow) or components x categories."""
+        A, B = self.binning.shape
+        cats = np.asarray(categories, dtype=np.int64)
+        if not self.exact_overflow:
+            return self.work_per_row()
+        rows = A if np.any(cats == A * B) else len(np.unique(cats // B))
+        return max(rows * max(self.head), 2 * self.n_components * len(cats), 1)
 
     def category_probs(self, x: torch.Tensor, categories: torch.Tensor,
                        beta_b: torch.Tensor | None = None) -> torch.Tensor:
-        """forward(x)[:, categories] for bin categories (flat index a_bin * bins_b + b_bin; not the overflow),
-        computing only the a-bins listed and the b integers up to the last b-bin listed: an observed data set
-        touches a fraction of the grid, so a likelihood costs that fraction of a full forward pass. `beta_b` (n,):
-        of the second species' counts thinned with that detection probability."""
+        """forward(x)[:, categories] for flat categories (a_bin * bins_b + b_bin; A * B the overflow), computing
+        only what they need: the conditional head on the a-bins listed, and for Gamma-Poisson components each
+        category's mass from its first integer (bin_masses.nb_mixture_bin_masses); the overflow in float64 from
+        the components' tails (exact_overflow). An observed data set touches a small part of the grid, so a
+        likelihood costs that part of a forward pass. `beta_b` (n,): of the second species' counts thinned with
+        that detection probability. float64 (n, k)."""
         b = self._binning.on(x.device)
         A, B = b.shape
         categories = categories.to(device=x.device, dtype=torch.long)
-        if categories.numel() and (int(categories.min()) < 0 or int(categories.max()) >= A * B):
-            raise ValueError(f"categories must be bin indices in [0, {A * B}) (the overflow needs forward())")
+        top = A * B if self.exact_overflow else A * B - 1
+        if categories.numel() and (int(categories.min()) < 0 or int(categories.max()) > top):
+            raise ValueError(f"categories must be bin indices in [0, {top}]"
+                             + ("" if self.exact_overflow else " (the overflow needs forward())"))
+        if not self.exact_overflow:
+            return self._category_probs_grid(x, categories, beta_b).to(torch.float64)
+        over = categories == A * B
+        ia, ib = categories[~over] // B, categories[~over] % B
+        rows = torch.arange(A, device=x.device) if bool(over.any()) else torch.unique(ia)
+        pos = torch.searchsorted(rows, ia)
+        log_wa, pa, log_wb, pb = self.factors(x, rows)
+        if beta_b is not None:  # the second species thinned: its components stay in their family
+            pb = thinned_params(self.family, pb, beta_b[:, None].to(pb.dtype))
+        a_bins = self._a_bin_masses(x, log_wa, pa, rows)                            # (n, U)
+        plan = bin_plan(ib.cpu().numpy(), pos.cpu().numpy(), b.index[1].cpu().numpy(), B, x.device, pb.dtype)
+        masses = nb_mixture_bin_masses(log_wb, pb[..., 0], pb[..., 1], plan)
+        out = torch.zeros((x.shape[0], categories.numel()), dtype=torch.float64, device=x.device)
+        out[:, ~over] = (a_bins[:, pos] * masses).to(torch.float64)
+        if bool(over.any()):
+            out[:, over] = self._overflow(x, log_wa, pa, a_bins, log_wb, pb)[:, None]
+        return out
+
+    def _overflow(self, x: torch.Tensor, log_wa: torch.Tensor, pa: torch.Tensor, a_bins: torch.Tensor,
+                  log_wb: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
+        """float64 (n,) mass outside the bins: first species outside its bins, plus each a-bin's mass (a_bins
+        (n, A)) times its second species' conditional mass outside (log_wb, pb on all A a-bins)."""
+        b = self._binning.on(x.device)
+        first_a, first_b = (int(math.ceil(e[0])) for e in b.edges_np)  # integers below the first edge: outside
+        cap_a, cap_b = b.support
+        marginal: Any = self.marginal  # a Gamma-Poisson MDN (exact_overflow)
+        if marginal is not None:
+            log_wa, pa = marginal.mixture(x * self.marginal_scale + self.marginal_shift)
+        a_out = nb_mixture_outside(log_wa, pa[..., 0], pa[..., 1], first_a, cap_a)
+        b_out = nb_mixture_outside(log_wb, pb[..., 0], pb[..., 1], first_b, cap_b)  # (n, A)
+        return a_out + (a_bins.to(torch.float64) * b_out).sum(dim=1)
+
+    def _category_probs_grid(self, x: torch.Tensor, categories: torch.Tensor,
+                             beta_b: torch.Tensor | None = None) -> torch.Tensor:
+        """category_probs of bin categories for any count family: the conditional pmf on the b integers up to
+        the last b-bin listed, summed into bins."""
+        b = self._binning.on(x.device)
+        B = b.shape[1]
         ia, ib = categories // B, categories % B
         rows, pos = torch.unique(ia, return_inverse=True)
         idx_b = b.index[1]
         n_sup = int(torch.nonzero(idx_b <= ib.max()).max()) + 1 if categories.numel() else 1
         log_wa, pa, log_wb, pb = self.factors(x, rows)
-        if beta_b is not None:  # the second species thinned: its components stay in their family
+        if beta_b is not None:
             pb = thinned_params(self.family, pb, beta_b[:, None].to(pb.dtype))
-        a_bins = self._a_bin_masses(x, log_wa, pa)[:, rows]                         # (n, U)
+        a_bins = self._a_bin_masses(x, log_wa, pa, rows)                            # (n, U)
         b_bins = _sum_into(mixture_pmf_grid(self.family, log_wb, pb, (n_sup,)), idx_b[:n_sup], B, dim=2)
         return a_bins[:, pos] * b_bins[:, pos, ib]
 

@@ -132,7 +132,8 @@ class Emulator(EmulatorBase):
         Unlike pmf the rows are not renormalised (differences are float rounding, ~1e-7)."""
         arr = self.check_domain(theta, allow_extrapolation)
         cats = self._categories(categories)
-        if not hasattr(self.model, "category_probs") or np.any(cats == self.n_categories - 1):
+        if not hasattr(self.model, "category_probs") or (np.any(cats == self.n_categories - 1)
+                                                          and not getattr(self.model, "exact_overflow", False)):
             return self._probs(arr)[:, cats]
         per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
         rows = self._rows_for(int(per_row)) if per_row else None
@@ -143,7 +144,8 @@ class Emulator(EmulatorBase):
         """category_probs of the counts after binomial thinning (detection probability beta (n,)) at parameter
         sets arr (n, d), already checked against the domain; only what the categories need, where the network can."""
         cats = self._categories(categories)
-        if not hasattr(self.model, "thinned_category_probs") or np.any(cats == self.n_categories - 1):
+        if not hasattr(self.model, "thinned_category_probs") or (np.any(cats == self.n_categories - 1)
+                                                                  and not getattr(self.model, "exact_overflow", False)):
             return self.thinned_flat_probs(arr, beta)[:, cats]
         per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
         rows = self._rows_for(int(per_row)) if per_row else None

@@ -6,6 +6,7 @@ from surrogate_abc.emulators.distributions; the MDN only produces (log_weights, 
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import distributions
+from .bin_masses import nb_mixture_outside
 from .layers import DEFAULT_HIDDEN, BinningOnDevice, dense_trunk, resolve_family
 
 
@@ -90,21 +92,39 @@ class MDN(nn.Module):
         """category_probs of the counts after binomial thinning with detection probability beta (n,)."""
         return self._category_probs(x, categories, beta)
 
+    @property
+    def exact_overflow(self) -> bool:
+        """Whether category_probs takes the overflow category (in float64, from the components' tails): a 1-D
+        count histogram of Gamma-Poisson components."""
+        b = self.binning
+        return bool(getattr(b, "counts", False) and b.ndim == 1 and self.family.name == "gamma_poisson")
+
     def _category_probs(self, x: torch.Tensor, categories: torch.Tensor, beta: torch.Tensor | None) -> torch.Tensor:
         b = self._binning.on(x.device)
         categories = categories.to(device=x.device, dtype=torch.long)
         if not (getattr(b, "counts", False) and b.ndim == 1 and self.family.discrete and self.family.event_dim == 1):
             return (self.forward(x) if beta is None else self.thinned(x, beta))[:, categories]
         n_bins = b.shape[0]
-        if categories.numel() and (int(categories.min()) < 0 or int(categories.max()) >= n_bins):
-            raise ValueError(f"categories must be bin indices in [0, {n_bins}) (the overflow needs forward())")
+        top = n_bins if self.exact_overflow else n_bins - 1
+        if categories.numel() and (int(categories.min()) < 0 or int(categories.max()) > top):
+            raise ValueError(f"categories must be bin indices in [0, {top}]"
+                             + ("" if self.exact_overflow else " (the overflow needs forward())"))
+        over = categories == n_bins
+        inside = categories[~over]
         idx = b.index[0]
-        n_sup = int(torch.nonzero(idx <= categories.max()).max()) + 1 if categories.numel() else 1
+        n_sup = int(torch.nonzero(idx <= inside.max()).max()) + 1 if inside.numel() else 1
         log_w, params = self.mixture(x)
         if beta is not None:
             params = distributions.thinned_params(self.family, params, beta)
         pmf = distributions.mixture_pmf_grid(self.family, log_w, params, (n_sup,))
-        return distributions.sum_into_bins(pmf, idx[:n_sup], n_bins)[:, categories]
+        bins = distributions.sum_into_bins(pmf, idx[:n_sup], n_bins)[:, inside]
+        if not bool(over.any()):
+            return bins
+        out = torch.zeros((x.shape[0], categories.numel()), dtype=torch.float64, device=x.device)
+        out[:, ~over] = bins.to(torch.float64)
+        out[:, over] = nb_mixture_outside(log_w, params[..., 0], params[..., 1], int(math.ceil(b.edges_np[0][0])),
+                                          b.support[0])[:, None]
+        return out
 
     def thinned(self, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """forward(x) of the counts after binomial thinning with detection probability beta (n,)."""
