@@ -1,0 +1,211 @@
+"""Numba kernels of the gene model's stationary generating function G(z, w) (the method: pgf.py).
+
+In the age a of the mRNAs alive now, with c = v1 (w - 1) / d1 and I(a) = -d0 a - c expm1(-d1 a):
+  one mRNA's generating function F(a) - 1 = z A(a) + K(a) - 1, A = exp(I) (the mRNA itself alive), and
+  K(t) = exp(I(t) - I(s)) K(s) + d0 int_s^t exp(I(t) - I(u)) du, K(0) = 0 (`k_step`, Gauss-Legendre);
+  the promoter row vector (x, y) = (off, on) solves x' = -k0 x + k1 y, y' = k0 x + (V - k1) y, V = v0 (F - 1),
+  from (k1, k0) / (k0 + k1); G = x + y at a = inf.
+V reaches v0 |F - 1| ~ 1e5, so (x, y) is stepped by Radau IIA collocation (L-stable, order 2s - 1): the off
+stages are eliminated with pair-independent matrices and each step solves one s x s complex system. Ages up to
+`head[-1]` depend on z; beyond, V does not, so the propagator to `tail[-1]` is computed once per w. Both grids
+are shared by every (z, w), which makes the discretisation error an analytic function of z and w.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+KSUB = 2.0   # K sub-steps span at most this many units of the rate at which K varies
+
+
+def radau(s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Radau IIA collocation on [0, 1]: nodes c (zeros of P_s - P_{s-1} in 2c - 1; c_s = 1) and the matrix
+    a_ij = int_0^{c_i} l_j of the nodes' Lagrange basis l_j."""
+    coef = np.zeros(s + 1)
+    coef[s], coef[s - 1] = 1.0, -1.0
+    c = np.sort((np.polynomial.legendre.legroots(coef).real + 1.0) / 2.0)
+    c[-1] = 1.0
+    xq, wq = np.polynomial.legendre.leggauss(s + 2)
+    xq, wq = (xq + 1.0) / 2.0, wq / 2.0
+    a = np.empty((s, s))
+    for j in range(s):
+        others = np.delete(c, j)
+        for i in range(s):
+            t = c[i] * xq
+            a[i, j] = c[i] * np.sum(wq * np.prod((t[:, None] - others) / (c[j] - others), axis=1))
+    return c, a
+
+
+def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n-point Gauss-Legendre nodes and weights on [0, 1]."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    return (x + 1.0) / 2.0, w / 2.0
+
+
+@numba.njit(cache=True)
+def step_grid(a0, a1, rate0, rate1, d1, cstep, hmin, grade):
+    """Step edges from a0 to a1: h = cstep / (rate0 + rate1 exp(-d1 a)), at most hmin + grade (a - a0)."""
+    n = 0
+    a = a0
+    while a < a1:
+        a += min(cstep / (rate0 + rate1 * math.exp(-d1 * a)), hmin + grade * (a - a0))
+        n += 1
+    edges = np.empty(n + 1)
+    edges[0] = a0
+    a = a0
+    for i in range(1, n + 1):
+        a = min(a + min(cstep / (rate0 + rate1 * math.exp(-d1 * a)), hmin + grade * (a - a0)), a1)
+        edges[i] = a
+    edges[n] = a1
+    return edges
+
+
+@numba.njit(cache=True)
+def k_step(kv, t0, t1, d0, d1, c, xs, ws):
+    """K(t1) from K(t0) = kv: the exact factor exp(I(t1) - I(t0)) and Gauss-Legendre for the source integral."""
+    h = t1 - t0
+    e1 = math.exp(-d1 * t1)
+    acc = 0.0j
+    for q in range(xs.shape[0]):
+        u = h * (1.0 - xs[q])  # t1 - s
+        acc += ws[q] * np.exp(-d0 * u + c * (e1 * math.expm1(d1 * u)))
+    return np.exp(-d0 * h + c * (e1 * math.expm1(d1 * h))) * kv + d0 * h * acc
+
+
+@numba.njit(cache=True)
+def k_nodes(kv, t0, h, rc, d0, d1, c, xs, ws, out):
+    """K at the nodes t0 + rc_j h (increasing, the last at the step's end) from K(t0) = kv; returns K(t0 + h)."""
+    t = t0
+    for j in range(rc.shape[0]):
+        tgt = t0 + rc[j] * h
+        nsub = int(math.ceil((tgt - t) * (d0 + abs(c) * d1 * math.exp(-d1 * t)) / KSUB)) + 1
+        dt = (tgt - t) / nsub
+        for _ in range(nsub):
+            kv = k_step(kv, t, t + dt, d0, d1, c, xs, ws)
+            t += dt
+        t = tgt
+        out[j] = kv
+    return kv
+
+
+@numba.njit(cache=True)
+def step_mats(edges, k0, k1, ra):
+    """Pair-independent parts of every Radau step of a grid: h a, the on-stage matrix without V, the off
+    initial value's weight in the on stages, and the end value of x from (x0, on stages)."""
+    n, s = edges.shape[0] - 1, ra.shape[0]
+    has, cms, r1s = np.empty((n, s, s)), np.empty((n, s, s)), np.empty((n, s))
+    q1s, q2s = np.empty(n), np.empty((n, s))
+    one = np.ones(s)
+    for i in range(n):
+        ha = (edges[i + 1] - edges[i]) * ra
+        p = np.linalg.inv(np.eye(s) + k0 * ha)  # the off stages: X = p (x0 1 + k1 ha Y)
+        has[i] = ha
+        cms[i] = np.eye(s) + k1 * ha - k0 * k1 * (ha @ p @ ha)
+        r1s[i] = k0 * (ha @ (p @ one))
+        q1s[i] = np.sum(p[s - 1])
+        q2s[i] = k1 * (np.ascontiguousarray(p[s - 1]) @ ha)
+    return has, cms, r1s, q1s, q2s
+
+
+@numba.njit(cache=True)
+def radau_step(x0, y0, vs, ha, cm, r1, q1, q2, mbuf, rbuf):
+    """(x, y) after one Radau IIA step with V = vs at the nodes: solve (cm - ha diag(vs)) Y = y0 + x0 r1
+    (Gaussian elimination, partial pivoting); y = Y_s, x = x0 q1 + q2 . Y."""
+    s = vs.shape[0]
+    for i in range(s):
+        for j in range(s):
+            mbuf[i, j] = cm[i, j] - ha[i, j] * vs[j]
+        rbuf[i] = y0 + x0 * r1[i]
+    for k in range(s):
+        piv = k
+        best = mbuf[k, k].real ** 2 + mbuf[k, k].imag ** 2
+        for i in range(k + 1, s):
+            mag = mbuf[i, k].real ** 2 + mbuf[i, k].imag ** 2
+            if mag > best:
+                best = mag
+                piv = i
+        if piv != k:
+            for j in range(k, s):
+                mbuf[k, j], mbuf[piv, j] = mbuf[piv, j], mbuf[k, j]
+            rbuf[k], rbuf[piv] = rbuf[piv], rbuf[k]
+        inv = 1.0 / mbuf[k, k]
+        for i in range(k + 1, s):
+            f = mbuf[i, k] * inv
+            for j in range(k + 1, s):
+                mbuf[i, j] -= f * mbuf[k, j]
+            rbuf[i] -= f * rbuf[k]
+    for k in range(s - 1, -1, -1):
+        acc = rbuf[k]
+        for j in range(k + 1, s):
+            acc -= mbuf[k, j] * rbuf[j]
+        rbuf[k] = acc / mbuf[k, k]
+    x1 = x0 * q1
+    for j in range(s):
+        x1 += q2[j] * rbuf[j]
+    return x1, rbuf[s - 1]
+
+
+@numba.njit(cache=True)
+def pgf_grid(zs, ws_, rates, head, tail, rc, ra, xs, wq):
+    """G(z_j, w_k) for all j, k: (len(zs), len(ws_)) complex; rates = (k0, k1, v0, d0, v1, d1)."""
+    k0, k1, v0, d0, v1, d1 = rates[0], rates[1], rates[2], rates[3], rates[4], rates[5]
+    nz, nw, s = zs.shape[0], ws_.shape[0], rc.shape[0]
+    out = np.empty((nz, nw), dtype=np.complex128)
+    hh, hc, hr, hq1, hq2 = step_mats(head, k0, k1, ra)
+    th, tc, tr, tq1, tq2 = step_mats(tail, k0, k1, ra)
+    nh, nt = head.shape[0] - 1, tail.shape[0] - 1
+    av = np.empty((nh, s), dtype=np.complex128)
+    bv = np.empty((nh, s), dtype=np.complex128)
+    kn = np.empty(s, dtype=np.complex128)
+    vs = np.empty(s, dtype=np.complex128)
+    mbuf = np.empty((s, s), dtype=np.complex128)
+    rbuf = np.empty(s, dtype=np.complex128)
+    for kk in range(nw):
+        c = v1 * (ws_[kk] - 1.0) / d1
+        kv = 0.0j
+        for i in range(nh):
+            t0, h = head[i], head[i + 1] - head[i]
+            kv = k_nodes(kv, t0, h, rc, d0, d1, c, xs, wq, kn)
+            for j in range(s):
+                t = t0 + rc[j] * h
+                av[i, j] = np.exp(-d0 * t - c * math.expm1(-d1 * t))
+                bv[i, j] = kn[j] - 1.0
+        # ages beyond the head: V = v0 (K - 1) for every z; propagate the rows (1, 0) and (0, 1)
+        f00, f01, f10, f11 = 1.0 + 0.0j, 0.0j, 0.0j, 1.0 + 0.0j
+        for i in range(nt):
+            t0, h = tail[i], tail[i + 1] - tail[i]
+            kv = k_nodes(kv, t0, h, rc, d0, d1, c, xs, wq, kn)
+            for j in range(s):
+                vs[j] = v0 * (kn[j] - 1.0)
+            f00, f01 = radau_step(f00, f01, vs, th[i], tc[i], tr[i], tq1[i], tq2[i], mbuf, rbuf)
+            f10, f11 = radau_step(f10, f11, vs, th[i], tc[i], tr[i], tq1[i], tq2[i], mbuf, rbuf)
+        u0, u1 = f00 + f01, f10 + f11
+        for jz in range(nz):
+            z = zs[jz]
+            x, y = k1 / (k0 + k1) + 0.0j, k0 / (k0 + k1) + 0.0j
+            for i in range(nh):
+                for j in range(s):
+                    vs[j] = v0 * (z * av[i, j] + bv[i, j])
+                x, y = radau_step(x, y, vs, hh[i], hc[i], hr[i], hq1[i], hq2[i], mbuf, rbuf)
+            out[jz, kk] = x * u0 + y * u1
+    return out
+
+
+@numba.njit(cache=True)
+def beta_poisson_tail_max(a, b, v, n0):
+    """max_{n >= n0} of the Beta-Poisson pmf (Poisson(v x), x ~ Beta(a, b)): the pmf's ratios by the backward
+    continued fraction of its three-term recurrence (Miller), normalised in log space."""
+    n_max = int(max(n0 + 1, v + 50.0 * math.sqrt(v + 1.0) + 100.0))
+    logrho = np.zeros(n_max)
+    rho = 0.0
+    for m in range(n_max - 1, 0, -1):
+        rho = v * (m - 1 + a) / (m * (m - 1 + a + b + v) - m * (m + 1) * rho)
+        logrho[m] = math.log(rho) if rho > 0.0 else -745.0
+    logp = np.cumsum(logrho)
+    top = logp.max()
+    norm = top + math.log(np.sum(np.exp(logp - top)))
+    if n0 >= n_max:
+        return 0.0
+    return math.exp(logp[n0:].max() - norm)
