@@ -15,8 +15,8 @@ to one smooth integral) and a 2-state Feynman-Kac equation over the promoter's a
   protein is a mixed Poisson, whose point masses at n are at most n^n e^-n / n!);
 * discretisation of the age ODEs: the grids are shared by every (z, w), so the error is an analytic function
   whose Taylor coefficients are bounded by its maximum on the unit torus, estimated there against a finer grid;
-* rounding, amplified by r_m^-(M-1) r_p^-(P-1): independent relative errors of 1e-15 at the grid points
-  leave 2e-15 rms(|G|) / sqrt(N_m N_p) in a sum over the grid.
+* rounding, amplified by r_m^-(M-1) r_p^-(P-1): 1e-15 rms(|G|) (a relative error of 1e-15 at every grid
+  point, not assumed to average out: errors of the per-w quantities are shared along z).
 r_m, r_p minimise the sum of the first and last.
 """
 from __future__ import annotations
@@ -58,15 +58,16 @@ class GeneRoles:
 @dataclass(frozen=True)
 class PGFSettings:
     """Numerical settings: Radau stages, steps per unit of the ODEs' rate (head: z-dependent ages; tail),
-    initial step (relative to 1 / (2 v0 + k0 + k1 + d0)) and its growth, FFT sizes per cap."""
+    initial step (relative to 1 / (2 v0 + k0 + k1 + d0)) and its growth, FFT sizes per cap and at least."""
 
     stages: int = 7
     cstep: float = 3.0
     tail_cstep: float = 1.0
     hmin: float = 0.01
     grade: float = 0.3
-    size_m: float = 1.5
-    size_p: float = 1.5
+    size_m: float = 2.0
+    size_p: float = 2.0
+    min_size: int = 256
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def _radii(t_m: float, t_p: float, sizes: tuple[int, int], caps: tuple[int, int]
     am, ap = np.meshgrid(alphas, alphas, indexing="ij")
     rho_m, rho_p = 10.0 ** -am, 10.0 ** -ap
     amp = 10.0 ** (am * (caps[0] - 1) / sizes[0] + ap * (caps[1] - 1) / sizes[1])
-    total = t_m * rho_m / (1 - rho_m) + t_p * rho_p / (1 - rho_p) + 2 * ROUNDING * amp / math.sqrt(sizes[0] * sizes[1])
+    total = t_m * rho_m / (1 - rho_m) + t_p * rho_p / (1 - rho_p) + ROUNDING * amp
     i, j = np.unravel_index(np.argmin(total), total.shape)
     return float(am[i, j]), float(ap[i, j])
 
@@ -158,8 +159,8 @@ def window_pmf(rates: Sequence[float], caps: Sequence[int], settings: PGFSetting
         raise UserError(f"pgf engine: rates (k0, k1, v0, d0, v1, d1) must be finite and >= 0 with d0, d1, "
                         f"k0 + k1 > 0, got {list(r)}")
     cm, cp = (int(c) for c in caps)
-    nm = scipy.fft.next_fast_len(max(64, math.ceil(s.size_m * cm)))
-    np_ = scipy.fft.next_fast_len(max(64, math.ceil(s.size_p * cp)), real=True)
+    nm = scipy.fft.next_fast_len(max(s.min_size, math.ceil(s.size_m * cm)))
+    np_ = scipy.fft.next_fast_len(max(s.min_size, math.ceil(s.size_p * cp)), real=True)
     k0, k1, v0, d0 = r[:4]
     t_m = kern.beta_poisson_tail_max(k0 / d0, k1 / d0, v0 / d0, nm) if v0 > 0 else 0.0
     t_p = min(1.0, 0.4 / math.sqrt(np_))
@@ -172,8 +173,7 @@ def window_pmf(rates: Sequence[float], caps: Sequence[int], settings: PGFSetting
     pmf = full * (rm ** -np.arange(cm, dtype=float))[:, None] * (rp ** -np.arange(cp, dtype=float))[None, :]
     parts = {
         "aliasing": t_m * 10 ** -am / (1 - 10 ** -am) + t_p * 10 ** -ap / (1 - 10 ** -ap),
-        "rounding": 2 * ROUNDING * float(np.sqrt(np.mean(np.abs(g) ** 2)) / math.sqrt(nm * np_))
-        * 10 ** (am * (cm - 1) / nm + ap * (cp - 1) / np_),
+        "rounding": ROUNDING * float(np.sqrt(np.mean(np.abs(g) ** 2))) * 10 ** (am * (cm - 1) / nm + ap * (cp - 1) / np_),
         "discretisation": discretisation_error(r, s),
     }
     pmf = np.maximum(pmf, 0.0)
