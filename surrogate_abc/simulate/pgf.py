@@ -7,7 +7,7 @@ G(z, w) = sum P(m, p) z^m w^p follows from one mRNA's generating function F(a; z
 to one smooth integral) and a 2-state Feynman-Kac equation over the promoter's age-reversed path
 (pgf_kernel.py); P(m, p) on the window m < M, p < P is the damped 2-D discrete Fourier inversion
 
-    P(m, p) = r_m^-m r_p^-p / (N_m N_p) sum_{j,k} G(r_m e^{2 pi i j / N_m}, r_p e^{2 pi i k / N_p}) e^{-2 pi i (jm / N_m + kp / N_p)}
+    P(m, p) = r_m^-m r_p^-p / (N_m N_p) sum_jk G(r_m e^(2 pi i j/N_m), r_p e^(2 pi i k/N_p)) e^-(2 pi i (jm/N_m + kp/N_p))
 
 (half the w circle by G(conj z, conj w) = conj G). Its error has three parts, each estimated in `error`:
 * aliasing: sum over (i, k) != 0 of r^(iN) P(m + i N_m, p + k N_p) <= rho_m t_m / (1 - rho_m) + rho_p t_p / (1 - rho_p),
@@ -64,7 +64,7 @@ class PGFSettings:
     cstep: float = 3.0
     tail_cstep: float = 1.0
     hmin: float = 0.01
-    grade: float = 0.3
+    grade: float = 0.2
     size_m: float = 2.0
     size_p: float = 2.0
     min_size: int = 256
@@ -150,7 +150,8 @@ def _radii(t_m: float, t_p: float, sizes: tuple[int, int], caps: tuple[int, int]
     return float(am[i, j]), float(ap[i, j])
 
 
-def window_pmf(rates: Sequence[float], caps: Sequence[int], settings: PGFSettings | None = None) -> PGFResult:
+def window_pmf(rates: np.ndarray | Sequence[float], caps: Sequence[int],
+               settings: PGFSettings | None = None) -> PGFResult:
     """Stationary joint pmf of (mRNA, protein) on 0..M-1 x 0..P-1 from rates (k0, k1, v0, d0, v1, d1)."""
     t0 = time.perf_counter()
     s = settings or PGFSettings()
@@ -173,7 +174,8 @@ def window_pmf(rates: Sequence[float], caps: Sequence[int], settings: PGFSetting
     pmf = full * (rm ** -np.arange(cm, dtype=float))[:, None] * (rp ** -np.arange(cp, dtype=float))[None, :]
     parts = {
         "aliasing": t_m * 10 ** -am / (1 - 10 ** -am) + t_p * 10 ** -ap / (1 - 10 ** -ap),
-        "rounding": ROUNDING * float(np.sqrt(np.mean(np.abs(g) ** 2))) * 10 ** (am * (cm - 1) / nm + ap * (cp - 1) / np_),
+        "rounding": ROUNDING * float(np.sqrt(np.mean(np.abs(g) ** 2)))
+        * 10 ** (am * (cm - 1) / nm + ap * (cp - 1) / np_),
         "discretisation": discretisation_error(r, s),
     }
     pmf = np.maximum(pmf, 0.0)
