@@ -2,17 +2,21 @@
 Beta-Poisson mRNA marginal (also in the bursty corner FSP cannot reach) and the network's structure."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import h5py
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from surrogate_abc.config import FSPSettings, load_protocol
+from surrogate_abc.config import FSPSettings, load_protocol, parse_protocol
 from surrogate_abc.errors import UserError
 from surrogate_abc.networks import BIRTH_DEATH, GENE
 from surrogate_abc.networks.closed_form import beta_poisson_pmf
-from surrogate_abc.simulate import fsp, pgf
+from surrogate_abc.simulate import fsp, pgf, run_simulation
+from surrogate_abc.simulate.engines import available_engines, resolve_engine
 
 NAMES = ("k0", "k1", "v0", "d0", "v1", "d1")
 
@@ -98,3 +102,62 @@ def test_gene_joint_protocol_rates_map_onto_roles():
     values = roles.values(dict(zip(proto.rate_names, proto.rates(theta)[0])))
     k0, k1, v0, d0, v1, d1 = values
     assert d0 == 1.0 and v0 == pytest.approx(20.0 * (k0 + k1) / k0) and v1 == pytest.approx(100.0 * d1 / 20.0)
+
+
+# ---------------------------------------------------------------------------------------- the engine
+SMALL = """
+name = "gene_small"
+network = "gene"
+samples = 100
+[parameters.k0]
+prior = "uniform"
+low = 1.0
+high = 2.0
+[parameters.k1]
+prior = "uniform"
+low = 1.0
+high = 2.0
+[parameters.d1]
+prior = "uniform"
+low = 0.5
+high = 1.0
+[parameters.mean_mrna]
+prior = "uniform"
+low = 2.0
+high = 4.0
+[parameters.mean_protein]
+prior = "uniform"
+low = 5.0
+high = 10.0
+[fixed]
+d0 = 1.0
+[derived]
+v0 = "mean_mrna * d0 * (k0 + k1) / k0"
+v1 = "mean_protein * d1 / mean_mrna"
+[initial]
+gene_on = 1
+[histogram.protein]
+edges = [{ start = 0, stop = 30, width = 1 }]
+[histogram.mrna]
+edges = [{ start = 0, stop = 12, width = 1 }]
+"""
+
+
+def test_engine_is_offered_for_joint_gene_protocols_only():
+    assert "pgf" in available_engines(load_protocol("gene_joint"))
+    single = load_protocol("gene_protein")
+    assert "pgf" not in available_engines(single)
+    with pytest.raises(UserError, match="two-state switch"):
+        resolve_engine(single, "pgf")
+
+
+def test_simulate_pgf_matches_fsp_with_protein_axis_first(tmp_path: Path):
+    """Observed as (protein, mRNA): the engine transposes; the file matches fsp's set by set."""
+    proto = parse_protocol(SMALL, "gene_small.toml")
+    for eng in ("pgf", "fsp"):
+        run_simulation(proto, n=2, out=tmp_path / f"{eng}.h5", seed=4, engine=eng, progress=False)
+    with h5py.File(tmp_path / "pgf.h5", "r") as a, h5py.File(tmp_path / "fsp.h5", "r") as b:
+        assert a["grid"].shape == (2, 30, 12) and a["grid"].attrs["kind"] == "pmf"
+        assert np.abs(a["grid"][...] - b["grid"][...]).max() < 1e-10
+        np.testing.assert_allclose(a["overflow"][...], b["overflow"][...], atol=1e-10)
+        assert np.all(a["tail_mass"][...] < 1e-8) and "truncation" not in a
