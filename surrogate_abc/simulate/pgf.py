@@ -67,7 +67,7 @@ class PGFSettings:
     grade: float = 0.2
     size_m: float = 2.0
     size_p: float = 2.0
-    min_size: int = 256
+    min_size: int = 64
 
 
 @dataclass(frozen=True)

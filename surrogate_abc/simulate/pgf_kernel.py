@@ -90,23 +90,19 @@ def k_nodes(kv, t0, h, rc, d0, d1, c, xs, ws, out):
     return kv
 
 
-@numba.njit(cache=True)
-def step_mats(edges, k0, k1, ra):
-    """Pair-independent parts of every Radau step of a grid: h a, the on-stage matrix without V, the off
-    initial value's weight in the on stages, and the end value of x from (x0, on stages)."""
-    n, s = edges.shape[0] - 1, ra.shape[0]
-    has, cms, r1s = np.empty((n, s, s)), np.empty((n, s, s)), np.empty((n, s))
-    q1s, q2s = np.empty(n), np.empty((n, s))
-    one = np.ones(s)
-    for i in range(n):
-        ha = (edges[i + 1] - edges[i]) * ra
-        p = np.linalg.inv(np.eye(s) + k0 * ha)  # the off stages: X = p (x0 1 + k1 ha Y)
-        has[i] = ha
-        cms[i] = np.eye(s) + k1 * ha - k0 * k1 * (ha @ p @ ha)
-        r1s[i] = k0 * (ha @ (p @ one))
-        q1s[i] = np.sum(p[s - 1])
-        q2s[i] = k1 * (np.ascontiguousarray(p[s - 1]) @ ha)
-    return has, cms, r1s, q1s, q2s
+def step_mats(edges: np.ndarray, k0: float, k1: float, ra: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Pair-independent parts of every Radau step of a grid (numpy, stacked over steps): h a, the on-stage
+    matrix without V, the off initial value's weight in the on stages, and x's end value from (x0, on stages)."""
+    s = ra.shape[0]
+    ha = np.diff(edges)[:, None, None] * ra[None]
+    eye = np.eye(s)[None]
+    p = np.linalg.inv(eye + k0 * ha)  # the off stages: X = p (x0 1 + k1 ha Y)
+    cm = eye + k1 * ha - k0 * k1 * (ha @ p @ ha)
+    r1 = k0 * (ha @ p.sum(axis=2)[..., None])[..., 0]
+    q1 = p[:, s - 1].sum(axis=1)
+    q2 = k1 * np.einsum("nj,nji->ni", p[:, s - 1], ha)
+    return (np.ascontiguousarray(ha), np.ascontiguousarray(cm), np.ascontiguousarray(r1), q1,
+            np.ascontiguousarray(q2))
 
 
 @numba.njit(cache=True)
@@ -147,14 +143,19 @@ def radau_step(x0, y0, vs, ha, cm, r1, q1, q2, mbuf, rbuf):
     return x1, rbuf[s - 1]
 
 
-@numba.njit(cache=True)
-def pgf_grid(zs, ws_, rates, head, tail, rc, ra, xs, wq):
+def pgf_grid(zs: np.ndarray, ws_: np.ndarray, rates: np.ndarray, head: np.ndarray, tail: np.ndarray,
+             rc: np.ndarray, ra: np.ndarray, xs: np.ndarray, wq: np.ndarray) -> np.ndarray:
     """G(z_j, w_k) for all j, k: (len(zs), len(ws_)) complex; rates = (k0, k1, v0, d0, v1, d1)."""
+    k0, k1 = float(rates[0]), float(rates[1])
+    return _pgf_grid(zs, ws_, rates, head, tail, rc, *step_mats(head, k0, k1, ra), *step_mats(tail, k0, k1, ra),
+                     xs, wq)
+
+
+@numba.njit(cache=True)
+def _pgf_grid(zs, ws_, rates, head, tail, rc, hh, hc, hr, hq1, hq2, th, tc, tr, tq1, tq2, xs, wq):
     k0, k1, v0, d0, v1, d1 = rates[0], rates[1], rates[2], rates[3], rates[4], rates[5]
     nz, nw, s = zs.shape[0], ws_.shape[0], rc.shape[0]
     out = np.empty((nz, nw), dtype=np.complex128)
-    hh, hc, hr, hq1, hq2 = step_mats(head, k0, k1, ra)
-    th, tc, tr, tq1, tq2 = step_mats(tail, k0, k1, ra)
     nh, nt = head.shape[0] - 1, tail.shape[0] - 1
     av = np.empty((nh, s), dtype=np.complex128)
     bv = np.empty((nh, s), dtype=np.complex128)
