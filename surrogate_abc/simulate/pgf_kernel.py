@@ -147,8 +147,9 @@ def pgf_grid(zs: np.ndarray, ws_: np.ndarray, rates: np.ndarray, head: np.ndarra
              rc: np.ndarray, ra: np.ndarray, xs: np.ndarray, wq: np.ndarray) -> np.ndarray:
     """G(z_j, w_k) for all j, k: (len(zs), len(ws_)) complex; rates = (k0, k1, v0, d0, v1, d1)."""
     k0, k1 = float(rates[0]), float(rates[1])
-    return _pgf_grid(zs, ws_, rates, head, tail, rc, *step_mats(head, k0, k1, ra), *step_mats(tail, k0, k1, ra),
-                     xs, wq)
+    hh, hc, hr, hq1, hq2 = step_mats(head, k0, k1, ra)
+    th, tc, tr, tq1, tq2 = step_mats(tail, k0, k1, ra)
+    return _pgf_grid(zs, ws_, rates, head, tail, rc, hh, hc, hr, hq1, hq2, th, tc, tr, tq1, tq2, xs, wq)
 
 
 @numba.njit(cache=True)
