@@ -6,9 +6,11 @@ In the age a of the mRNAs alive now, with c = v1 (w - 1) / d1 and I(a) = -d0 a -
   the promoter row vector (x, y) = (off, on) solves x' = -k0 x + k1 y, y' = k0 x + (V - k1) y, V = v0 (F - 1),
   from (k1, k0) / (k0 + k1); G = x + y at a = inf.
 V reaches v0 |F - 1| ~ 1e5, so (x, y) is stepped by Radau IIA collocation (L-stable, order 2s - 1): the off
-stages are eliminated with pair-independent matrices and each step solves one s x s complex system. Ages up to
-`head[-1]` depend on z; beyond, V does not, so the propagator to `tail[-1]` is computed once per w. Both grids
-are shared by every (z, w), which makes the discretisation error an analytic function of z and w.
+stages are eliminated with pair-independent matrices and each step solves one s x s complex system for the on
+stages, (E - z F) Y = rhs, affine in z: per w and step the pencil is reduced once to Hessenberg-triangular form
+(`pencil`), so each z costs O(s^2) (`head_sweep`). Ages up to `head[-1]` depend on z; beyond, V does not, so
+the propagator to `tail[-1]` is computed once per w. Both grids are shared by every (z, w), which makes the
+discretisation error an analytic function of z and w.
 """
 from __future__ import annotations
 
@@ -143,6 +145,112 @@ def radau_step(x0, y0, vs, ha, cm, r1, q1, q2, mbuf, rbuf):
     return x1, rbuf[s - 1]
 
 
+@numba.njit(cache=True)
+def _rot_rows(m, i, c, sn):
+    """Rows (i - 1, i) of m <- [[c, sn], [-conj(sn), c]] applied from the left."""
+    for j in range(m.shape[1]):
+        a, b = m[i - 1, j], m[i, j]
+        m[i - 1, j] = c * a + sn * b
+        m[i, j] = -np.conj(sn) * a + c * b
+
+
+@numba.njit(cache=True)
+def _rot_cols(m, i, c, sn):
+    """Columns (i - 1, i) of m <- times [[c, sn], [-conj(sn), c]] from the right."""
+    for j in range(m.shape[0]):
+        a, b = m[j, i - 1], m[j, i]
+        m[j, i - 1] = c * a - np.conj(sn) * b
+        m[j, i] = sn * a + c * b
+
+
+@numba.njit(cache=True)
+def _givens(a, b):
+    """(c, sn) with -conj(sn) a + c b = 0 and c >= 0 (zeroes b against a, from the left)."""
+    r = math.hypot(abs(a), abs(b))
+    if r == 0.0:
+        return 1.0, 0.0j
+    if a == 0:
+        return 0.0, np.conj(b) / abs(b)
+    return abs(a) / r, (a / abs(a)) * np.conj(b) / r
+
+
+@numba.njit(cache=True)
+def pencil(e, f, vecs, rows):
+    """Reduce the pencil E - z F to upper Hessenberg H - z T (T upper triangular) by unitary rotations
+    L (E - z F) R, in place: the columns of `vecs` become L vecs and the rows of `rows` become rows R."""
+    s = e.shape[0]
+    for j in range(s - 1):            # F -> triangular (left rotations)
+        for i in range(s - 1, j, -1):
+            c, sn = _givens(f[i - 1, j], f[i, j])
+            _rot_rows(f, i, c, sn)
+            _rot_rows(e, i, c, sn)
+            _rot_rows(vecs, i, c, sn)
+    for j in range(s - 2):            # E -> Hessenberg, F kept triangular
+        for i in range(s - 1, j + 1, -1):
+            c, sn = _givens(e[i - 1, j], e[i, j])
+            _rot_rows(e, i, c, sn)
+            _rot_rows(f, i, c, sn)
+            _rot_rows(vecs, i, c, sn)
+            # zero the fill f[i, i - 1] by a rotation of columns i - 1, i
+            c, sn = _givens(f[i, i], f[i, i - 1])
+            _rot_cols(f, i, c, sn)
+            _rot_cols(e, i, c, sn)
+            _rot_cols(rows, i, c, sn)
+
+
+@numba.njit(cache=True)
+def head_sweep(zs, xz, yz, hm, tm, vc, rw, q1, w, g, f, sw):
+    """One head step for every z at once: solve (H - z T) u = y0 g1 + x0 g2 (Gaussian elimination, pivoting
+    between adjacent rows), then y = zrow . u, x = x0 q1 + qrow . u, with (g1, g2) the columns of `vc` and
+    (zrow, qrow) the rows of `rw` (`pencil`). z is the innermost loop and the pivoting branch-free, so it
+    vectorises."""
+    s, nz = hm.shape[0], zs.shape[0]
+    for r in range(s):
+        for c in range(max(r - 1, 0), s):
+            h_, t_ = hm[r, c], tm[r, c]
+            for jz in range(nz):
+                w[r, c, jz] = h_ - zs[jz] * t_
+        g1, g2 = vc[r, 0], vc[r, 1]
+        for jz in range(nz):
+            g[r, jz] = yz[jz] * g1 + xz[jz] * g2
+    for k in range(s - 1):
+        for jz in range(nz):
+            a, b = w[k, k, jz], w[k + 1, k, jz]
+            swap = (b.real * b.real + b.imag * b.imag) > (a.real * a.real + a.imag * a.imag)
+            piv = b if swap else a
+            oth = a if swap else b
+            sw[jz] = swap
+            w[k, k, jz] = piv
+            f[jz] = oth * np.conj(piv) / (piv.real * piv.real + piv.imag * piv.imag)
+        for j in range(k + 1, s):
+            for jz in range(nz):
+                lo, hi = w[k, j, jz], w[k + 1, j, jz]
+                top = hi if sw[jz] else lo
+                bot = lo if sw[jz] else hi
+                w[k, j, jz] = top
+                w[k + 1, j, jz] = bot - f[jz] * top
+        for jz in range(nz):
+            lo, hi = g[k, jz], g[k + 1, jz]
+            top = hi if sw[jz] else lo
+            bot = lo if sw[jz] else hi
+            g[k, jz] = top
+            g[k + 1, jz] = bot - f[jz] * top
+    for jz in range(nz):
+        xz[jz] = xz[jz] * q1
+        yz[jz] = 0.0
+    for k in range(s - 1, -1, -1):
+        for j in range(k + 1, s):
+            for jz in range(nz):
+                g[k, jz] -= w[k, j, jz] * g[j, jz]
+        r0, r1 = rw[0, k], rw[1, k]
+        for jz in range(nz):
+            d = w[k, k, jz]
+            u = g[k, jz] * np.conj(d) / (d.real * d.real + d.imag * d.imag)
+            g[k, jz] = u
+            yz[jz] += r0 * u
+            xz[jz] += r1 * u
+
+
 def pgf_grid(zs: np.ndarray, ws_: np.ndarray, rates: np.ndarray, head: np.ndarray, tail: np.ndarray,
              rc: np.ndarray, ra: np.ndarray, xs: np.ndarray, wq: np.ndarray) -> np.ndarray:
     """G(z_j, w_k) for all j, k: (len(zs), len(ws_)) complex; rates = (k0, k1, v0, d0, v1, d1)."""
@@ -158,8 +266,16 @@ def _pgf_grid(zs, ws_, rates, head, tail, rc, hh, hc, hr, hq1, hq2, th, tc, tr, 
     nz, nw, s = zs.shape[0], ws_.shape[0], rc.shape[0]
     out = np.empty((nz, nw), dtype=np.complex128)
     nh, nt = head.shape[0] - 1, tail.shape[0] - 1
-    av = np.empty((nh, s), dtype=np.complex128)
-    bv = np.empty((nh, s), dtype=np.complex128)
+    hms = np.empty((nh, s, s), dtype=np.complex128)
+    tms = np.empty((nh, s, s), dtype=np.complex128)
+    vecs = np.empty((nh, s, 2), dtype=np.complex128)
+    rows = np.empty((nh, 2, s), dtype=np.complex128)
+    xz = np.empty(nz, dtype=np.complex128)
+    yz = np.empty(nz, dtype=np.complex128)
+    wz = np.zeros((s, s, nz), dtype=np.complex128)
+    gz = np.empty((s, nz), dtype=np.complex128)
+    fz = np.empty(nz, dtype=np.complex128)
+    swz = np.empty(nz, dtype=np.bool_)
     kn = np.empty(s, dtype=np.complex128)
     vs = np.empty(s, dtype=np.complex128)
     mbuf = np.empty((s, s), dtype=np.complex128)
@@ -170,10 +286,19 @@ def _pgf_grid(zs, ws_, rates, head, tail, rc, hh, hc, hr, hq1, hq2, th, tc, tr, 
         for i in range(nh):
             t0, h = head[i], head[i + 1] - head[i]
             kv = k_nodes(kv, t0, h, rc, d0, d1, c, xs, wq, kn)
+            # the on stages solve (E - z F) Y = y0 1 + x0 r1 with E = cm - v0 ha diag(K - 1), F = v0 ha diag(A)
             for j in range(s):
                 t = t0 + rc[j] * h
-                av[i, j] = np.exp(-d0 * t - c * math.expm1(-d1 * t))
-                bv[i, j] = kn[j] - 1.0
+                aj = v0 * np.exp(-d0 * t - c * math.expm1(-d1 * t))
+                bj = v0 * (kn[j] - 1.0)
+                for r in range(s):
+                    hms[i, r, j] = hc[i, r, j] - hh[i, r, j] * bj
+                    tms[i, r, j] = hh[i, r, j] * aj
+                vecs[i, j, 0] = 1.0
+                vecs[i, j, 1] = hr[i, j]
+                rows[i, 0, j] = 1.0 if j == s - 1 else 0.0
+                rows[i, 1, j] = hq2[i, j]
+            pencil(hms[i], tms[i], vecs[i], rows[i])
         # ages beyond the head: V = v0 (K - 1) for every z; propagate the rows (1, 0) and (0, 1)
         f00, f01, f10, f11 = 1.0 + 0.0j, 0.0j, 0.0j, 1.0 + 0.0j
         for i in range(nt):
@@ -184,14 +309,12 @@ def _pgf_grid(zs, ws_, rates, head, tail, rc, hh, hc, hr, hq1, hq2, th, tc, tr, 
             f00, f01 = radau_step(f00, f01, vs, th[i], tc[i], tr[i], tq1[i], tq2[i], mbuf, rbuf)
             f10, f11 = radau_step(f10, f11, vs, th[i], tc[i], tr[i], tq1[i], tq2[i], mbuf, rbuf)
         u0, u1 = f00 + f01, f10 + f11
+        xz[:] = k1 / (k0 + k1)
+        yz[:] = k0 / (k0 + k1)
+        for i in range(nh):  # step by step over all z
+            head_sweep(zs, xz, yz, hms[i], tms[i], vecs[i], rows[i], hq1[i], wz, gz, fz, swz)
         for jz in range(nz):
-            z = zs[jz]
-            x, y = k1 / (k0 + k1) + 0.0j, k0 / (k0 + k1) + 0.0j
-            for i in range(nh):
-                for j in range(s):
-                    vs[j] = v0 * (z * av[i, j] + bv[i, j])
-                x, y = radau_step(x, y, vs, hh[i], hc[i], hr[i], hq1[i], hq2[i], mbuf, rbuf)
-            out[jz, kk] = x * u0 + y * u1
+            out[jz, kk] = xz[jz] * u0 + yz[jz] * u1
     return out
 
 
