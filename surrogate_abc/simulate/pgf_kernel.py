@@ -108,6 +108,42 @@ def step_mats(edges: np.ndarray, k0: float, k1: float, ra: np.ndarray) -> tuple[
 
 
 @numba.njit(cache=True)
+def k_radau(kv, t0, h, rc, ra, d0, d1, c, out, mbuf):
+    """K at the Radau nodes of [t0, t0 + h] by the same collocation (K' = (beta - d0) K + d0,
+    beta = c d1 exp(-d1 t)): for tail ages, where K has settled on its slowly varying course."""
+    s = rc.shape[0]
+    for j in range(s):
+        acc = 0.0
+        for col in range(s):
+            beta = c * d1 * math.exp(-d1 * (t0 + rc[col] * h))
+            mbuf[j, col] = (1.0 if j == col else 0.0) - h * ra[j, col] * (beta - d0)
+            acc += ra[j, col]
+        out[j] = kv + d0 * h * acc
+    for k in range(s):
+        piv = k
+        best = abs(mbuf[k, k])
+        for i in range(k + 1, s):
+            if abs(mbuf[i, k]) > best:
+                best = abs(mbuf[i, k])
+                piv = i
+        if piv != k:
+            for j in range(k, s):
+                mbuf[k, j], mbuf[piv, j] = mbuf[piv, j], mbuf[k, j]
+            out[k], out[piv] = out[piv], out[k]
+        for i in range(k + 1, s):
+            fct = mbuf[i, k] / mbuf[k, k]
+            for j in range(k + 1, s):
+                mbuf[i, j] -= fct * mbuf[k, j]
+            out[i] -= fct * out[k]
+    for k in range(s - 1, -1, -1):
+        acc2 = out[k]
+        for j in range(k + 1, s):
+            acc2 -= mbuf[k, j] * out[j]
+        out[k] = acc2 / mbuf[k, k]
+    return out[s - 1]
+
+
+@numba.njit(cache=True)
 def radau_step(x0, y0, vs, ha, cm, r1, q1, q2, mbuf, rbuf):
     """(x, y) after one Radau IIA step with V = vs at the nodes: solve (cm - ha diag(vs)) Y = y0 + x0 r1
     (Gaussian elimination, partial pivoting); y = Y_s, x = x0 q1 + q2 . Y."""
@@ -257,11 +293,11 @@ def pgf_grid(zs: np.ndarray, ws_: np.ndarray, rates: np.ndarray, head: np.ndarra
     k0, k1 = float(rates[0]), float(rates[1])
     hh, hc, hr, hq1, hq2 = step_mats(head, k0, k1, ra)
     th, tc, tr, tq1, tq2 = step_mats(tail, k0, k1, ra)
-    return _pgf_grid(zs, ws_, rates, head, tail, rc, hh, hc, hr, hq1, hq2, th, tc, tr, tq1, tq2, xs, wq)
+    return _pgf_grid(zs, ws_, rates, head, tail, rc, ra, hh, hc, hr, hq1, hq2, th, tc, tr, tq1, tq2, xs, wq)
 
 
 @numba.njit(cache=True)
-def _pgf_grid(zs, ws_, rates, head, tail, rc, hh, hc, hr, hq1, hq2, th, tc, tr, tq1, tq2, xs, wq):
+def _pgf_grid(zs, ws_, rates, head, tail, rc, ra, hh, hc, hr, hq1, hq2, th, tc, tr, tq1, tq2, xs, wq):
     k0, k1, v0, d0, v1, d1 = rates[0], rates[1], rates[2], rates[3], rates[4], rates[5]
     nz, nw, s = zs.shape[0], ws_.shape[0], rc.shape[0]
     out = np.empty((nz, nw), dtype=np.complex128)
@@ -303,7 +339,7 @@ def _pgf_grid(zs, ws_, rates, head, tail, rc, hh, hc, hr, hq1, hq2, th, tc, tr, 
         f00, f01, f10, f11 = 1.0 + 0.0j, 0.0j, 0.0j, 1.0 + 0.0j
         for i in range(nt):
             t0, h = tail[i], tail[i + 1] - tail[i]
-            kv = k_nodes(kv, t0, h, rc, d0, d1, c, xs, wq, kn)
+            kv = k_radau(kv, t0, h, rc, ra, d0, d1, c, kn, mbuf)
             for j in range(s):
                 vs[j] = v0 * (kn[j] - 1.0)
             f00, f01 = radau_step(f00, f01, vs, th[i], tc[i], tr[i], tq1[i], tq2[i], mbuf, rbuf)
