@@ -16,6 +16,7 @@ from surrogate_abc.errors import UserError
 from surrogate_abc.networks import BIRTH_DEATH, GENE
 from surrogate_abc.networks.closed_form import beta_poisson_pmf
 from surrogate_abc.simulate import fsp, pgf, run_simulation
+from surrogate_abc.simulate import pgf_kernel as kern
 from surrogate_abc.simulate.engines import available_engines, resolve_engine
 
 NAMES = ("k0", "k1", "v0", "d0", "v1", "d1")
@@ -74,6 +75,12 @@ def test_mrna_marginal_is_beta_poisson(k0, k1, v0, v1, d1):
     p = (np.fft.fft(g[:, 0]) / n).real[:cap] * r ** -np.arange(cap, dtype=float)
     ref = beta_poisson_pmf(dict(k_on=k0, k_off=k1, v=v0, d=1.0), cap)
     assert np.abs(p - ref).max() < 1e-9
+
+
+@pytest.mark.parametrize("a,b,v,n0", [(0.05, 2.0, 1200.0, 400), (0.5, 1.0, 30.0, 100), (3.0, 0.2, 50.0, 64)])
+def test_mrna_tail_bound_of_the_aliasing_is_the_beta_poisson_tail(a, b, v, n0):
+    pmf = beta_poisson_pmf(dict(k_on=a, k_off=b, v=v, d=1.0), int(v + 50 * (v + 1) ** 0.5 + 200))
+    assert kern.beta_poisson_tail_max(a, b, v, n0) == pytest.approx(pmf[n0:].max(), rel=1e-9)
 
 
 def test_joint_window_sums_to_mrna_marginal_where_protein_fits():
