@@ -2,7 +2,8 @@
 
 In the age a of the mRNAs alive now, with c = v1 (w - 1) / d1 and I(a) = -d0 a - c expm1(-d1 a):
   one mRNA's generating function F(a) - 1 = z A(a) + K(a) - 1, A = exp(I) (the mRNA itself alive), and
-  K(t) = exp(I(t) - I(s)) K(s) + d0 int_s^t exp(I(t) - I(u)) du, K(0) = 0 (`k_step`, Gauss-Legendre);
+  K(t) = exp(I(t) - I(s)) K(s) + d0 int_s^t exp(I(t) - I(u)) du, K(0) = 0 (`k_step`, Gauss-Legendre; at tail
+  ages, where K has settled, the collocation below applied to K' = -d0 (K - 1) + v1 (w - 1) e^(-d1 t) K);
   the promoter row vector (x, y) = (off, on) solves x' = -k0 x + k1 y, y' = k0 x + (V - k1) y, V = v0 (F - 1),
   from (k1, k0) / (k0 + k1); G = x + y at a = inf.
 V reaches v0 |F - 1| ~ 1e5, so (x, y) is stepped by Radau IIA collocation (L-stable, order 2s - 1): the off
@@ -108,6 +109,34 @@ def step_mats(edges: np.ndarray, k0: float, k1: float, ra: np.ndarray) -> tuple[
 
 
 @numba.njit(cache=True)
+def solve_small(m, b):
+    """b <- m^-1 b for a small dense complex m (Gaussian elimination with partial pivoting; m is overwritten)."""
+    s = m.shape[0]
+    for k in range(s):
+        piv = k
+        best = m[k, k].real ** 2 + m[k, k].imag ** 2
+        for i in range(k + 1, s):
+            mag = m[i, k].real ** 2 + m[i, k].imag ** 2
+            if mag > best:
+                best = mag
+                piv = i
+        if piv != k:
+            for j in range(k, s):
+                m[k, j], m[piv, j] = m[piv, j], m[k, j]
+            b[k], b[piv] = b[piv], b[k]
+        for i in range(k + 1, s):
+            fct = m[i, k] / m[k, k]
+            for j in range(k + 1, s):
+                m[i, j] -= fct * m[k, j]
+            b[i] -= fct * b[k]
+    for k in range(s - 1, -1, -1):
+        acc = b[k]
+        for j in range(k + 1, s):
+            acc -= m[k, j] * b[j]
+        b[k] = acc / m[k, k]
+
+
+@numba.njit(cache=True)
 def k_radau(kv, t0, h, rc, ra, d0, d1, c, out, mbuf):
     """K at the Radau nodes of [t0, t0 + h] by the same collocation (K' = (beta - d0) K + d0,
     beta = c d1 exp(-d1 t)): for tail ages, where K has settled on its slowly varying course."""
@@ -119,27 +148,7 @@ def k_radau(kv, t0, h, rc, ra, d0, d1, c, out, mbuf):
             mbuf[j, col] = (1.0 if j == col else 0.0) - h * ra[j, col] * (beta - d0)
             acc += ra[j, col]
         out[j] = kv + d0 * h * acc
-    for k in range(s):
-        piv = k
-        best = abs(mbuf[k, k])
-        for i in range(k + 1, s):
-            if abs(mbuf[i, k]) > best:
-                best = abs(mbuf[i, k])
-                piv = i
-        if piv != k:
-            for j in range(k, s):
-                mbuf[k, j], mbuf[piv, j] = mbuf[piv, j], mbuf[k, j]
-            out[k], out[piv] = out[piv], out[k]
-        for i in range(k + 1, s):
-            fct = mbuf[i, k] / mbuf[k, k]
-            for j in range(k + 1, s):
-                mbuf[i, j] -= fct * mbuf[k, j]
-            out[i] -= fct * out[k]
-    for k in range(s - 1, -1, -1):
-        acc2 = out[k]
-        for j in range(k + 1, s):
-            acc2 -= mbuf[k, j] * out[j]
-        out[k] = acc2 / mbuf[k, k]
+    solve_small(mbuf, out)
     return out[s - 1]
 
 
@@ -152,29 +161,7 @@ def radau_step(x0, y0, vs, ha, cm, r1, q1, q2, mbuf, rbuf):
         for j in range(s):
             mbuf[i, j] = cm[i, j] - ha[i, j] * vs[j]
         rbuf[i] = y0 + x0 * r1[i]
-    for k in range(s):
-        piv = k
-        best = mbuf[k, k].real ** 2 + mbuf[k, k].imag ** 2
-        for i in range(k + 1, s):
-            mag = mbuf[i, k].real ** 2 + mbuf[i, k].imag ** 2
-            if mag > best:
-                best = mag
-                piv = i
-        if piv != k:
-            for j in range(k, s):
-                mbuf[k, j], mbuf[piv, j] = mbuf[piv, j], mbuf[k, j]
-            rbuf[k], rbuf[piv] = rbuf[piv], rbuf[k]
-        inv = 1.0 / mbuf[k, k]
-        for i in range(k + 1, s):
-            f = mbuf[i, k] * inv
-            for j in range(k + 1, s):
-                mbuf[i, j] -= f * mbuf[k, j]
-            rbuf[i] -= f * rbuf[k]
-    for k in range(s - 1, -1, -1):
-        acc = rbuf[k]
-        for j in range(k + 1, s):
-            acc -= mbuf[k, j] * rbuf[j]
-        rbuf[k] = acc / mbuf[k, k]
+    solve_small(mbuf, rbuf)
     x1 = x0 * q1
     for j in range(s):
         x1 += q2[j] * rbuf[j]
