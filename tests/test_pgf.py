@@ -63,6 +63,15 @@ def test_window_matches_fsp(rates, caps):
     assert 0 <= res.error < 1e-8
 
 
+def test_gene_joint_caps_with_large_transcription_rate_match_fsp():
+    """A gene_joint draw with v0 = 318 that FSP's box still holds (tail 4e-11): the whole 200 x 600 window."""
+    proto = load_protocol("gene_joint")
+    rates = dict(k0=1.55, k1=7.52, v0=318.0, d0=1.0, v1=0.154, d1=0.0826)
+    ref = fsp.solve_stationary(proto.network, rates, list(proto.species), [200, 600], proto.fsp)
+    res = pgf.window_pmf(_rates(**rates), (200, 600))
+    assert ref.tail_mass < 1e-9 and np.abs(res.pmf - ref.pmf).max() < 1e-10   # observed: 4e-14
+
+
 # ---------------------------------------------------------------------------------------- mRNA marginal
 @pytest.mark.parametrize("k0,k1,v0,v1,d1", [(0.01, 10.0, 60060.0, 0.0333, 0.01), (0.05, 2.0, 1200.0, 40.0, 1.0),
                                             (3.0, 0.2, 50.0, 5.0, 0.3)])
