@@ -233,9 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output HDF5 file (in progress: OUT.partial)")
     s.add_argument("--samples", type=positive_int, default=None, help="SSA samples per set (default: the protocol's)")
     s.add_argument("--seed", type=int, default=0, help="seed; parameter draws and SSA runs depend only on it")
-    s.add_argument("--engine", choices=("ssa", "fsp", "exact"), default=None,
+    s.add_argument("--engine", choices=("ssa", "fsp", "exact", "pgf"), default=None,
                    help="ssa: gillespy2 C++ SSA; fsp: exact finite state projection; exact: closed form "
-                        "(Poisson, Beta-Poisson, the Gaussian toy) where one is known")
+                        "(Poisson, Beta-Poisson, the Gaussian toy) where one is known; pgf: the gene model's "
+                        "joint (mRNA, protein) pmf from its generating function, also where FSP's box is too small")
     s.add_argument("--keep-raw", action="store_true", help="also store the sampled SSA time series")
     s.add_argument("--chunk-size", type=positive_int, default=None, help="sets committed per chunk (default: auto)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")

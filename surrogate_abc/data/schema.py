@@ -11,11 +11,12 @@ Simulation file (written by `surrogate-abc simulate`), format "surrogate-abc/sim
   done        (n,)    bool      per-set completion mask (resumable runs)
   wall_time   (n,)    float64   seconds spent on each set
   grid        (n, K) | (n, Km, Kp)   per-set distribution on the integer support 0..cap-1 of each
-              observed species: int64 counts (ssa) or float64 probabilities (fsp, and exact for closed-form
-              laws of reaction networks); for the toy Gaussian mixture ('exact'), float64 bin masses on
+              observed species: int64 counts (ssa) or float64 probabilities (fsp, pgf, and exact for
+              closed-form laws of reaction networks); for the toy Gaussian mixture ('exact'), float64 bin masses on
               edges/x.   attrs: kind = counts|pmf|binned_pmf
-  overflow    (n,)    float64   mass beyond the support: number of samples (ssa) or probability (fsp, exact)
-  tail_mass   (n,)    float64   fsp: estimated probability outside the FSP truncation, which could not be placed
+  overflow    (n,)    float64   mass beyond the support: number of samples (ssa) or probability (fsp, pgf, exact)
+  tail_mass   (n,)    float64   fsp: estimated probability outside the FSP truncation, which could not be placed;
+                                pgf: estimated largest absolute error of one probability
   truncation  (n, m)  int64     fsp: state-space box used (states per reduced species)
   raw         (n, S, k) int32   ssa with --keep-raw: the sampled time series of the observed species
   edges/<species>               binned_pmf grids only (the toy): the bin edges grid cells refer to
@@ -27,7 +28,7 @@ Binned file (written by `surrogate-abc bin`), format "surrogate-abc/binned":
   theta       (n, d)  float64
   hist        (n, B) | (n, Bm, Bp) float64  probability per bin; hist.sum() + overflow == 1 per row
   overflow    (n,)    float64   probability beyond the last edge (or below the first) of any axis
-  tail_mass   (n,)    float64   copied from fsp data (zeros otherwise)
+  tail_mass   (n,)    float64   copied from fsp and pgf data (zeros otherwise)
   edges/<species>     float64   bin edges; a value x is in bin i when edges[i] <= x < edges[i+1]
   scaling/mean, scaling/std (d,) float64  statistics of the emulator input features
               (attrs: transforms, one per parameter: 'log10' or 'identity', applied before scaling)

@@ -146,7 +146,7 @@ class ReactionNetwork:
 
     @property
     def engines(self) -> tuple[str, ...]:
-        return ("ssa", "fsp", "exact")
+        return ("ssa", "fsp", "exact", "pgf")
 
     @property
     def default_engine(self) -> str:

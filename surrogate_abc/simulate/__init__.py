@@ -1,4 +1,5 @@
-"""The `simulate` stage: SSA (gillespy2 C++), exact FSP and closed-form engines, resumable HDF5 output, MPI.
+"""The `simulate` stage: SSA (gillespy2 C++), exact FSP, closed-form and generating-function (gene model) engines,
+resumable HDF5 output, MPI.
 
 Submodules are imported on first use (module __getattr__): importing the package stays cheap, so the
 top-level package can load it before binding the function `surrogate_abc.simulate` (see api.py).

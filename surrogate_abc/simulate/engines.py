@@ -1,4 +1,5 @@
-"""The engines behind `simulate`: which a protocol supports, and one parameter set at a time (SSA, FSP, closed form)."""
+"""The engines behind `simulate`: which a protocol supports, and one parameter set at a time (SSA, FSP, closed form,
+the gene model's generating function)."""
 from __future__ import annotations
 
 import time
@@ -9,6 +10,7 @@ from ..config import Protocol
 from ..errors import UserError
 from ..networks import GaussianMixtureNetwork, ReactionNetwork, find_closed_form
 from .fsp import solve_stationary
+from .pgf import GeneRoles, match_gene, window_pmf
 from .results import RunSettings, SetResult
 from .ssa import SSASimulator
 
@@ -19,13 +21,21 @@ def closed_form(protocol: Protocol):
     return find_closed_form(net, protocol.species) if isinstance(net, ReactionNetwork) else None
 
 
+def gene_roles(protocol: Protocol) -> GeneRoles | None:
+    """The gene-model roles of the protocol's (mRNA, protein) observation (simulate/pgf.py), or None."""
+    net = protocol.network
+    return match_gene(net, protocol.species) if isinstance(net, ReactionNetwork) else None
+
+
 def available_engines(protocol: Protocol) -> tuple[str, ...]:
-    """Engines that can compute this protocol: for reaction networks ssa and fsp, and exact where the observed
-    species has a closed-form law; for closed-form toys exact."""
+    """Engines that can compute this protocol: for reaction networks ssa and fsp, exact where the observed
+    species has a closed-form law, pgf where (mRNA, protein) of a gene-shaped network are observed; for
+    closed-form toys exact."""
     net = protocol.network
     if not isinstance(net, ReactionNetwork):
         return tuple(net.engines)
-    return ("ssa", "fsp") + (("exact",) if closed_form(protocol) is not None else ())
+    return (("ssa", "fsp") + (("exact",) if closed_form(protocol) is not None else ())
+            + (("pgf",) if gene_roles(protocol) is not None else ()))
 
 
 def resolve_engine(protocol: Protocol, engine: str | None) -> str:
@@ -34,7 +44,9 @@ def resolve_engine(protocol: Protocol, engine: str | None) -> str:
     name = engine or net.default_engine
     engines = available_engines(protocol)
     if name not in engines:
-        why = " (no closed-form law is known for its observed species)" if name == "exact" else ""
+        why = {"exact": " (no closed-form law is known for its observed species)",
+               "pgf": " (pgf needs a two-state switch driving a first-order mRNA that makes a first-order protein, "
+                      "both observed)"}.get(name, "")
         raise UserError(f"{protocol.source}: engine {name!r} is not supported by the {net.name} network "
                         f"(protocol {protocol.name}){why}; use --engine {' or '.join(engines)}")
     return name
@@ -67,6 +79,7 @@ class SetEngine:
         self.caps = [a.count_cap for a in protocol.axes] if isinstance(protocol.network, ReactionNetwork) else []
         self._ssa = SSASimulator(self._reactions(), protocol.species) if settings.engine == "ssa" else None
         self._law = closed_form(protocol) if settings.engine == "exact" else None
+        self._gene = gene_roles(protocol) if settings.engine == "pgf" else None
 
     def _reactions(self) -> ReactionNetwork:
         """The protocol's reaction network, which ssa and fsp run (resolve_engine offers them for no other)."""
@@ -97,6 +110,8 @@ class SetEngine:
                                  self.protocol.fsp)
             return SetResult(i, np.asarray(r.pmf, dtype=np.float64), float(r.overflow), time.perf_counter() - t0,
                              tail_mass=float(r.tail_mass), truncation=tuple(int(t) for t in r.truncation))
+        if self._gene is not None:
+            return self._pgf(i, t0)
         if self._law is not None:
             pmf = self._law.pmf(self.rate_map(i), int(self.caps[0]))
             return SetResult(i, pmf, float(max(1.0 - pmf.sum(), 0.0)), time.perf_counter() - t0)
@@ -104,3 +119,14 @@ class SetEngine:
         assert isinstance(net, GaussianMixtureNetwork)  # exact without a closed form: a closed-form toy
         probs, outside = net.bin_probabilities(self.rates[i:i + 1], self.protocol.axes[0].edges)
         return SetResult(i, probs[0], float(outside[0]), time.perf_counter() - t0)
+
+    def _pgf(self, i: int, t0: float) -> SetResult:
+        """The gene model's window pmf from its generating function; tail_mass holds its estimated error."""
+        roles = self._gene
+        assert roles is not None  # made in __init__ for the pgf engine
+        flip = self.protocol.species[0] != roles.mrna  # observed as (protein, mRNA)
+        caps = self.caps[::-1] if flip else self.caps
+        r = window_pmf(roles.values(self.rate_map(i)), caps)
+        pmf = r.pmf.T if flip else r.pmf
+        return SetResult(i, np.ascontiguousarray(pmf, dtype=np.float64), r.overflow, time.perf_counter() - t0,
+                         tail_mass=r.error)

@@ -191,6 +191,8 @@ def summarize(out: Path, computed: int, total_seconds: float, ranks: int) -> str
     ]
     if eng == "fsp":
         rows.append(("FSP tail mass", f"max {tail.max():.3g}"))
+    if eng == "pgf":
+        rows.append(("pgf error estimate", f"max {tail.max():.3g} (per probability)"))
     rows += [("total wall time [s]", f"{total_seconds:.1f}"), ("output", str(out))]
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
