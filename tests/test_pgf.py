@@ -177,3 +177,15 @@ def test_simulate_pgf_matches_fsp_with_protein_axis_first(tmp_path: Path):
         assert np.abs(a["grid"][...] - b["grid"][...]).max() < 1e-10
         np.testing.assert_allclose(a["overflow"][...], b["overflow"][...], atol=1e-10)
         assert np.all(a["tail_mass"][...] < 1e-8) and "truncation" not in a
+
+
+def test_calibration_datasets_of_gene_joint_are_exact_in_the_bursty_corner():
+    """calibrate draws the joint cells from the generating-function law, where FSP's box at max_states 5e5 loses
+    more than 1e-3 (the bursty corner): its tail_mass is pgf's error estimate and the law is pgf's window."""
+    from surrogate_abc.inference.calibration.datasets import exact_counts_pmf
+
+    protocol = load_protocol("gene_joint")
+    theta = np.array([0.0133, 2.53, 0.605, 31.7, 131.0])  # k0, k1, d1, mean mRNA, mean protein: v0 ~ 6.1e3
+    law = exact_counts_pmf(protocol, theta, (200, 600))
+    assert law.tail_mass < 1e-7 and law.pmf.shape == (200, 600)  # FSP's tail mass here is ~7e-3
+    assert abs(law.pmf.sum() + law.overflow - 1.0) < 1e-12 and law.overflow > 0.01

@@ -1,5 +1,5 @@
-"""Exact calibration datasets: cells drawn from the closed-form law or the FSP solution at a parameter set,
-written as observed.h5 with the true parameters as attributes."""
+"""Exact calibration datasets: cells drawn from the closed-form law, the gene model's generating-function law
+or the FSP solution at a parameter set, written as observed.h5 with the true parameters as attributes."""
 from __future__ import annotations
 
 import math
@@ -16,7 +16,8 @@ class ExactCounts(NamedTuple):
     """The exact law of the observed counts at one parameter set on a grid 0..cap-1 per species."""
     pmf: np.ndarray          # (cap,) or (cap_m, cap_p)
     overflow: float          # mass beyond the grid
-    tail_mass: float         # mass FSP could not place (outside its largest box); 0 for a closed form
+    tail_mass: float         # mass FSP could not place (outside its largest box); 0 for a closed form; the
+                             # generating-function law's estimated error per probability
 
 
 def sample_cells(pmf: np.ndarray, overflow: float, n_cells: int, rng: np.random.Generator) -> np.ndarray:
@@ -34,7 +35,9 @@ def sample_cells(pmf: np.ndarray, overflow: float, n_cells: int, rng: np.random.
 
 def exact_counts_pmf(protocol: Any, theta: np.ndarray, caps: Sequence[int]) -> ExactCounts:
     """ExactCounts at one parameter set: the closed-form law where the network has one
-    (networks.find_closed_form), else the FSP solver (whose tail_mass says how far from exact it is)."""
+    (networks.find_closed_form), the generating-function law of the gene model's (mRNA, protein)
+    (simulate/pgf.py; tail_mass its estimated error per probability, ~1e-9), else the FSP solver (whose
+    tail_mass says how far from exact it is)."""
     from ...networks import find_closed_form
 
     rates = dict(zip(protocol.rate_names, protocol.rates(np.atleast_2d(theta))[0]))
@@ -43,6 +46,13 @@ def exact_counts_pmf(protocol: Any, theta: np.ndarray, caps: Sequence[int]) -> E
     if law is not None:
         pmf = np.clip(np.asarray(law.pmf(rates, caps[0]), float), 0, None)
         return ExactCounts(pmf, float(max(1.0 - pmf.sum(), 0.0)), 0.0)
+    from ...simulate.pgf import match_gene, window_pmf
+
+    roles = match_gene(protocol.network, protocol.species)
+    if roles is not None:  # the gene model's (mRNA, protein): exact over the whole prior, bursty corner included
+        flip = protocol.species[0] != roles.mrna
+        g = window_pmf(roles.values(rates), caps[::-1] if flip else caps)
+        return ExactCounts(np.ascontiguousarray(g.pmf.T if flip else g.pmf), float(g.overflow), float(g.error))
     from ...simulate.fsp import solve_stationary
 
     res = solve_stationary(protocol.network, rates, protocol.species, caps, protocol.fsp)
