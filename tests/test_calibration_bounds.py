@@ -1,14 +1,19 @@
-"""`calibrate`'s 94% HDI (issue 29, boundaries): the HDI of weighted draws against arviz and an analytic case,
-and its coverage in the table."""
+"""`calibrate`'s 94% HDI and `--near-bounds` (issue 29, boundaries): the HDI of weighted draws against arviz and
+an analytic case, the near-bound truths, the near-bounds table, and one small end-to-end run."""
 from __future__ import annotations
 
+import csv
 import math
 
 import numpy as np
 import pytest
 
+from surrogate_abc.errors import UserError
+from surrogate_abc.inference.calibration import bounds as cbounds
 from surrogate_abc.inference.calibration import report as creport
 from surrogate_abc.inference.calibration import stats as cstats
+
+from conftest import run_cli, write_protocol
 
 
 @pytest.mark.parametrize("n", [50, 999, 1000, 1001])
@@ -78,6 +83,88 @@ def test_parameter_metrics_have_the_hdi_on_the_natural_scale():
     assert row["lo94_a"] < 10 ** log_lo and row["in94_a"] == 1 and row["in90_a"] == 1
 
 
+def test_near_targets_cycle_over_parameters_then_sides():
+    names = ("k0", "k1", "d1")
+    got = [cbounds.near_target(i, names) for i in range(8)]
+    assert got == [("k0", "low"), ("k1", "low"), ("d1", "low"), ("k0", "high"), ("k1", "high"), ("d1", "high"),
+                   ("k0", "low"), ("k1", "low")]
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5])
+def test_near_draws_lie_in_the_outer_fraction_on_the_sampling_scale(fraction):
+    """The chosen parameter lies in the outer fraction of its range on its side (log10 scale for log-uniform,
+    where it is uniform); the other parameters are the prior draws they were; the draws are seeded by (seed, i)."""
+    from scipy import stats
+
+    box = {"a": ("loguniform", 0.01, 100.0), "b": ("uniform", 2.0, 12.0)}
+    names = ("a", "b")
+    n = 4000
+    rng = np.random.default_rng(5)
+    prior = np.stack([10 ** rng.uniform(-2, 2, n), rng.uniform(2, 12, n)], axis=1)
+    thetas, targets = cbounds.near_thetas(prior, box, names, fraction, seed=7)
+    assert [t for t in targets] == [cbounds.near_target(i, names) for i in range(n)]
+    for j, name in enumerate(names):
+        kind, lo, hi = box[name]
+        a, b = float(cstats.to_feature(kind, lo)), float(cstats.to_feature(kind, hi))
+        width = fraction * (b - a)
+        for side in ("low", "high"):
+            rows = [i for i, t in enumerate(targets) if t == (name, side)]
+            z = (cstats.to_feature(kind, thetas[rows, j]) - (a if side == "low" else b - width)) / width
+            assert len(rows) == n // 4 and z.min() >= -1e-9 and z.max() <= 1 + 1e-9
+            assert stats.kstest(z, "uniform").pvalue > 1e-3  # uniform on the sampling scale
+        others = [i for i, t in enumerate(targets) if t[0] != name]
+        assert np.array_equal(thetas[others, j], prior[others, j])  # the others: untouched prior draws
+    again, _ = cbounds.near_thetas(prior[:10], box, names, fraction, seed=7)
+    assert np.array_equal(again, thetas[:10])  # row i depends on (seed, i) only
+    other_seed, _ = cbounds.near_thetas(prior[:10], box, names, fraction, seed=8)
+    assert not np.array_equal(other_seed, thetas[:10])
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 0.6, float("nan")])
+def test_near_bounds_fraction_outside_its_range_is_one_line(bad):
+    with pytest.raises(UserError, match=r"--near-bounds .*must be in \(0, 0.5\]"):
+        cbounds.check_fraction(bad)
+    assert cbounds.check_fraction(0.5) == 0.5
+
+
+def test_flagged_sides_from_prior_bound_flags():
+    assert cbounds.flagged_sides(["k0_high", "d1_low"], ("k0", "k1", "d1")) == \
+        {"bound_k0": "high", "bound_k1": "", "bound_d1": "low"}
+
+
+def near_rows() -> list[dict]:
+    """12 datasets, parameters a, b in turn, low then high: a near its bound in 0, 2, 4, ..."""
+    rows = []
+    for i in range(12):
+        name, side = cbounds.near_target(i, ("a", "b"))
+        rows.append({"index": i, "near_parameter": name, "near_side": side, "near_flagged": int(i % 4 == 0),
+                     "in94_a": int(i != 0), "in90_a": int(i > 4), "in94_b": 1, "in90_b": 1, "in50_a": 1, "in50_b": 1,
+                     "contraction_a": 0.5, "contraction_b": 0.2, "rank_a": 3, "rank_b": 3, "hellinger_ppc": 0.01,
+                     "final_epsilon": 1.0, "fsp_tail_mass": 0.0})
+    return rows
+
+
+def test_near_table_is_over_the_datasets_that_put_each_parameter_near_a_bound(tmp_path):
+    rows = near_rows()
+    table = cbounds.summarise_near(rows, ("a", "b"))
+    a, b, ppc = table
+    assert a["datasets"] == 6 and (a["near_low"], a["near_high"]) == (3, 3)
+    assert a["coverage_94"] == pytest.approx(5 / 6) and a["coverage_90"] == pytest.approx(3 / 6)  # 0, 2, 4 miss
+    assert a["flagged"] == pytest.approx(3 / 6) and b["flagged"] == 0.0  # 0, 4, 8 flagged; all a's
+    assert (a["band94_lo"], a["band94_hi"]) == cstats.binomial_band(6, 0.94)
+    assert b["coverage_94"] == 1.0 and b["contraction"] == pytest.approx(0.2)
+    assert ppc["parameter"] == "posterior_predictive" and ppc["datasets"] == 12
+    assert cbounds.summarise_near(rows[:1], ("a", "b"))[1]["datasets"] == 0  # b never near: an empty row
+    assert "no dataset put it near a bound" in cbounds.format_near_table(cbounds.summarise_near(rows[:1], ("a", "b")))
+
+    text, paths = creport.finish(rows, [], 12, ["a", "b"], tmp_path, reused=0, near_bounds=True)
+    assert "sbc_ranks" not in paths and not (tmp_path / "sbc_ranks.png").exists()
+    assert "need not be nominal" in text and "HDI 94%" in text and "flagged" in text
+    csv_rows = list(csv.DictReader(open(paths["calibration"])))
+    assert {r["subset"] for r in csv_rows} == {"near bound"}
+    assert float(csv_rows[0]["coverage_94"]) == pytest.approx(5 / 6)
+
+
 def test_plain_table_has_hdi_coverage_and_tolerates_older_rows():
     rows = [{"in50_a": 1, "in90_a": 1, "in94_a": int(i < 9), "contraction_a": 0.5, "hellinger_ppc": 0.0}
             for i in range(10)]
@@ -88,3 +175,32 @@ def test_plain_table_has_hdi_coverage_and_tolerates_older_rows():
     del rows[0]["in94_a"]  # a dataset finished before the HDI column: no HDI coverage, a "-"
     table = cstats.summarise(rows, ["a"])
     assert table[0]["coverage_94"] == "" and " - " in creport.format_table(table)
+
+
+def test_calibrate_near_bounds_end_to_end(tmp_path):
+    """Two datasets of a one-parameter log-uniform protocol with its exact model: a near its low, then high, bound;
+    the new columns in datasets.csv and calibration.csv; a bad fraction is one line before anything is written."""
+    proto = write_protocol(tmp_path, "bd_near", high=20.0, low=1.0, edges="{ start = 0, stop = 60, width = 1 }")
+    out = tmp_path / "cal"
+    args = ["calibrate", "--emulator", f"exact:{proto}", "--datasets", "2", "--cells", "200", "--population", "60",
+            "--generations", "3", "--jobs", "1", "--quiet", "--out", str(out)]
+    bad = run_cli([*args, "--near-bounds", "0.7"], cwd=tmp_path)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1 and "--near-bounds 0.7" in lines[0], bad.stderr
+    assert not out.exists()
+
+    r = run_cli([*args, "--near-bounds", "0.1"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "near (lo/hi)" in r.stdout and "HDI 94%" in r.stdout
+    rows = list(csv.DictReader(open(out / "datasets.csv")))
+    assert [(x["near_parameter"], x["near_side"]) for x in rows] == [("a", "low"), ("a", "high")]
+    log_a = [math.log10(float(x["true_a"])) for x in rows]
+    assert 0 <= log_a[0] <= 0.1 * math.log10(20) and log_a[1] >= 0.9 * math.log10(20)
+    for x in rows:
+        assert x["in94_a"] in ("0", "1") and x["near_flagged"] in ("0", "1") and x["bound_a"] in ("", "low", "high")
+        assert float(x["lo94_a"]) <= float(x["hi94_a"]) and x["near_bounds"] == "0.1"
+    table = list(csv.DictReader(open(out / "calibration.csv")))
+    assert table[0]["parameter"] == "a" and table[0]["subset"] == "near bound" and table[0]["datasets"] == "2"
+    for col in ("coverage_94", "band94_lo", "coverage_90", "flagged", "near_low", "near_high"):
+        assert table[0][col] != "", col
+    assert not (out / "sbc_ranks.png").exists()
