@@ -213,16 +213,17 @@ def infer_genes(table: PathLike, emulator: PathLike | None = None, out: PathLike
 
 def calibrate(emulator: PathLike | None = None, datasets: int = 50, cells: int = 1000, out: PathLike | None = None, *,
               protocol: str | None = None, seed: int = 0, jobs: int | None = None, progress: bool = False, log=None,
-              **settings: Any) -> tuple[str, dict[str, Path]]:
+              near_bounds: float | None = None, **settings: Any) -> tuple[str, dict[str, Path]]:
     """`surrogate-abc calibrate`: exact datasets at `datasets` prior draws, each inferred; returns (the coverage
     table text, {name: path} of calibration.csv, datasets.csv, sbc_ranks.png, the folder). `emulator`: None or
     "DEFAULT" (the shipped emulator of `protocol`), a .safetensors file or "exact:<protocol>". `settings`: the
     ABC-SMC's (inference.calibration.CALIBRATE_OPTIONS: mode, population (default 400), generations, chains,
-    max_walltime, min_acceptance_rate)."""
+    max_walltime, min_acceptance_rate). `near_bounds`: FRACTION in (0, 0.5], each truth with one parameter in the
+    outer FRACTION of its prior range, the table over those (calibrate --near-bounds; no sbc_ranks.png)."""
     from .inference.calibration import calibrate as run_calibration
     from .inference.calibration.study import calibration_algorithm
 
     return run_calibration(str(emulator) if emulator is not None else None, datasets, cells,
                            calibration_algorithm(**settings), seed=seed, jobs=jobs,
                            out=Path(out) if out is not None else None, protocol=protocol, progress=progress,
-                           log=log or (lambda _msg: None))
+                           log=log or (lambda _msg: None), near_bounds=near_bounds)

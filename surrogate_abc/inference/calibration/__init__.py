@@ -1,8 +1,9 @@
 """`surrogate-abc calibrate`: the coverage study of an emulator, apart from single-dataset inference.
 
 study.py (the driver: datasets at prior draws, each inferred, resumable), datasets.py (exact datasets: FSP or
-closed-form pmfs and cells), stats.py (coverage, SBC ranks, contraction, predictive Hellinger), report.py
-(tables, CSVs and the SBC plot).
+closed-form pmfs and cells), stats.py (coverage of central intervals and the HDI, SBC ranks, contraction,
+predictive Hellinger), bounds.py (--near-bounds: truths near a prior bound and their table), report.py (tables,
+CSVs and the SBC plot).
 """
 from .study import CALIBRATE_OPTIONS, calibrate
 

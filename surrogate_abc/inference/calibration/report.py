@@ -1,30 +1,34 @@
 """Outputs of `surrogate-abc calibrate`: the coverage table as text and CSV, datasets.csv, the SBC rank
-histograms (sbc_ranks.png) and failed.csv."""
+histograms (sbc_ranks.png; not for a --near-bounds study) and failed.csv."""
 from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from .bounds import format_near_table, summarise_near
 from .datasets import EXACT_TAIL_MASS
 from .stats import N_RANK_DRAWS, RANK_BINS, rank_band, summarise
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
     """The calibration table as aligned text."""
-    lines = [f"{'parameter':<22}{'cover 50%':>10}{'band 95%':>14}{'cover 90%':>10}{'band 95%':>14}"
-             f"{'contraction':>13}{'Hellinger':>11}"]
+    lines = [f"{'parameter':<22}{'cover 50%':>10}{'band 95%':>14}{'cover 90%':>10}{'band 95%':>14}{'HDI 94%':>9}"
+             f"{'band 95%':>14}{'contraction':>13}{'Hellinger':>11}"]
     for r in table:
         if r["coverage_50"] == "":
-            lines.append(f"{r['parameter']:<22}{'':>61}{r['hellinger_mean']:>11.4f}  (mean; max {r['hellinger_max']:.4f})")
+            lines.append(f"{r['parameter']:<22}{'':>84}{r['hellinger_mean']:>11.4f}  (mean; max {r['hellinger_max']:.4f})")
             continue
         band50 = f"[{r['band50_lo']:.2f}, {r['band50_hi']:.2f}]"
         band90 = f"[{r['band90_lo']:.2f}, {r['band90_hi']:.2f}]"
+        band94 = f"[{r['band94_lo']:.2f}, {r['band94_hi']:.2f}]"
+        hdi = "-" if r["coverage_94"] == "" else f"{r['coverage_94']:.3f}"  # "-": datasets finished before the HDI
         lines.append(f"{r['parameter']:<22}{r['coverage_50']:>10.3f}{band50:>14}{r['coverage_90']:>10.3f}{band90:>14}"
-                     f"{r['contraction']:>13.3f}")
+                     f"{hdi:>9}{band94:>14}{r['contraction']:>13.3f}")
     return "\n".join(lines)
 
 
@@ -66,26 +70,43 @@ def plot_sbc_ranks(rows: list[dict[str, Any]], names: Sequence[str], path: Path,
     return path
 
 
+NEAR_NOTE = ("near-bounds study: each parameter over the datasets that drew it in the outer fraction of its prior "
+             "range (near: how many, low/high side), coverage of the 94% HDI and the 90% central interval, and the "
+             "fraction flagged by infer's prior_bound at that side. Coverage conditional on a region of the prior "
+             "need not be nominal even for the exact posterior: read it as how the intervals treat a marginal "
+             "piled at a bound (a central interval cuts its 5% tail there, an HDI takes the bound in). The truths "
+             "are not prior draws, so coverage over all datasets and SBC ranks (no sbc_ranks.png) are left out.")
+
+
 def finish(rows: list[dict[str, Any]], failed: list[tuple[int, str]], n_datasets: int, names: Sequence[str],
-           out: Path, reused: int) -> tuple[str, dict[str, Path]]:
+           out: Path, reused: int, near_bounds: bool = False) -> tuple[str, dict[str, Path]]:
     """Write datasets.csv, calibration.csv, sbc_ranks.png (and failed.csv); the printed text and the paths.
 
     When some datasets' references are not exact (FSP tail mass > EXACT_TAIL_MASS: their cells come from a
     truncated chain, and no emulator is trained there), calibration.csv has a second table, subset
-    "exact reference", over the others; the column `subset` tells them apart."""
-    table = [{"subset": "all", **r} for r in summarise(rows, names)]
+    "exact reference", over the others; the column `subset` tells them apart. `near_bounds`: the study put one
+    parameter of each truth near a bound; the tables are bounds.summarise_near's (subset "near bound"), and
+    there is no sbc_ranks.png (a stale one is removed)."""
+    summary, fmt, label = (summarise_near, format_near_table, "near bound") if near_bounds else \
+        (summarise, format_table, "all")
+    table = [{"subset": label, **r} for r in summary(rows, names)]
     inexact = [r["index"] for r in rows if float(r.get("fsp_tail_mass") or 0.0) > EXACT_TAIL_MASS]
     exact_rows = [r for r in rows if r["index"] not in inexact]
-    sub = [{"subset": "exact reference", **r} for r in summarise(exact_rows, names)] if inexact and exact_rows else []
+    sub = [{"subset": "exact reference", **r} for r in summary(exact_rows, names)] if inexact and exact_rows else []
     paths = {"out": out, "datasets": write_csv(out / "datasets.csv", rows),
-             "calibration": write_csv(out / "calibration.csv", table + sub),
-             "sbc_ranks": plot_sbc_ranks(rows, names, out / "sbc_ranks.png")}
+             "calibration": write_csv(out / "calibration.csv", table + sub)}
+    ranks = out / "sbc_ranks.png"
+    if not near_bounds:
+        paths["sbc_ranks"] = plot_sbc_ranks(rows, names, ranks)
+    elif ranks.exists():
+        ranks.unlink()
     fail_path = out / "failed.csv"
     if failed:
         paths["failed"] = write_csv(fail_path, [{"index": i, "error": e} for i, e in sorted(failed)])
     elif fail_path.exists():
         fail_path.unlink()
-    text = format_table(table) + f"\n{n_datasets} datasets ({reused} finished earlier, reused)"
+    text = (textwrap.fill(NEAR_NOTE, 110) + "\n" if near_bounds else "") + fmt(table) + \
+        f"\n{n_datasets} datasets ({reused} finished earlier, reused)"
     if inexact:
         text += (f"; {len(inexact)} with a reference that is not exact (FSP tail mass > {EXACT_TAIL_MASS:g}; "
                  f"fsp_tail_mass in datasets.csv): {', '.join(map(str, inexact))}")
@@ -96,5 +117,5 @@ def finish(rows: list[dict[str, Any]], failed: list[tuple[int, str]], n_datasets
     if failed:
         text += f"; {len(failed)} failed: {', '.join(str(i) for i, _ in sorted(failed))} (see {fail_path})"
     if sub:
-        text += f"\n\nthe {len(exact_rows)} datasets with an exact reference:\n" + format_table(sub)
+        text += f"\n\nthe {len(exact_rows)} datasets with an exact reference:\n" + fmt(sub)
     return text, paths

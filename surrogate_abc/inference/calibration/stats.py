@@ -1,5 +1,5 @@
-"""Statistics of a calibration study (pure functions over arrays): weighted quantiles and central intervals,
-the feature scale of a prior (log10 for log-uniform), contraction, binomial bands for coverage, SBC ranks and
+"""Statistics of a calibration study (pure functions over arrays): weighted quantiles, central intervals and
+highest-density intervals, the feature scale of a prior (log10 for log-uniform), contraction, binomial bands for coverage, SBC ranks and
 their band, the posterior predictive's Hellinger distance, one parameter's metrics and the coverage table."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from scipy import stats
 from ...metrics import hellinger_distance
 
 PROBS = (0.5, 0.9)  # central credible intervals whose coverage is tabulated
+HDI_PROB = 0.94  # the highest-density interval infer's summary reports (arviz's default hdi_prob; hdi_3%, hdi_97%)
 N_RANK_DRAWS = 99  # posterior draws per SBC rank: ranks 0..99
 RANK_BINS = 10  # bars of each rank histogram
 
@@ -39,6 +40,34 @@ def central_interval(x: np.ndarray, prob: float, weights: np.ndarray | None = No
         raise ValueError(f"prob must be in (0, 1), got {prob}")
     lo, hi = weighted_quantile(x, [(1 - prob) / 2, (1 + prob) / 2], weights)
     return float(lo), float(hi)
+
+
+def weighted_hdi(x: np.ndarray, prob: float, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """Highest-density interval of a (weighted) sample: the shortest [x_i, x_j] between two sample values whose
+    weight exceeds `prob` (the first such one on ties). With equal weights this is arviz.hdi's rule (floor(prob n)
+    + 1 of n sorted draws), so it equals arviz.hdi of the same draws; zero weights are ignored."""
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    x = np.asarray(x, float).ravel()
+    w = np.ones_like(x) if weights is None else np.asarray(weights, float).ravel()
+    if x.size == 0 or x.shape != w.shape:
+        raise ValueError(f"need a non-empty sample with one weight per value, got {x.shape} and {w.shape}")
+    if np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
+        raise ValueError("weights must be finite, >= 0 and not all 0")
+    order = np.argsort(x, kind="stable")
+    xs, ws = x[order], w[order]
+    keep = ws > 0
+    xs, ws = xs[keep], ws[keep] / ws[keep].sum()
+    cum = np.concatenate([[0.0], np.cumsum(ws)])
+    cum[-1] = 1.0
+    # the first j whose weight of xs[i..j] exceeds prob (a relative slack keeps sums of equal weights exact)
+    end = np.searchsorted(cum, cum[:-1] + prob * (1 + 1e-12), side="right") - 1
+    ok = end < xs.size
+    starts = np.flatnonzero(ok)
+    if starts.size == 0:  # only for prob within rounding of 1: the whole sample
+        return float(xs[0]), float(xs[-1])
+    best = starts[np.argmin(xs[end[ok]] - xs[starts])]
+    return float(xs[best]), float(xs[end[best]])
 
 
 def weighted_var(x: np.ndarray, weights: np.ndarray | None = None) -> float:
@@ -108,7 +137,8 @@ def ppc_hellinger(pred: np.ndarray, pred_overflow: float, exact: np.ndarray, exa
 
 def parameter_metrics(k: str, prior: tuple[str, float, float], truth: float, values: np.ndarray,
                       weights: np.ndarray, draws: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
-    """One parameter's datasets.csv entries: truth, interval bounds and hits, contraction, SBC rank."""
+    """One parameter's datasets.csv entries: truth, interval bounds and hits (central intervals on any monotone
+    scale; the 94% HDI on the natural scale, as infer's summary computes it), contraction, SBC rank."""
     kind, lo, hi = prior
     x, t = to_feature(kind, values), float(to_feature(kind, truth))
     row: dict[str, Any] = {f"true_{k}": float(truth)}
@@ -117,25 +147,38 @@ def parameter_metrics(k: str, prior: tuple[str, float, float], truth: float, val
         pct = int(prob * 100)
         row.update({f"lo{pct}_{k}": from_feature(kind, a), f"hi{pct}_{k}": from_feature(kind, b),
                     f"in{pct}_{k}": int(a <= t <= b)})
+    a, b = weighted_hdi(values, HDI_PROB, weights)  # natural scale: infer's summary (az.summary of posterior.nc)
+    pct = round(HDI_PROB * 100)
+    row.update({f"lo{pct}_{k}": a, f"hi{pct}_{k}": b, f"in{pct}_{k}": int(a <= float(truth) <= b)})
     row[f"contraction_{k}"] = contraction(weighted_var(x, weights), prior_variance(kind, lo, hi))
     row[f"rank_{k}"] = sbc_rank(to_feature(kind, np.asarray(draws, float).ravel()), t, rng)
     return row
 
 
+def hit_rate(rows: Sequence[dict[str, Any]], column: str) -> float | str:
+    """Mean of a 0/1 column over rows; "" when a row lacks it (a dataset finished before the column existed)."""
+    if not rows or any(r.get(column) in (None, "") for r in rows):
+        return ""
+    return float(np.mean([int(r[column]) for r in rows]))
+
+
 def summarise(rows: list[dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
-    """The calibration table: per parameter coverage of the 50% / 90% intervals with their binomial 95% bands
-    and the mean contraction; a last row with the posterior predictive's mean and max Hellinger distance."""
+    """The calibration table: per parameter coverage of the 50% / 90% central intervals and of the 94% HDI with
+    their binomial 95% bands and the mean contraction; a last row with the posterior predictive's mean and max
+    Hellinger distance."""
     n = len(rows)
-    b50, b90 = binomial_band(n, 0.5), binomial_band(n, 0.9)
+    b50, b90, b94 = binomial_band(n, 0.5), binomial_band(n, 0.9), binomial_band(n, HDI_PROB)
     empty = dict.fromkeys(("coverage_50", "band50_lo", "band50_hi", "coverage_90", "band90_lo", "band90_hi",
-                           "contraction", "contraction_sd", "hellinger_mean", "hellinger_max"), "")
+                           "coverage_94", "band94_lo", "band94_hi", "contraction", "contraction_sd",
+                           "hellinger_mean", "hellinger_max"), "")
     table = []
     for k in names:
         c = np.array([r[f"contraction_{k}"] for r in rows])
         table.append({"parameter": k, "datasets": n, **empty,
                       "coverage_50": float(np.mean([r[f"in50_{k}"] for r in rows])), "band50_lo": b50[0],
                       "band50_hi": b50[1], "coverage_90": float(np.mean([r[f"in90_{k}"] for r in rows])),
-                      "band90_lo": b90[0], "band90_hi": b90[1], "contraction": float(c.mean()),
+                      "band90_lo": b90[0], "band90_hi": b90[1], "coverage_94": hit_rate(rows, f"in94_{k}"),
+                      "band94_lo": b94[0], "band94_hi": b94[1], "contraction": float(c.mean()),
                       "contraction_sd": float(c.std(ddof=1)) if n > 1 else 0.0})
     h = np.array([r["hellinger_ppc"] for r in rows])
     table.append({"parameter": "posterior_predictive", "datasets": n, **empty, "hellinger_mean": float(h.mean()),

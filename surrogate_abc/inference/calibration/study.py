@@ -4,10 +4,12 @@ For each of `datasets` parameter sets drawn from the protocol's prior, draw `cel
 stationary distribution (closed form where the network has one, else FSP; seeded by (seed, index)), write them
 as OUT/ds_XXX/observed.h5 (true_<param> attributes), run `infer` on it (one chain, no exact check, no plots) and
 record, from infer's result in memory (its InferenceData and final weighted populations: the files it wrote
-are not read back), per parameter whether the 50% and 90% central credible intervals contain the truth, the
+are not read back), per parameter whether the 50% and 90% central credible intervals and the 94% HDI (on the
+natural scale, as infer's summary computes it) contain the truth, whether infer's prior_bound flag fired, the
 posterior contraction, the SBC rank of the truth among 99 posterior draws, and the Hellinger distance between
 the posterior predictive and the exact distribution. Coverage should match 50% and 90% within the binomial 95%
-band for the number of datasets, and the rank histograms should be flat.
+band for the number of datasets, and the rank histograms should be flat. With `near_bounds` each truth has
+one parameter drawn near a bound of the prior instead (bounds.py), and the table is over those datasets.
 
 Outputs in OUT: ds_XXX/ (observed.h5, infer's outputs, result.json; a rerun reuses datasets whose result.json
 exists), datasets.csv (one row per dataset), calibration.csv (the coverage table), sbc_ranks.png and, when
@@ -36,6 +38,7 @@ from ...errors import UserError
 from ...report import warn
 from ..settings import Algorithm, InferenceSettings
 from ..workers import one_core, with_notes
+from .bounds import check_fraction, flagged_sides, near_thetas
 from .datasets import dataset_caps, exact_counts_pmf, make_dataset
 from .report import finish
 from .stats import parameter_metrics, ppc_hellinger
@@ -122,6 +125,8 @@ class Task:
     cells: int
     caps: tuple[int, ...]
     settings: InferenceSettings
+    near: tuple[str, str] | None = None  # (parameter, side) drawn near a bound of the prior (--near-bounds)
+    near_bounds: float | None = None  # the study's --near-bounds fraction
 
 
 def _worker_init() -> None:
@@ -148,6 +153,8 @@ def infer_dataset(task: Task) -> dict[str, Any]:
                    command=f"surrogate-abc calibrate dataset {task.index}", log=lambda _msg: None)
     row = {"index": task.index, **task_key(task), "wall_data_s": t_data, "wall_infer_s": time.perf_counter() - t0 - t_data,
            "fsp_tail_mass": law.tail_mass}
+    if task.near is not None:
+        row.update({"near_parameter": task.near[0], "near_side": task.near[1]})
     row.update(dataset_metrics(task, result, law.pmf, law.overflow))
     tmp = out / "result.json.tmp"
     tmp.write_text(json.dumps(row, indent=1))
@@ -160,7 +167,7 @@ def task_key(task: Task) -> dict[str, Any]:
     st = task.settings.algorithm
     return {"emulator": task.emulator, "seed": task.seed, "cells": task.cells, "mode": st.mode,
             "population": st.population, "max_generations": st.generations, "chains": st.chains,
-            "min_acceptance_rate": st.min_acceptance_rate}
+            "min_acceptance_rate": st.min_acceptance_rate, "near_bounds": task.near_bounds}
 
 
 def reusable(task: Task) -> dict[str, Any] | None:
@@ -205,6 +212,11 @@ def dataset_metrics(task: Task, result: DatasetResult, pmf: np.ndarray, overflow
     for j, k in enumerate(task.protocol.param_names):
         row.update(parameter_metrics(k, box[k], task.theta[j], post[k], w, idata.posterior[k].values, rng))
     row["hellinger_ppc"] = predictive_hellinger(idata, task, pmf, overflow)
+    flags = json.loads(idata.posterior.attrs.get("prior_bound", "[]"))  # infer's flags (inference/prior_bounds.py)
+    row["prior_bound"] = " ".join(flags)
+    row.update(flagged_sides(flags, task.protocol.param_names))
+    if task.near is not None:
+        row["near_flagged"] = int(row[f"bound_{task.near[0]}"] in (task.near[1], "both"))
     return row
 
 
@@ -227,14 +239,18 @@ def predictive_hellinger(idata: Any, task: Task, pmf: np.ndarray, overflow: floa
 
 # ------------------------------------------------------------------------------------------ driver
 def plan(emulator_spec: str | None, datasets: int, cells: int, settings: InferenceSettings, seed: int, out: Path,
-         protocol: str | None) -> tuple[EmulatorLike, list[Task]]:
-    """Check the input and build one Task per dataset (UserError before anything is written)."""
+         protocol: str | None, near_bounds: float | None = None) -> tuple[EmulatorLike, list[Task]]:
+    """Check the input and build one Task per dataset (UserError before anything is written); `near_bounds`: one
+    parameter of each truth near a bound of the prior (bounds.near_thetas)."""
     from ...networks import ReactionNetwork
+    from ..priors import prior_box
 
     if datasets < 1:
         raise UserError(f"--datasets must be >= 1, got {datasets}")
     if cells < 1:
         raise UserError(f"--cells must be >= 1, got {cells}")
+    if near_bounds is not None:
+        near_bounds = check_fraction(near_bounds)
     settings.check()
     spec, emulator = resolve_target(emulator_spec, protocol)
     proto = emulator.protocol
@@ -242,8 +258,13 @@ def plan(emulator_spec: str | None, datasets: int, cells: int, settings: Inferen
         raise UserError(f"protocol {proto.name}: calibrate draws exact cell counts and needs a reaction network")
     caps = dataset_caps(proto, emulator.edges)
     thetas = proto.sample(datasets, seed)
+    near: list[tuple[str, str] | None] = [None] * datasets
+    if near_bounds is not None:
+        box = prior_box(proto, settings.algorithm.prior)
+        thetas, targets = near_thetas(thetas, box, proto.param_names, near_bounds, seed)
+        near = list(targets)
     tasks = [Task(i, tuple(map(float, th)), proto, spec, str(out / f"ds_{i:03d}"), seed, cells, caps,
-                  settings.replace(seed=seed * 100_003 + i)) for i, th in enumerate(thetas)]
+                  settings.replace(seed=seed * 100_003 + i), near[i], near_bounds) for i, th in enumerate(thetas)]
     return emulator, tasks
 
 
@@ -304,24 +325,28 @@ def calibration_algorithm(**options: Any) -> Algorithm:
 
 def calibrate(emulator_spec: str | None, datasets: int, cells: int, algorithm: Algorithm | None = None, seed: int = 0,
               jobs: int | None = None, out: Path | str | None = None, protocol: str | None = None,
-              progress: bool = True, log: Callable[[str], None] = print) -> tuple[str, dict[str, Path]]:
+              progress: bool = True, log: Callable[[str], None] = print,
+              near_bounds: float | None = None) -> tuple[str, dict[str, Path]]:
     """Calibrate an emulator's posteriors over its protocol's prior (module docstring); returns (the printed
     text: coverage table and a line on reused datasets, {name: path} of calibration.csv, datasets.csv,
-    sbc_ranks.png, the folder and, when datasets failed, failed.csv). `algorithm`: the ABC-SMC's settings
-    (default: calibration_algorithm())."""
+    sbc_ranks.png (not with near_bounds), the folder and, when datasets failed, failed.csv). `algorithm`: the
+    ABC-SMC's settings (default: calibration_algorithm()); `near_bounds`: FRACTION in (0, 0.5], each truth with
+    one parameter in the outer FRACTION of its prior range (bounds.py)."""
     alg = algorithm or calibration_algorithm()
     out = Path(out) if out is not None else Path.cwd() / DEFAULT_OUT
     settings = InferenceSettings(algorithm=alg, exact_check="none", chain_jobs=1, plots=False)
-    emulator, tasks = plan(emulator_spec, datasets, cells, settings, seed, out, protocol)
+    emulator, tasks = plan(emulator_spec, datasets, cells, settings, seed, out, protocol, near_bounds)
     out.mkdir(parents=True, exist_ok=True)
     done = {t.index: row for t in tasks if (row := reusable(t)) is not None}
     todo = [t for t in tasks if t.index not in done]
     n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    log(f"{len(tasks)} datasets of {cells} cells drawn exactly from {emulator.protocol.name}; emulator {emulator.source}; "
+    where = f" (each with one parameter in the outer {near_bounds:g} of its prior range)" if near_bounds else ""
+    log(f"{len(tasks)} datasets of {cells} cells drawn exactly from {emulator.protocol.name}{where}; emulator {emulator.source}; "
         f"mode {alg.mode}, population {alg.population}, <= {alg.generations} generations; {len(todo)} to run on {n_jobs} "
         f"job(s); writing {out}")
     rows, failed = run_tasks(todo, n_jobs, progress)
     rows = sorted([*done.values(), *rows], key=lambda r: r["index"])
     if not rows:
         raise UserError(f"every dataset failed; the first: {failed[0][1]}")
-    return finish(rows, failed, len(tasks), emulator.protocol.param_names, out, len(done))
+    return finish(rows, failed, len(tasks), emulator.protocol.param_names, out, len(done),
+                  near_bounds=near_bounds is not None)
