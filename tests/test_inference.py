@@ -2,6 +2,7 @@
 the outputs (posterior.nc, summary.csv, PNGs, `report`) and CLI errors for bad observed files."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import warnings
@@ -359,3 +360,24 @@ def test_a_posterior_against_a_prior_bound_is_reported(files, tmp_path, capsys):
     assert json.loads(az.from_netcdf(out / "posterior.nc").posterior.attrs["prior_bound"]) == ["a_high"]
     assert main(["infer", str(files / "obs.h5"), "--out", str(tmp_path / "free"), *common]) == 0
     assert "piles against" not in capsys.readouterr().err
+
+
+def test_summary_hdi_of_a_log_uniform_parameter_is_taken_on_the_log_scale():
+    """summarise: hdi_3%/hdi_97% of a log-uniform parameter (the run's `prior` attribute) are the log-scale HDI
+    mapped back; a uniform parameter keeps arviz's natural-scale one."""
+    import arviz as az
+
+    from surrogate_abc.inference.output import summarise
+
+    rng = np.random.default_rng(0)
+    k0 = 10 ** rng.normal(-0.5, 0.6, (2, 500))
+    d1 = rng.uniform(0.2, 0.9, (2, 500))
+    idata = az.from_dict(posterior={"k0": k0, "d1": d1},
+                         sample_stats={"lp": np.zeros((2, 500))})
+    idata.sample_stats.attrs["prior"] = json.dumps({"k0": ["loguniform", 0.01, 10.0], "d1": ["uniform", 0.01, 1.0]})
+    table = summarise(idata)
+    lo, hi = np.exp(az.hdi(np.log(k0.ravel()), hdi_prob=0.94))
+    assert (table.loc["k0", "hdi_3%"], table.loc["k0", "hdi_97%"]) == (round(lo, 3), round(hi, 3))
+    assert table.loc["k0", "hdi_97%"] > az.hdi(k0.ravel(), hdi_prob=0.94)[1]
+    np.testing.assert_allclose(table.loc["d1", ["hdi_3%", "hdi_97%"]].to_numpy(float),
+                               az.hdi(d1.ravel(), hdi_prob=0.94), atol=1e-3)

@@ -138,7 +138,8 @@ def ppc_hellinger(pred: np.ndarray, pred_overflow: float, exact: np.ndarray, exa
 def parameter_metrics(k: str, prior: tuple[str, float, float], truth: float, values: np.ndarray,
                       weights: np.ndarray, draws: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
     """One parameter's datasets.csv entries: truth, interval bounds and hits (central intervals on any monotone
-    scale; the 94% HDI on the natural scale, as infer's summary computes it), contraction, SBC rank."""
+    scale; the 94% HDI on the prior's sampling scale, log for log-uniform priors, as infer's summary computes
+    it), contraction, SBC rank."""
     kind, lo, hi = prior
     x, t = to_feature(kind, values), float(to_feature(kind, truth))
     row: dict[str, Any] = {f"true_{k}": float(truth)}
@@ -147,9 +148,10 @@ def parameter_metrics(k: str, prior: tuple[str, float, float], truth: float, val
         pct = int(prob * 100)
         row.update({f"lo{pct}_{k}": from_feature(kind, a), f"hi{pct}_{k}": from_feature(kind, b),
                     f"in{pct}_{k}": int(a <= t <= b)})
-    a, b = weighted_hdi(values, HDI_PROB, weights)  # natural scale: infer's summary (az.summary of posterior.nc)
+    a, b = weighted_hdi(x, HDI_PROB, weights)  # the sampling scale, as infer's summary (output.summarise)
     pct = round(HDI_PROB * 100)
-    row.update({f"lo{pct}_{k}": a, f"hi{pct}_{k}": b, f"in{pct}_{k}": int(a <= float(truth) <= b)})
+    row.update({f"lo{pct}_{k}": from_feature(kind, a), f"hi{pct}_{k}": from_feature(kind, b),
+                f"in{pct}_{k}": int(a <= t <= b)})
     row[f"contraction_{k}"] = contraction(weighted_var(x, weights), prior_variance(kind, lo, hi))
     row[f"rank_{k}"] = sbc_rank(to_feature(kind, np.asarray(draws, float).ravel()), t, rng)
     return row

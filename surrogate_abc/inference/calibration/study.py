@@ -5,7 +5,7 @@ stationary distribution (closed form where the network has one, else FSP; seeded
 as OUT/ds_XXX/observed.h5 (true_<param> attributes), run `infer` on it (one chain, no exact check, no plots) and
 record, from infer's result in memory (its InferenceData and final weighted populations: the files it wrote
 are not read back), per parameter whether the 50% and 90% central credible intervals and the 94% HDI (on the
-natural scale, as infer's summary computes it) contain the truth, whether infer's prior_bound flag fired, the
+prior's sampling scale, log for log-uniform priors, as infer's summary computes it) contain the truth, whether infer's prior_bound flag fired, the
 posterior contraction, the SBC rank of the truth among 99 posterior draws, and the Hellinger distance between
 the posterior predictive and the exact distribution. Coverage should match 50% and 90% within the binomial 95%
 band for the number of datasets, and the rank histograms should be flat. With `near_bounds` each truth has
