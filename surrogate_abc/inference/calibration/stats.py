@@ -17,9 +17,9 @@ N_RANK_DRAWS = 99  # posterior draws per SBC rank: ranks 0..99
 RANK_BINS = 10  # bars of each rank histogram
 
 
-def weighted_quantile(x: np.ndarray, q: Sequence[float] | float, weights: np.ndarray | None = None) -> np.ndarray:
-    """Quantiles of a (weighted) sample: the inverse of the weighted empirical CDF with midpoint interpolation
-    (for equal weights this is numpy's 'hazen' quantile)."""
+def _sorted_sample(x: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(values sorted, their weights normalised) of a (weighted) sample, zero weights dropped; ValueError for an
+    empty sample, mismatched shapes or weights that are negative, not finite or all 0."""
     x = np.asarray(x, float).ravel()
     w = np.ones_like(x) if weights is None else np.asarray(weights, float).ravel()
     if x.size == 0 or x.shape != w.shape:
@@ -29,8 +29,14 @@ def weighted_quantile(x: np.ndarray, q: Sequence[float] | float, weights: np.nda
     order = np.argsort(x, kind="stable")
     xs, ws = x[order], w[order]
     keep = ws > 0
-    xs, ws = xs[keep], ws[keep]
-    cdf = (np.cumsum(ws) - 0.5 * ws) / ws.sum()
+    return xs[keep], ws[keep] / ws[keep].sum()
+
+
+def weighted_quantile(x: np.ndarray, q: Sequence[float] | float, weights: np.ndarray | None = None) -> np.ndarray:
+    """Quantiles of a (weighted) sample: the inverse of the weighted empirical CDF with midpoint interpolation
+    (for equal weights this is numpy's 'hazen' quantile)."""
+    xs, ws = _sorted_sample(x, weights)
+    cdf = np.cumsum(ws) - 0.5 * ws
     return np.interp(np.asarray(q, float), cdf, xs)
 
 
@@ -48,16 +54,7 @@ def weighted_hdi(x: np.ndarray, prob: float, weights: np.ndarray | None = None) 
     + 1 of n sorted draws), so it equals arviz.hdi of the same draws; zero weights are ignored."""
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob}")
-    x = np.asarray(x, float).ravel()
-    w = np.ones_like(x) if weights is None else np.asarray(weights, float).ravel()
-    if x.size == 0 or x.shape != w.shape:
-        raise ValueError(f"need a non-empty sample with one weight per value, got {x.shape} and {w.shape}")
-    if np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
-        raise ValueError("weights must be finite, >= 0 and not all 0")
-    order = np.argsort(x, kind="stable")
-    xs, ws = x[order], w[order]
-    keep = ws > 0
-    xs, ws = xs[keep], ws[keep] / ws[keep].sum()
+    xs, ws = _sorted_sample(x, weights)
     cum = np.concatenate([[0.0], np.cumsum(ws)])
     cum[-1] = 1.0
     # the first j whose weight of xs[i..j] exceeds prob (a relative slack keeps sums of equal weights exact)
