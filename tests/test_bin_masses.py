@@ -1,4 +1,6 @@
 """Gamma-Poisson mixtures at selected bins and their tails (emulators/bin_masses.py) against scipy's nbinom."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -7,8 +9,13 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from surrogate_abc.emulators.bin_masses import bin_plan, nb_mixture_bin_masses, nb_mixture_outside
+from surrogate_abc.emulators.conditional import ConditionalMDN
+from surrogate_abc.emulators.distributions import Binning
+from surrogate_abc.emulators.mdn import MDN
 
 EDGES = np.array([0, 1, 2, 3, 5, 8, 10, 12, 20, 40, 45, 100, 110, 600.0])  # widths 1 .. 490, lo both sides of 10
+COUNT_EDGES = np.array([0, 1, 2, 3, 5, 8, 12, 20, 30.0])
+JOINT_EDGES = [np.array([0, 1, 2, 4, 7, 12.0]), np.array([0, 1, 2, 3, 5, 8, 13, 20, 30.0])]
 
 
 def _index(edges: np.ndarray) -> np.ndarray:
@@ -69,3 +76,50 @@ def test_outside_mass_is_the_float64_tail_on_both_sides():
     np.testing.assert_allclose(got, ref, rtol=1e-6)
     tiny = nb_mixture_outside(log_w, mu, r, first=0, cap=400).numpy()[0]
     assert 0 < tiny < 1e-20
+
+
+def test_conditional_overflow_category_is_the_float64_tail():
+    """In float32 the overflow category is each component's tail in float64 (scipy's nbinom.sf of the same
+    components), not 1 - sum of the bins in float32, whose rounding (~1e-7) swamps small tails."""
+    torch.manual_seed(0)
+    net = ConditionalMDN(3, "gamma_poisson", 3, Binning(JOINT_EDGES), hidden=(16, 16), head=(16, 8))
+    with torch.no_grad():  # components whose tails beyond the grid are ~1e-10 or below
+        for lin in (net.a_params, net.b_params):
+            lin.bias.view(-1, 2)[:, 0] -= 2.0
+        x = torch.randn(5, 3)
+        n_bins = net.binning.n_bins
+        got = net.category_probs(x, torch.tensor([n_bins])).numpy()[:, 0]
+        one_minus_sum = net(x)[:, -1].numpy()
+        log_wa, pa, log_wb, pb = (t.double().numpy() for t in net.factors(x))
+    em, ep = JOINT_EDGES
+
+    def sf(log_w, par, k):  # P(X >= k) of the Gamma-Poisson mixture
+        return sum(np.exp(lw) * stats.nbinom.sf(k - 1, r, r / (r + mu)) for lw, (mu, r) in zip(log_w, par))
+
+    m = np.arange(int(em[-1]))
+    for i in range(5):
+        pm = sum(np.exp(lw) * stats.nbinom.pmf(m, r, r / (r + mu)) for lw, (mu, r) in zip(log_wa[i], pa[i]))
+        a_bins = np.add.reduceat(pm, em[:-1].astype(int))
+        ref = sf(log_wa[i], pa[i], int(em[-1])) + sum(a_bins[j] * sf(log_wb[i, j], pb[i, j], int(ep[-1]))
+                                                      for j in range(len(em) - 1))
+        np.testing.assert_allclose(got[i], ref, rtol=1e-5)
+    assert np.max(np.abs(one_minus_sum - got) / got) > 0.01  # what 1 - sum in float32 gives instead
+
+
+def test_mdn_overflow_category_is_the_float64_tail():
+    """category_probs of the overflow on a float32 MDN: the components' tail in float64 (scipy's nbinom.sf of the
+    same components), where 1 - sum of the bins in float32 cannot resolve tails below ~1e-7."""
+    torch.manual_seed(0)
+    model = MDN(3, "gamma_poisson", 2, Binning([COUNT_EDGES]), hidden=(16, 16))
+    with torch.no_grad():
+        model.param_head.bias.view(-1, 2)[:, 0] = math.log(4.0)  # means ~4 on a grid to 30: tails ~1e-9
+        x = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+        n_bins = len(COUNT_EDGES) - 1
+        got = model.category_probs(x, torch.tensor([n_bins, 0])).numpy()
+        log_w, params = (t.double().numpy() for t in model.mixture(x))
+    mu, r = params[..., 0], params[..., 1]
+    ref = (np.exp(log_w) * stats.nbinom.sf(29, r, r / (r + mu))).sum(axis=1)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got[:, 0], ref, rtol=1e-5)
+    with torch.no_grad():
+        np.testing.assert_allclose(got[:, 1], model(x)[:, 0].numpy(), rtol=1e-6)
