@@ -1,7 +1,8 @@
 """`surrogate-abc calibrate`: calibration of the posteriors over the prior (simulation-based calibration).
 
 For each of `datasets` parameter sets drawn from the protocol's prior, draw `cells` cells from the *exact*
-stationary distribution (closed form where the network has one, else FSP; seeded by (seed, index)), write them
+stationary distribution (closed form where the network has one, the generating-function law for the gene
+model's joint (mRNA, protein) counts, else FSP; seeded by (seed, index)), write them
 as OUT/ds_XXX/observed.h5 (true_<param> attributes), run `infer` on it (one chain, no exact check, no plots) and
 record, from infer's result in memory (its InferenceData and final weighted populations: the files it wrote
 are not read back), per parameter whether the 50% and 90% central credible intervals and the 94% HDI (on the
