@@ -58,37 +58,41 @@ class ClosedForm:
         return law.pmf({k: float(v) for k, v in r.items()}, int(cap))
 
 
-def _changes(net: ReactionNetwork, r: Reaction) -> dict[str, int]:
+def net_changes(net: ReactionNetwork, r: Reaction) -> dict[str, int]:
+    """{species: net change} of reaction r, the species it leaves unchanged left out."""
     ch = r.change(net.species)
     return {s: int(c) for s, c in zip(net.species, ch) if c}
 
 
-def _touching(net: ReactionNetwork, s: str) -> list[Reaction]:
-    return [r for r in net.reactions if _changes(net, r).get(s, 0)]
+def reactions_changing(net: ReactionNetwork, s: str) -> list[Reaction]:
+    """The reactions of net that change species s."""
+    return [r for r in net.reactions if net_changes(net, r).get(s, 0)]
 
 
 def _match_poisson(net: ReactionNetwork, x: str) -> dict[str, str] | None:
-    rs = _touching(net, x)
+    rs = reactions_changing(net, x)
     if len(rs) != 2 or not all(r.mass_action for r in rs):
         return None
-    make = [r for r in rs if r.order == 0 and _changes(net, r)[x] == 1]
-    lose = [r for r in rs if dict(r.reactants) == {x: 1} and _changes(net, r)[x] == -1]
+    make = [r for r in rs if r.order == 0 and net_changes(net, r)[x] == 1]
+    lose = [r for r in rs if dict(r.reactants) == {x: 1} and net_changes(net, r)[x] == -1]
     if len(make) != 1 or len(lose) != 1:
         return None
     return {"birth": str(make[0].rate), "death": str(lose[0].rate)}
 
 
-def _match_beta_poisson(net: ReactionNetwork, m: str) -> dict[str, str] | None:
-    rs = _touching(net, m)
+def match_beta_poisson(net: ReactionNetwork, m: str) -> dict[str, str] | None:
+    """Rate names of the roles (k_on, k_off, v, d) when species m is made by a two-state switch and lost at a
+    first-order rate (the telegraph mRNA; module docstring), else None."""
+    rs = reactions_changing(net, m)
     if len(rs) != 2 or not all(r.mass_action for r in rs):
         return None
     # lost at rate d M: decay, or conversion into species that act on nothing here (nascent -> mature RNA)
-    lose = [r for r in rs if dict(r.reactants) == {m: 1} and _changes(net, r).get(m) == -1]
-    make = [r for r in rs if r.order == 1 and _changes(net, r) == {m: 1} and m not in r.reactants]
+    lose = [r for r in rs if dict(r.reactants) == {m: 1} and net_changes(net, r).get(m) == -1]
+    make = [r for r in rs if r.order == 1 and net_changes(net, r) == {m: 1} and m not in r.reactants]
     if len(make) != 1 or len(lose) != 1:
         return None
     (g,) = make[0].reactants
-    sw = _touching(net, g)
+    sw = reactions_changing(net, g)
     if len(sw) != 2 or not all(r.mass_action and r.order == 1 for r in sw):
         return None
     off = [r for r in sw if dict(r.reactants) == {g: 1}]
@@ -96,9 +100,9 @@ def _match_beta_poisson(net: ReactionNetwork, m: str) -> dict[str, str] | None:
     if len(off) != 1 or len(on) != 1:
         return None
     (g2,) = on[0].reactants
-    if _changes(net, on[0]) != {g2: -1, g: 1} or _changes(net, off[0]) != {g: -1, g2: 1}:
+    if net_changes(net, on[0]) != {g2: -1, g: 1} or net_changes(net, off[0]) != {g: -1, g2: 1}:
         return None
-    if any(r not in sw for r in _touching(net, g2)):
+    if any(r not in sw for r in reactions_changing(net, g2)):
         return None
     law = next((law for law in net.laws if dict(law.coefficients) == {g: 1, g2: 1}), None)
     if law is None or law.total != 1:
@@ -107,12 +111,12 @@ def _match_beta_poisson(net: ReactionNetwork, m: str) -> dict[str, str] | None:
 
 
 def _match_negative_binomial(net: ReactionNetwork, x: str) -> dict[str, str] | None:
-    rs = _touching(net, x)
+    rs = reactions_changing(net, x)
     if len(rs) != 3 or not all(r.mass_action for r in rs):
         return None
-    imm = [r for r in rs if r.order == 0 and _changes(net, r)[x] == 1]
-    dup = [r for r in rs if dict(r.reactants) == {x: 1} and _changes(net, r)[x] == 1]
-    lose = [r for r in rs if dict(r.reactants) == {x: 1} and _changes(net, r)[x] == -1]
+    imm = [r for r in rs if r.order == 0 and net_changes(net, r)[x] == 1]
+    dup = [r for r in rs if dict(r.reactants) == {x: 1} and net_changes(net, r)[x] == 1]
+    lose = [r for r in rs if dict(r.reactants) == {x: 1} and net_changes(net, r)[x] == -1]
     if len(imm) != 1 or len(dup) != 1 or len(lose) != 1:
         return None
     return {"immigration": str(imm[0].rate), "birth": str(dup[0].rate), "death": str(lose[0].rate)}
@@ -230,7 +234,7 @@ class Law(NamedTuple):
 LAWS: dict[str, Law] = {
     "poisson": Law(_match_poisson, poisson_pmf, _thin_poisson),
     "negative_binomial": Law(_match_negative_binomial, negative_binomial_pmf, _thin_negative_binomial),
-    "beta_poisson": Law(_match_beta_poisson, beta_poisson_pmf, _thin_beta_poisson),
+    "beta_poisson": Law(match_beta_poisson, beta_poisson_pmf, _thin_beta_poisson),
 }
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.fft
 
 from ..errors import UserError
-from ..networks.closed_form import _changes, _match_beta_poisson, _touching
+from ..networks.closed_form import match_beta_poisson, net_changes, reactions_changing
 from ..networks.reaction import ReactionNetwork
 from . import pgf_kernel as kern
 
@@ -92,12 +92,12 @@ def match_gene(network: ReactionNetwork, observed: Sequence[str]) -> GeneRoles |
     if not isinstance(network, ReactionNetwork) or len(observed) != 2:
         return None
     for m, p in (tuple(observed), tuple(observed)[::-1]):
-        roles = _match_beta_poisson(network, m)
+        roles = match_beta_poisson(network, m)
         if roles is None or not all(r.mass_action for r in network.reactions):
             continue
-        rs = _touching(network, p)
-        make = [r for r in rs if dict(r.reactants) == {m: 1} and _changes(network, r) == {p: 1}]
-        lose = [r for r in rs if dict(r.reactants) == {p: 1} and _changes(network, r) == {p: -1}]
+        rs = reactions_changing(network, p)
+        make = [r for r in rs if dict(r.reactants) == {m: 1} and net_changes(network, r) == {p: 1}]
+        lose = [r for r in rs if dict(r.reactants) == {p: 1} and net_changes(network, r) == {p: -1}]
         readers = [r for r in network.reactions if p in r.reactants]
         if len(rs) == 2 and len(make) == 1 and len(lose) == 1 and readers == lose:
             return GeneRoles(m, p, roles["k_on"], roles["k_off"], roles["v"], roles["d"],
