@@ -37,9 +37,10 @@ def _reference(log_w, mu, r, bins, rows, edges) -> np.ndarray:
 @given(seed=st.integers(0, 2**31 - 1), log_mu=st.floats(-3.0, 7.0), log_r=st.floats(-5.0, 14.0))
 def test_bin_masses_equal_scipy(seed: int, log_mu: float, log_r: float):
     """Every bin width (Horner's rule over up to 490 integers), first integers below and above the Stirling shift,
-    shapes from 0.007 to 1.2e6 (near-Poisson); float64 to 1e-8, float32 to 2e-4 relative. The float64 tolerance
+    shapes from 0.007 to 1.2e6 (near-Poisson); float64 to 1e-8, float32 to 1e-3 relative. The float64 tolerance
     is scipy's: its lgamma-difference pmf is off by up to ~1e-9 at r ~ 1e5 (log_mu -2, log_r 12: scipy 1.1e-9
-    from 40-digit mpmath, this module 3e-14)."""
+    from 40-digit mpmath, this module 3e-14). The float32 one is the rounding of log-pmf terms as large as the
+    means (up to ~8000 here: 2.0e-4 seen at log_mu 7; 1.3e-4 over 150 random draws)."""
     rng = np.random.default_rng(seed)
     n, U, K = 2, 3, 4
     mu = np.exp(log_mu + rng.normal(0, 1, (n, U, K)))
@@ -49,7 +50,7 @@ def test_bin_masses_equal_scipy(seed: int, log_mu: float, log_r: float):
     rows = rng.integers(0, U, 12)
     ref = _reference(log_w, mu, r, bins, rows, EDGES)
     keep = ref > 1e-30  # float32 underflows below
-    for dtype, rtol in ((torch.float64, 1e-8), (torch.float32, 2e-4)):
+    for dtype, rtol in ((torch.float64, 1e-8), (torch.float32, 1e-3)):
         plan = bin_plan(bins, rows, _index(EDGES), len(EDGES) - 1, torch.device("cpu"), dtype)
         got = nb_mixture_bin_masses(*(torch.as_tensor(a, dtype=dtype) for a in (log_w, mu, r)), plan).double().numpy()
         np.testing.assert_allclose(got[keep], ref[keep], rtol=rtol, atol=0)
