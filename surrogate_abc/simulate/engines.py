@@ -10,7 +10,7 @@ from ..config import Protocol
 from ..errors import UserError
 from ..networks import GaussianMixtureNetwork, ReactionNetwork, find_closed_form
 from .fsp import solve_stationary
-from .pgf import GeneRoles, match_gene, window_pmf
+from .pgf import GeneRoles, match_gene, observed_window
 from .results import RunSettings, SetResult
 from .ssa import SSASimulator
 
@@ -124,9 +124,5 @@ class SetEngine:
         """The gene model's window pmf from its generating function; tail_mass holds its estimated error."""
         roles = self._gene
         assert roles is not None  # made in __init__ for the pgf engine
-        flip = self.protocol.species[0] != roles.mrna  # observed as (protein, mRNA)
-        caps = self.caps[::-1] if flip else self.caps
-        r = window_pmf(roles.values(self.rate_map(i)), caps)
-        pmf = r.pmf.T if flip else r.pmf
-        return SetResult(i, np.ascontiguousarray(pmf, dtype=np.float64), r.overflow, time.perf_counter() - t0,
-                         tail_mass=r.error)
+        r = observed_window(roles, self.protocol.species, self.rate_map(i), self.caps)
+        return SetResult(i, r.pmf, r.overflow, time.perf_counter() - t0, tail_mass=r.error)

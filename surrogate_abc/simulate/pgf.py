@@ -21,6 +21,7 @@ r_m, r_p minimise the sum of the first and last.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -181,6 +182,15 @@ def window_pmf(rates: np.ndarray | Sequence[float], caps: Sequence[int],
     pmf = np.maximum(pmf, 0.0)
     return PGFResult(pmf=pmf, overflow=float(max(1.0 - pmf.sum(), 0.0)), error=float(sum(parts.values())),
                      parts=parts, sizes=(nm, np_), radii=(rm, rp), wall_time=time.perf_counter() - t0)
+
+
+def observed_window(roles: GeneRoles, observed: Sequence[str], rates: Mapping[str, float],
+                    caps: Sequence[int]) -> PGFResult:
+    """window_pmf at rate values by name, its pmf on the caps of `observed` in that order (protein first
+    transposes it)."""
+    flip = observed[0] != roles.mrna
+    r = window_pmf(roles.values(rates), tuple(caps)[::-1] if flip else caps)
+    return dataclasses.replace(r, pmf=np.ascontiguousarray(r.pmf.T)) if flip else r
 
 
 def discretisation_error(rates: np.ndarray, s: PGFSettings, n: int = 16) -> float:

@@ -46,13 +46,12 @@ def exact_counts_pmf(protocol: Any, theta: np.ndarray, caps: Sequence[int]) -> E
     if law is not None:
         pmf = np.clip(np.asarray(law.pmf(rates, caps[0]), float), 0, None)
         return ExactCounts(pmf, float(max(1.0 - pmf.sum(), 0.0)), 0.0)
-    from ...simulate.pgf import match_gene, window_pmf
+    from ...simulate.pgf import match_gene, observed_window
 
     roles = match_gene(protocol.network, protocol.species)
     if roles is not None:  # the gene model's (mRNA, protein): exact over the whole prior, bursty corner included
-        flip = protocol.species[0] != roles.mrna
-        g = window_pmf(roles.values(rates), caps[::-1] if flip else caps)
-        return ExactCounts(np.ascontiguousarray(g.pmf.T if flip else g.pmf), float(g.overflow), float(g.error))
+        g = observed_window(roles, protocol.species, rates, caps)
+        return ExactCounts(g.pmf, float(g.overflow), float(g.error))
     from ...simulate.fsp import solve_stationary
 
     res = solve_stationary(protocol.network, rates, protocol.species, caps, protocol.fsp)
