@@ -125,6 +125,12 @@ class Emulator(EmulatorBase):
         rows, elements = (CHUNK_ROWS, CHUNK_ELEMENTS) if cpu else (DEVICE_CHUNK_ROWS, DEVICE_CHUNK_ELEMENTS)
         return int(min(rows, max(1, elements // max(per_row, 1))))
 
+    def _full_pass(self, cats: np.ndarray, method: str) -> bool:
+        """Whether the categories need the full pass: the network has no `method`, or the overflow is asked and
+        the network cannot compute it on its own (`exact_overflow`)."""
+        over = bool(np.any(cats == self.n_categories - 1))
+        return not hasattr(self.model, method) or (over and not getattr(self.model, "exact_overflow", False))
+
     def category_probs(self, theta: Any, categories: Any, allow_extrapolation: bool = False) -> np.ndarray:
         """Probabilities (n, k) of the flat categories (histogram bins in C order, then the overflow) at theta:
         the rows of pmf flattened, at those columns. Networks that can (the conditional MDN) compute only what
@@ -132,8 +138,7 @@ class Emulator(EmulatorBase):
         Unlike pmf the rows are not renormalised (differences are float rounding, ~1e-7)."""
         arr = self.check_domain(theta, allow_extrapolation)
         cats = self._categories(categories)
-        if not hasattr(self.model, "category_probs") or (np.any(cats == self.n_categories - 1)
-                                                          and not getattr(self.model, "exact_overflow", False)):
+        if self._full_pass(cats, "category_probs"):
             return self._probs(arr)[:, cats]
         per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
         rows = self._rows_for(int(per_row)) if per_row else None
@@ -144,8 +149,7 @@ class Emulator(EmulatorBase):
         """category_probs of the counts after binomial thinning (detection probability beta (n,)) at parameter
         sets arr (n, d), already checked against the domain; only what the categories need, where the network can."""
         cats = self._categories(categories)
-        if not hasattr(self.model, "thinned_category_probs") or (np.any(cats == self.n_categories - 1)
-                                                                  and not getattr(self.model, "exact_overflow", False)):
+        if self._full_pass(cats, "thinned_category_probs"):
             return self.thinned_flat_probs(arr, beta)[:, cats]
         per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
         rows = self._rows_for(int(per_row)) if per_row else None
