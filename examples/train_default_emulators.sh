@@ -4,7 +4,7 @@
 #   simulate (exact closed form) -> bin -> train for telegraph_mrna;
 #   simulate (exact FSP) -> bin -> train for telegraph_splicing.
 # Sizes and parallelism can be overridden: N_PROTEIN, N_JOINT, N_JOINT2, JOINT_STAGE1_EPOCHS, JOINT_STAGE2_EPOCHS,
-# JOINT_WIDE_SECONDS, JOINT_WIDE2_SECONDS,
+# JOINT_WIDE_SECONDS, JOINT_WIDE2_SECONDS, JOINT_BURSTY_SECONDS,
 # N_JOINT_MRNA, JOINT_MRNA_SECONDS,
 # N_MRNA, MRNA_EPOCHS, N_SPLICING, SPLICING_SECONDS, SPLICING2_SECONDS, SPLICING3_SECONDS, N_SPLICING_HIGH,
 # SPLICING4_SECONDS, NP (MPI ranks), DEVICE (cuda|cpu), WORK.
@@ -59,16 +59,28 @@ run surrogate-abc train configs/train_default_joint_wide.toml --data "$work/gene
     --data "$work/gene_joint_binned107.h5" --data "$work/gene_joint_binned108.h5" \
     --init "$work/gene_joint_wide.safetensors" --out "$work/gene_joint_wide2.safetensors" \
     --max-time "${JOINT_WIDE2_SECONDS:-2700}" "${dev[@]}"
+# Stage 2d: the same network, warm-started from stage 2c, on exact targets from the generating-function engine
+# (`--engine pgf`, exact where FSP's box is not): 600 sets from the bursty corner of the prior
+# (examples/training_design/bursty.toml, seed 110) and 400 prior draws (seed 109); configs/train_default_joint_bursty.toml,
+# 50 min on 2 CPU cores (284 epochs).
+launch surrogate-abc simulate examples/training_design/bursty.toml --engine pgf --n 600 --seed 110 --out "$work/gene_joint_pgf110.h5" --quiet
+run surrogate-abc bin "$work/gene_joint_pgf110.h5" --out "$work/gene_joint_binned110.h5"
+launch surrogate-abc simulate gene_joint --engine pgf --n 400 --seed 109 --out "$work/gene_joint_pgf109.h5" --quiet
+run surrogate-abc bin "$work/gene_joint_pgf109.h5" --out "$work/gene_joint_binned109.h5"
+run surrogate-abc train configs/train_default_joint_bursty.toml --data "$work/gene_joint_binned109.h5" \
+    --data "$work/gene_joint_binned110.h5" --init "$work/gene_joint_wide2.safetensors" \
+    --out "$work/gene_joint_bursty.safetensors" --max-time "${JOINT_BURSTY_SECONDS:-3000}" "${dev[@]}"
 # Stage 3: the mRNA factor from an MDN of the exact (Beta-Poisson) mRNA marginal alone, 24000 closed-form sets
 # (seed 201, ~5 min on 2 cores); the conditional protein head is kept. --validate measures both on the held-out
-# joint sets of seed 102 (its first 150; benchmarks/emulator_accuracy.py) and stores the result's metrics.
+# joint sets of seed 102 (its first 150, exact generating-function targets over the whole prior, bursty corner
+# included; benchmarks/joint_whole_prior.py) and stores the result's metrics.
 launch surrogate-abc simulate gene_joint_mrna --engine exact --n "${N_JOINT_MRNA:-24000}" --seed 201 --out "$work/gene_joint_mrna_exact.h5" --quiet
 run surrogate-abc bin "$work/gene_joint_mrna_exact.h5" --out "$work/gene_joint_mrna_binned.h5"
 run surrogate-abc train configs/train_default_joint_mrna.toml --data "$work/gene_joint_mrna_binned.h5" \
     --out "$work/gene_joint_mrna.safetensors" --max-time "${JOINT_MRNA_SECONDS:-600}" "${dev[@]}"
-launch surrogate-abc simulate gene_joint --engine fsp --n 150 --seed 102 --out "$work/gene_joint_test102.h5" --quiet
+launch surrogate-abc simulate gene_joint --engine pgf --n 150 --seed 102 --out "$work/gene_joint_test102.h5" --quiet
 run surrogate-abc bin "$work/gene_joint_test102.h5" --out "$work/gene_joint_test102_binned.h5"
-run surrogate-abc attach-marginal "$work/gene_joint_wide2.safetensors" "$work/gene_joint_mrna.safetensors" \
+run surrogate-abc attach-marginal "$work/gene_joint_bursty.safetensors" "$work/gene_joint_mrna.safetensors" \
     --out "$res/gene_joint.safetensors" --validate "$work/gene_joint_test102_binned.h5"
 
 # telegraph_mrna: exact Beta-Poisson data (`--engine exact`, the closed form; ~0.03 s per set), seed 1.
