@@ -23,6 +23,7 @@ import torch
 from scipy import special
 
 from .distributions import log_tiny
+from .nb_walk import bin_ranges, nb_mixture_walk
 
 _SHIFT = 10  # lgamma(r + lo) - lgamma(r): sums of logs for lo < _SHIFT, Stirling's series at x = r + _SHIFT above
 
@@ -140,6 +141,28 @@ def nb_mixture_bin_masses(log_w: torch.Tensor, mu: torch.Tensor, r: torch.Tensor
             log_head.add_(_log_horner(horner_rows.index_select(1, pos), lo, w))
         out[:, a:b] = log_head.clamp_(min=log_tiny(mu.dtype)).exp_().sum(dim=-1)
     return out.index_select(1, torch.argsort(plan.order))
+
+
+def nb_mixture_category_masses(log_w: torch.Tensor, mu: torch.Tensor, r: torch.Tensor, rows: np.ndarray,
+                               bins: np.ndarray, index: np.ndarray, n_bins: int,
+                               row_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """float64 (n, C) masses of categories c = bin bins[c] under row rows[c] (log_w, mu, r: (n, U, K)) of an
+    axis whose integers fall into the bins `index` (S,), times row_weight[:, rows[c]] when given (n, U). On the
+    CPU without gradients: one float64 walk along each row's integers (nb_walk); elsewhere (an accelerator, or
+    training) the per-category path above."""
+    bins, rows = np.asarray(bins, dtype=np.int64), np.asarray(rows, dtype=np.int64)
+    if mu.device.type != "cpu" or (torch.is_grad_enabled() and (mu.requires_grad or r.requires_grad)):
+        plan = bin_plan(bins, rows, index, n_bins, mu.device, mu.dtype)
+        masses = nb_mixture_bin_masses(log_w, mu, r, plan).to(torch.float64)
+        return masses if row_weight is None else row_weight[:, torch.as_tensor(rows, device=mu.device)] * masses
+    first, last = bin_ranges(index, n_bins)
+    if bins.size and (int(bins.min()) < 0 or int(bins.max()) >= n_bins or np.any(first[bins] < 0)):
+        raise ValueError(f"categories must name bins 0..{n_bins - 1} that hold integers of the support")
+    floor = float(np.exp(log_tiny(mu.dtype)))
+    weight = None if row_weight is None else row_weight.detach().to(torch.float64).numpy()
+    out = nb_mixture_walk(log_w.detach().numpy(), mu.detach().numpy(), r.detach().numpy(), rows, first[bins],
+                          last[bins], floor, weight)
+    return torch.from_numpy(out)
 
 
 def nb_mixture_outside(log_w: torch.Tensor, mu: torch.Tensor, r: torch.Tensor, first: int, cap: int) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from .bin_masses import bin_plan, nb_mixture_bin_masses, nb_mixture_outside
+from .bin_masses import nb_mixture_category_masses, nb_mixture_outside
 from .distributions import _sum_into, mixture_pmf_grid, thinned_params
 from .layers import (
     DEFAULT_HIDDEN,
@@ -252,19 +252,22 @@ class ConditionalMDN(nn.Module):
 
     def category_work(self, categories: np.ndarray) -> int:
         """Largest intermediate per input row of category_probs(x, categories): the head on the a-bins listed
-        (all of them with the overflow) or components x categories."""
+        (all of them with the overflow; two layers' activations alive at once) or, off the CPU, components x
+        categories (on the CPU the categories' masses are walked in float64, one value per category:
+        bin_masses.nb_mixture_category_masses)."""
         A, B = self.binning.shape
         cats = np.asarray(categories, dtype=np.int64)
         if not self.exact_overflow:
             return self.work_per_row()
         rows = A if np.any(cats == A * B) else len(np.unique(cats // B))
-        return max(rows * max(self.head), 2 * self.n_components * len(cats), 1)
+        per_category = 2 if self.a_weights.weight.device.type == "cpu" else 2 * self.n_components
+        return max(2 * rows * max(self.head), per_category * len(cats), 1)
 
     def category_probs(self, x: torch.Tensor, categories: torch.Tensor,
                        beta_b: torch.Tensor | None = None) -> torch.Tensor:
         """forward(x)[:, categories] for flat categories (a_bin * bins_b + b_bin; A * B the overflow), computing
         only what they need: the conditional head on the a-bins listed, and for Gamma-Poisson components each
-        category's mass from its first integer (bin_masses.nb_mixture_bin_masses); the overflow in float64 from
+        category's mass (bin_masses.nb_mixture_category_masses); the overflow in float64 from
         the components' tails (exact_overflow). An observed data set touches a small part of the grid, so a
         likelihood costs that part of a forward pass. `beta_b` (n,): of the second species' counts thinned with
         that detection probability. float64 (n, k)."""
@@ -285,10 +288,12 @@ class ConditionalMDN(nn.Module):
         if beta_b is not None:  # the second species thinned: its components stay in their family
             pb = thinned_params(self.family, pb, beta_b[:, None].to(pb.dtype))
         a_bins = self._a_bin_masses(x, log_wa, pa, rows)                            # (n, U)
-        plan = bin_plan(ib.cpu().numpy(), pos.cpu().numpy(), b.index[1].cpu().numpy(), B, x.device, pb.dtype)
-        masses = nb_mixture_bin_masses(log_wb, pb[..., 0], pb[..., 1], plan)
+        masses = nb_mixture_category_masses(log_wb, pb[..., 0], pb[..., 1], pos.cpu().numpy(), ib.cpu().numpy(),
+                                            b.index[1].cpu().numpy(), B, a_bins.to(torch.float64))
+        if not bool(over.any()):
+            return masses
         out = torch.zeros((x.shape[0], categories.numel()), dtype=torch.float64, device=x.device)
-        out[:, ~over] = (a_bins[:, pos] * masses).to(torch.float64)
+        out[:, ~over] = masses
         if bool(over.any()):
             out[:, over] = self._overflow(x, log_wa, pa, a_bins, log_wb, pb)[:, None]
         return out

@@ -4,8 +4,9 @@
     probs, overflow = em.pmf(theta)            # theta (n, d) numpy -> numpy float64; torch -> torch
     counts, over = em.sample_counts(theta, n_cells=1000, rng=np.random.default_rng(0))
 
-pmf is batched (one forward pass per chunk of 65536 rows), runs under torch.no_grad() in float32 on
-the emulator's device and is returned in float64, renormalised so each row (bins + overflow) sums to 1.
+pmf is batched (one forward pass per chunk of 65536 rows), runs under torch.no_grad() in the network's dtype
+(float32; float64 for a reference copy made with model.double()) on the emulator's device and is returned in
+float64, renormalised so each row (bins + overflow) sums to 1.
 """
 from __future__ import annotations
 
@@ -92,12 +93,13 @@ class Emulator(EmulatorBase):
         sum to 1 (or the output of the model's method `fn`, called as fn(x, *row_args chunked as x, *args))."""
         x_all = self.features(arr)
         dev = self.device
+        dtype = next(iter(self.model.parameters()), torch.empty(0)).dtype  # float32; float64 after model.double()
         rows = rows or self.chunk_rows()
         outs = []
         with torch.no_grad():
             for s in range(0, max(len(x_all), 1), rows):
-                x = torch.as_tensor(x_all[s:s + rows], dtype=torch.float32, device=dev)
-                extra = [torch.as_tensor(a[s:s + rows], dtype=torch.float32, device=dev) for a in row_args]
+                x = torch.as_tensor(x_all[s:s + rows], dtype=dtype, device=dev)
+                extra = [torch.as_tensor(a[s:s + rows], dtype=dtype, device=dev) for a in row_args]
                 y = self.model(x) if fn == "forward" else getattr(self.model, fn)(x, *extra, *args)
                 outs.append(y.to(torch.float64).cpu().numpy())
         y = np.concatenate(outs, axis=0) if outs else np.zeros((0, self.n_categories))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import distributions
-from .bin_masses import nb_mixture_outside
+from .bin_masses import nb_mixture_category_masses, nb_mixture_outside
 from .layers import DEFAULT_HIDDEN, BinningOnDevice, dense_trunk, resolve_family
 
 
@@ -116,8 +116,13 @@ class MDN(nn.Module):
         log_w, params = self.mixture(x)
         if beta is not None:
             params = distributions.thinned_params(self.family, params, beta)
-        pmf = distributions.mixture_pmf_grid(self.family, log_w, params, (n_sup,))
-        bins = distributions.sum_into_bins(pmf, idx[:n_sup], n_bins)[:, inside]
+        if self.family.name == "gamma_poisson":  # each bin's mass by one walk along the integers (bin_masses)
+            bins = nb_mixture_category_masses(log_w[:, None], params[:, None, :, 0], params[:, None, :, 1],
+                                              np.zeros(inside.numel(), dtype=np.int64), inside.cpu().numpy(),
+                                              idx.cpu().numpy(), n_bins)
+        else:
+            pmf = distributions.mixture_pmf_grid(self.family, log_w, params, (n_sup,))
+            bins = distributions.sum_into_bins(pmf, idx[:n_sup], n_bins)[:, inside]
         if not bool(over.any()):
             return bins
         out = torch.zeros((x.shape[0], categories.numel()), dtype=torch.float64, device=x.device)
