@@ -1,61 +1,58 @@
-"""Joint mRNA-protein `infer`: the conditional MDN's category-only likelihood against the grid path it replaced.
+"""Joint mRNA-protein `infer`: this tree against a baseline git revision, side by side, same seed.
 
-Both paths run in this process, side by side, on the shipped joint example (1,000 cells, 669 occupied categories)
-with the same seed: one ABC-SMC chain each (population 500, at most 10 generations, as `infer` runs), and the
-protein example's chain for reference. The grid path is the previous `ConditionalMDN.category_probs`: each
-occupied mRNA bin's protein pmf on every integer up to the last protein bin asked, summed into bins, ~5 parameter
-sets per call (its work per row sized the chunks), and the overflow category by a full forward pass (1 - sum
-in float32). This script switches it in by replacing the class's methods for the "grid" runs (its own patch;
-nothing in the package knows about it). Then the whole command (2 chains, outputs and plots) in a fresh
-process per path, and the agreement of the posteriors: |new - grid| / (grid 90% interval width) of the
-median and the 5%/95% quantiles, next to the same figure between two seeds of the grid path (the Monte Carlo
-scale: probabilities differ by float rounding, ~1e-5 relative, so the chains are not bit-identical).
+Each run is a fresh process on one tree (this checkout, or the baseline checked out into a temporary git
+worktree): the emulator's kernels are warmed up first (numba compiles them once per install and caches them),
+then one ABC-SMC chain on the shipped joint example (1,000 cells, 669 occupied categories; population 500, at
+most 10 generations, as `infer` runs), timed by benchmarks/infer_speed.py's phase wrappers, with the protein
+example's chain for reference. The baseline runs twice (seeds s and s + 1) to give the Monte Carlo scale of
+the posterior: the agreement of this tree's posterior with the baseline's is |a - b| / (baseline 90% interval
+width) of the median and the 5%/95% quantiles, next to the same figure between the baseline's two seeds
+(probabilities differ by float rounding, so the same seed does not give bit-identical chains). Then the whole
+command (`infer`, 2 chains in parallel, outputs, plots and the exact check) in a fresh process per tree, after
+one untimed run.
 
-  python benchmarks/joint_speed.py [--population 500] [--generations 10] [--seed 1] [--skip-cli]
+  python benchmarks/joint_speed.py [--baseline 6878031] [--population 500] [--generations 10] [--seed 1]
+                                   [--threads 2] [--skip-cli]
+
+The default baseline is the release before the categories' masses were walked in float64 (bin_masses' per-
+category torch path, torch's elu, chunks sized by components x categories).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+BASELINE = "6878031"
 
-from infer_speed import one_chain  # noqa: E402
-
-from surrogate_abc.emulators.conditional import ConditionalMDN  # noqa: E402
-
-
-@contextlib.contextmanager
-def grid_path():
-    """ConditionalMDN with its previous likelihood path: grid category_probs, no exact overflow, chunks sized by
-    work_per_row."""
-    saved = {k: ConditionalMDN.__dict__[k] for k in ("category_probs", "exact_overflow", "category_work")}
-    ConditionalMDN.category_probs = ConditionalMDN._category_probs_grid
-    ConditionalMDN.exact_overflow = property(lambda self: False)
-    del ConditionalMDN.category_work
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(ConditionalMDN, k, v)
-
+CHAIN_CODE = """
+import json, sys, warnings
+tree, example, pop, gens, seed = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+sys.path[:0] = [tree, tree + "/benchmarks"]
+warnings.simplefilter("ignore")
+import numpy as np
+from infer_speed import one_chain
+from surrogate_abc.data.observed import load_observed
+from surrogate_abc.emulators.resolve import resolve_emulator
+em, _ = resolve_emulator(None, load_observed(f"{tree}/examples/observed_{example}.h5").species)
+em.category_probs(em.protocol.sample(300, 0), np.arange(5))  # warm-up: kernels compiled or loaded from cache
+r = one_chain(example, True, pop, gens, seed)
+print(json.dumps({"wall": r["wall"], "emulator": r["phases"]["emulator"], "evaluations": r["evaluations"],
+                  "generations": r["generations"], "names": list(r["names"]), "quantiles": r["quantiles"].tolist()}))
+"""
 
 CLI_CODE = """
 import json, sys, time
 t0 = time.perf_counter()
-sys.path.insert(0, sys.argv[4])
-import joint_speed
+tree, data, out = sys.argv[1:4]
+sys.path.insert(0, tree)
 from surrogate_abc.api import infer
 import surrogate_abc.inference.infer as I
 seconds = {}
@@ -67,63 +64,85 @@ def timed(*a, **k):
     finally:
         seconds["chains"] = time.perf_counter() - s
 I.run_chains = timed
-ctx = joint_speed.grid_path() if sys.argv[3] == "grid" else joint_speed.contextlib.nullcontext()
-with ctx:
-    infer(sys.argv[2], out=sys.argv[1], chains=2, seed=1)
+infer(data, out=out, chains=2, seed=1)
 seconds["total"] = time.perf_counter() - t0
 print(json.dumps(seconds))
 """
 
 
-def cli_seconds(path: str) -> dict[str, float]:
+def _env(threads: int) -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[k] = str(threads)
+    return env
+
+
+def chain(tree: Path, example: str, population: int, generations: int, seed: int, threads: int) -> dict:
+    r = subprocess.run([sys.executable, "-c", CHAIN_CODE, str(tree), example, str(population), str(generations),
+                        str(seed)], check=True, env=_env(threads), cwd=tree, capture_output=True, text=True)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out["quantiles"] = np.asarray(out["quantiles"])
+    return out
+
+
+def cli_seconds(tree: Path, threads: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        r = subprocess.run([sys.executable, "-c", CLI_CODE, tmp, str(ROOT / "examples/observed_joint.h5"), path,
-                            str(ROOT / "benchmarks")], check=True, env=env, cwd=ROOT, capture_output=True, text=True)
+        args = [sys.executable, "-c", CLI_CODE, str(tree), str(tree / "examples/observed_joint.h5")]
+        for name in ("warm-up", "timed"):
+            r = subprocess.run(args + [str(Path(tmp) / name)], check=True, env=_env(threads), cwd=tree,
+                               capture_output=True, text=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--baseline", default=BASELINE, help="git revision to compare with (default %(default)s)")
     ap.add_argument("--population", type=int, default=500)
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2, help="threads of torch and numba per run (default 2)")
     ap.add_argument("--skip-cli", action="store_true", help="skip the whole-command timings")
     args = ap.parse_args()
-    warnings.simplefilter("ignore")
-    pop, gens, seed = args.population, args.generations, args.seed
-    runs = {}
-    with grid_path():
-        runs["grid"] = one_chain("joint", True, pop, gens, seed)
-        runs["grid, seed + 1"] = one_chain("joint", True, pop, gens, seed + 1)
-    runs["categories"] = one_chain("joint", True, pop, gens, seed)
-    runs["protein (reference)"] = one_chain("protein", True, pop, gens, seed)
-    print(f"One chain, population {pop}, at most {gens} generations, seed {seed}; {os.cpu_count()} cores.\n")
+    pop, gens, seed, th = args.population, args.generations, args.seed, args.threads
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "baseline"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base), args.baseline],
+                       check=True)
+        try:
+            runs = {
+                f"joint, baseline {args.baseline}": chain(base, "joint", pop, gens, seed, th),
+                "joint, this tree": chain(ROOT, "joint", pop, gens, seed, th),
+                f"joint, baseline {args.baseline}, seed + 1": chain(base, "joint", pop, gens, seed + 1, th),
+                "protein, this tree (reference)": chain(ROOT, "protein", pop, gens, seed, th),
+            }
+            clis = {} if args.skip_cli else {"baseline": cli_seconds(base, th), "this tree": cli_seconds(ROOT, th)}
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
+    print(f"One chain, population {pop}, at most {gens} generations, seed {seed}; {th} threads, "
+          f"{os.cpu_count()} cores.\n")
     print("| run | ABC wall s | emulator s | evaluations | emulator us / evaluation | generations |")
     print("|---|---|---|---|---|---|")
     for name, r in runs.items():
-        em = r["phases"]["emulator"]
-        print(f"| {name} | {r['wall']:.1f} | {em:.1f} | {r['evaluations']} | {1e6 * em / r['evaluations']:.0f} | "
-              f"{r['generations']} |")
-    print(f"| speed-up (grid / categories, same seed) | {runs['grid']['wall'] / runs['categories']['wall']:.1f}x | "
-          f"{runs['grid']['phases']['emulator'] / runs['categories']['phases']['emulator']:.1f}x | | | |")
-    g, c, g2 = runs["grid"], runs["categories"], runs["grid, seed + 1"]
-    width = g["quantiles"][2] - g["quantiles"][0]
-    print("\nPosteriors: |a - b| / (grid 90% interval width) of the median, q05 and q95\n")
-    print("| parameter | categories vs grid: median | q05 | q95 | grid seed + 1 vs grid: median | q05 | q95 |")
+        print(f"| {name} | {r['wall']:.1f} | {r['emulator']:.1f} | {r['evaluations']} | "
+              f"{1e6 * r['emulator'] / r['evaluations']:.0f} | {r['generations']} |")
+    b, c, b2 = list(runs.values())[:3]
+    print(f"| speed-up (baseline / this tree, same seed) | {b['wall'] / c['wall']:.2f}x | "
+          f"{b['emulator'] / c['emulator']:.2f}x | | {b['emulator'] / b['evaluations'] / (c['emulator'] / c['evaluations']):.2f}x | |")
+    width = b["quantiles"][2] - b["quantiles"][0]
+    print("\nPosteriors: |a - b| / (baseline 90% interval width) of the median, q05 and q95\n")
+    print("| parameter | this tree vs baseline: median | q05 | q95 | baseline seed + 1 vs baseline: median | q05 | q95 |")
     print("|---|---|---|---|---|---|---|")
-    for j, name in enumerate(g["names"]):
-        d = np.abs(c["quantiles"][:, j] - g["quantiles"][:, j]) / width[j]
-        e = np.abs(g2["quantiles"][:, j] - g["quantiles"][:, j]) / width[j]
+    for j, name in enumerate(b["names"]):
+        d = np.abs(c["quantiles"][:, j] - b["quantiles"][:, j]) / width[j]
+        e = np.abs(b2["quantiles"][:, j] - b["quantiles"][:, j]) / width[j]
         print(f"| {name} | {d[1]:.3f} | {d[0]:.3f} | {d[2]:.3f} | {e[1]:.3f} | {e[0]:.3f} | {e[2]:.3f} |")
-    if not args.skip_cli:
+    if clis:
         print("\nWhole command `infer examples/observed_joint.h5` in a fresh process (2 chains in parallel, outputs, "
-              "plots, the exact check's defaults):\n")
-        print("| path | total s | chains s |")
+              "plots, the exact check's defaults; after one untimed run):\n")
+        print("| tree | total s | chains s |")
         print("|---|---|---|")
-        for path in ("grid", "categories"):
-            s = cli_seconds(path)
-            print(f"| {path} | {s['total']:.1f} | {s['chains']:.1f} |")
+        for name, s in clis.items():
+            print(f"| {name} | {s['total']:.1f} | {s['chains']:.1f} |")
 
 
 if __name__ == "__main__":

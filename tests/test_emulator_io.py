@@ -101,11 +101,16 @@ def test_pmf_numpy_and_torch_in_out():
     p1, o1 = em.pmf(th[0])
     assert p1.shape == (1, 16)
     np.testing.assert_allclose(p1, probs[:1], rtol=1e-5)  # float32 kernels may differ with the batch size
-    # the network sees (transform(theta) - mean) / std
+    # the network sees (transform(theta) - mean) / std; on the CPU a Gamma-Poisson MDN's pmf is its categories'
+    # masses (walked in float64, the overflow from the tails), within float32 rounding of its forward pass
     with torch.no_grad():
-        x = (np.column_stack([np.log10(th[:, 0]), th[:, 1]]) - em.scaling_mean) / em.scaling_std
-        ref = em.model(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+        x = torch.as_tensor((np.column_stack([np.log10(th[:, 0]), th[:, 1]]) - em.scaling_mean) / em.scaling_std,
+                            dtype=torch.float32)
+        ref = em.model.category_probs(x, torch.arange(em.n_categories)).numpy()
+        fwd = em.model(x).double().numpy()
+    assert em.model.exact_overflow
     np.testing.assert_allclose(probs, ref[:, :-1] / ref.sum(1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(probs, fwd[:, :-1], rtol=2e-5, atol=1e-7)
 
 
 def test_pmf_is_chunked_without_changing_results(monkeypatch):
@@ -113,8 +118,8 @@ def test_pmf_is_chunked_without_changing_results(monkeypatch):
     th = theta_in(em, n=23)
     full = em.pmf(th)[0]
     calls = []
-    orig = em.model.forward
-    monkeypatch.setattr(em.model, "forward", lambda x: calls.append(len(x)) or orig(x))
+    orig = em.model.category_probs  # what pmf runs for a Gamma-Poisson MDN on the CPU
+    monkeypatch.setattr(em.model, "category_probs", lambda x, c: calls.append(len(x)) or orig(x, c))
     monkeypatch.setattr(emulator_mod, "CHUNK_ROWS", 10)
     chunked = em.pmf(th)[0]
     assert calls == [10, 10, 3]

@@ -69,6 +69,16 @@ class Emulator(EmulatorBase):
         return features(theta, self.scaling_mean, self.scaling_std, self.transforms)
 
     def _flat_probs(self, arr: np.ndarray) -> np.ndarray:
+        """The pmf (bins, then the overflow). On the CPU, networks whose category_probs computes each category
+        exactly (`exact_overflow`: Gamma-Poisson mixtures, each bin's mass walked in float64 and the overflow
+        from the components' tails) give every category that way, faster than their forward pass's integer grid
+        and without its float32 floors (1 - sum for the overflow, ~1e-38 on small masses); others (and every
+        network on an accelerator) run forward()."""
+        if self.device.type == "cpu" and getattr(self.model, "exact_overflow", False):
+            cats = np.arange(self.n_categories)
+            per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
+            return self._probs(arr, "category_probs", torch.as_tensor(cats), normalise=True,
+                               rows=self._rows_for(int(per_row)) if per_row else None)
         return self._probs(arr)
 
     @property
@@ -88,9 +98,10 @@ class Emulator(EmulatorBase):
         return self._probs(arr, "thinned", row_args=(b[:, 0] if b.shape[1] == 1 else b,))
 
     def _probs(self, arr: np.ndarray, fn: str = "forward", *args: Any, row_args: tuple[np.ndarray, ...] = (),
-               rows: int | None = None) -> np.ndarray:
+               rows: int | None = None, normalise: bool | None = None) -> np.ndarray:
         """Run the network in chunks (of `rows`, default chunk_rows()); float64 (n, C) probabilities renormalised to
-        sum to 1 (or the output of the model's method `fn`, called as fn(x, *row_args chunked as x, *args))."""
+        sum to 1 (or the output of the model's method `fn`, called as fn(x, *row_args chunked as x, *args),
+        renormalised when `normalise`; by default forward and thinned are)."""
         x_all = self.features(arr)
         dev = self.device
         dtype = next(iter(self.model.parameters()), torch.empty(0)).dtype  # float32; float64 after model.double()
@@ -103,18 +114,19 @@ class Emulator(EmulatorBase):
                 y = self.model(x) if fn == "forward" else getattr(self.model, fn)(x, *extra, *args)
                 outs.append(y.to(torch.float64).cpu().numpy())
         y = np.concatenate(outs, axis=0) if outs else np.zeros((0, self.n_categories))
-        if fn not in ("forward", "thinned"):
+        if not (fn in ("forward", "thinned") if normalise is None else normalise):
             return y
         if y.shape[1] != self.n_categories:
             raise ValueError(f"network returned {y.shape[1]} categories, the protocol's bins give {self.n_categories}")
-        y = np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
+        y = np.clip(np.nan_to_num(y, copy=False, nan=0.0), 0.0, None, out=y)  # y is this call's own array
         total = y.sum(axis=1, keepdims=True)
         bad = total[:, 0] <= 0
         if bad.any():  # degenerate output: put all mass on overflow rather than divide by zero
             y[bad] = 0.0
             y[bad, -1] = 1.0
             total[bad] = 1.0
-        return y / total
+        y /= total
+        return y
 
     def chunk_rows(self) -> int:
         """Rows per forward pass: CHUNK_ROWS, fewer when one row needs much work (model.work_per_row())."""

@@ -12,8 +12,9 @@ component and row instead of several transcendental functions per category and c
 kept scaled (a running log-scale per set and component, checked every 32 integers and renormalised when they
 pass 1e100), so a pmf that starts below the float range (NB(0) = e^-3000) and rises to its mode loses
 nothing, and float64 throughout resolves masses down to ~1e-300 (a float32 pass floors them near 1e-38).
-Parameter sets run in the innermost loop (contiguous: the compiler vectorises over them), blocks of sets in
-parallel (prange) when numba has more than one thread.
+Parameter sets run in the innermost loop (contiguous: the compiler vectorises over them), on one thread: the
+kernel is serial, so forked processes (inference's chains) never meet an OpenMP pool their parent started
+(numba's omp threading layer deadlocks there), and a second thread gained nothing inside a chain.
 
 Cost per set: (components) x (sum over rows of the last integer asked), ~32,000 multiply-adds for the joint
 example's 31 rows and 669 categories.
@@ -22,12 +23,11 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 _RESCALE = 1e100
-_MIN_BLOCK = 32  # parameter sets per thread, at least
+_LOW = -700.0  # log-scales below: exp is subnormal (or 0) and loses digits
 
 
 @njit(cache=True, inline="always")
@@ -45,78 +45,77 @@ def _step(p, acc, a, b, t, add):  # pragma: no cover - compiled
 
 @njit(cache=True, inline="always")
 def _rescale(p, acc, log_scale, scale):  # pragma: no cover - compiled
-    """Fold the scaled values that passed _RESCALE into their log-scale (p and the bin's running sum acc)."""
+    """Fold the scaled values that passed _RESCALE into their log-scale (p and the bin's running sum acc);
+    returns how many sets' scales rose out of the low range (log-scale below _LOW) doing so."""
+    risen = 0
     for i in range(p.shape[0]):
         if p[i] > _RESCALE:
             f = p[i]
+            low = log_scale[i] < _LOW
             p[i] = 1.0
             acc[i] /= f
             log_scale[i] += math.log(f)
             scale[i] = math.exp(log_scale[i])
+            if low and log_scale[i] >= _LOW:
+                risen += 1
+    return risen
 
 
 @njit(cache=True)
-def _walk_block(out, log_w, mu, r, row_weight, row_start, lo, hi, inv, i0, m_):  # pragma: no cover - compiled
-    """out[:, i0:i0 + m_] = the masses of the categories (lo, hi, rows by row_start) for sets i0..i0 + m_ - 1
-    (see _walk_serial)."""
-    U, K = mu.shape[1], mu.shape[2]
-    p = np.empty(m_)
-    acc = np.zeros(m_)
-    scale = np.empty(m_)  # exp(log_scale): p * scale is w NB(j)
-    log_scale = np.empty(m_)
-    a = np.empty(m_)
-    b = np.empty(m_)
+def _walk(log_w, mu, r, row_weight, row_start, lo, hi, inv):  # pragma: no cover - compiled
+    """out (C, n): the mass of integers lo[c]..hi[c] under the mixture (log_w, mu, r: (n, U, K)) of row u, times
+    row_weight (n, U), for the categories row_start[u]..row_start[u + 1] - 1 (sorted by lo, not overlapping).
+    Each row and component walks along the integers for all parameter sets at once (the sets in the innermost
+    loop). The scaled values are checked every 32 integers: 32 steps multiply them by at most mu^32 / 32!
+    (< 1e93 for means up to 1e4), far from overflowing after a rescale at 1e100. Where a set's scale is below
+    e^_LOW (a subnormal number, or 0) its masses are exp(log(sum) + log-scale) instead of sum * scale."""
+    n, U, K = mu.shape
+    out = np.zeros((lo.shape[0], n))
+    p = np.empty(n)
+    acc = np.zeros(n)
+    scale = np.empty(n)  # exp(log_scale): p * scale is w NB(j)
+    log_scale = np.empty(n)
+    a = np.empty(n)
+    b = np.empty(n)
     for u in range(U):
         c0, c1 = row_start[u], row_start[u + 1]
         if c1 == c0:
             continue
         for k in range(K):
-            for i in range(m_):
-                mm = float(mu[i0 + i, u, k])
-                ss = float(r[i0 + i, u, k])
+            n_low = 0  # sets whose scale is below e^_LOW
+            for i in range(n):
+                mm = float(mu[i, u, k])
+                ss = float(r[i, u, k])
                 a[i] = mm / (mm + ss)
                 b[i] = a[i] * (ss - 1.0)
-                log_scale[i] = float(log_w[i0 + i, u, k]) - ss * math.log1p(mm / ss)  # log w + r log(1 - q)
+                log_scale[i] = float(log_w[i, u, k]) - ss * math.log1p(mm / ss)  # log w + r log(1 - q)
                 scale[i] = math.exp(log_scale[i])
                 p[i] = 1.0
+                if log_scale[i] < _LOW:
+                    n_low += 1
             j = 0
             for c in range(c0, c1):
                 while j < lo[c]:
                     j += 1
                     _step(p, acc, a, b, inv[j], False)
                     if j & 31 == 0:
-                        _rescale(p, acc, log_scale, scale)
-                for i in range(m_):
+                        n_low -= _rescale(p, acc, log_scale, scale)
+                for i in range(n):
                     acc[i] = p[i]
                 while j < hi[c]:
                     j += 1
                     _step(p, acc, a, b, inv[j], True)
                     if j & 31 == 0:
-                        _rescale(p, acc, log_scale, scale)
-                for i in range(m_):
-                    out[c, i0 + i] += acc[i] * scale[i] * row_weight[i0 + i, u]
-
-
-@njit(cache=True)
-def _walk_serial(log_w, mu, r, row_weight, row_start, lo, hi, inv):  # pragma: no cover - compiled
-    """out (C, n): the mass of integers lo[c]..hi[c] under the mixture (log_w, mu, r: (n, U, K)) of row u, times
-    row_weight (n, U), for the categories row_start[u]..row_start[u + 1] - 1 (sorted by lo, not overlapping). Each row and component
-    walks along the integers for all parameter sets at once (the sets in the innermost loop). The scaled
-    values are checked every 32 integers: 32 steps multiply them by at most mu^32 / 32! (< 1e93 for means up
-    to 1e4), far from overflowing after a rescale at 1e100."""
-    out = np.zeros((lo.shape[0], mu.shape[0]))
-    _walk_block(out, log_w, mu, r, row_weight, row_start, lo, hi, inv, 0, mu.shape[0])
-    return out
-
-
-@njit(cache=True, parallel=True)
-def _walk_parallel(log_w, mu, r, row_weight, row_start, lo, hi, inv, block):  # pragma: no cover - compiled
-    """_walk_serial with the parameter sets split into blocks of `block`, one thread each."""
-    n = mu.shape[0]
-    out = np.zeros((lo.shape[0], n))
-    for blk in prange((n + block - 1) // block):
-        i0 = blk * block
-        _walk_block(out, log_w, mu, r, row_weight, row_start, lo, hi, inv, i0, min(block, n - i0))
+                        n_low -= _rescale(p, acc, log_scale, scale)
+                if n_low == 0:
+                    for i in range(n):
+                        out[c, i] += acc[i] * scale[i] * row_weight[i, u]
+                else:
+                    for i in range(n):
+                        if log_scale[i] >= _LOW:
+                            out[c, i] += acc[i] * scale[i] * row_weight[i, u]
+                        elif acc[i] > 0.0:
+                            out[c, i] += math.exp(math.log(acc[i]) + log_scale[i]) * row_weight[i, u]
     return out
 
 
@@ -146,14 +145,9 @@ def nb_mixture_walk(log_w: np.ndarray, mu: np.ndarray, r: np.ndarray, rows: np.n
     row_start = np.searchsorted(rows[order], np.arange(U + 1)).astype(np.int64)
     top = int(hi.max()) if hi.size else 0
     inv = np.reciprocal(np.arange(top + 1, dtype=np.float64), where=np.arange(top + 1) > 0, out=np.zeros(top + 1))
-    threads = numba.get_num_threads()
     weight = np.ones((n, U)) if row_weight is None else np.ascontiguousarray(row_weight)
-    args = (np.ascontiguousarray(log_w), np.ascontiguousarray(mu), np.ascontiguousarray(r), weight, row_start,
-            np.ascontiguousarray(lo[order]), np.ascontiguousarray(hi[order]), inv)
-    if threads > 1 and n >= 2 * _MIN_BLOCK:
-        walked = _walk_parallel(*args, max(_MIN_BLOCK, -(-n // threads)))
-    else:
-        walked = _walk_serial(*args)
+    walked = _walk(np.ascontiguousarray(log_w), np.ascontiguousarray(mu), np.ascontiguousarray(r), weight,
+                   row_start, np.ascontiguousarray(lo[order]), np.ascontiguousarray(hi[order]), inv)
     rank = np.argsort(order)
     walked = walked[rank]  # rows back in the categories' order
     if floor > 0:  # the floor applies to the mixture's mass, before row_weight
