@@ -23,7 +23,8 @@ LOG_FLOOR = 1e-300  # floor on a probability before its log in every multinomial
 # ----------------------------------------------------------------------------------------- numpy
 def log_probs(p) -> np.ndarray:
     """log of probabilities floored at LOG_FLOOR: every multinomial log-likelihood in inference takes its logs here."""
-    return np.log(np.maximum(np.asarray(p, float), LOG_FLOOR))
+    out = np.maximum(np.asarray(p, float), LOG_FLOOR)  # a new array: its log is taken in place
+    return np.log(out, out=out)
 
 
 def _is_torch(x) -> bool:

@@ -63,7 +63,10 @@ def multinomial_logliks(counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """`multinomial_loglik` of each row of probs (n, C) against the same counts (C,): (n,)."""
     counts = np.asarray(counts, float)
     m = counts > 0
-    return log_probs(np.asarray(probs, float)[:, m]) @ counts[m]
+    probs = np.asarray(probs, float)
+    if m.all():  # the likelihood's categories are the observed ones: no copy of the columns
+        return log_probs(probs) @ counts
+    return log_probs(probs[:, m]) @ counts[m]
 
 
 # ----------------------------------------------------------------------------------- model
