@@ -36,6 +36,7 @@ from ..arviz_import import import_arviz
 from ..emulators.base import EmulatorLike
 from ..metrics import log_probs
 from .pyabc_bridge.history import ChainResult
+from .settings import HDI_PROB
 
 SUMMARY_COLUMNS = ("mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "r_hat")
 
@@ -167,9 +168,6 @@ def arviz_logger(az) -> logging.Logger:
     """arviz's own logger: arviz 0.x builds it as logging.Logger("arviz"), outside logging.getLogger's registry."""
     log = getattr(az, "_log", None)
     return log if isinstance(log, logging.Logger) else logging.getLogger("arviz")
-
-
-HDI_PROB = 0.94  # the summary's highest-density interval (arviz's default; columns hdi_3%, hdi_97%)
 
 
 def summarise(idata, group: str = "posterior") -> "Any":

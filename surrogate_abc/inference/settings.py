@@ -23,6 +23,8 @@ from ..argtypes import positive_int, prior_override
 from ..errors import UserError
 from ..metrics import HISTOGRAM_DISTANCES
 
+HDI_PROB = 0.94  # the summary's highest-density interval (arviz's default hdi_prob: columns hdi_3%, hdi_97%)
+
 MODES = ("likelihood", "simulator")
 SAMPLERS = ("single", "multicore", "dask", "redis")
 

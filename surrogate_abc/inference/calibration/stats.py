@@ -10,9 +10,9 @@ import numpy as np
 from scipy import stats
 
 from ...metrics import hellinger_distance
+from ..settings import HDI_PROB  # the interval infer's summary reports
 
 PROBS = (0.5, 0.9)  # central credible intervals whose coverage is tabulated
-HDI_PROB = 0.94  # the highest-density interval infer's summary reports (arviz's default hdi_prob; hdi_3%, hdi_97%)
 N_RANK_DRAWS = 99  # posterior draws per SBC rank: ranks 0..99
 RANK_BINS = 10  # bars of each rank histogram
 
