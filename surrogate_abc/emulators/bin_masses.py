@@ -42,19 +42,22 @@ class BinPlan:
     log_factorial: torch.Tensor  # lgamma(lo + 1)
 
 
+def _category_ranges(bins: np.ndarray, index: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first, last) integer of each category's bin (nb_walk.bin_ranges), after checking that every bin is one
+    of 0..n_bins-1 and holds integers of the support."""
+    first, last = bin_ranges(index, n_bins)
+    if bins.size and (int(bins.min()) < 0 or int(bins.max()) >= n_bins or np.any(first[bins] < 0)):
+        raise ValueError(f"categories must name bins 0..{n_bins - 1} that hold integers of the support")
+    return first[bins], last[bins]
+
+
 def bin_plan(bins: np.ndarray, rows: np.ndarray, index: np.ndarray, n_bins: int, device: torch.device,
              dtype: torch.dtype) -> BinPlan:
     """BinPlan of categories (bin `bins[c]` under row `rows[c]`) on an axis of n_bins bins whose integers 0..S-1
     fall into the bins `index` (S,) (each bin a contiguous run of integers; n_bins means outside)."""
     bins, rows = np.asarray(bins, dtype=np.int64), np.asarray(rows, dtype=np.int64)
-    index = np.asarray(index, dtype=np.int64)
-    held, first_at = np.unique(index, return_index=True)
-    first = np.full(n_bins + 1, -1, dtype=np.int64)
-    first[held] = first_at
-    if bins.size and (int(bins.min()) < 0 or int(bins.max()) >= n_bins or np.any(first[bins] < 0)):
-        raise ValueError(f"bin_plan: categories must name bins 0..{n_bins - 1} that hold integers of the support")
-    width = np.bincount(index, minlength=n_bins + 1)[bins]
-    lo = first[bins]
+    lo, hi = _category_ranges(bins, index, n_bins)
+    width = hi - lo + 1
     near = lo < _SHIFT
     order = np.lexsort((rows, ~near, width))  # by width, then near before far, then row
     w, nr = width[order], near[order]
@@ -155,13 +158,11 @@ def nb_mixture_category_masses(log_w: torch.Tensor, mu: torch.Tensor, r: torch.T
         plan = bin_plan(bins, rows, index, n_bins, mu.device, mu.dtype)
         masses = nb_mixture_bin_masses(log_w, mu, r, plan).to(torch.float64)
         return masses if row_weight is None else row_weight[:, torch.as_tensor(rows, device=mu.device)] * masses
-    first, last = bin_ranges(index, n_bins)
-    if bins.size and (int(bins.min()) < 0 or int(bins.max()) >= n_bins or np.any(first[bins] < 0)):
-        raise ValueError(f"categories must name bins 0..{n_bins - 1} that hold integers of the support")
-    floor = float(np.exp(log_tiny(mu.dtype)))
+    lo, hi = _category_ranges(bins, index, n_bins)
+    floor = float(np.exp(log_tiny(mu.dtype)))  # as the per-category path: the mixture's mass, before row_weight
     weight = None if row_weight is None else row_weight.detach().to(torch.float64).numpy()
-    out = nb_mixture_walk(log_w.detach().numpy(), mu.detach().numpy(), r.detach().numpy(), rows, first[bins],
-                          last[bins], floor, weight)
+    out = nb_mixture_walk(log_w.detach().numpy(), mu.detach().numpy(), r.detach().numpy(), rows, lo, hi, floor,
+                          weight)
     return torch.from_numpy(out)
 
 

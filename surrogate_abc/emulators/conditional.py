@@ -294,8 +294,7 @@ class ConditionalMDN(nn.Module):
             return masses
         out = torch.zeros((x.shape[0], categories.numel()), dtype=torch.float64, device=x.device)
         out[:, ~over] = masses
-        if bool(over.any()):
-            out[:, over] = self._overflow(x, log_wa, pa, a_bins, log_wb, pb)[:, None]
+        out[:, over] = self._overflow(x, log_wa, pa, a_bins, log_wb, pb)[:, None]
         return out
 
     def _overflow(self, x: torch.Tensor, log_wa: torch.Tensor, pa: torch.Tensor, a_bins: torch.Tensor,

@@ -76,9 +76,8 @@ class Emulator(EmulatorBase):
         network on an accelerator) run forward()."""
         if self.device.type == "cpu" and getattr(self.model, "exact_overflow", False):
             cats = np.arange(self.n_categories)
-            per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
             return self._probs(arr, "category_probs", torch.as_tensor(cats), normalise=True,
-                               rows=self._rows_for(int(per_row)) if per_row else None)
+                               rows=self._category_rows(cats))
         return self._probs(arr)
 
     @property
@@ -139,6 +138,11 @@ class Emulator(EmulatorBase):
         rows, elements = (CHUNK_ROWS, CHUNK_ELEMENTS) if cpu else (DEVICE_CHUNK_ROWS, DEVICE_CHUNK_ELEMENTS)
         return int(min(rows, max(1, elements // max(per_row, 1))))
 
+    def _category_rows(self, cats: np.ndarray) -> int | None:
+        """Rows per pass of the model's category_probs on `cats` (its category_work), or None: chunk_rows()."""
+        per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
+        return self._rows_for(int(per_row)) if per_row else None
+
     def _full_pass(self, cats: np.ndarray, method: str) -> bool:
         """Whether the categories need the full pass: the network has no `method`, or the overflow is asked and
         the network cannot compute it on its own (`exact_overflow`)."""
@@ -154,9 +158,8 @@ class Emulator(EmulatorBase):
         cats = self._categories(categories)
         if self._full_pass(cats, "category_probs"):
             return self._probs(arr)[:, cats]
-        per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
-        rows = self._rows_for(int(per_row)) if per_row else None
-        y = self._probs(arr, "category_probs", torch.as_tensor(cats, device=self.device), rows=rows)
+        y = self._probs(arr, "category_probs", torch.as_tensor(cats, device=self.device),
+                        rows=self._category_rows(cats))
         return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
 
     def thinned_category_probs(self, arr: np.ndarray, beta: np.ndarray, categories: Any) -> np.ndarray:
@@ -165,11 +168,9 @@ class Emulator(EmulatorBase):
         cats = self._categories(categories)
         if self._full_pass(cats, "thinned_category_probs"):
             return self.thinned_flat_probs(arr, beta)[:, cats]
-        per_row = getattr(self.model, "category_work", lambda _c: None)(cats)
-        rows = self._rows_for(int(per_row)) if per_row else None
         b = np.asarray(beta, np.float64).reshape(len(arr), -1)  # one column, or one per species (a joint model)
         y = self._probs(arr, "thinned_category_probs", torch.as_tensor(cats, device=self.device),
-                        row_args=(b[:, 0] if b.shape[1] == 1 else b,), rows=rows)
+                        row_args=(b[:, 0] if b.shape[1] == 1 else b,), rows=self._category_rows(cats))
         return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
 
     def _spread(self, arr: np.ndarray) -> np.ndarray:

@@ -112,7 +112,6 @@ class MDN(nn.Module):
         over = categories == n_bins
         inside = categories[~over]
         idx = b.index[0]
-        n_sup = int(torch.nonzero(idx <= inside.max()).max()) + 1 if inside.numel() else 1
         log_w, params = self.mixture(x)
         if beta is not None:
             params = distributions.thinned_params(self.family, params, beta)
@@ -120,7 +119,8 @@ class MDN(nn.Module):
             bins = nb_mixture_category_masses(log_w[:, None], params[:, None, :, 0], params[:, None, :, 1],
                                               np.zeros(inside.numel(), dtype=np.int64), inside.cpu().numpy(),
                                               idx.cpu().numpy(), n_bins)
-        else:
+        else:  # the pmf on the integers up to the last bin asked
+            n_sup = int(torch.nonzero(idx <= inside.max()).max()) + 1 if inside.numel() else 1
             pmf = distributions.mixture_pmf_grid(self.family, log_w, params, (n_sup,))
             bins = distributions.sum_into_bins(pmf, idx[:n_sup], n_bins)[:, inside]
         if not bool(over.any()):
