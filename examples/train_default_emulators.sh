@@ -5,7 +5,7 @@
 #   simulate (exact FSP) -> bin -> train for telegraph_splicing.
 # Sizes and parallelism can be overridden: N_PROTEIN, N_JOINT, N_JOINT2, JOINT_STAGE1_EPOCHS, JOINT_STAGE2_EPOCHS,
 # JOINT_WIDE_SECONDS, JOINT_WIDE2_SECONDS, JOINT_BURSTY_SECONDS,
-# N_JOINT_MRNA, JOINT_MRNA_SECONDS,
+# N_JOINT_MRNA, JOINT_MRNA_SECONDS, JOINT_DISTILL_SECONDS,
 # N_MRNA, MRNA_EPOCHS, N_SPLICING, SPLICING_SECONDS, SPLICING2_SECONDS, SPLICING3_SECONDS, N_SPLICING_HIGH,
 # SPLICING4_SECONDS, NP (MPI ranks), DEVICE (cuda|cpu), WORK.
 set -euo pipefail
@@ -81,7 +81,14 @@ run surrogate-abc train configs/train_default_joint_mrna.toml --data "$work/gene
 launch surrogate-abc simulate gene_joint --engine pgf --n 150 --seed 102 --out "$work/gene_joint_test102.h5" --quiet
 run surrogate-abc bin "$work/gene_joint_test102.h5" --out "$work/gene_joint_test102_binned.h5"
 run surrogate-abc attach-marginal "$work/gene_joint_bursty.safetensors" "$work/gene_joint_mrna.safetensors" \
-    --out "$res/gene_joint.safetensors" --validate "$work/gene_joint_test102_binned.h5"
+    --out "$work/gene_joint_attached.safetensors" --validate "$work/gene_joint_test102_binned.h5"
+# Stage 2e: the conditional head distilled into two 48-wide layers (from two 128-wide), the speed of a joint
+# likelihood (issue 29): 60000 prior draws x 4 mRNA bins of the stage-3 emulator's conditional protein law as
+# targets, the mRNA factor kept (examples/distill_joint.py; 40 min on 2 CPU cores), measured on the same held-out
+# sets.
+run python examples/distill_joint.py --teacher "$work/gene_joint_attached.safetensors" --head 48 48 \
+    --theta 60000 --seed 7 --max-seconds "${JOINT_DISTILL_SECONDS:-2400}" \
+    --validate "$work/gene_joint_test102_binned.h5" --out "$res/gene_joint.safetensors"
 
 # telegraph_mrna: exact Beta-Poisson data (`--engine exact`, the closed form; ~0.03 s per set), seed 1.
 # Seed 901 is left out: its first 1000 sets are the held-out sets of benchmarks/mrna_emulator.py.

@@ -1,0 +1,184 @@
+"""Stage 2e of the default joint emulator: its conditional head distilled into a cheaper one (issue 29, speed).
+
+A joint likelihood evaluates the conditional head once per parameter set and occupied mRNA bin (31 bins for
+the joint example), so the head's two 128-wide layers were most of a joint chain. This script trains a network
+with a head of two 48-wide layers (`--head 48 48`) to match the shipped joint emulator (the teacher, its exact
+mRNA marginal attached) on parameter sets drawn from the whole prior. KL(joint) = KL(mRNA marginal) +
+E_a KL(p(protein | a)), and the student's mRNA factor is the teacher's marginal (frozen), so it learns the
+conditional alone: training rows are (theta, mRNA bin a) pairs, a drawn from the teacher's p(a | theta) (three
+of four rows; the fourth uniformly among bins of mass > 1e-4), their target the teacher's protein bins given a
+(151 values instead of a set's 12,001), the loss the rows' KL (`mdd_kld`). The student starts from the teacher's
+trunk and runs training.loop.fit (early stopping on held-out draws, checkpoints, --max-seconds). The result keeps
+the teacher's input scaling, protocol and marginal, so it replaces the shipped file as is.
+
+  python examples/distill_joint.py --out gene_joint_distilled.safetensors [--teacher FILE] [--head 48 48]
+      [--theta 60000] [--validation 2000] [--seed 7] [--max-seconds 3000] [--threads 2]
+      [--validate BINNED]   # exact held-out targets: teacher and student measured, stored as validation_metrics
+
+Its accuracy against exact references over the whole prior is measured by benchmarks/joint_whole_prior.py
+(generating-function targets) and its speed by benchmarks/joint_speed.py.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from surrogate_abc.data.schema import file_sha256  # noqa: E402
+from surrogate_abc.emulators.conditional import ConditionalMDN, bin_features  # noqa: E402
+from surrogate_abc.emulators.distributions import _sum_into, mixture_pmf_grid  # noqa: E402
+from surrogate_abc.emulators.emulator import Emulator  # noqa: E402
+from surrogate_abc.emulators.io import save_emulator  # noqa: E402
+from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
+from surrogate_abc.losses import get_loss, metrics  # noqa: E402
+from surrogate_abc.training.config import TrainSettings  # noqa: E402
+from surrogate_abc.training.heldout import DEFAULT_MAX_TAIL_MASS, heldout_metrics  # noqa: E402
+from surrogate_abc.training.loop import fit  # noqa: E402
+
+
+def student_of(teacher: ConditionalMDN, head: tuple[int, ...]) -> ConditionalMDN:
+    """A conditional MDN like `teacher` with another head: trunk and own mRNA factor copied, the teacher's
+    attached marginal (frozen) as its mRNA factor; the head freshly initialised."""
+    s = ConditionalMDN(teacher.d_in, teacher.family, teacher.n_components, teacher.binning, teacher.hidden,
+                       teacher.activation, head)
+    for name in ("trunk", "a_weights", "a_params"):
+        getattr(s, name).load_state_dict(getattr(teacher, name).state_dict())
+    if teacher.marginal is None:
+        raise SystemExit("the teacher has no attached mRNA marginal (emulators.compose.attach_marginal)")
+    s.set_marginal(copy.deepcopy(teacher.marginal), teacher.marginal_scale.clone(), teacher.marginal_shift.clone())
+    for p in s.marginal.parameters():  # type: ignore[union-attr]
+        p.requires_grad_(False)
+    return s
+
+
+class ConditionalRows(nn.Module):
+    """p(protein bin | mRNA bin a, theta) of a conditional MDN, one (theta, a) pair per row: input (n, d + 1)
+    features then the bin a; output (n, B + 1), the protein bins then the mass outside them (beyond the last
+    edge or the integer support). The joint KL is the a-bin masses' average of these rows' KL, so rows with a
+    drawn from p(a | theta) give it without the other 79 mRNA bins' work."""
+
+    def __init__(self, model: ConditionalMDN):
+        super().__init__()
+        self.model = model
+        b = model.binning
+        self.register_buffer("feats", bin_features(b.edges_np[0], torch.device("cpu"), torch.float32))
+        self.register_buffer("index", model._binning.on(torch.device("cpu")).index[1].clone())
+        self.n_bins, self.support = int(b.shape[1]), int(b.support[1])
+
+    def forward(self, xa: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        x, a = xa[:, :-1], xa[:, -1].long()
+        g = m.head_rest(m.head_theta(m.trunk(x)) + m.head_m(self.feats[a]))
+        log_w = torch.log_softmax(m.b_weights(g), dim=-1)
+        params = m.family.constrain(m.b_params(g).reshape(len(x), m.n_components, m.family.raw_size))
+        grid = mixture_pmf_grid(m.family, log_w, params, (self.support,))
+        bins = _sum_into(grid, self.index, self.n_bins, dim=1)
+        missing = (1.0 - bins.sum(dim=1, keepdim=True)).clamp(min=0.0)
+        return torch.cat([bins[:, :-1], bins[:, -1:] + missing], dim=1)
+
+
+def pairs(teacher: Emulator, n_theta: int, seed: int, per_theta: int = 4) -> torch.Tensor:
+    """(n_theta * per_theta, d + 1) rows (features, mRNA bin): theta from the prior, the bins drawn from the
+    teacher's p(a | theta) except one in per_theta drawn uniformly among bins of mass > 1e-4 (the likelihood
+    also meets mRNA bins a parameter set makes rare)."""
+    rng = np.random.default_rng(seed)
+    theta = teacher.protocol.sample(n_theta, seed=seed)
+    x = torch.as_tensor(teacher.features(theta), dtype=torch.float32)
+    m = teacher.model
+    with torch.no_grad():
+        pa = m._a_bin_masses(x, *m.factors(x)[:2]).double().numpy()          # (n, A) teacher's mRNA bins
+    pa = np.clip(pa, 0.0, None) / np.clip(pa, 0.0, None).sum(axis=1, keepdims=True)
+    cdf = np.cumsum(pa, axis=1)
+    drawn = [np.minimum((cdf < rng.random((n_theta, 1))).sum(axis=1), pa.shape[1] - 1) for _ in range(per_theta - 1)]
+    live = pa > 1e-4
+    u = rng.random((n_theta, 1)) * live.sum(axis=1, keepdims=True)
+    drawn.append(np.minimum((np.cumsum(live, axis=1) <= u).sum(axis=1), pa.shape[1] - 1))
+    a = np.stack(drawn, axis=1).reshape(-1)
+    return torch.cat([x.repeat_interleave(per_theta, dim=0), torch.as_tensor(a, dtype=torch.float32)[:, None]], dim=1)
+
+
+def rows_of(model: nn.Module, xa: torch.Tensor) -> torch.Tensor:
+    """model(xa) in chunks without gradients (the teacher's targets)."""
+    with torch.no_grad():
+        return torch.cat([model(xa[s:s + 4096]) for s in range(0, len(xa), 4096)])
+
+
+def joint_metrics(teacher: Emulator, student: ConditionalMDN, theta: np.ndarray) -> dict:
+    """metrics (H2, KLD, ...) of the student's whole joint pmf against the teacher's at theta."""
+    x = torch.as_tensor(teacher.features(theta), dtype=torch.float32)
+    with torch.no_grad():
+        return metrics(student(x), teacher.model(x))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--teacher", default=None, help="joint emulator file (default: the shipped one)")
+    ap.add_argument("--head", type=int, nargs="+", default=[48, 48], help="widths of the student's conditional head")
+    ap.add_argument("--theta", type=int, default=60000, help="training parameter sets (prior draws), 4 mRNA bins each")
+    ap.add_argument("--validation", type=int, default=2000, help="held-out parameter sets (early stopping)")
+    ap.add_argument("--seed", type=int, default=7, help="prior draws: training of SEED, validation of SEED + 1")
+    ap.add_argument("--epochs", type=int, default=400)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--max-seconds", type=float, default=3000.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--validate", type=Path, default=None, metavar="BINNED",
+                    help="binned file of exact held-out targets: teacher and student measured on it (metadata "
+                         "validation_metrics, as attach-marginal --validate)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    teacher, teacher_sha = resolve_emulator(args.teacher, ("mrna", "protein"))
+    source = getattr(teacher, "source", "") or str(args.teacher)
+    if not isinstance(teacher, Emulator) or not isinstance(teacher.model, ConditionalMDN):
+        raise SystemExit(f"{source}: the teacher must be a conditional MDN joint emulator")
+    t0 = time.perf_counter()
+    xa_tr, xa_va = pairs(teacher, args.theta, args.seed), pairs(teacher, args.validation, args.seed + 1)
+    rows = ConditionalRows(teacher.model)
+    y_tr, y_va = rows_of(rows, xa_tr), rows_of(rows, xa_va)
+    print(f"teacher targets: {len(xa_tr)} + {len(xa_va)} (theta, mRNA bin) rows x {y_tr.shape[1]} protein bins in "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    student = student_of(teacher.model, tuple(args.head))
+    settings = TrainSettings(loss="mdd_kld", lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=20,
+                             lr_decay=0.5, lr_patience=5, min_lr=1e-6, max_seconds=args.max_seconds, seed=args.seed)
+    hist = fit(ConditionalRows(student), xa_tr, y_tr, xa_va, y_va, loss_fn=get_loss("mdd_kld"), metrics_fn=metrics,
+               settings=settings, checkpoint=args.out.with_suffix(".ckpt"),
+               fingerprint=f"distill {teacher_sha} {args.head} {args.theta} {args.seed}", progress=True,
+               desc="distill", loss_name="mdd_kld")
+    student.eval()
+    val = joint_metrics(teacher, student, teacher.protocol.sample(500, seed=args.seed + 2))
+    meta = dict(teacher.metadata)
+    meta["distilled"] = {"teacher": Path(source).name, "teacher_sha256": teacher_sha, "head": list(args.head),
+                         "theta": args.theta, "validation_theta": args.validation, "seed": args.seed,
+                         "loss": "mdd_kld", "best_epoch": hist["best_epoch"], "epochs": len(hist["epochs"]),
+                         "stopped": hist["stopped"], "joint_metrics_vs_teacher": val}
+    result = Emulator(student, teacher.protocol, teacher.scaling_mean, teacher.scaling_std, teacher.transforms, meta)
+    print("student vs teacher, whole joint pmf at 500 prior draws: " + ", ".join(f"{k} {v:.3g}" for k, v in val.items()))
+    if args.validate is not None:
+        before, used, left = heldout_metrics(teacher, args.validate)
+        after, _, _ = heldout_metrics(result, args.validate)
+        meta["teacher_validation_metrics"], meta["validation_metrics"] = before, after
+        meta["validation_data"] = {"file": args.validate.name, "sha256": file_sha256(args.validate), "sets": used,
+                                   "left_out": left, "max_tail_mass": DEFAULT_MAX_TAIL_MASS}
+        print(f"held-out {args.validate.name} ({used} sets with exact targets), teacher -> student: "
+              + ", ".join(f"{k} {before[k]:.3g} -> {after[k]:.3g}" for k in after))
+    else:  # the teacher's figures would describe another network
+        for key in ("validation_metrics", "validation_data"):
+            meta.pop(key, None)
+    save_emulator(result, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
