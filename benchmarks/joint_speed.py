@@ -11,11 +11,14 @@ width) of the median and the 5%/95% quantiles, next to the same figure between t
 command (`infer`, 2 chains in parallel, outputs, plots and the exact check) in a fresh process per tree, after
 one untimed run.
 
-  python benchmarks/joint_speed.py [--baseline 6878031] [--population 500] [--generations 10] [--seed 1]
-                                   [--threads 2] [--skip-cli]
+  python benchmarks/joint_speed.py [--baseline e5f6b71] [--population 500] [--generations 10] [--seed 1]
+                                   [--threads 1] [--skip-cli]
 
-The default baseline is the release before the categories' masses were walked in float64 (bin_masses' per-
-category torch path, torch's elu, chunks sized by components x categories).
+The default baseline is the release before the conditional head was distilled (two 128-wide layers, the walk's
+constants computed inside the kernel); 6878031 is the one before the walk. One thread per run by default: the
+way `infer` runs a chain (forked chains one core each; an in-process chain one torch thread since then), and
+on 2 cores a chain's emulator calls were slower with two threads (pyabc's work between them leaves the second
+thread cold: 12.2 s against 9.6 s).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-BASELINE = "6878031"
+BASELINE = "e5f6b71"
 
 CHAIN_CODE = """
 import json, sys, warnings
@@ -100,7 +103,7 @@ def main() -> None:
     ap.add_argument("--population", type=int, default=500)
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2, help="threads of torch and numba per run (default 2)")
+    ap.add_argument("--threads", type=int, default=1, help="threads of torch and numba per run (default 1)")
     ap.add_argument("--skip-cli", action="store_true", help="skip the whole-command timings")
     args = ap.parse_args()
     pop, gens, seed, th = args.population, args.generations, args.seed, args.threads

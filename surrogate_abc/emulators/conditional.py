@@ -251,16 +251,17 @@ class ConditionalMDN(nn.Module):
             marginal is None or getattr(getattr(marginal, "family", None), "name", None) == "gamma_poisson")
 
     def category_work(self, categories: np.ndarray) -> int:
-        """Largest intermediate per input row of category_probs(x, categories): the head on the a-bins listed
-        (all of them with the overflow; two layers' activations alive at once) or, off the CPU, components x
-        categories (on the CPU the categories' masses are walked in float64, one value per category:
-        bin_masses.nb_mixture_category_masses)."""
+        """Work per input row of category_probs(x, categories), in float32 values: the head on the a-bins listed
+        (all of them with the overflow; two layers' activations alive at once) or the categories' masses: off the
+        CPU components x categories, on the CPU their float64 walk (bin_masses.nb_mixture_category_masses) with
+        the copies on its way out, ~12 values per category (measured: 12 makes chunks of ~260 parameter sets for
+        the joint example's 669 categories, 10-15% faster than twice that for a head of 48)."""
         A, B = self.binning.shape
         cats = np.asarray(categories, dtype=np.int64)
         if not self.exact_overflow:
             return self.work_per_row()
         rows = A if np.any(cats == A * B) else len(np.unique(cats // B))
-        per_category = 2 if self.a_weights.weight.device.type == "cpu" else 2 * self.n_components
+        per_category = 12 if self.a_weights.weight.device.type == "cpu" else 2 * self.n_components
         return max(2 * rows * max(self.head), per_category * len(cats), 1)
 
     def category_probs(self, x: torch.Tensor, categories: torch.Tensor,

@@ -27,6 +27,12 @@ CHUNK_ELEMENTS = 1 << 21  # ... and about this many elements per intermediate te
 DEVICE_CHUNK_ROWS, DEVICE_CHUNK_ELEMENTS = 1 << 20, 1 << 27  # on an accelerator: large passes, few launches
 
 
+def _non_negative(y: np.ndarray) -> np.ndarray:
+    """y with NaN and negative entries set to 0, in place (y is the caller's own array: _probs made it)."""
+    np.nan_to_num(y, copy=False, nan=0.0)
+    return np.maximum(y, 0.0, out=y)
+
+
 class Emulator(EmulatorBase):
     """A trained network plus everything needed to evaluate it on raw parameters."""
 
@@ -117,7 +123,7 @@ class Emulator(EmulatorBase):
             return y
         if y.shape[1] != self.n_categories:
             raise ValueError(f"network returned {y.shape[1]} categories, the protocol's bins give {self.n_categories}")
-        y = np.clip(np.nan_to_num(y, copy=False, nan=0.0), 0.0, None, out=y)  # y is this call's own array
+        y = _non_negative(y)
         total = y.sum(axis=1, keepdims=True)
         bad = total[:, 0] <= 0
         if bad.any():  # degenerate output: put all mass on overflow rather than divide by zero
@@ -160,7 +166,7 @@ class Emulator(EmulatorBase):
             return self._probs(arr)[:, cats]
         y = self._probs(arr, "category_probs", torch.as_tensor(cats, device=self.device),
                         rows=self._category_rows(cats))
-        return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
+        return _non_negative(y)
 
     def thinned_category_probs(self, arr: np.ndarray, beta: np.ndarray, categories: Any) -> np.ndarray:
         """category_probs of the counts after binomial thinning (detection probability beta (n,)) at parameter
@@ -171,7 +177,7 @@ class Emulator(EmulatorBase):
         b = np.asarray(beta, np.float64).reshape(len(arr), -1)  # one column, or one per species (a joint model)
         y = self._probs(arr, "thinned_category_probs", torch.as_tensor(cats, device=self.device),
                         row_args=(b[:, 0] if b.shape[1] == 1 else b,), rows=self._category_rows(cats))
-        return np.clip(np.nan_to_num(y, nan=0.0), 0.0, None)
+        return _non_negative(y)
 
     def _spread(self, arr: np.ndarray) -> np.ndarray:
         """Mean Hellinger distance between ensemble members and the combined prediction; zeros for one model."""

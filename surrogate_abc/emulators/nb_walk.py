@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from numba import njit
 
 _RESCALE = 1e100
@@ -62,14 +63,16 @@ def _rescale(p, acc, log_scale, scale):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _walk(log_w, mu, r, row_weight, row_start, lo, hi, inv):  # pragma: no cover - compiled
-    """out (C, n): the mass of integers lo[c]..hi[c] under the mixture (log_w, mu, r: (n, U, K)) of row u, times
-    row_weight (n, U), for the categories row_start[u]..row_start[u + 1] - 1 (sorted by lo, not overlapping).
+def _walk(q, qr, log_start, start, row_weight, row_start, lo, hi, inv):  # pragma: no cover - compiled
+    """out (C, n): the mass of integers lo[c]..hi[c] under the mixture of row u, times row_weight (n, U), for the
+    categories row_start[u]..row_start[u + 1] - 1 (sorted by lo, not overlapping). The mixture's components, each
+    (U, K, n): q = mu / (mu + r), qr = q (r - 1), log_start = log w + r log(1 - q) (log of w NB(0)) and start =
+    exp(log_start) (computed vectorised by the caller: one exp and log1p per set, row and component).
     Each row and component walks along the integers for all parameter sets at once (the sets in the innermost
     loop). The scaled values are checked every 32 integers: 32 steps multiply them by at most mu^32 / 32!
     (< 1e93 for means up to 1e4), far from overflowing after a rescale at 1e100. Where a set's scale is below
     e^_LOW (a subnormal number, or 0) its masses are exp(log(sum) + log-scale) instead of sum * scale."""
-    n, U, K = mu.shape
+    U, K, n = q.shape
     out = np.zeros((lo.shape[0], n))
     p = np.empty(n)
     acc = np.zeros(n)
@@ -84,12 +87,10 @@ def _walk(log_w, mu, r, row_weight, row_start, lo, hi, inv):  # pragma: no cover
         for k in range(K):
             n_low = 0  # sets whose scale is below e^_LOW
             for i in range(n):
-                mm = float(mu[i, u, k])
-                ss = float(r[i, u, k])
-                a[i] = mm / (mm + ss)
-                b[i] = a[i] * (ss - 1.0)
-                log_scale[i] = float(log_w[i, u, k]) - ss * math.log1p(mm / ss)  # log w + r log(1 - q)
-                scale[i] = math.exp(log_scale[i])
+                a[i] = q[u, k, i]
+                b[i] = qr[u, k, i]
+                log_scale[i] = log_start[u, k, i]
+                scale[i] = start[u, k, i]
                 p[i] = 1.0
                 if log_scale[i] < _LOW:
                     n_low += 1
@@ -131,6 +132,17 @@ def bin_ranges(index: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
+def _starts(log_w: np.ndarray, mu: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The walk's per-component constants, float64 (U, K, n) (sets last, as the kernel reads them): q = mu / (mu +
+    r), q (r - 1), log(w NB(0)) = log w - r log1p(mu / r) and its exp; torch's vectorised log1p and exp (a scalar
+    exp and log1p per set, row and component inside the kernel had cost a third of a joint likelihood's walk)."""
+    w, m, s = (torch.from_numpy(np.asarray(v)).to(torch.float64).permute(1, 2, 0) for v in (log_w, mu, r))
+    q = m / (m + s)
+    log_start = w - s * torch.log1p(m / s)
+    qr, start = q * (s - 1.0), torch.exp(log_start)
+    return q.contiguous().numpy(), qr.contiguous().numpy(), log_start.contiguous().numpy(), start.contiguous().numpy()
+
+
 def nb_mixture_walk(log_w: np.ndarray, mu: np.ndarray, r: np.ndarray, rows: np.ndarray, lo: np.ndarray,
                     hi: np.ndarray, floor: float = 0.0, row_weight: np.ndarray | None = None) -> np.ndarray:
     """float64 (n, C) masses of categories c = integers lo[c]..hi[c] (inclusive) under the mixture of row
@@ -146,8 +158,9 @@ def nb_mixture_walk(log_w: np.ndarray, mu: np.ndarray, r: np.ndarray, rows: np.n
     top = int(hi.max()) if hi.size else 0
     inv = np.reciprocal(np.arange(top + 1, dtype=np.float64), where=np.arange(top + 1) > 0, out=np.zeros(top + 1))
     weight = np.ones((n, U)) if row_weight is None else np.ascontiguousarray(row_weight)
-    walked = _walk(np.ascontiguousarray(log_w), np.ascontiguousarray(mu), np.ascontiguousarray(r), weight,
-                   row_start, np.ascontiguousarray(lo[order]), np.ascontiguousarray(hi[order]), inv)
+    q, qr, log_start, start = _starts(log_w, mu, r)
+    walked = _walk(q, qr, log_start, start, weight, row_start, np.ascontiguousarray(lo[order]),
+                   np.ascontiguousarray(hi[order]), inv)
     rank = np.argsort(order)
     walked = walked[rank]  # rows back in the categories' order
     if floor > 0:  # the floor applies to the mixture's mass, before row_weight

@@ -29,6 +29,7 @@ from .pyabc_bridge.parts import (
     observed_sumstat,
 )
 from .settings import InferenceSettings
+from .workers import torch_threads
 
 
 def model_boxes(emulators: Sequence[EmulatorLike], overrides: Mapping[str, tuple[float, float]]) -> list[dict]:
@@ -231,8 +232,10 @@ def run_chains(emulators: Sequence[EmulatorLike], hist: np.ndarray, overflow: in
     jobs = chain_jobs(settings, sampler_factory)
     if jobs > 1:
         runs = run_chains_in_processes(setup, jobs, log)
-    else:
-        runs = [run_one_chain(setup, c, log, sampler_factory) for c in range(settings.algorithm.chains)]
+    else:  # the single sampler in this process: one torch thread, as in a forked chain (same numbers, and faster)
+        one = settings.execution.sampler == "single" and sampler_factory is None and "torch" in sys.modules
+        with torch_threads(1 if one else None):
+            runs = [run_one_chain(setup, c, log, sampler_factory) for c in range(settings.algorithm.chains)]
     probs = np.array([p for _, p in runs])  # (chains, M)
     best = int(np.argmax(probs.mean(axis=0)))
     results = []

@@ -2,10 +2,11 @@
 one core each, and its warnings brought back to the parent as note lines (the parent prints each text once)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -23,6 +24,24 @@ def one_core(environment: bool = False) -> None:
         except ImportError:  # pragma: no cover - torch is a dependency
             return
     sys.modules["torch"].set_num_threads(1)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to n for the block, restored after (None: leave them). A neural emulator's
+    float32 kernels round the elements at the seams of their per-thread chunks differently (vectorised vs scalar
+    code), so the same thread count is what makes a worker's numbers those of the single-machine run."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def with_notes(fn: Callable[..., T], *args: Any, category: type[Warning] = Warning) -> tuple[T, list[str]]:

@@ -16,7 +16,6 @@ resubmitted), so genes.csv is the same. A stopped client keeps the blocks it sto
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import re
@@ -24,12 +23,13 @@ import sys
 import threading
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Generator, Sequence, cast
 
 import numpy as np
 
 from ...emulators.base import EmulatorLike
 from ...errors import UserError
+from ..workers import torch_threads
 
 if TYPE_CHECKING:
     from .refine import BatchSettings
@@ -213,24 +213,6 @@ def block_on_worker(payload: Payload, index: int, genes: np.ndarray) -> BlockRes
         prep = dataclasses.replace(payload.prep, emulator=_worker_emulator(payload))
         return run_block(prep, index, genes, payload.shared_z, payload.shared_log_pmf, payload.settings,
                          payload.seed)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to n for the block (None: torch not used by the client's emulator). A neural
-    emulator's float32 kernels round the elements at the seams of their per-thread chunks differently (vectorised
-    vs scalar code), so the same thread count is what makes a worker's numbers those of the single-machine run."""
-    if n is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def dask_blocks(scheduler: str, run: TableRun, prep: Prepared, blocks: Sequence[np.ndarray], todo: Sequence[int],
