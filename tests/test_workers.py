@@ -5,24 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate_abc.config import parse_protocol
+from surrogate_abc.config import load_protocol
 from surrogate_abc.emulators.exact import ExactEmulator
 from surrogate_abc.inference.run import InferenceSettings, run_chains
 from surrogate_abc.inference.workers import torch_threads
 
-POISSON = """
-name = "bd_workers"
-network = "birth_death"
-samples = 100
-[parameters.a]
-prior = "uniform"
-low = 1.0
-high = 50.0
-[fixed]
-b = 1.0
-[histogram.x]
-edges = { start = 0, stop = 60, width = 1 }
-"""
+from conftest import write_protocol
 
 
 @pytest.fixture
@@ -47,7 +35,7 @@ def test_torch_threads_sets_and_restores(two_threads):
 def test_an_in_process_chain_evaluates_on_one_thread(tmp_path, two_threads):
     """The single sampler in this process: every emulator call of the chain sees one torch thread (as a forked
     chain does), and the caller's count is back afterwards."""
-    em = ExactEmulator(parse_protocol(POISSON))
+    em = ExactEmulator(load_protocol(write_protocol(tmp_path)))
     seen: list[int] = []
     for name in ("pmf", "category_probs"):
         inner = getattr(em, name)
