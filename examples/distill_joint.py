@@ -33,7 +33,6 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from surrogate_abc.data.schema import file_sha256  # noqa: E402
 from surrogate_abc.emulators.conditional import ConditionalMDN, bin_features  # noqa: E402
 from surrogate_abc.emulators.distributions import _sum_into, mixture_pmf_grid  # noqa: E402
 from surrogate_abc.emulators.emulator import Emulator  # noqa: E402
@@ -41,7 +40,7 @@ from surrogate_abc.emulators.io import save_emulator  # noqa: E402
 from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
 from surrogate_abc.losses import get_loss, metrics  # noqa: E402
 from surrogate_abc.training.config import TrainSettings  # noqa: E402
-from surrogate_abc.training.heldout import DEFAULT_MAX_TAIL_MASS, heldout_metrics  # noqa: E402
+from surrogate_abc.training.heldout import compare_on_heldout  # noqa: E402
 from surrogate_abc.training.loop import fit  # noqa: E402
 
 
@@ -77,9 +76,7 @@ class ConditionalRows(nn.Module):
     def forward(self, xa: torch.Tensor) -> torch.Tensor:
         m = self.model
         x, a = xa[:, :-1], xa[:, -1].long()
-        g = m.head_rest(m.head_theta(m.trunk(x)) + m.head_m(self.feats[a]))
-        log_w = torch.log_softmax(m.b_weights(g), dim=-1)
-        params = m.family.constrain(m.b_params(g).reshape(len(x), m.n_components, m.family.raw_size))
+        log_w, params = m.head_mixture(m.head_theta(m.trunk(x)) + m.head_m(self.feats[a]))
         grid = mixture_pmf_grid(m.family, log_w, params, (self.support,))
         bins = _sum_into(grid, self.index, self.n_bins, dim=1)
         missing = (1.0 - bins.sum(dim=1, keepdim=True)).clamp(min=0.0)
@@ -96,7 +93,8 @@ def pairs(teacher: Emulator, n_theta: int, seed: int, per_theta: int = 4) -> tor
     m = teacher.model
     with torch.no_grad():
         pa = m._a_bin_masses(x, *m.factors(x)[:2]).double().numpy()          # (n, A) teacher's mRNA bins
-    pa = np.clip(pa, 0.0, None) / np.clip(pa, 0.0, None).sum(axis=1, keepdims=True)
+    pa = np.clip(pa, 0.0, None)
+    pa /= pa.sum(axis=1, keepdims=True)
     cdf = np.cumsum(pa, axis=1)
     drawn = [np.minimum((cdf < rng.random((n_theta, 1))).sum(axis=1), pa.shape[1] - 1) for _ in range(per_theta - 1)]
     live = pa > 1e-4
@@ -165,13 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     result = Emulator(student, teacher.protocol, teacher.scaling_mean, teacher.scaling_std, teacher.transforms, meta)
     print("student vs teacher, whole joint pmf at 500 prior draws: " + ", ".join(f"{k} {v:.3g}" for k, v in val.items()))
     if args.validate is not None:
-        before, used, left = heldout_metrics(teacher, args.validate)
-        after, _, _ = heldout_metrics(result, args.validate)
-        meta["teacher_validation_metrics"], meta["validation_metrics"] = before, after
-        meta["validation_data"] = {"file": args.validate.name, "sha256": file_sha256(args.validate), "sets": used,
-                                   "left_out": left, "max_tail_mass": DEFAULT_MAX_TAIL_MASS}
-        print(f"held-out {args.validate.name} ({used} sets with exact targets), teacher -> student: "
-              + ", ".join(f"{k} {before[k]:.3g} -> {after[k]:.3g}" for k in after))
+        before, after, record, change = compare_on_heldout(teacher, result, args.validate)
+        meta["teacher_validation_metrics"], meta["validation_metrics"], meta["validation_data"] = before, after, record
+        print(f"held-out {args.validate.name} ({record['sets']} sets with exact targets), teacher -> student: {change}")
     else:  # the teacher's figures would describe another network
         for key in ("validation_metrics", "validation_data"):
             meta.pop(key, None)

@@ -66,21 +66,16 @@ def attach_marginal(joint: PathLike, marginal: PathLike, out: PathLike, *, valid
     from .emulators.compose import attach_marginal as attach
     from .emulators.io import load_emulator as load_file
     from .emulators.io import save_emulator
-    from .training.heldout import heldout_metrics
+    from .training.heldout import compare_on_heldout
 
     j, m = load_file(Path(joint)), load_file(Path(marginal))
     both = attach(j, m)
     lines = [f"{Path(joint).name}: first factor ({j.species[0]}) from {Path(marginal).name}"]
     if validate is not None:
-        from .data.schema import file_sha256
-
-        before, used, left = heldout_metrics(j, Path(validate), max_tail_mass)
-        after, _, _ = heldout_metrics(both, Path(validate), max_tail_mass)
-        both.metadata["validation_metrics"] = after
-        both.metadata["validation_data"] = {"file": Path(validate).name, "sha256": file_sha256(validate),
-                                            "sets": used, "left_out": left, "max_tail_mass": max_tail_mass}
-        lines.append(f"held-out {Path(validate).name} ({used} sets with exact targets, {left} left out): "
-                     + ", ".join(f"{k} {before[k]:.3g} -> {after[k]:.3g}" for k in after))
+        _, after, record, change = compare_on_heldout(j, both, Path(validate), max_tail_mass)
+        both.metadata["validation_metrics"], both.metadata["validation_data"] = after, record
+        lines.append(f"held-out {Path(validate).name} ({record['sets']} sets with exact targets, {record['left_out']} "
+                     f"left out): {change}")
     save_emulator(both, Path(out))
     lines.append(f"wrote {out}")
     return both, "\n".join(lines)

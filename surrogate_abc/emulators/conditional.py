@@ -156,10 +156,17 @@ class ConditionalMDN(nn.Module):
         feats = bin_features(b.edges_np[0], x.device, x.dtype)
         if a_bins is not None:
             feats = feats[a_bins]
-        g = self.head_rest(self.head_theta(h)[:, None, :] + self.head_m(feats)[None, :, :])  # (n, A, H)
-        log_wb = F.log_softmax(self.b_weights(g), dim=-1)
-        pb = self.family.constrain(self.b_params(g).reshape(n, feats.shape[0], K, R))
+        log_wb, pb = self.head_mixture(self.head_theta(h)[:, None, :] + self.head_m(feats)[None, :, :])  # (n, A, .)
         return log_wa, pa, log_wb, pb
+
+    def head_mixture(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The second species' mixture (log w (..., K), params (..., K, R)) from the head's first-layer input z
+        (..., H): head_theta(trunk(x)) + head_m(bin features), for any batch shape (every (row, a-bin) pair in
+        factors; one a-bin per row for a caller that pairs them)."""
+        g = self.head_rest(z)
+        log_w = F.log_softmax(self.b_weights(g), dim=-1)
+        return log_w, self.family.constrain(self.b_params(g).reshape(*g.shape[:-1], self.n_components,
+                                                                     self.family.raw_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Bin probabilities (n, C), last column the overflow mass; rows sum to 1."""

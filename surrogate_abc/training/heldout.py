@@ -37,3 +37,16 @@ def heldout_metrics(emulator: Any, binned: Path, max_tail_mass: float = DEFAULT_
     m = {k: float(v) for k, v in metrics(torch.from_numpy(pred), torch.from_numpy(truth)).items()}
     return m, n, int((~keep).sum())
 
+
+
+def compare_on_heldout(before: Any, after: Any, binned: Path, max_tail_mass: float = DEFAULT_MAX_TAIL_MASS
+                       ) -> tuple[dict[str, float], dict[str, float], dict[str, Any], str]:
+    """Two emulators measured on the same held-out file (heldout_metrics): (metrics of `before`, metrics of
+    `after`, the `validation_data` record an emulator's metadata keeps, "H2 b -> a, ..." for a summary line)."""
+    from ..data.schema import file_sha256
+
+    b, used, left = heldout_metrics(before, binned, max_tail_mass)
+    a, _, _ = heldout_metrics(after, binned, max_tail_mass)
+    record = {"file": Path(binned).name, "sha256": file_sha256(binned), "sets": used, "left_out": left,
+              "max_tail_mass": max_tail_mass}
+    return b, a, record, ", ".join(f"{k} {b[k]:.3g} -> {a[k]:.3g}" for k in a)
