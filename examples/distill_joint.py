@@ -11,8 +11,15 @@ of four rows; the fourth uniformly among bins of mass > 1e-4), their target the 
 trunk and runs training.loop.fit (early stopping on held-out draws, checkpoints, --max-seconds). The result keeps
 the teacher's input scaling, protocol and marginal, so it replaces the shipped file as is.
 
+With `--exact BINNED` (exact sets: `simulate --engine pgf`, then `bin`) rows with exact targets join the teacher's:
+per set, --exact-rows mRNA bins drawn the same way from the exact (Beta-Poisson) mRNA law, the target the set's
+protein bins in that mRNA bin divided by its exact mass, the mass beyond the last protein edge what the bins miss
+of it. Early stopping then watches the rows of held-out exact sets (--exact-validation, split by parameter set).
+With the teacher's own head widths the student starts as the teacher: fine-tuning toward the exact law (stage 2f).
+
   python examples/distill_joint.py --out gene_joint_distilled.safetensors [--teacher FILE] [--head 48 48]
-      [--theta 60000] [--validation 2000] [--seed 7] [--max-seconds 3000] [--threads 2]
+      [--theta 60000] [--validation 2000] [--seed 7] [--max-seconds 3000] [--threads 2] [--lr 1e-3]
+      [--exact BINNED ...] [--exact-rows 32] [--exact-validation 0.1]
       [--validate BINNED]   # exact held-out targets: teacher and student measured, stored as validation_metrics
 
 Its accuracy against exact references over the whole prior is measured by benchmarks/joint_whole_prior.py
@@ -26,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 from torch import nn
@@ -39,6 +47,7 @@ from surrogate_abc.emulators.emulator import Emulator  # noqa: E402
 from surrogate_abc.emulators.io import save_emulator  # noqa: E402
 from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
 from surrogate_abc.losses import get_loss, metrics  # noqa: E402
+from surrogate_abc.networks.closed_form import beta_poisson_pmf_rows, match_beta_poisson  # noqa: E402
 from surrogate_abc.training.config import TrainSettings  # noqa: E402
 from surrogate_abc.training.heldout import compare_on_heldout  # noqa: E402
 from surrogate_abc.training.loop import fit  # noqa: E402
@@ -46,10 +55,13 @@ from surrogate_abc.training.loop import fit  # noqa: E402
 
 def student_of(teacher: ConditionalMDN, head: tuple[int, ...]) -> ConditionalMDN:
     """A conditional MDN like `teacher` with another head: trunk and own mRNA factor copied, the teacher's
-    attached marginal (frozen) as its mRNA factor; the head freshly initialised."""
+    attached marginal (frozen) as its mRNA factor; the head freshly initialised, or copied when its widths are
+    the teacher's (training then goes on from the teacher: fine-tuning on exact rows)."""
     s = ConditionalMDN(teacher.d_in, teacher.family, teacher.n_components, teacher.binning, teacher.hidden,
                        teacher.activation, head)
-    for name in ("trunk", "a_weights", "a_params"):
+    same = tuple(head) == teacher.head
+    names = [n for n, _ in teacher.named_children() if n != "marginal"] if same else ["trunk", "a_weights", "a_params"]
+    for name in names:
         getattr(s, name).load_state_dict(getattr(teacher, name).state_dict())
     if teacher.marginal is None:
         raise SystemExit("the teacher has no attached mRNA marginal (emulators.compose.attach_marginal)")
@@ -85,23 +97,76 @@ class ConditionalRows(nn.Module):
 
 def pairs(teacher: Emulator, n_theta: int, seed: int, per_theta: int = 4) -> torch.Tensor:
     """(n_theta * per_theta, d + 1) rows (features, mRNA bin): theta from the prior, the bins drawn from the
-    teacher's p(a | theta) except one in per_theta drawn uniformly among bins of mass > 1e-4 (the likelihood
-    also meets mRNA bins a parameter set makes rare)."""
+    teacher's p(a | theta) (`draw_bins`)."""
     rng = np.random.default_rng(seed)
     theta = teacher.protocol.sample(n_theta, seed=seed)
     x = torch.as_tensor(teacher.features(theta), dtype=torch.float32)
     m = teacher.model
     with torch.no_grad():
         pa = m._a_bin_masses(x, *m.factors(x)[:2]).double().numpy()          # (n, A) teacher's mRNA bins
-    pa = np.clip(pa, 0.0, None)
-    pa /= pa.sum(axis=1, keepdims=True)
-    cdf = np.cumsum(pa, axis=1)
-    drawn = [np.minimum((cdf < rng.random((n_theta, 1))).sum(axis=1), pa.shape[1] - 1) for _ in range(per_theta - 1)]
-    live = pa > 1e-4
-    u = rng.random((n_theta, 1)) * live.sum(axis=1, keepdims=True)
-    drawn.append(np.minimum((np.cumsum(live, axis=1) <= u).sum(axis=1), pa.shape[1] - 1))
-    a = np.stack(drawn, axis=1).reshape(-1)
+    a = draw_bins(rng, pa, per_theta).reshape(-1)
     return torch.cat([x.repeat_interleave(per_theta, dim=0), torch.as_tensor(a, dtype=torch.float32)[:, None]], dim=1)
+
+
+def draw_bins(rng: np.random.Generator, pa: np.ndarray, per_row: int, floor: float = 1e-4) -> np.ndarray:
+    """(n, per_row) mRNA bins per row of the bin masses pa (n, A): all but one drawn from pa (renormalised), the
+    last uniformly among bins of mass > floor (the likelihood also meets mRNA bins a parameter set makes rare)."""
+    pa = np.clip(pa, 0.0, None)
+    pa = pa / pa.sum(axis=1, keepdims=True)
+    cdf = np.cumsum(pa, axis=1)
+    n, A = pa.shape
+    drawn = [np.minimum((cdf < rng.random((n, 1))).sum(axis=1), A - 1) for _ in range(per_row - 1)]
+    live = pa > floor
+    u = rng.random((n, 1)) * live.sum(axis=1, keepdims=True)
+    drawn.append(np.minimum((np.cumsum(live, axis=1) <= u).sum(axis=1), A - 1))
+    return np.stack(drawn, axis=1)
+
+
+def exact_mrna_bins(protocol, theta: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(n, A) exact mRNA bin masses (the telegraph model's Beta-Poisson law) of parameter sets theta."""
+    roles = match_beta_poisson(protocol.network, "mrna")
+    if roles is None:
+        raise SystemExit(f"{protocol.name}: exact rows need the mRNA of a telegraph (Beta-Poisson) network")
+    rates = protocol.rates(theta)
+    names = list(protocol.rate_names)
+    out = np.empty((len(theta), len(edges) - 1))
+    lo, hi = edges[:-1].astype(int), edges[1:].astype(int)
+    for s in range(0, len(theta), 64):  # the pmf's width follows the largest v / d of the chunk
+        r = {k: rates[s:s + 64, names.index(v)] for k, v in roles.items()}
+        cum = np.concatenate([np.zeros((len(r["d"]), 1)), np.cumsum(beta_poisson_pmf_rows(r, int(hi[-1])), axis=1)], 1)
+        out[s:s + 64] = cum[:, hi] - cum[:, lo]
+    return out
+
+
+def exact_pairs(teacher: Emulator, files: list[Path], per_set: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Rows (features, mRNA bin a) with exact targets p(protein bin | a, theta) from binned files of exact sets
+    (`simulate --engine pgf` or fsp, then `bin`): per set, per_set bins drawn as in `pairs` from the exact mRNA
+    law; a row's mass beyond the protein bins is the exact P(a) less the row's binned mass. Returns (xa, y, set
+    index) so that training and validation split by parameter set."""
+    rng = np.random.default_rng(seed)
+    xa, ys, owner, start = [], [], [], 0
+    shape = tuple(int(k) for k in getattr(teacher.model, "binning").shape)
+    for path in files:
+        with h5py.File(path) as f:
+            theta, hist, edges = f["theta"][()], f["hist"][()], f["edges/mrna"][()]
+        if hist.shape[1:] != shape:
+            raise SystemExit(f"{path}: bins {hist.shape[1:]} are not the teacher's {shape}: bin it with the "
+                             f"teacher's protocol")
+        pa = exact_mrna_bins(teacher.protocol, theta, edges)
+        a = draw_bins(rng, pa, per_set)                                            # (n, per_set)
+        n = len(theta)
+        rows = hist[np.arange(n)[:, None], a]                                       # (n, per_set, B)
+        mass = pa[np.arange(n)[:, None], a][..., None]
+        beyond = np.clip(mass - rows.sum(axis=2, keepdims=True), 0.0, None)
+        y = np.concatenate([rows, beyond], axis=2) / mass
+        y /= y.sum(axis=2, keepdims=True)
+        x = np.repeat(teacher.features(theta), per_set, axis=0)
+        xa.append(np.concatenate([x, a.reshape(-1, 1)], axis=1))
+        ys.append(y.reshape(n * per_set, -1))
+        owner.append(np.repeat(np.arange(start, start + n), per_set))
+        start += n
+    return (torch.as_tensor(np.concatenate(xa), dtype=torch.float32),
+            torch.as_tensor(np.concatenate(ys), dtype=torch.float32), torch.as_tensor(np.concatenate(owner)))
 
 
 def rows_of(model: nn.Module, xa: torch.Tensor) -> torch.Tensor:
@@ -130,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-seconds", type=float, default=3000.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--exact", type=Path, action="append", default=[], metavar="BINNED",
+                    help="binned file of exact sets (simulate --engine pgf, bin): rows with exact targets join the "
+                         "teacher's (repeat the flag for more files); early stopping then watches held-out exact sets")
+    ap.add_argument("--exact-rows", type=int, default=32, help="rows (mRNA bins) drawn per exact set")
+    ap.add_argument("--exact-validation", type=float, default=0.1, help="share of exact sets held out")
     ap.add_argument("--validate", type=Path, default=None, metavar="BINNED",
                     help="binned file of exact held-out targets: teacher and student measured on it (metadata "
                          "validation_metrics, as attach-marginal --validate)")
@@ -146,18 +216,30 @@ def main(argv: list[str] | None = None) -> int:
     y_tr, y_va = rows_of(rows, xa_tr), rows_of(rows, xa_va)
     print(f"teacher targets: {len(xa_tr)} + {len(xa_va)} (theta, mRNA bin) rows x {y_tr.shape[1]} protein bins in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
+    if args.exact:
+        xa_ex, y_ex, owner = exact_pairs(teacher, args.exact, args.exact_rows, args.seed)
+        n_sets = int(owner.max()) + 1
+        n_held = min(n_sets - 1, max(1, round(args.exact_validation * n_sets)))
+        held = torch.zeros(n_sets, dtype=torch.bool)
+        held[torch.as_tensor(np.random.default_rng(args.seed).permutation(n_sets)[:n_held])] = True
+        held = held[owner]
+        xa_tr, y_tr = torch.cat([xa_tr, xa_ex[~held]]), torch.cat([y_tr, y_ex[~held]])
+        xa_va, y_va = xa_ex[held], y_ex[held]
+        print(f"exact targets: {n_sets} sets x {args.exact_rows} rows, {int(held.sum())} rows of "
+              f"{int(held.sum()) // args.exact_rows} held-out sets for early stopping", flush=True)
     student = student_of(teacher.model, tuple(args.head))
     settings = TrainSettings(loss="mdd_kld", lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=20,
                              lr_decay=0.5, lr_patience=5, min_lr=1e-6, max_seconds=args.max_seconds, seed=args.seed)
     hist = fit(ConditionalRows(student), xa_tr, y_tr, xa_va, y_va, loss_fn=get_loss("mdd_kld"), metrics_fn=metrics,
                settings=settings, checkpoint=args.out.with_suffix(".ckpt"),
-               fingerprint=f"distill {teacher_sha} {args.head} {args.theta} {args.seed}", progress=True,
+               fingerprint=f"distill {teacher_sha} {args.head} {args.theta} {args.seed} {args.exact}", progress=True,
                desc="distill", loss_name="mdd_kld")
     student.eval()
     val = joint_metrics(teacher, student, teacher.protocol.sample(500, seed=args.seed + 2))
     meta = dict(teacher.metadata)
     meta["distilled"] = {"teacher": Path(source).name, "teacher_sha256": teacher_sha, "head": list(args.head),
                          "theta": args.theta, "validation_theta": args.validation, "seed": args.seed,
+                         "exact": [p.name for p in args.exact], "exact_rows": args.exact_rows,
                          "loss": "mdd_kld", "best_epoch": hist["best_epoch"], "epochs": len(hist["epochs"]),
                          "stopped": hist["stopped"], "joint_metrics_vs_teacher": val}
     result = Emulator(student, teacher.protocol, teacher.scaling_mean, teacher.scaling_std, teacher.transforms, meta)
