@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                          "theta": args.theta, "validation_theta": args.validation, "seed": args.seed,
                          "exact": [p.name for p in args.exact], "exact_rows": args.exact_rows,
                          "loss": "mdd_kld", "best_epoch": hist["best_epoch"], "epochs": len(hist["epochs"]),
-                         "stopped": hist["stopped"], "joint_metrics_vs_teacher": val}
+                         "stopped": hist["stopped"], "joint_metrics_vs_teacher": val,
+                         "lr": args.lr, "teacher_distilled": meta.get("distilled")}  # the teacher's own record, if any
     result = Emulator(student, teacher.protocol, teacher.scaling_mean, teacher.scaling_std, teacher.transforms, meta)
     print("student vs teacher, whole joint pmf at 500 prior draws: " + ", ".join(f"{k} {v:.3g}" for k, v in val.items()))
     if args.validate is not None:
