@@ -247,11 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     print("student vs teacher, whole joint pmf at 500 prior draws: " + ", ".join(f"{k} {v:.3g}" for k, v in val.items()))
     if args.validate is not None:
         before, after, record, change = compare_on_heldout(teacher, result, args.validate)
-        meta["teacher_validation_metrics"], meta["validation_metrics"], meta["validation_data"] = before, after, record
+        result.metadata.update(teacher_validation_metrics=before, validation_metrics=after, validation_data=record)
         print(f"held-out {args.validate.name} ({record['sets']} sets with exact targets), teacher -> student: {change}")
     else:  # the teacher's figures would describe another network
-        for key in ("validation_metrics", "validation_data"):
-            meta.pop(key, None)
+        for key in ("validation_metrics", "validation_data", "teacher_validation_metrics"):
+            result.metadata.pop(key, None)
     save_emulator(result, args.out)
     print(f"wrote {args.out}")
     return 0

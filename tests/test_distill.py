@@ -128,3 +128,20 @@ def test_exact_run_goes_on_from_a_teacher_of_the_same_head(distill, teacher, tmp
     meta = load_emulator(out).metadata["distilled"]
     assert meta["exact"] == ["exact.h5"] and meta["exact_rows"] == 4 and meta["lr"] == 1e-5
     assert meta["teacher_distilled"] == teacher.metadata["distilled"]  # the stage before kept
+
+
+def test_validate_writes_the_students_heldout_metrics(distill, teacher, tmp_path, monkeypatch):
+    """--validate: the file's validation_metrics are the student's held-out figures (the teacher's kept beside
+    them), not the ones it inherited from the teacher; without --validate neither is kept."""
+    def compare(before, after, binned, max_tail_mass=1e-3):
+        assert before is teacher or before.metadata == teacher.metadata
+        return {"KLD": 2.0}, {"KLD": 1.0}, {"file": Path(binned).name, "sets": 3}, "KLD 2 -> 1"
+    monkeypatch.setattr(distill, "compare_on_heldout", compare)
+    common = ["--head", "8", "--theta", "20", "--validation", "10", "--epochs", "1", "--threads", "1"]
+    assert distill.main(["--out", str(tmp_path / "a.safetensors"), *common, "--validate", str(tmp_path / "t.h5")]) == 0
+    meta = load_emulator(tmp_path / "a.safetensors").metadata
+    assert meta["validation_metrics"] == {"KLD": 1.0} and meta["teacher_validation_metrics"] == {"KLD": 2.0}
+    assert meta["validation_data"] == {"file": "t.h5", "sets": 3}
+    assert distill.main(["--out", str(tmp_path / "b.safetensors"), *common]) == 0
+    meta = load_emulator(tmp_path / "b.safetensors").metadata
+    assert not {"validation_metrics", "validation_data", "teacher_validation_metrics"} & set(meta)
