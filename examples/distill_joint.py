@@ -158,12 +158,13 @@ def exact_pairs(teacher: Emulator, files: list[Path], per_set: int, seed: int) -
         rows = hist[np.arange(n)[:, None], a]                                       # (n, per_set, B)
         mass = pa[np.arange(n)[:, None], a][..., None]
         beyond = np.clip(mass - rows.sum(axis=2, keepdims=True), 0.0, None)
-        y = np.concatenate([rows, beyond], axis=2) / mass
-        y /= y.sum(axis=2, keepdims=True)
+        y = np.concatenate([rows, beyond], axis=2)
+        keep = (mass[..., 0] > 1e-12).reshape(-1)  # a bin of no mass (a draw's rounding) has no conditional law
+        y = (y / y.sum(axis=2, keepdims=True).clip(min=1e-300)).reshape(n * per_set, -1)
         x = np.repeat(teacher.features(theta), per_set, axis=0)
-        xa.append(np.concatenate([x, a.reshape(-1, 1)], axis=1))
-        ys.append(y.reshape(n * per_set, -1))
-        owner.append(np.repeat(np.arange(start, start + n), per_set))
+        xa.append(np.concatenate([x, a.reshape(-1, 1)], axis=1)[keep])
+        ys.append(y[keep])
+        owner.append(np.repeat(np.arange(start, start + n), per_set)[keep])
         start += n
     return (torch.as_tensor(np.concatenate(xa), dtype=torch.float32),
             torch.as_tensor(np.concatenate(ys), dtype=torch.float32), torch.as_tensor(np.concatenate(owner)))
