@@ -41,6 +41,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from surrogate_abc.data.binning import rebin_grid  # noqa: E402
 from surrogate_abc.emulators.conditional import ConditionalMDN, bin_features  # noqa: E402
 from surrogate_abc.emulators.distributions import _sum_into, mixture_pmf_grid  # noqa: E402
 from surrogate_abc.emulators.emulator import Emulator  # noqa: E402
@@ -130,11 +131,9 @@ def exact_mrna_bins(protocol, theta: np.ndarray, edges: np.ndarray) -> np.ndarra
     rates = protocol.rates(theta)
     names = list(protocol.rate_names)
     out = np.empty((len(theta), len(edges) - 1))
-    lo, hi = edges[:-1].astype(int), edges[1:].astype(int)
     for s in range(0, len(theta), 64):  # the pmf's width follows the largest v / d of the chunk
         r = {k: rates[s:s + 64, names.index(v)] for k, v in roles.items()}
-        cum = np.concatenate([np.zeros((len(r["d"]), 1)), np.cumsum(beta_poisson_pmf_rows(r, int(hi[-1])), axis=1)], 1)
-        out[s:s + 64] = cum[:, hi] - cum[:, lo]
+        out[s:s + 64] = rebin_grid(beta_poisson_pmf_rows(r, int(edges[-1])), edges)[0]
     return out
 
 
@@ -212,10 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(teacher, Emulator) or not isinstance(teacher.model, ConditionalMDN):
         raise SystemExit(f"{source}: the teacher must be a conditional MDN joint emulator")
     t0 = time.perf_counter()
-    xa_tr, xa_va = pairs(teacher, args.theta, args.seed), pairs(teacher, args.validation, args.seed + 1)
     rows = ConditionalRows(teacher.model)
-    y_tr, y_va = rows_of(rows, xa_tr), rows_of(rows, xa_va)
-    print(f"teacher targets: {len(xa_tr)} + {len(xa_va)} (theta, mRNA bin) rows x {y_tr.shape[1]} protein bins in "
+    xa_tr = pairs(teacher, args.theta, args.seed)
+    y_tr = rows_of(rows, xa_tr)
+    if not args.exact:  # with --exact, early stopping watches held-out exact sets instead
+        xa_va = pairs(teacher, args.validation, args.seed + 1)
+        y_va = rows_of(rows, xa_va)
+    print(f"teacher targets: {len(xa_tr)} (theta, mRNA bin) rows x {y_tr.shape[1]} protein bins in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     if args.exact:
         xa_ex, y_ex, owner = exact_pairs(teacher, args.exact, args.exact_rows, args.seed)
