@@ -59,6 +59,10 @@ def test_first_factor_is_the_marginal_and_the_conditional_is_kept(tmp_path):
     assert back.model.architecture()["marginal"]["type"] == "mdn"
     cats = np.array([0, 5, 7, 11])
     np.testing.assert_allclose(back.category_probs(theta, cats), new.reshape(6, -1)[:, cats], rtol=1e-5, atol=1e-9)
+    # with the overflow asked (the marginal's bins and outside mass from one pass of its network)
+    cats = np.array([0, 5, 7, 11, new[0].size])
+    full = np.concatenate([new.reshape(6, -1), over[:, None]], axis=1)
+    np.testing.assert_allclose(back.category_probs(theta, cats), full[:, cats], rtol=1e-5, atol=1e-9)
 
 
 def test_mismatched_pairs_are_refused_naming_the_field():

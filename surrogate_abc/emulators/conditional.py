@@ -295,27 +295,36 @@ class ConditionalMDN(nn.Module):
         log_wa, pa, log_wb, pb = self.factors(x, rows)
         if beta_b is not None:  # the second species thinned: its components stay in their family
             pb = thinned_params(self.family, pb, beta_b[:, None].to(pb.dtype))
-        a_bins = self._a_bin_masses(x, log_wa, pa, rows)                            # (n, U)
+        marginal: Any = self.marginal
+        a_out = None
+        if bool(over.any()) and marginal is not None:  # one pass of the marginal network: its bins and overflow
+            both = marginal.category_probs(x * self.marginal_scale + self.marginal_shift,
+                                           torch.cat([rows, rows.new_tensor([A])]))
+            a_bins, a_out = both[:, :-1], both[:, -1]
+        else:
+            a_bins = self._a_bin_masses(x, log_wa, pa, rows)                        # (n, U)
         masses = nb_mixture_category_masses(log_wb, pb[..., 0], pb[..., 1], pos.cpu().numpy(), ib.cpu().numpy(),
                                             b.index[1].cpu().numpy(), B, a_bins.to(torch.float64))
         if not bool(over.any()):
             return masses
         out = torch.zeros((x.shape[0], categories.numel()), dtype=torch.float64, device=x.device)
         out[:, ~over] = masses
-        out[:, over] = self._overflow(x, log_wa, pa, a_bins, log_wb, pb)[:, None]
+        out[:, over] = self._overflow(x, log_wa, pa, a_bins, log_wb, pb, a_out)[:, None]
         return out
 
     def _overflow(self, x: torch.Tensor, log_wa: torch.Tensor, pa: torch.Tensor, a_bins: torch.Tensor,
-                  log_wb: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
-        """float64 (n,) mass outside the bins: first species outside its bins, plus each a-bin's mass (a_bins
-        (n, A)) times its second species' conditional mass outside (log_wb, pb on all A a-bins)."""
+                  log_wb: torch.Tensor, pb: torch.Tensor, a_out: torch.Tensor | None = None) -> torch.Tensor:
+        """float64 (n,) mass outside the bins: first species outside its bins (`a_out` when the caller has it),
+        plus each a-bin's mass (a_bins (n, A)) times its second species' conditional mass outside (log_wb, pb on
+        all A a-bins)."""
         b = self._binning.on(x.device)
         first_a, first_b = (int(math.ceil(e[0])) for e in b.edges_np)  # integers below the first edge: outside
         cap_a, cap_b = b.support
-        marginal: Any = self.marginal  # a Gamma-Poisson MDN (exact_overflow)
-        if marginal is not None:
-            log_wa, pa = marginal.mixture(x * self.marginal_scale + self.marginal_shift)
-        a_out = nb_mixture_outside(log_wa, pa[..., 0], pa[..., 1], first_a, cap_a)
+        if a_out is None:
+            marginal: Any = self.marginal  # a Gamma-Poisson MDN (exact_overflow)
+            if marginal is not None:
+                log_wa, pa = marginal.mixture(x * self.marginal_scale + self.marginal_shift)
+            a_out = nb_mixture_outside(log_wa, pa[..., 0], pa[..., 1], first_a, cap_a)
         b_out = nb_mixture_outside(log_wb, pb[..., 0], pb[..., 1], first_b, cap_b)  # (n, A)
         return a_out + (a_bins.to(torch.float64) * b_out).sum(dim=1)
 
