@@ -96,14 +96,17 @@ run python examples/distill_joint.py --teacher "$work/gene_joint_attached.safete
 # law as targets, beside 10000 prior draws x 4 rows of stage 2e's own law (the rest of the prior kept); lr 1e-4,
 # early stopping on 10% of the exact sets (~24 min of pgf sets and ~15 min of training on 2 CPU cores).
 exact=()
-for spec in gene_joint:400:111 examples/training_design/bursty.toml:100:113 \
+exact_sets() {  # each PROTOCOL:N:SEED simulated with the generating-function engine and binned; files added to exact
+  for spec in "$@"; do
+    IFS=: read -r p n s <<< "$spec"
+    launch surrogate-abc simulate "$p" --engine pgf --n "$n" --seed "$s" --out "$work/gene_joint_pgf$s.h5" --quiet
+    run surrogate-abc bin "$work/gene_joint_pgf$s.h5" --out "$work/gene_joint_binned$s.h5"
+    exact+=(--exact "$work/gene_joint_binned$s.h5")
+  done
+}
+exact_sets gene_joint:400:111 examples/training_design/bursty.toml:100:113 \
     examples/training_design/slow_switching.toml:100:114 gene_joint:400:115 examples/training_design/bursty.toml:100:116 \
-    examples/training_design/slow_switching.toml:100:117 examples/training_design/slow_decay.toml:150:118; do
-  IFS=: read -r p n s <<< "$spec"
-  launch surrogate-abc simulate "$p" --engine pgf --n "$n" --seed "$s" --out "$work/gene_joint_pgf$s.h5" --quiet
-  run surrogate-abc bin "$work/gene_joint_pgf$s.h5" --out "$work/gene_joint_binned$s.h5"
-  exact+=(--exact "$work/gene_joint_binned$s.h5")
-done
+    examples/training_design/slow_switching.toml:100:117 examples/training_design/slow_decay.toml:150:118
 run python examples/distill_joint.py --teacher "$work/gene_joint_distilled.safetensors" --head 48 48 \
     --theta 10000 --seed 21 --lr 1e-4 "${exact[@]}" --exact-rows 64 --max-seconds "${JOINT_EXACT_SECONDS:-2400}" \
     --validate "$work/gene_joint_test102_binned.h5" --out "$work/gene_joint_exact.safetensors"
@@ -111,13 +114,7 @@ run python examples/distill_joint.py --teacher "$work/gene_joint_distilled.safet
 # on (examples/training_design/slow_on.toml, seeds 119 and 120: after stage 2f, 24 of the 29 held-out sets still
 # above 1e-3 per cell had k0 < 0.3) and 300 prior draws (seed 121); 2250 sets, lr 1e-4, 88 epochs (~17 min on 2
 # CPU cores, best at 68; ~36 min of pgf sets).
-for spec in examples/training_design/slow_on.toml:300:119 examples/training_design/slow_on.toml:300:120 \
-    gene_joint:300:121; do
-  IFS=: read -r p n s <<< "$spec"
-  launch surrogate-abc simulate "$p" --engine pgf --n "$n" --seed "$s" --out "$work/gene_joint_pgf$s.h5" --quiet
-  run surrogate-abc bin "$work/gene_joint_pgf$s.h5" --out "$work/gene_joint_binned$s.h5"
-  exact+=(--exact "$work/gene_joint_binned$s.h5")
-done
+exact_sets examples/training_design/slow_on.toml:300:119 examples/training_design/slow_on.toml:300:120 gene_joint:300:121
 run python examples/distill_joint.py --teacher "$work/gene_joint_exact.safetensors" --head 48 48 \
     --theta 10000 --seed 23 --lr 1e-4 "${exact[@]}" --exact-rows 64 --max-seconds "${JOINT_EXACT2_SECONDS:-1800}" \
     --validate "$work/gene_joint_test102_binned.h5" --out "$work/gene_joint_exact2.safetensors"
