@@ -295,12 +295,8 @@ class ConditionalMDN(nn.Module):
         log_wa, pa, log_wb, pb = self.factors(x, rows)
         if beta_b is not None:  # the second species thinned: its components stay in their family
             pb = thinned_params(self.family, pb, beta_b[:, None].to(pb.dtype))
-        marginal: Any = self.marginal
-        a_out = None
-        if bool(over.any()) and marginal is not None:  # one pass of the marginal network: its bins and overflow
-            both = marginal.category_probs(x * self.marginal_scale + self.marginal_shift,
-                                           torch.cat([rows, rows.new_tensor([A])]))
-            a_bins, a_out = both[:, :-1], both[:, -1]
+        if bool(over.any()):
+            a_bins, a_out = self._a_masses_and_outside(x, log_wa, pa, rows)        # (n, A), (n,)
         else:
             a_bins = self._a_bin_masses(x, log_wa, pa, rows)                        # (n, U)
         masses = nb_mixture_category_masses(log_wb, pb[..., 0], pb[..., 1], pos.cpu().numpy(), ib.cpu().numpy(),
@@ -309,24 +305,22 @@ class ConditionalMDN(nn.Module):
             return masses
         out = torch.zeros((x.shape[0], categories.numel()), dtype=torch.float64, device=x.device)
         out[:, ~over] = masses
-        out[:, over] = self._overflow(x, log_wa, pa, a_bins, log_wb, pb, a_out)[:, None]
+        b_out = nb_mixture_outside(log_wb, pb[..., 0], pb[..., 1], int(math.ceil(b.edges_np[1][0])), b.support[1])
+        out[:, over] = (a_out + (a_bins.to(torch.float64) * b_out).sum(dim=1))[:, None]  # b outside, per a-bin
         return out
 
-    def _overflow(self, x: torch.Tensor, log_wa: torch.Tensor, pa: torch.Tensor, a_bins: torch.Tensor,
-                  log_wb: torch.Tensor, pb: torch.Tensor, a_out: torch.Tensor | None = None) -> torch.Tensor:
-        """float64 (n,) mass outside the bins: first species outside its bins (`a_out` when the caller has it),
-        plus each a-bin's mass (a_bins (n, A)) times its second species' conditional mass outside (log_wb, pb on
-        all A a-bins)."""
+    def _a_masses_and_outside(self, x: torch.Tensor, log_wa: torch.Tensor, pa: torch.Tensor,
+                              rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first species' masses in its bins `rows` (n, U) and, float64 (n,), outside its bins, from its
+        Gamma-Poisson components (exact_overflow): the marginal network's, in one pass of it, or this network's."""
+        marginal: Any = self.marginal  # a Gamma-Poisson MDN (exact_overflow)
+        if marginal is not None:
+            both = marginal.category_probs(x * self.marginal_scale + self.marginal_shift,
+                                           torch.cat([rows, rows.new_tensor([self.binning.shape[0]])]))
+            return both[:, :-1], both[:, -1]
         b = self._binning.on(x.device)
-        first_a, first_b = (int(math.ceil(e[0])) for e in b.edges_np)  # integers below the first edge: outside
-        cap_a, cap_b = b.support
-        if a_out is None:
-            marginal: Any = self.marginal  # a Gamma-Poisson MDN (exact_overflow)
-            if marginal is not None:
-                log_wa, pa = marginal.mixture(x * self.marginal_scale + self.marginal_shift)
-            a_out = nb_mixture_outside(log_wa, pa[..., 0], pa[..., 1], first_a, cap_a)
-        b_out = nb_mixture_outside(log_wb, pb[..., 0], pb[..., 1], first_b, cap_b)  # (n, A)
-        return a_out + (a_bins.to(torch.float64) * b_out).sum(dim=1)
+        outside = nb_mixture_outside(log_wa, pa[..., 0], pa[..., 1], int(math.ceil(b.edges_np[0][0])), b.support[0])
+        return self._a_bin_masses(x, log_wa, pa, rows), outside
 
     def _category_probs_grid(self, x: torch.Tensor, categories: torch.Tensor,
                              beta_b: torch.Tensor | None = None) -> torch.Tensor:
