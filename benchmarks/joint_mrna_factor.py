@@ -23,14 +23,13 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
-
-from distill_joint import exact_mrna_bins  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from surrogate_abc.data.binning import bin_indices  # noqa: E402
 from surrogate_abc.data.observed import load_observed  # noqa: E402
 from surrogate_abc.emulators.io import load_emulator  # noqa: E402
 from surrogate_abc.losses import metrics_rows  # noqa: E402
+from surrogate_abc.simulate.marginal_bins import beta_poisson_bins  # noqa: E402
 
 SHIPPED = ROOT / "surrogate_abc" / "resources" / "gene_joint.safetensors"
 
@@ -38,7 +37,7 @@ SHIPPED = ROOT / "surrogate_abc" / "resources" / "gene_joint.safetensors"
 def factor_kld(em, theta: np.ndarray) -> np.ndarray:
     """(n,) per-cell KLD(exact || emulator) of the mRNA factor over the mRNA bins and the mass beyond them."""
     edges = np.asarray(em.edges[0], float)
-    p = exact_mrna_bins(em.protocol, theta, edges)
+    p = beta_poisson_bins(em.protocol, theta, edges)
     p = np.concatenate([p, np.clip(1.0 - p.sum(1), 0.0, None)[:, None]], axis=1)
     x = torch.as_tensor(em.features(theta), dtype=torch.float32)
     with torch.no_grad():

@@ -41,14 +41,13 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from surrogate_abc.data.binning import rebin_grid  # noqa: E402
 from surrogate_abc.emulators.conditional import ConditionalMDN, bin_features  # noqa: E402
 from surrogate_abc.emulators.distributions import _sum_into, mixture_pmf_grid  # noqa: E402
 from surrogate_abc.emulators.emulator import Emulator  # noqa: E402
 from surrogate_abc.emulators.io import save_emulator  # noqa: E402
 from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
 from surrogate_abc.losses import get_loss, metrics  # noqa: E402
-from surrogate_abc.networks.closed_form import beta_poisson_pmf_rows, match_beta_poisson  # noqa: E402
+from surrogate_abc.simulate.marginal_bins import beta_poisson_bins  # noqa: E402
 from surrogate_abc.training.config import TrainSettings  # noqa: E402
 from surrogate_abc.training.heldout import compare_on_heldout  # noqa: E402
 from surrogate_abc.training.loop import fit  # noqa: E402
@@ -123,20 +122,6 @@ def draw_bins(rng: np.random.Generator, pa: np.ndarray, per_row: int, floor: flo
     return np.stack(drawn, axis=1)
 
 
-def exact_mrna_bins(protocol, theta: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """(n, A) exact mRNA bin masses (the telegraph model's Beta-Poisson law) of parameter sets theta."""
-    roles = match_beta_poisson(protocol.network, "mrna")
-    if roles is None:
-        raise SystemExit(f"{protocol.name}: exact rows need the mRNA of a telegraph (Beta-Poisson) network")
-    rates = protocol.rates(theta)
-    names = list(protocol.rate_names)
-    out = np.empty((len(theta), len(edges) - 1))
-    for s in range(0, len(theta), 64):  # the pmf's width follows the largest v / d of the chunk
-        r = {k: rates[s:s + 64, names.index(v)] for k, v in roles.items()}
-        out[s:s + 64] = rebin_grid(beta_poisson_pmf_rows(r, int(edges[-1])), edges)[0]
-    return out
-
-
 def exact_pairs(teacher: Emulator, files: list[Path], per_set: int, seed: int) -> tuple[torch.Tensor, ...]:
     """Rows (features, mRNA bin a) with exact targets p(protein bin | a, theta) from binned files of exact sets
     (`simulate --engine pgf` or fsp, then `bin`): per set, per_set bins drawn as in `pairs` from the exact mRNA
@@ -151,7 +136,7 @@ def exact_pairs(teacher: Emulator, files: list[Path], per_set: int, seed: int) -
         if hist.shape[1:] != shape:
             raise SystemExit(f"{path}: bins {hist.shape[1:]} are not the teacher's {shape}: bin it with the "
                              f"teacher's protocol")
-        pa = exact_mrna_bins(teacher.protocol, theta, edges)
+        pa = beta_poisson_bins(teacher.protocol, theta, edges)
         a = draw_bins(rng, pa, per_set)                                            # (n, per_set)
         n = len(theta)
         rows = hist[np.arange(n)[:, None], a]                                       # (n, per_set, B)

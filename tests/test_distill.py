@@ -11,6 +11,7 @@ import torch
 
 from surrogate_abc.emulators.io import load_emulator
 from surrogate_abc.emulators.resolve import resolve_emulator
+from surrogate_abc.simulate.marginal_bins import beta_poisson_bins
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "distill_joint.py"
 
@@ -74,30 +75,13 @@ def test_short_run_writes_a_student_with_the_teacher_marginal(distill, teacher, 
     assert torch.equal(pa_s, pa_t)  # so the joint differs from the teacher's by the conditional only
 
 
-def test_exact_mrna_bins_match_the_beta_poisson_series(distill, teacher):
-    """The rows' exact mRNA bin masses: the Beta-Poisson law (recurrence) summed over the bins equals the per-set
-    series (closed_form.beta_poisson_pmf) summed the same way."""
-    from surrogate_abc.networks.closed_form import beta_poisson_pmf
-    theta = teacher.protocol.sample(4, seed=11)
-    edges = teacher.model.binning.edges_np[0]
-    got = distill.exact_mrna_bins(teacher.protocol, theta, edges)
-    rates = teacher.protocol.rates(theta)
-    names = list(teacher.protocol.rate_names)
-    for i in range(len(theta)):
-        r = {"k_on": rates[i, names.index("k0")], "k_off": rates[i, names.index("k1")],
-             "v": rates[i, names.index("v0")], "d": rates[i, names.index("d0")]}
-        pmf = beta_poisson_pmf(r, int(edges[-1]))
-        want = [pmf[int(lo):int(hi)].sum() for lo, hi in zip(edges[:-1], edges[1:])]
-        np.testing.assert_allclose(got[i], want, rtol=1e-8, atol=1e-15)
-
-
 def test_exact_pairs_divide_each_row_by_its_exact_mrna_mass(distill, teacher, tmp_path):
     """A binned file whose protein law is the same in every mRNA bin (P(a) x Poisson(550), so ~2% lies beyond the
     last protein edge): every exact row is that Poisson law on the protein bins, the mass beyond them last."""
     from scipy import stats
     theta = teacher.protocol.sample(6, seed=12)
     e_m, e_p = (teacher.model.binning.edges_np[k] for k in (0, 1))
-    pa = distill.exact_mrna_bins(teacher.protocol, theta, e_m)
+    pa = beta_poisson_bins(teacher.protocol, theta, e_m)
     cdf = stats.poisson.cdf(e_p - 1, 550.0)
     pp = np.append(np.diff(cdf), 1.0 - cdf[-1])                       # protein bins, then beyond the last edge
     with h5py.File(tmp_path / "exact.h5", "w") as f:
@@ -115,7 +99,7 @@ def test_exact_run_goes_on_from_a_teacher_of_the_same_head(distill, teacher, tmp
     exact sets drive early stopping, and the files used are recorded."""
     theta = teacher.protocol.sample(10, seed=13)
     e_m = teacher.model.binning.edges_np[0]
-    pa = distill.exact_mrna_bins(teacher.protocol, theta, e_m)
+    pa = beta_poisson_bins(teacher.protocol, theta, e_m)
     with h5py.File(tmp_path / "exact.h5", "w") as f:
         f["theta"], f["hist"], f["edges/mrna"] = theta, pa[:, :, None] * np.full(150, 1 / 150)[None, None], e_m
     student = distill.student_of(teacher.model, teacher.model.head)

@@ -11,6 +11,7 @@ from ..lazy import lazy_exports
 _EXPORTS = {
     "RunSettings": "results",
     "SetResult": "results",
+    "beta_poisson_bins": "marginal_bins",
     "check_output_path": "runner",
     "resolve_engine": "engines",
     "run_simulation": "runner",
