@@ -28,9 +28,13 @@ DEVICE_CHUNK_ROWS, DEVICE_CHUNK_ELEMENTS = 1 << 20, 1 << 27  # on an accelerator
 
 
 def _non_negative(y: np.ndarray) -> np.ndarray:
-    """y with NaN and negative entries set to 0, in place (y is the caller's own array: _probs made it)."""
-    np.nan_to_num(y, copy=False, nan=0.0)
-    return np.maximum(y, 0.0, out=y)
+    """y with NaN and negative entries set to 0, in place (y is the caller's own array: _probs made it): one pass
+    of fmax (which takes the number where the other is NaN), and infinities made finite only where the sum shows
+    one."""
+    np.fmax(y, 0.0, out=y)
+    if not np.isfinite(y.sum()):
+        np.nan_to_num(y, copy=False)
+    return y
 
 
 class Emulator(EmulatorBase):

@@ -63,23 +63,25 @@ def _rescale(p, acc, log_scale, scale):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _walk(q, qr, log_start, start, row_weight, row_start, lo, hi, inv):  # pragma: no cover - compiled
+def _walk(mu, r, log_start, start, row_weight, row_start, lo, hi, dest, floor, inv):  # pragma: no cover - compiled
     """out (C, n): the mass of integers lo[c]..hi[c] under the mixture of row u, times row_weight (n, U), for the
-    categories row_start[u]..row_start[u + 1] - 1 (sorted by lo, not overlapping). The mixture's components, each
-    (U, K, n): q = mu / (mu + r), qr = q (r - 1), log_start = log w + r log(1 - q) (log of w NB(0)) and start =
-    exp(log_start) (computed vectorised by the caller: one exp and log1p per set, row and component).
-    Each row and component walks along the integers for all parameter sets at once (the sets in the innermost
-    loop). The scaled values are checked every 32 integers: 32 steps multiply them by at most mu^32 / 32!
-    (< 1e93 for means up to 1e4), far from overflowing after a rescale at 1e100. Where a set's scale is below
-    e^_LOW (a subnormal number, or 0) its masses are exp(log(sum) + log-scale) instead of sum * scale."""
-    U, K, n = q.shape
+    categories row_start[u]..row_start[u + 1] - 1 (sorted by lo, not overlapping), written to row dest[c] (the
+    category's place in the caller's order); a mixture's mass below `floor` is raised to it (before row_weight).
+    The mixture's components, each (n, U, K): mean mu and shape r, log_start = log w + r log(1 - q) (log of
+    w NB(0), q = mu / (mu + r)) and start = exp(log_start) (computed vectorised by the caller: one exp and log1p
+    per set, row and component). Each row and component walks along the integers for all parameter sets at once
+    (the sets in the innermost loop, their constants gathered into contiguous vectors first). The scaled values
+    are checked every 32 integers: 32 steps multiply them by at most mu^32 / 32! (< 1e93 for means up to 1e4),
+    far from overflowing after a rescale at 1e100. Where a set's scale is below e^_LOW (a subnormal number, or 0)
+    its masses are exp(log(sum) + log-scale) instead of sum * scale."""
+    n, U, K = mu.shape
     out = np.zeros((lo.shape[0], n))
     p = np.empty(n)
     acc = np.zeros(n)
     scale = np.empty(n)  # exp(log_scale): p * scale is w NB(j)
     log_scale = np.empty(n)
-    a = np.empty(n)
-    b = np.empty(n)
+    a = np.empty(n)  # q
+    b = np.empty(n)  # q (r - 1)
     for u in range(U):
         c0, c1 = row_start[u], row_start[u + 1]
         if c1 == c0:
@@ -87,10 +89,11 @@ def _walk(q, qr, log_start, start, row_weight, row_start, lo, hi, inv):  # pragm
         for k in range(K):
             n_low = 0  # sets whose scale is below e^_LOW
             for i in range(n):
-                a[i] = q[u, k, i]
-                b[i] = qr[u, k, i]
-                log_scale[i] = log_start[u, k, i]
-                scale[i] = start[u, k, i]
+                q = mu[i, u, k] / (mu[i, u, k] + r[i, u, k])
+                a[i] = q
+                b[i] = q * (r[i, u, k] - 1.0)
+                log_scale[i] = log_start[i, u, k]
+                scale[i] = start[i, u, k]
                 p[i] = 1.0
                 if log_scale[i] < _LOW:
                     n_low += 1
@@ -108,15 +111,20 @@ def _walk(q, qr, log_start, start, row_weight, row_start, lo, hi, inv):  # pragm
                     _step(p, acc, a, b, inv[j], True)
                     if j & 31 == 0:
                         n_low -= _rescale(p, acc, log_scale, scale)
+                row = out[dest[c]]
                 if n_low == 0:
                     for i in range(n):
-                        out[c, i] += acc[i] * scale[i] * row_weight[i, u]
+                        row[i] += acc[i] * scale[i]
                 else:
                     for i in range(n):
                         if log_scale[i] >= _LOW:
-                            out[c, i] += acc[i] * scale[i] * row_weight[i, u]
+                            row[i] += acc[i] * scale[i]
                         elif acc[i] > 0.0:
-                            out[c, i] += math.exp(math.log(acc[i]) + log_scale[i]) * row_weight[i, u]
+                            row[i] += math.exp(math.log(acc[i]) + log_scale[i])
+        for c in range(c0, c1):  # the mixture's mass: floored, then weighted
+            row = out[dest[c]]
+            for i in range(n):
+                row[i] = max(row[i], floor) * row_weight[i, u]
     return out
 
 
@@ -133,14 +141,12 @@ def bin_ranges(index: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _starts(log_w: np.ndarray, mu: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The walk's per-component constants, float64 (U, K, n) (sets last, as the kernel reads them): q = mu / (mu +
-    r), q (r - 1), log(w NB(0)) = log w - r log1p(mu / r) and its exp; torch's vectorised log1p and exp (a scalar
-    exp and log1p per set, row and component inside the kernel had cost a third of a joint likelihood's walk)."""
-    w, m, s = (torch.from_numpy(np.asarray(v)).to(torch.float64).permute(1, 2, 0) for v in (log_w, mu, r))
-    q = m / (m + s)
+    """The walk's inputs, float64 (n, U, K): mu, r, log(w NB(0)) = log w - r log1p(mu / r) and its exp, by torch's
+    vectorised log1p and exp (a scalar exp and log1p per set, row and component inside the kernel had cost a
+    third of a joint likelihood's walk)."""
+    w, m, s = (torch.from_numpy(np.asarray(v)).to(torch.float64) for v in (log_w, mu, r))
     log_start = w - s * torch.log1p(m / s)
-    qr, start = q * (s - 1.0), torch.exp(log_start)
-    return q.contiguous().numpy(), qr.contiguous().numpy(), log_start.contiguous().numpy(), start.contiguous().numpy()
+    return m.numpy(), s.numpy(), log_start.numpy(), torch.exp(log_start).numpy()
 
 
 def nb_mixture_walk(log_w: np.ndarray, mu: np.ndarray, r: np.ndarray, rows: np.ndarray, lo: np.ndarray,
@@ -157,12 +163,8 @@ def nb_mixture_walk(log_w: np.ndarray, mu: np.ndarray, r: np.ndarray, rows: np.n
     row_start = np.searchsorted(rows[order], np.arange(U + 1)).astype(np.int64)
     top = int(hi.max()) if hi.size else 0
     inv = np.reciprocal(np.arange(top + 1, dtype=np.float64), where=np.arange(top + 1) > 0, out=np.zeros(top + 1))
-    weight = np.ones((n, U)) if row_weight is None else np.ascontiguousarray(row_weight)
-    q, qr, log_start, start = _starts(log_w, mu, r)
-    walked = _walk(q, qr, log_start, start, weight, row_start, np.ascontiguousarray(lo[order]),
-                   np.ascontiguousarray(hi[order]), inv)
-    rank = np.argsort(order)
-    walked = walked[rank]  # rows back in the categories' order
-    if floor > 0:  # the floor applies to the mixture's mass, before row_weight
-        np.maximum(walked, floor if row_weight is None else floor * weight[:, rows].T, out=walked)
+    weight = np.ones((n, U)) if row_weight is None else np.ascontiguousarray(row_weight, dtype=np.float64)
+    m, s, log_start, start = _starts(log_w, mu, r)
+    walked = _walk(m, s, log_start, start, weight, row_start, np.ascontiguousarray(lo[order]),
+                   np.ascontiguousarray(hi[order]), order.astype(np.int64), float(floor), inv)
     return walked.T

@@ -29,6 +29,8 @@ import pandas as pd
 import pyabc
 from pyabc.transition import MultivariateNormalTransition
 
+from ...vector_math import exp_
+
 if TYPE_CHECKING:
     from pyabc import RV, Distribution
     from pyabc.population import Particle
@@ -174,7 +176,7 @@ def gaussian_mixture_density(x: np.ndarray, centres: np.ndarray, weights: np.nda
         z += half_bb
         z += half_aa[st:st + rows, None]
         np.minimum(z, log_norm, out=z)  # a squared distance is >= 0 (rounding can make it slightly negative)
-        np.exp(z, out=z)
+        exp_(z)
         out[st:st + rows] = z @ weights
     return out
 
