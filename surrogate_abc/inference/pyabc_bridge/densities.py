@@ -80,12 +80,13 @@ class _CachedDensity:
     def prefill(self, items: Iterable[Item]) -> None:
         """Compute and cache the densities of many particles (pyabc Particles or (m, Parameter) pairs)."""
         by_model: dict[int, list[Parameter]] = {}
+        cache = self._cache
         for m, par in _pairs(items):
-            if id(par) not in self._cache:
+            if id(par) not in cache:
                 by_model.setdefault(m, []).append(par)
-        for m, params in by_model.items():
-            for par, value in zip(params, self._batch(m, params)):
-                self._cache[id(par)] = (par, float(value))  # the Parameter is kept, so its id is not reused
+        for m, params in by_model.items():  # the Parameter is kept, so its id is not reused
+            values = np.asarray(self._batch(m, params), dtype=np.float64).tolist()
+            cache.update(zip(map(id, params), zip(params, values)))
 
     def __call__(self, m_ss: int, theta_ss: Parameter) -> float:
         hit = self._cache.get(id(theta_ss))
