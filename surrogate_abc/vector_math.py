@@ -17,19 +17,20 @@ def _torch_view(a: np.ndarray):
     return torch.from_numpy(a)
 
 
-def log_(a: np.ndarray) -> np.ndarray:
-    """a <- log(a), in place (a float64 array); returns a."""
+def _in_place(a: np.ndarray, name: str) -> np.ndarray:
+    """a <- name(a) in place, by torch's tensor method name_ on a view of a, or numpy's ufunc name; returns a."""
     t = _torch_view(a)
     if t is None:
-        return np.log(a, out=a)
-    t.log_()
+        return getattr(np, name)(a, out=a)
+    getattr(t, name + "_")()
     return a
+
+
+def log_(a: np.ndarray) -> np.ndarray:
+    """a <- log(a), in place (a float64 array); returns a."""
+    return _in_place(a, "log")
 
 
 def exp_(a: np.ndarray) -> np.ndarray:
     """a <- exp(a), in place (a float64 array); returns a."""
-    t = _torch_view(a)
-    if t is None:
-        return np.exp(a, out=a)
-    t.exp_()
-    return a
+    return _in_place(a, "exp")
