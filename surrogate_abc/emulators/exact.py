@@ -31,7 +31,8 @@ from scipy import stats
 from ..config import Protocol, load_protocol
 from ..errors import UserError
 from ..networks import ClosedForm, GaussianMixtureNetwork, ReactionNetwork, find_closed_form
-from ..networks.closed_form import LAWS, beta_poisson_pmf_rows, check_beta, negative_binomial_params
+from ..networks.closed_form import LAWS, check_beta, negative_binomial_params
+from ..simulate.marginal_bins import binned_beta_poisson
 from .base import EmulatorBase
 
 
@@ -191,19 +192,7 @@ class ExactEmulator(EmulatorBase):
         raise NotImplementedError(f"ExactEmulator: no vectorised bins for the closed-form law {law!r}")
 
     def _beta_poisson_bins(self, r: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        cap = self._caps()[0]
-        n = len(r["v"])
-        probs, overflow = np.zeros((n, len(self.edges[0]) - 1)), np.zeros(n)
-        for lo in range(0, n, 512):  # rows in chunks: (512, N) floats at a time
-            part = {k: np.broadcast_to(np.asarray(v, float), (n,))[lo:lo + 512] for k, v in r.items()}
-            pmf = beta_poisson_pmf_rows(part, cap)
-            idx = count_bin_index(self.edges[0], pmf.shape[1])
-            keep = idx >= 0
-            ind = np.zeros((keep.sum(), probs.shape[1]))
-            ind[np.arange(keep.sum()), idx[keep]] = 1.0
-            probs[lo:lo + 512] = pmf[:, keep] @ ind
-            overflow[lo:lo + 512] = pmf[:, ~keep].sum(axis=1)  # everything outside the bins, beyond the cap too
-        return probs, overflow
+        return binned_beta_poisson(r, self.edges[0], self._caps()[0])
 
     def _pmf_closed(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._closed_bins(self._roles(theta))
