@@ -105,45 +105,40 @@ exact_sets() {  # each PROTOCOL:N:SEED simulated with the generating-function en
     exact+=(--exact "$work/gene_joint_binned$s.h5")
   done
 }
+# finetune TEACHER SEED SECONDS OUT: the teacher's network fine-tuned toward the exact law on every set in exact[]
+# (64 rows each, lr 1e-4, early stopping on 10% of the sets), the held-out sets of seed 102 measured.
+finetune() {
+  run python examples/distill_joint.py --teacher "$work/$1.safetensors" --head 48 48 --theta 10000 --seed "$2" \
+      --lr 1e-4 "${exact[@]}" --exact-rows 64 --max-seconds "$3" --validate "$work/gene_joint_test102_binned.h5" \
+      --out "$work/$4.safetensors"
+}
 exact_sets gene_joint:400:111 examples/training_design/bursty.toml:100:113 \
     examples/training_design/slow_switching.toml:100:114 gene_joint:400:115 examples/training_design/bursty.toml:100:116 \
     examples/training_design/slow_switching.toml:100:117 examples/training_design/slow_decay.toml:150:118
-run python examples/distill_joint.py --teacher "$work/gene_joint_distilled.safetensors" --head 48 48 \
-    --theta 10000 --seed 21 --lr 1e-4 "${exact[@]}" --exact-rows 64 --max-seconds "${JOINT_EXACT_SECONDS:-2400}" \
-    --validate "$work/gene_joint_test102_binned.h5" --out "$work/gene_joint_exact.safetensors"
+finetune gene_joint_distilled 21 "${JOINT_EXACT_SECONDS:-2400}" gene_joint_exact
 # Stage 2g: stage 2f's network fine-tuned again the same way on those sets and 900 more: 600 from slow switching
 # on (examples/training_design/slow_on.toml, seeds 119 and 120: after stage 2f, 24 of the 29 held-out sets still
 # above 1e-3 per cell had k0 < 0.3) and 300 prior draws (seed 121); 2250 sets, lr 1e-4, 88 epochs (~17 min on 2
 # CPU cores, best at 68; ~36 min of pgf sets).
 exact_sets examples/training_design/slow_on.toml:300:119 examples/training_design/slow_on.toml:300:120 gene_joint:300:121
-run python examples/distill_joint.py --teacher "$work/gene_joint_exact.safetensors" --head 48 48 \
-    --theta 10000 --seed 23 --lr 1e-4 "${exact[@]}" --exact-rows 64 --max-seconds "${JOINT_EXACT2_SECONDS:-1800}" \
-    --validate "$work/gene_joint_test102_binned.h5" --out "$work/gene_joint_exact2.safetensors"
+finetune gene_joint_exact 23 "${JOINT_EXACT2_SECONDS:-1800}" gene_joint_exact2
 # Stage 2h: stage 2g's network fine-tuned again on those 2250 sets and 450 more: 300 from slow switching on with
 # few mRNA (examples/training_design/low_mrna.toml, seed 122: after stage 2g, 6 of the 7 held-out sets above 1e-3
 # had k0 < 0.3 and 4 a mean mRNA < 20) and 150 more from slow switching on (seed 123); 2700 sets, lr 1e-4.
 exact_sets examples/training_design/low_mrna.toml:300:122 examples/training_design/slow_on.toml:150:123
-run python examples/distill_joint.py --teacher "$work/gene_joint_exact2.safetensors" --head 48 48 \
-    --theta 10000 --seed 25 --lr 1e-4 "${exact[@]}" --exact-rows 64 --max-seconds "${JOINT_EXACT3_SECONDS:-1800}" \
-    --validate "$work/gene_joint_test102_binned.h5" --out "$work/gene_joint_exact3.safetensors"
+finetune gene_joint_exact2 25 "${JOINT_EXACT3_SECONDS:-1800}" gene_joint_exact3
 # Stage 2i: stage 2h's network fine-tuned once more on the same 2700 sets (seed 27; stage 2h stopped at its 30
 # minutes with the held-out loss still falling).
-run python examples/distill_joint.py --teacher "$work/gene_joint_exact3.safetensors" --head 48 48 \
-    --theta 10000 --seed 27 --lr 1e-4 "${exact[@]}" --exact-rows 64 --max-seconds "${JOINT_EXACT4_SECONDS:-1800}" \
-    --validate "$work/gene_joint_test102_binned.h5" --out "$work/gene_joint_exact4.safetensors"
+finetune gene_joint_exact3 27 "${JOINT_EXACT4_SECONDS:-1800}" gene_joint_exact4
 # Stage 2j: stage 2i's network fine-tuned on those sets and 450 more: 300 with many proteins per mRNA
 # (examples/training_design/high_protein.toml, seed 124: after stage 2i, 4 of the 5 held-out sets above 1e-3 had a
 # mean protein above 180) and 150 more from slow protein decay (seed 125); 3150 sets, lr 1e-4, 115 epochs.
 exact_sets examples/training_design/high_protein.toml:300:124 examples/training_design/slow_decay.toml:150:125
-run python examples/distill_joint.py --teacher "$work/gene_joint_exact4.safetensors" --head 48 48 \
-    --theta 10000 --seed 29 --lr 1e-4 "${exact[@]}" --exact-rows 64 --max-seconds "${JOINT_EXACT5_SECONDS:-1800}" \
-    --validate "$work/gene_joint_test102_binned.h5" --out "$work/gene_joint_exact5.safetensors"
+finetune gene_joint_exact4 29 "${JOINT_EXACT5_SECONDS:-1800}" gene_joint_exact5
 # Stage 2k: stage 2j's network fine-tuned on those sets and 300 more: 150 with many proteins per mRNA (seed 126)
 # and 150 prior draws (seed 127); 3450 sets, lr 1e-4, 83 epochs in 25 minutes.
 exact_sets examples/training_design/high_protein.toml:150:126 gene_joint:150:127
-run python examples/distill_joint.py --teacher "$work/gene_joint_exact5.safetensors" --head 48 48 \
-    --theta 10000 --seed 31 --lr 1e-4 "${exact[@]}" --exact-rows 64 --max-seconds "${JOINT_EXACT6_SECONDS:-1500}" \
-    --validate "$work/gene_joint_test102_binned.h5" --out "$work/gene_joint_exact6.safetensors"
+finetune gene_joint_exact5 31 "${JOINT_EXACT6_SECONDS:-1500}" gene_joint_exact6
 # Stage 4: the mRNA factor replaced by a smaller MDN (trunk 96-96-96 instead of 128-256-256-128; a joint likelihood
 # runs it once per parameter set, issue 29's speed) trained on stage 3's 24000 exact sets (10 min on 2 cores).
 run surrogate-abc train configs/train_default_joint_mrna_small.toml --data "$work/gene_joint_mrna_binned.h5" \
