@@ -6,7 +6,7 @@
 # Sizes and parallelism can be overridden: N_PROTEIN, N_JOINT, N_JOINT2, JOINT_STAGE1_EPOCHS, JOINT_STAGE2_EPOCHS,
 # JOINT_WIDE_SECONDS, JOINT_WIDE2_SECONDS, JOINT_BURSTY_SECONDS,
 # N_JOINT_MRNA, JOINT_MRNA_SECONDS, JOINT_DISTILL_SECONDS, JOINT_EXACT_SECONDS, JOINT_EXACT2_SECONDS, JOINT_EXACT3_SECONDS,
-# JOINT_EXACT4_SECONDS, JOINT_EXACT5_SECONDS, JOINT_EXACT6_SECONDS,
+# JOINT_EXACT4_SECONDS, JOINT_EXACT5_SECONDS, JOINT_EXACT6_SECONDS, JOINT_EXACT7_SECONDS,
 # N_MRNA, MRNA_EPOCHS, N_SPLICING, SPLICING_SECONDS, SPLICING2_SECONDS, SPLICING3_SECONDS, N_SPLICING_HIGH,
 # SPLICING4_SECONDS, NP (MPI ranks), DEVICE (cuda|cpu), WORK.
 set -euo pipefail
@@ -139,11 +139,18 @@ finetune gene_joint_exact4 29 "${JOINT_EXACT5_SECONDS:-1800}" gene_joint_exact5
 # and 150 prior draws (seed 127); 3450 sets, lr 1e-4, 83 epochs in 25 minutes.
 exact_sets examples/training_design/high_protein.toml:150:126 gene_joint:150:127
 finetune gene_joint_exact5 31 "${JOINT_EXACT6_SECONDS:-1500}" gene_joint_exact6
+# Stage 2l: stage 2k's network fine-tuned on those sets and 600 more: 200 with slow protein decay
+# (examples/training_design/slow_protein.toml, seed 128: stage 2k's KLD there mean 1.0e-3 per cell, 54 of 200 above
+# 1e-3), 200 with the slowest (slowest_protein.toml, seed 130: d1 < 0.04) and 200 with few mRNA (few_mrna.toml, seed
+# 129: 16 of 200 above 1e-3); 4050 sets, lr 1e-4, early stopping at epoch 78 (best 58) in 26 minutes.
+exact_sets examples/training_design/slow_protein.toml:200:128 examples/training_design/few_mrna.toml:200:129 \
+    examples/training_design/slowest_protein.toml:200:130
+finetune gene_joint_exact6 33 "${JOINT_EXACT7_SECONDS:-1800}" gene_joint_exact7
 # Stage 4: the mRNA factor replaced by a smaller MDN (trunk 96-96-96 instead of 128-256-256-128; a joint likelihood
 # runs it once per parameter set, issue 29's speed) trained on stage 3's 24000 exact sets (10 min on 2 cores).
 run surrogate-abc train configs/train_default_joint_mrna_small.toml --data "$work/gene_joint_mrna_binned.h5" \
     --out "$work/gene_joint_mrna_small.safetensors" --max-time "${JOINT_MRNA_SECONDS:-600}" "${dev[@]}"
-run surrogate-abc attach-marginal "$work/gene_joint_exact6.safetensors" "$work/gene_joint_mrna_small.safetensors" \
+run surrogate-abc attach-marginal "$work/gene_joint_exact7.safetensors" "$work/gene_joint_mrna_small.safetensors" \
     --out "$res/gene_joint.safetensors" --validate "$work/gene_joint_test102_binned.h5"
 
 # telegraph_mrna: exact Beta-Poisson data (`--engine exact`, the closed form; ~0.03 s per set), seed 1.

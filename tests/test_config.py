@@ -163,7 +163,8 @@ def test_gillespy2_model_has_all_reactions():
     assert model.listOfSpecies["protein"].initial_value == 5
 
 
-@pytest.mark.parametrize("design", ["slow_switching", "fast_switching", "bursty", "slow_decay", "slow_on", "low_mrna", "high_protein"])
+@pytest.mark.parametrize("design", ["slow_switching", "fast_switching", "bursty", "slow_decay", "slow_on", "low_mrna", "high_protein",
+                                    "slow_protein", "slowest_protein", "few_mrna"])
 def test_training_design_protocols_match_gene_joint(design):
     """examples/training_design/*.toml narrow gene_joint's prior for the default joint emulator's training data:
     the files they make must train with gene_joint's (same name, parameters, rates, bins), inside its prior."""
