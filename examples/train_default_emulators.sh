@@ -106,10 +106,11 @@ exact_sets() {  # each PROTOCOL:N:SEED simulated with the generating-function en
     exact+=(--exact "$work/gene_joint_binned$s.h5")
   done
 }
-# finetune TEACHER SEED SECONDS OUT: the teacher's network fine-tuned toward the exact law on every set in exact[]
-# (64 rows each, lr 1e-4, early stopping on 10% of the sets), the held-out sets of seed 102 measured.
+# finetune TEACHER SEED SECONDS OUT [THETA]: the teacher's network fine-tuned toward the exact law on every set in
+# exact[] (64 rows each, lr 1e-4, early stopping on 10% of the sets) beside 4 x THETA (default 10000) rows of its own
+# law over the prior, the held-out sets of seed 102 measured.
 finetune() {
-  run python examples/distill_joint.py --teacher "$work/$1.safetensors" --head 48 48 --theta 10000 --seed "$2" \
+  run python examples/distill_joint.py --teacher "$work/$1.safetensors" --head 48 48 --theta "${5:-10000}" --seed "$2" \
       --lr 1e-4 "${exact[@]}" --exact-rows 64 --max-seconds "$3" --validate "$work/gene_joint_test102_binned.h5" \
       --out "$work/$4.safetensors"
 }
@@ -163,9 +164,8 @@ run surrogate-abc attach-marginal "$work/gene_joint_exact7.safetensors" "$work/g
 exact=()
 exact_sets examples/training_design/slow_on_slow_protein.toml:300:131 \
     examples/training_design/always_on_low_protein.toml:100:132 gene_joint:150:133
-run python examples/distill_joint.py --teacher "$work/gene_joint_l.safetensors" --head 48 48 --theta 20000 --seed 37 \
-    --lr 1e-4 "${exact[@]}" --exact-rows 64 --max-seconds "${JOINT_EXACT8_SECONDS:-1500}" \
-    --validate "$work/gene_joint_test102_binned.h5" --out "$res/gene_joint.safetensors"
+finetune gene_joint_l 37 "${JOINT_EXACT8_SECONDS:-1500}" gene_joint_m 20000
+run cp "$work/gene_joint_m.safetensors" "$res/gene_joint.safetensors"
 
 # telegraph_mrna: exact Beta-Poisson data (`--engine exact`, the closed form; ~0.03 s per set), seed 1.
 # Seed 901 is left out: its first 1000 sets are the held-out sets of benchmarks/mrna_emulator.py.
