@@ -74,7 +74,8 @@ def main() -> None:
     binned = Path(a.binned) if a.binned else exact_sets(a.n, a.seed, work)
     emulator = load_emulator(a.emulator)
     theta, v0, kld, err = per_set_kld(emulator, binned)
-    print(f"{len(kld)} prior draws (seed {a.seed}), exact targets from the generating function (largest estimated "
+    source = f"from {binned}" if a.binned else f"seed {a.seed}"
+    print(f"{len(kld)} parameter sets ({source}), exact targets from the generating function (largest estimated "
           f"error per probability {err.max():.1g}); emulator {a.emulator}\n")
     print("| v0 range | sets | KLD mean | median | p95 | max | sets > 1e-3 |")
     print("|---|---|---|---|---|---|---|")
