@@ -6,7 +6,7 @@ from surrogate_abc.emulators import layers
 
 
 def test_elu_without_gradients_equals_torchs_and_trains_as_torchs():
-    """exp(min(x, 0)) - 1 + max(x, 0) under no_grad: within one float32 rounding of F.elu (exp - 1 against
+    """max(x, exp(min(x, 0)) - 1) under no_grad: within one float32 rounding of F.elu (exp - 1 against
     expm1), exactly x above 0; with gradients it is F.elu itself (same values, same gradients)."""
     act = layers.make_activation("elu")
     assert isinstance(act, torch.nn.ELU)

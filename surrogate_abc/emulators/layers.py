@@ -15,14 +15,14 @@ from .distributions import get_family
 
 
 class ELU(nn.ELU):
-    """nn.ELU (alpha 1), evaluated without gradients as exp(min(x, 0)) - 1 + max(x, 0): three vectorised passes,
-    ~1.6x faster than torch's elu kernel on the CPU, within one float32 rounding of it (exp - 1 against expm1,
-    ~6e-8 absolute). Training (gradients) runs torch's own."""
+    """nn.ELU (alpha 1), evaluated without gradients as max(x, exp(min(x, 0)) - 1) (e^x - 1 >= x, equal at 0):
+    vectorised passes, ~1.4x faster than torch's elu kernel (expm1) on the CPU, within one float32 rounding of it
+    (exp - 1 against expm1, ~6e-8 absolute). Training (gradients) runs torch's own."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.alpha != 1.0 or self.inplace or (torch.is_grad_enabled() and x.requires_grad):
             return super().forward(x)
-        return torch.clamp(x, max=0.0).exp_().sub_(1.0).add_(torch.relu(x))
+        return torch.maximum(x, torch.clamp(x, max=0.0).exp_().sub_(1.0))
 
 
 # name -> module class; the names a [model] activation may take (training checks it against this table)
