@@ -15,9 +15,10 @@ With `--exact BINNED` (exact sets: `simulate --engine pgf`, then `bin`) rows wit
 per set, --exact-rows mRNA bins drawn the same way from the exact (Beta-Poisson) mRNA law, the target the set's
 protein bins in that mRNA bin divided by its exact mass, the mass beyond the last protein edge what the bins miss
 of it. Early stopping then watches the rows of held-out exact sets (--exact-validation, split by parameter set).
-With the teacher's own head widths the student starts as the teacher: fine-tuning toward the exact law (stage 2f).
+With the teacher's own head widths the student starts as the teacher: fine-tuning toward the exact law (stage 2f);
+with `--widen` and wider --head widths it starts as the teacher too, its head widened (the same law, more units).
 
-  python examples/distill_joint.py --out gene_joint_distilled.safetensors [--teacher FILE] [--head 48 48]
+  python examples/distill_joint.py --out gene_joint_distilled.safetensors [--teacher FILE] [--head 48 48] [--widen]
       [--theta 60000] [--validation 2000] [--seed 7] [--max-seconds 3000] [--threads 2] [--lr 1e-3]
       [--exact BINNED ...] [--exact-rows 32] [--exact-validation 0.1]
       [--validate BINNED]   # exact held-out targets: teacher and student measured, stored as validation_metrics
@@ -46,6 +47,7 @@ from surrogate_abc.emulators.distributions import _sum_into, mixture_pmf_grid  #
 from surrogate_abc.emulators.emulator import Emulator  # noqa: E402
 from surrogate_abc.emulators.io import save_emulator  # noqa: E402
 from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
+from surrogate_abc.emulators.widen import widen_head_state  # noqa: E402
 from surrogate_abc.losses import get_loss, metrics  # noqa: E402
 from surrogate_abc.simulate.marginal_bins import beta_poisson_bins  # noqa: E402
 from surrogate_abc.training.config import TrainSettings  # noqa: E402
@@ -53,14 +55,20 @@ from surrogate_abc.training.heldout import compare_on_heldout  # noqa: E402
 from surrogate_abc.training.loop import fit  # noqa: E402
 
 
-def student_of(teacher: ConditionalMDN, head: tuple[int, ...]) -> ConditionalMDN:
+def student_of(teacher: ConditionalMDN, head: tuple[int, ...], widen: bool = False, seed: int = 0) -> ConditionalMDN:
     """A conditional MDN like `teacher` with another head: trunk and own mRNA factor copied, the teacher's
     attached marginal (frozen) as its mRNA factor; the head freshly initialised, or copied when its widths are
-    the teacher's (training then goes on from the teacher: fine-tuning on exact rows)."""
+    the teacher's (training then goes on from the teacher: fine-tuning on exact rows), or with `widen` the
+    teacher's head widened to `head` computing the same law (emulators.widen.widen_head_state)."""
     s = ConditionalMDN(teacher.d_in, teacher.family, teacher.n_components, teacher.binning, teacher.hidden,
                        teacher.activation, head)
     same = tuple(head) == teacher.head
     names = [n for n, _ in teacher.named_children() if n != "marginal"] if same else ["trunk", "a_weights", "a_params"]
+    if widen and not same:
+        state = widen_head_state({k: v for k, v in teacher.state_dict().items() if not k.startswith("marginal")},
+                                 teacher.head, head, seed)
+        s.load_state_dict(state, strict=False)  # the marginal is attached below
+        names = []
     for name in names:
         getattr(s, name).load_state_dict(getattr(teacher, name).state_dict())
     if teacher.marginal is None:
@@ -172,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--teacher", default=None, help="joint emulator file (default: the shipped one)")
     ap.add_argument("--head", type=int, nargs="+", default=[48, 48], help="widths of the student's conditional head")
+    ap.add_argument("--widen", action="store_true",
+                    help="with a --head wider than the teacher's (same depth): start from the teacher's head widened "
+                         "to it, the same law (fine-tuning with more capacity), not a fresh head")
     ap.add_argument("--theta", type=int, default=60000, help="training parameter sets (prior draws), 4 mRNA bins each")
     ap.add_argument("--validation", type=int, default=2000, help="held-out parameter sets (early stopping)")
     ap.add_argument("--seed", type=int, default=7, help="prior draws: training of SEED, validation of SEED + 1")
@@ -215,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         xa_va, y_va = xa_ex[held], y_ex[held]
         print(f"exact targets: {n_sets} sets x {args.exact_rows} rows, {int(held.sum())} rows of "
               f"{int(held.sum()) // args.exact_rows} held-out sets for early stopping", flush=True)
-    student = student_of(teacher.model, tuple(args.head))
+    student = student_of(teacher.model, tuple(args.head), args.widen, args.seed)
     settings = TrainSettings(loss="mdd_kld", lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=20,
                              lr_decay=0.5, lr_patience=5, min_lr=1e-6, max_seconds=args.max_seconds, seed=args.seed)
     hist = fit(ConditionalRows(student), xa_tr, y_tr, xa_va, y_va, loss_fn=get_loss("mdd_kld"), metrics_fn=metrics,
@@ -228,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["distilled"] = {"teacher": Path(source).name, "teacher_sha256": teacher_sha, "head": list(args.head),
                          "theta": args.theta, "validation_theta": args.validation, "seed": args.seed,
                          "exact": [p.name for p in args.exact], "exact_rows": args.exact_rows,
-                         "loss": "mdd_kld", "best_epoch": hist["best_epoch"], "epochs": len(hist["epochs"]),
+                         "widened": args.widen, "loss": "mdd_kld", "best_epoch": hist["best_epoch"], "epochs": len(hist["epochs"]),
                          "stopped": hist["stopped"], "joint_metrics_vs_teacher": val,
                          "lr": args.lr, "teacher_distilled": meta.get("distilled")}  # the teacher's own record, if any
     result = Emulator(student, teacher.protocol, teacher.scaling_mean, teacher.scaling_std, teacher.transforms, meta)

@@ -114,6 +114,19 @@ def test_exact_run_goes_on_from_a_teacher_of_the_same_head(distill, teacher, tmp
     assert meta["teacher_distilled"] == teacher.metadata["distilled"]  # the stage before kept
 
 
+def test_widen_starts_from_the_teachers_law_with_a_wider_head(distill, teacher):
+    """--widen: a student of wider head widths starts as the teacher's law (its head widened, trunk and marginal
+    copied); without it the wider head starts fresh (another law)."""
+    wider = tuple(w + 8 for w in teacher.model.head)
+    x = torch.as_tensor(teacher.features(teacher.protocol.sample(5, seed=14)), dtype=torch.float32)
+    with torch.no_grad():
+        ref = teacher.model(x)
+        widened = distill.student_of(teacher.model, wider, widen=True, seed=2)
+        assert widened.head == wider
+        assert (widened(x) - ref).abs().max().item() < 1e-5
+        assert (distill.student_of(teacher.model, wider)(x) - ref).abs().max().item() > 1e-3
+
+
 def test_validate_writes_the_students_heldout_metrics(distill, teacher, tmp_path, monkeypatch):
     """--validate: the file's validation_metrics are the student's held-out figures (the teacher's kept beside
     them), not the ones it inherited from the teacher; without --validate neither is kept."""

@@ -6,11 +6,15 @@ component k weighs w_k / m, and the copies have the same parameters. The copies 
 `jitter` on their raw location parameter (log mean for gamma_poisson, mu for poisson_lognormal: raw index 0),
 since identical copies get identical gradients and would never part. `train --init` uses this when the
 config's [model] asks for m times the components of the --init network and is otherwise the same.
+
+`widen_head_state` widens a conditional MDN's head the same way in its hidden units (more capacity, the same
+function to start from): examples/distill_joint.py --widen fine-tunes the shipped joint emulator that way.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 
 # Per model type: the (weights layer, parameters layer) pairs that carry the mixture components.
@@ -56,4 +60,36 @@ def widen_state(state: Mapping[str, torch.Tensor], arch: Mapping[str, Any], fact
                     c[:, 0] += off
                 copies.append(c)
             out[f"{p_name}.{part}"] = torch.cat(copies, dim=0).reshape(-1, *p.shape[1:])
+    return out
+
+
+def widen_head_state(state: Mapping[str, torch.Tensor], head: Sequence[int], new_head: Sequence[int],
+                     seed: int = 0) -> dict[str, torch.Tensor]:
+    """State dict of a conditional MDN (mdn_conditional) whose conditional head has the wider layers `new_head`
+    (same depth as `head`, each at least as wide), computing the same mixture: each added unit repeats a unit of
+    its layer (incoming weights and bias), and the outgoing weights of a unit and its copies split its own among
+    them in random shares that sum to 1, so that the copies get different gradients and part in training
+    (equal shares would keep them identical). Widens the head_theta/head_m -> head_rest -> b_weights/b_params
+    chain (Net2Net's function-preserving widening); everything else is copied."""
+    if len(new_head) != len(head) or any(n < o for o, n in zip(head, new_head)):
+        raise ValueError(f"a head of widths {list(head)} can be widened to the same depth and at least its widths, "
+                         f"not {list(new_head)}")
+    rng = np.random.default_rng(seed)
+    out = {k: v.clone() for k, v in state.items()}
+    # (incoming weights/biases, outgoing weights) of each hidden layer of the head
+    incoming = [["head_theta.weight", "head_theta.bias", "head_m.weight"]]
+    incoming += [[f"head_rest.{2 * i - 1}.weight", f"head_rest.{2 * i - 1}.bias"] for i in range(1, len(head))]
+    outgoing = [[f"head_rest.{2 * i - 1}.weight"] for i in range(1, len(head))] + [["b_weights.weight",
+                                                                                    "b_params.weight"]]
+    for layer, (old, new) in enumerate(zip(head, new_head)):
+        if new == old:
+            continue
+        idx = np.concatenate([np.arange(old), rng.integers(0, old, new - old)])
+        share = rng.uniform(0.5, 1.5, new)
+        share /= np.bincount(idx, weights=share, minlength=old)[idx]            # each unit's shares sum to 1
+        for name in incoming[layer]:
+            out[name] = out[name][torch.as_tensor(idx)]
+        for name in outgoing[layer]:
+            w = out[name][:, torch.as_tensor(idx)]
+            out[name] = w * torch.as_tensor(share, dtype=w.dtype)[None, :]
     return out
