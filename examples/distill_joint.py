@@ -63,14 +63,15 @@ def student_of(teacher: ConditionalMDN, head: tuple[int, ...], widen: bool = Fal
     s = ConditionalMDN(teacher.d_in, teacher.family, teacher.n_components, teacher.binning, teacher.hidden,
                        teacher.activation, head)
     same = tuple(head) == teacher.head
-    names = [n for n, _ in teacher.named_children() if n != "marginal"] if same else ["trunk", "a_weights", "a_params"]
     if widen and not same:
         state = widen_head_state({k: v for k, v in teacher.state_dict().items() if not k.startswith("marginal")},
                                  teacher.head, head, seed)
         s.load_state_dict(state, strict=False)  # the marginal is attached below
-        names = []
-    for name in names:
-        getattr(s, name).load_state_dict(getattr(teacher, name).state_dict())
+    else:
+        names = [n for n, _ in teacher.named_children() if n != "marginal"] if same else ["trunk", "a_weights",
+                                                                                           "a_params"]
+        for name in names:
+            getattr(s, name).load_state_dict(getattr(teacher, name).state_dict())
     if teacher.marginal is None:
         raise SystemExit("the teacher has no attached mRNA marginal (emulators.compose.attach_marginal)")
     s.set_marginal(copy.deepcopy(teacher.marginal), teacher.marginal_scale.clone(), teacher.marginal_shift.clone())
