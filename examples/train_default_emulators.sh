@@ -8,6 +8,7 @@
 # N_JOINT_MRNA, JOINT_MRNA_SECONDS, JOINT_DISTILL_SECONDS, JOINT_EXACT_SECONDS, JOINT_EXACT2_SECONDS, JOINT_EXACT3_SECONDS,
 # JOINT_EXACT4_SECONDS, JOINT_EXACT5_SECONDS, JOINT_EXACT6_SECONDS, JOINT_EXACT7_SECONDS,
 # JOINT_EXACT8_SECONDS, JOINT_EXACT9_SECONDS, JOINT_EXACT10_SECONDS, JOINT_EXACT11_SECONDS, JOINT_EXACT12_SECONDS,
+# JOINT_EXACT13_SECONDS, JOINT_EXACT14_SECONDS, JOINT_EXACT15_SECONDS,
 # N_MRNA, MRNA_EPOCHS, N_SPLICING, SPLICING_SECONDS, SPLICING2_SECONDS, SPLICING3_SECONDS, N_SPLICING_HIGH,
 # SPLICING4_SECONDS, NP (MPI ranks), DEVICE (cuda|cpu), WORK.
 set -euo pipefail
@@ -208,7 +209,22 @@ finetune gene_joint_p 44 "${JOINT_EXACT12_SECONDS:-1500}" gene_joint_q 20000
 exact_sets examples/training_design/few_mrna_below_protein.toml:150:146 \
     examples/training_design/few_mrna_below_protein_slow_decay.toml:200:147 examples/training_design/beyond_bounds.toml:150:148
 finetune gene_joint_q 46 "${JOINT_EXACT13_SECONDS:-1500}" gene_joint_r 20000
-run cp "$work/gene_joint_r.safetensors" "$res/gene_joint.safetensors"
+# Stage 2s: stage 2r's network fine-tuned on those 3300 sets and 300 more where three of its four held-out sets above
+# 1e-3 and all four of the corner's lay (slow switching with many mRNA and proteins: k0, k1 < 0.1, mean mRNA 40-60,
+# mean protein 140-200) and where the fourth lay (many mRNA, mean protein at its lower bound): 200 from
+# examples/training_design/slow_switching_many_mrna_protein.toml (seed 150; stage 2r's KLD there: mean 1.29e-3, 45
+# above 1e-3) and 100 from many_mrna_below_protein.toml (seed 149; 7.7e-4, 16 above); 3600 sets, stopped at its 20
+# minutes after 62 epochs (best 62) on 2 CPU cores (the 300 sets ~13 minutes with mpiexec -n 2).
+exact_sets examples/training_design/slow_switching_many_mrna_protein.toml:200:150 \
+    examples/training_design/many_mrna_below_protein.toml:100:149
+finetune gene_joint_r 47 "${JOINT_EXACT14_SECONDS:-1200}" gene_joint_s 20000
+# Stage 2t: stage 2s's network fine-tuned on those 3600 sets and 200 more from the rest of that slow-switching,
+# many-mRNA pocket (examples/training_design/slow_switching_many_mrna.toml: mean protein 16-140, seed 151; stage 2s's
+# KLD there: mean 3.8e-4, 5 above 1e-3; one of its two held-out sets above 1e-3, seed 302's, lay there); 3800 sets,
+# stopped at its 25 minutes after 74 epochs (best 62) on 2 CPU cores (the 200 sets ~10 minutes with mpiexec -n 2).
+exact_sets examples/training_design/slow_switching_many_mrna.toml:200:151
+finetune gene_joint_s 48 "${JOINT_EXACT15_SECONDS:-1500}" gene_joint_t 20000
+run cp "$work/gene_joint_t.safetensors" "$res/gene_joint.safetensors"
 
 # telegraph_mrna: exact Beta-Poisson data (`--engine exact`, the closed form; ~0.03 s per set), seed 1.
 # Seed 901 is left out: its first 1000 sets are the held-out sets of benchmarks/mrna_emulator.py.
