@@ -172,10 +172,13 @@ def test_training_designs_are_found():
 
 @pytest.mark.parametrize("path", DESIGNS, ids=[p.stem for p in DESIGNS])
 def test_training_design_protocols_match_gene_joint(path):
-    """examples/training_design/*.toml reshape gene_joint's prior for the default joint emulator's training data
-    (narrowed to a region, or widened past its bounds): the files they make must train with gene_joint's (same
-    name, parameters, rates, bins), each parameter's range overlapping its prior range and at least one differing."""
-    p, ref = load_protocol(str(path)), load_protocol("gene_joint")
+    """examples/training_design/*.toml reshape gene_joint's prior (or gene_joint_mrna's, for the joint emulator's
+    mRNA factor) for the default joint emulator's training data (narrowed to a region, or widened past its
+    bounds): the files they make must train with that protocol's (same name, parameters, rates, bins), each
+    parameter's range overlapping its prior range and at least one differing."""
+    p = load_protocol(str(path))
+    assert p.name in ("gene_joint", "gene_joint_mrna"), p.name
+    ref = load_protocol(p.name)
     assert (p.name, p.param_names, p.rate_names, p.species) == (ref.name, ref.param_names, ref.rate_names, ref.species)
     for a, b in zip(p.axes, ref.axes):
         assert np.array_equal(a.edges, b.edges)

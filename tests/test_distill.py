@@ -114,6 +114,24 @@ def test_exact_run_goes_on_from_a_teacher_of_the_same_head(distill, teacher, tmp
     assert meta["teacher_distilled"] == teacher.metadata["distilled"]  # the stage before kept
 
 
+def test_focus_repeats_the_rows_of_the_sets_fitted_worst(distill):
+    """--focus: a set's KL is the mean of its rows' KL(exact || model); every row of a set above the threshold comes
+    `repeat` times, the others once."""
+    q = torch.tensor([[0.5, 0.5]])
+
+    class Fixed(torch.nn.Module):  # the model's rows: 1/2, 1/2 whatever the input
+        def forward(self, xa):
+            return q.expand(len(xa), 2)
+
+    y = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.9, 0.1], [0.5, 0.5], [0.9, 0.1], [0.9, 0.1]])
+    owner = torch.tensor([0, 0, 1, 1, 2, 2])
+    kl_far = 0.9 * np.log(1.8) + 0.1 * np.log(0.2)
+    pick, per_set, hard = distill.focus_rows(Fixed(), torch.zeros(6, 3), y, owner, 0.3, 3)
+    np.testing.assert_allclose(per_set.numpy(), [0.0, kl_far / 2, kl_far], rtol=1e-5)
+    assert hard.tolist() == [False, False, True]  # kl_far / 2 = 0.184 < 0.3 < kl_far = 0.368
+    assert sorted(pick.tolist()) == [0, 1, 2, 3, 4, 4, 4, 5, 5, 5]
+
+
 def test_widen_starts_from_the_teachers_law_with_a_wider_head(distill, teacher):
     """--widen: a student of wider head widths starts as the teacher's law (its head widened, trunk and marginal
     copied); without it the wider head starts fresh (another law)."""
