@@ -19,6 +19,11 @@ res=surrogate_abc/resources
 mkdir -p "$work" "$res"
 run() { echo "+ $*"; "$@"; }
 launch() { if [ "$np" -gt 1 ]; then run mpiexec -n "$np" "$@"; else run "$@"; fi; }
+# simbin ENGINE PROTOCOL N SEED RAW BINNED: N sets of PROTOCOL (seed SEED) into $work/RAW.h5, binned into $work/BINNED.h5
+simbin() {
+  launch surrogate-abc simulate "$2" --engine "$1" --n "$3" --seed "$4" --out "$work/$5.h5" --quiet
+  run surrogate-abc bin "$work/$5.h5" --out "$work/$6.h5"
+}
 dev=(); [ -n "$device" ] && dev=(--device "$device")
 
 launch surrogate-abc simulate gene_protein --engine fsp --n "${N_PROTEIN:-10000}" --seed 1 --out "$work/gene_protein_fsp.h5" --quiet
@@ -41,8 +46,7 @@ run surrogate-abc train configs/train_default_joint_finetune.toml --data "$work/
 # mixture), trained on 1000 new sets (seeds 104 and 105, 400 each; 106, 200) for 45 min on 2 CPU cores.
 for sn in 104:400 105:400 106:200; do
   s=${sn%:*}; n=${sn#*:}
-  launch surrogate-abc simulate gene_joint --engine fsp --n "$n" --seed $s --out "$work/gene_joint_fsp$s.h5" --quiet
-  run surrogate-abc bin "$work/gene_joint_fsp$s.h5" --out "$work/gene_joint_binned$s.h5"
+  simbin fsp gene_joint "$n" "$s" "gene_joint_fsp$s" "gene_joint_binned$s"
 done
 run surrogate-abc train configs/train_default_joint_wide.toml --data "$work/gene_joint_binned104.h5" \
     --data "$work/gene_joint_binned105.h5" --data "$work/gene_joint_binned106.h5" \
@@ -54,8 +58,7 @@ run surrogate-abc train configs/train_default_joint_wide.toml --data "$work/gene
 # and bins, so they train together; the first --data file, a prior draw, sets the emulator's prior and scaling).
 for sn in slow_switching:107 fast_switching:108; do
   d=${sn%:*}; s=${sn#*:}
-  launch surrogate-abc simulate "examples/training_design/$d.toml" --engine fsp --n 700 --seed $s --out "$work/gene_joint_fsp$s.h5" --quiet
-  run surrogate-abc bin "$work/gene_joint_fsp$s.h5" --out "$work/gene_joint_binned$s.h5"
+  simbin fsp "examples/training_design/$d.toml" 700 "$s" "gene_joint_fsp$s" "gene_joint_binned$s"
 done
 run surrogate-abc train configs/train_default_joint_wide.toml --data "$work/gene_joint_binned104.h5" \
     --data "$work/gene_joint_binned105.h5" --data "$work/gene_joint_binned106.h5" \
@@ -102,8 +105,7 @@ exact=()
 exact_sets() {  # each PROTOCOL:N:SEED simulated with the generating-function engine and binned; files added to exact
   for spec in "$@"; do
     IFS=: read -r p n s <<< "$spec"
-    launch surrogate-abc simulate "$p" --engine pgf --n "$n" --seed "$s" --out "$work/gene_joint_pgf$s.h5" --quiet
-    run surrogate-abc bin "$work/gene_joint_pgf$s.h5" --out "$work/gene_joint_binned$s.h5"
+    simbin pgf "$p" "$n" "$s" "gene_joint_pgf$s" "gene_joint_binned$s"
     exact+=(--exact "$work/gene_joint_binned$s.h5")
   done
 }
@@ -235,8 +237,7 @@ finetune gene_joint_t 49 "${JOINT_EXACT16_SECONDS:-1440}" gene_joint_u 20000
 # it is.
 for spec in gene_joint_mrna:24000:202 examples/training_design/mrna_beyond_bounds.toml:12000:203; do
   IFS=: read -r p n s <<< "$spec"
-  launch surrogate-abc simulate "$p" --engine exact --n "$n" --seed "$s" --out "$work/gene_joint_mrna_exact$s.h5" --quiet
-  run surrogate-abc bin "$work/gene_joint_mrna_exact$s.h5" --out "$work/gene_joint_mrna_binned$s.h5"
+  simbin exact "$p" "$n" "$s" "gene_joint_mrna_exact$s" "gene_joint_mrna_binned$s"
 done
 run surrogate-abc train configs/train_default_joint_mrna_finetune.toml --data "$work/gene_joint_mrna_binned.h5" \
     --data "$work/gene_joint_mrna_binned202.h5" --data "$work/gene_joint_mrna_binned203.h5" \
