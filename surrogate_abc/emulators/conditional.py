@@ -31,6 +31,7 @@ from .distributions import _sum_into, mixture_pmf_grid, thinned_params
 from .layers import (
     DEFAULT_HIDDEN,
     BinningOnDevice,
+    act_of_sum,
     architecture_of,
     dense_trunk,
     make_activation,
@@ -156,18 +157,27 @@ class ConditionalMDN(nn.Module):
         feats = bin_features(b.edges_np[0], x.device, x.dtype)
         if a_bins is not None:
             feats = feats[a_bins]
-        log_wb, pb = self.head_mixture(self.head_theta(h)[:, None, :] + self.head_m(feats)[None, :, :])  # (n, A, .)
+        first = act_of_sum(self.head_rest[0], self.head_theta(h), self.head_m(feats))  # (n, A, H): every pair
+        log_wb, pb = self._head_output(first)                                           # (n, A, .)
         return log_wa, pa, log_wb, pb
 
     def head_mixture(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The second species' mixture (log w (..., K), params (..., K, R)) from the head's first-layer input z
-        (..., H): head_theta(trunk(x)) + head_m(bin features), for any batch shape (every (row, a-bin) pair in
-        factors; one a-bin per row for a caller that pairs them)."""
-        g = self.head_rest(z)
-        logits = self.b_weights(g)
+        (..., H): head_theta(trunk(x)) + head_m(bin features), for any batch shape (one a-bin per row for a caller
+        that pairs them; factors takes every (row, a-bin) pair)."""
+        return self._head_output(self.head_rest[0](z))
+
+    def _head_output(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """head_mixture after the head's first activation g (..., H). The weights' and the parameters' layers run
+        as one (their weights stacked: one product of K (R + 1) columns, ~40% faster than two narrow ones)."""
+        for layer in list(self.head_rest)[1:]:
+            g = layer(g)
+        K, R = self.n_components, self.family.raw_size
+        out = F.linear(g, torch.cat([self.b_weights.weight, self.b_params.weight]),
+                       torch.cat([self.b_weights.bias, self.b_params.bias]))
+        logits, raw = out.split([K, K * R], dim=-1)
         log_w = logits - torch.logsumexp(logits, dim=-1, keepdim=True)  # log_softmax; 4x faster over K on the CPU
-        return log_w, self.family.constrain(self.b_params(g).reshape(*g.shape[:-1], self.n_components,
-                                                                     self.family.raw_size))
+        return log_w, self.family.constrain(raw.reshape(*g.shape[:-1], K, R))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Bin probabilities (n, C), last column the overflow mass; rows sum to 1."""
