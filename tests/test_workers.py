@@ -1,5 +1,13 @@
-"""inference/workers.py: torch's threads for a block, and an in-process chain on one thread."""
+"""inference/workers.py: torch's threads for a block, an in-process chain on one thread, and pool workers that
+end with their parent."""
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,3 +59,46 @@ def test_an_in_process_chain_evaluates_on_one_thread(tmp_path, two_threads):
     run_chains([em], hist, 200 - hist.sum(), settings, tmp_path / "abc.db", log=lambda s: None)
     assert seen and set(seen) == {1}
     assert torch.get_num_threads() == 2
+
+
+PARENT = """
+import os, sys, time
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from surrogate_abc.inference.workers import die_with_parent
+with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                         initargs=(os.getpid(),)) as pool:
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 120)
+    time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether process pid runs (a zombie left for a parent that does not reap it counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_pool_worker_ends_when_its_parent_is_killed():
+    """calibrate's and the gene pools' workers outlived a parent killed with SIGKILL (and kept computing)."""
+    root = Path(__file__).resolve().parent.parent
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root)})
+    worker = None
+    try:
+        worker = int(parent.stdout.readline())
+        assert _alive(worker)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 20
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the pool's worker outlived its killed parent"
+    finally:
+        parent.kill()
+        if worker is not None and _alive(worker):
+            os.kill(worker, signal.SIGKILL)

@@ -27,6 +27,7 @@ from ..emulators.base import EmulatorLike
 from ..metrics import kl_divergence, squared_hellinger
 from .pyabc_bridge.history import ChainResult
 from .pyabc_bridge.parts import multinomial_logliks, observed_sumstat
+from .workers import die_with_parent
 
 N_CHECK_DRAWS = 50
 DEFAULT_BUDGET = 60.0  # seconds the exact check may take
@@ -78,7 +79,8 @@ def exact_probs(exact: EmulatorLike, theta: np.ndarray, jobs: int | None = None)
         import multiprocessing as mp
 
         chunks = np.array_split(uniq, min(len(uniq), 4 * jobs))
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork")) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork"), initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             out = np.concatenate(list(pool.map(_exact_rows, [(exact, c) for c in chunks])))
     return out[inv.ravel()]
 

@@ -31,7 +31,7 @@ from .infer import check_observed, run_dataset
 from .results_table import QUANTILES, default_out_dir, dir_name, format_genes, write_genes_csv
 from .run import InferenceSettings
 from .transcriptome.layers import LAYER_SPECIES, check_layers
-from .workers import one_core, with_notes
+from .workers import die_with_parent, one_core, with_notes
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,12 @@ def run_task(task: GeneTask, log: Callable[[str], None] | None = None) -> dict[s
     return row
 
 
+def _worker_init(parent: int) -> None:
+    """A gene worker: one core, ended with the process `parent`."""
+    one_core()
+    die_with_parent(parent)
+
+
 def _worker(task: GeneTask) -> tuple[dict[str, Any], list[str]]:
     """run_task in a worker process, with its warnings collected as note lines for the parent to print."""
     return with_notes(run_task, task)
@@ -231,7 +237,8 @@ def infer_table(path: str | Path, emulator_spec: str | None, settings: Inference
         else:
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn"), initializer=one_core) as pool:
+            with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                     initargs=(os.getpid(),)) as pool:
                 futures = [pool.submit(_worker, t) for t in tasks]
                 for f in as_completed(futures):
                     row, notes = f.result()

@@ -1,6 +1,7 @@
 """Run ABC-SMC chains against an emulator and collect their final populations and per-generation statistics."""
 from __future__ import annotations
 
+import os
 import random
 import sys
 from contextlib import contextmanager
@@ -126,11 +127,12 @@ def _run_one_chain(setup: ChainSetup, c: int, log: Callable[[str], None],
     return int(history.id), model_probabilities(history, len(models))
 
 
-def _chain_child(conn: Any, setup: ChainSetup, c: int) -> None:
-    """Body of a forked chain process: run the chain, sending its progress lines ("log", text) and at the end
-    ("ok", result, warning texts) or ("error", exception, []) to the parent."""
-    from .workers import one_core, with_notes
+def _chain_child(conn: Any, setup: ChainSetup, c: int, parent: int) -> None:
+    """Body of a forked chain process of the process `parent`: run the chain, sending its progress lines ("log",
+    text) and at the end ("ok", result, warning texts) or ("error", exception, []) to the parent."""
+    from .workers import die_with_parent, one_core, with_notes
 
+    die_with_parent(parent)
     try:
         if "torch" in sys.modules:  # one core per chain: the chains are the parallelism
             one_core()
@@ -173,7 +175,7 @@ def run_chains_in_processes(setup: ChainSetup, jobs: int, log: Callable[[str], N
             while pending and len(running) < jobs:
                 c = pending.pop(0)
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_chain_child, args=(send, setup, c), daemon=True)
+                proc = ctx.Process(target=_chain_child, args=(send, setup, c, os.getpid()), daemon=True)
                 proc.start()
                 send.close()
                 running[recv] = (c, proc)

@@ -1,5 +1,6 @@
 """What every worker process of inference shares (per-gene ABC-SMC, calibration datasets, forked chains):
-one core each, and its warnings brought back to the parent as note lines (the parent prints each text once)."""
+one core each, an end when its parent ends, and its warnings brought back to the parent as note lines (the
+parent prints each text once)."""
 from __future__ import annotations
 
 import contextlib
@@ -24,6 +25,24 @@ def one_core(environment: bool = False) -> None:
         except ImportError:  # pragma: no cover - torch is a dependency
             return
     sys.modules["torch"].set_num_threads(1)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this worker (SIGTERM) when its parent process `parent` ends, however it ends: a pool's workers
+    otherwise outlive a parent killed by SIGKILL or the out-of-memory killer and go on with datasets whose results
+    nobody collects. Linux (prctl PR_SET_PDEATHSIG, which fires when the thread that started the worker ends: the
+    pools here start theirs from the caller's thread); elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return
+    if os.getppid() != parent:  # the parent ended before the request took hold
+        os._exit(1)
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from ...emulators.base import EmulatorLike
 from ...errors import UserError
 from ...report import warn
 from ..settings import Algorithm, InferenceSettings
-from ..workers import one_core, with_notes
+from ..workers import die_with_parent, one_core, with_notes
 from .bounds import check_fraction, flagged_sides, near_thetas
 from .datasets import dataset_caps, exact_counts_pmf, make_dataset
 from .report import finish
@@ -130,9 +130,11 @@ class Task:
     near_bounds: float | None = None  # the study's --near-bounds fraction
 
 
-def _worker_init() -> None:
-    """One core per dataset (datasets are the parallel unit); arviz's single-chain r_hat remarks silenced."""
+def _worker_init(parent: int) -> None:
+    """One core per dataset (datasets are the parallel unit), an end with the process `parent`; arviz's
+    single-chain r_hat remarks silenced."""
     one_core(environment=True)
+    die_with_parent(parent)
     import arviz
 
     from ..output import arviz_logger
@@ -295,7 +297,8 @@ def run_tasks(tasks: Sequence[Task], jobs: int, progress: bool) -> tuple[list[di
         else:
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+            with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                     initargs=(os.getpid(),)) as pool:
                 futures = {pool.submit(_worker, t): t.index for t in tasks}
                 for f in as_completed(futures):
                     try:
