@@ -66,6 +66,11 @@ def thesis_h2(y_pred, y_true, eps: float = EPS) -> torch.Tensor:
     return thesis_h2_rows(y_pred, y_true, eps).mean()
 
 
+def kld(y_pred, y_true, eps: float = EPS) -> torch.Tensor:
+    """KL(x || y) per row (target x, prediction y: the per-cell shift of a log-likelihood), averaged over the batch."""
+    return kl_rows(y_true, y_pred, eps).mean()
+
+
 def mdd_kld(y_pred, y_true, eps: float = EPS) -> torch.Tensor:
     """max(KL(x || y), KL(y || x)) per row, averaged over the batch."""
     return torch.maximum(kl_rows(y_true, y_pred, eps), kl_rows(y_pred, y_true, eps)).mean()
@@ -91,6 +96,7 @@ def mse(y_pred, y_true) -> torch.Tensor:
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "hellinger": thesis_h2,
     "mdd_kld": mdd_kld,
+    "kld": kld,
     "mdd_ed": mdd_ed,
     "l1": l1,
     "mse": mse,

@@ -108,9 +108,9 @@ def test_exact_run_goes_on_from_a_teacher_of_the_same_head(distill, teacher, tmp
     out = tmp_path / "tuned.safetensors"
     assert distill.main(["--out", str(out), "--head", *map(str, teacher.model.head), "--theta", "20",
                          "--validation", "10", "--epochs", "1", "--threads", "1", "--exact", str(tmp_path / "exact.h5"),
-                         "--exact-rows", "4", "--lr", "1e-5"]) == 0
+                         "--exact-rows", "4", "--lr", "1e-5", "--loss", "kld"]) == 0
     meta = load_emulator(out).metadata["distilled"]
-    assert meta["exact"] == ["exact.h5"] and meta["exact_rows"] == 4 and meta["lr"] == 1e-5
+    assert meta["exact"] == ["exact.h5"] and meta["exact_rows"] == 4 and meta["lr"] == 1e-5 and meta["loss"] == "kld"
     assert meta["teacher_distilled"] == teacher.metadata["distilled"]  # the stage before kept
 
 
