@@ -38,6 +38,7 @@ def test_calibrate_writes_table_ranks_and_reuses_finished_datasets(tmp_path, bd_
     assert [t["parameter"] for t in table] == ["a", "posterior_predictive"]
     assert float(table[0]["band90_lo"]) <= float(table[0]["band90_hi"]) and 0 <= float(table[0]["coverage_90"]) <= 1
     assert 0 <= float(table[1]["hellinger_mean"]) < 0.2
+    assert float(table[0]["rank_mean"]) == pytest.approx(np.mean([int(r["rank_a"]) for r in rows]))
     results = sorted(out.glob("ds_*/result.json"))
     assert len(results) == 4 and all((p.parent / "observed.h5").is_file() for p in results)
     mtimes = [p.stat().st_mtime_ns for p in results]
@@ -46,6 +47,7 @@ def test_calibrate_writes_table_ranks_and_reuses_finished_datasets(tmp_path, bd_
     assert again.returncode == 0, again.stderr
     assert "4 datasets (4 finished earlier, reused)" in again.stdout
     assert [p.stat().st_mtime_ns for p in results] == mtimes  # not rerun
+    assert "rank z" in again.stdout and f"{float(table[0]['rank_z']):+.1f}" in again.stdout  # the ranks' shift
 
     other = run_cli([a if a != "200" else "100" for a in args], cwd=tmp_path)  # --cells 100 into the same --out
     lines = other.stderr.strip().splitlines()

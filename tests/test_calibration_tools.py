@@ -158,6 +158,29 @@ def test_summarise_table():
     assert "posterior_predictive" in creport.format_table(table)
 
 
+def test_rank_shift_against_uniform_ranks():
+    """A calibrated posterior's ranks are uniform on 0..99: every rank once gives mean 49.5 and z 0; truths below
+    every draw (rank 0, a posterior too high) a negative z of mean / (sd / sqrt(n))."""
+    assert cstats.rank_shift(range(cstats.N_RANK_DRAWS + 1)) == (49.5, 0.0)
+    sd = math.sqrt((100 ** 2 - 1) / 12)
+    assert cstats.rank_shift([0, 0, 0, 0])[1] == pytest.approx(-49.5 / (sd / 2))
+    assert cstats.rank_shift([99] * 9)[1] == pytest.approx(49.5 / (sd / 3))
+    rng = np.random.default_rng(3)  # ranks of draws from the truth's own law: |z| within chance
+    ranks = [cstats.sbc_rank(rng.normal(size=400), float(rng.normal()), rng) for _ in range(400)]
+    assert abs(cstats.rank_shift(ranks)[1]) < 3
+    shifted = [cstats.sbc_rank(rng.normal(0.3, 1, size=400), float(rng.normal()), rng) for _ in range(400)]
+    assert cstats.rank_shift(shifted)[1] < -3  # posteriors 0.3 sd too high: ranks lean low
+
+
+def test_summarise_reports_the_rank_shift_when_every_row_has_a_rank():
+    rows = [{"in50_a": 1, "in90_a": 1, "contraction_a": 0.5, "hellinger_ppc": 0.0, "rank_a": r} for r in (0, 0, 0, 0)]
+    row = cstats.summarise(rows, ["a"])[0]
+    assert row["rank_mean"] == 0.0 and row["rank_z"] == pytest.approx(cstats.rank_shift([0] * 4)[1])
+    assert f"{row['rank_z']:+.1f}" in creport.format_table(cstats.summarise(rows, ["a"]))
+    del rows[0]["rank_a"]  # an older row without its rank: no shift, a "-"
+    assert cstats.summarise(rows, ["a"])[0]["rank_z"] == ""
+
+
 def test_exact_pmf_closed_form_agrees_with_fsp():
     """The closed-form path (birth-death: Poisson) and the FSP solver give the same pmf."""
     from surrogate_abc.simulate.fsp import solve_stationary

@@ -18,17 +18,18 @@ from .stats import N_RANK_DRAWS, RANK_BINS, rank_band, summarise
 def format_table(table: list[dict[str, Any]]) -> str:
     """The calibration table as aligned text."""
     lines = [f"{'parameter':<22}{'cover 50%':>10}{'band 95%':>14}{'cover 90%':>10}{'band 95%':>14}{'HDI 94%':>9}"
-             f"{'band 95%':>14}{'contraction':>13}{'Hellinger':>11}"]
+             f"{'band 95%':>14}{'contraction':>13}{'rank z':>8}{'Hellinger':>11}"]
     for r in table:
         if r["coverage_50"] == "":
-            lines.append(f"{r['parameter']:<22}{'':>84}{r['hellinger_mean']:>11.4f}  (mean; max {r['hellinger_max']:.4f})")
+            lines.append(f"{r['parameter']:<22}{'':>92}{r['hellinger_mean']:>11.4f}  (mean; max {r['hellinger_max']:.4f})")
             continue
         band50 = f"[{r['band50_lo']:.2f}, {r['band50_hi']:.2f}]"
         band90 = f"[{r['band90_lo']:.2f}, {r['band90_hi']:.2f}]"
         band94 = f"[{r['band94_lo']:.2f}, {r['band94_hi']:.2f}]"
         hdi = "-" if r["coverage_94"] == "" else f"{r['coverage_94']:.3f}"  # "-": datasets finished before the HDI
+        z = "-" if r.get("rank_z", "") == "" else f"{r['rank_z']:+.1f}"
         lines.append(f"{r['parameter']:<22}{r['coverage_50']:>10.3f}{band50:>14}{r['coverage_90']:>10.3f}{band90:>14}"
-                     f"{hdi:>9}{band94:>14}{r['contraction']:>13.3f}")
+                     f"{hdi:>9}{band94:>14}{r['contraction']:>13.3f}{z:>8}")
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 """Statistics of a calibration study (pure functions over arrays): weighted quantiles, central intervals and
-highest-density intervals, the feature scale of a prior (log10 for log-uniform), contraction, binomial bands for coverage, SBC ranks and
-their band, the posterior predictive's Hellinger distance, one parameter's metrics and the coverage table."""
+highest-density intervals, the feature scale of a prior (log10 for log-uniform), contraction, binomial bands for coverage, SBC ranks,
+their band and their mean's shift, the posterior predictive's Hellinger distance, one parameter's metrics and the coverage table."""
 from __future__ import annotations
 
 import math
@@ -119,6 +119,18 @@ def rank_band(n: int, bins: int = RANK_BINS, level: float = 0.95) -> tuple[float
     return float(lo), float(hi)
 
 
+def rank_shift(ranks: Sequence[float], n_draws: int = N_RANK_DRAWS) -> tuple[float, float]:
+    """(mean SBC rank, its z-score against a calibrated posterior) of ranks 0..n_draws. A calibrated posterior's
+    ranks are uniform (mean n_draws / 2, standard deviation sqrt(((n_draws + 1)^2 - 1) / 12) each), so |z| > 2
+    says its draws sit on one side of the truths more often than chance: z < 0 above them (a posterior too high),
+    z > 0 below them; a bias that the coverage of intervals can hide when they are wide enough."""
+    r = np.asarray(ranks, float)
+    if r.size == 0:
+        raise ValueError("need at least one rank")
+    sd = math.sqrt(((n_draws + 1) ** 2 - 1) / 12.0 / r.size)
+    return float(r.mean()), float((r.mean() - n_draws / 2.0) / sd)
+
+
 def wasserstein_normalised(x: np.ndarray, wx: np.ndarray | None, y: np.ndarray, wy: np.ndarray | None,
                            width: float) -> float:
     """1-D Wasserstein distance between two weighted samples divided by `width` (the prior's width)."""
@@ -163,13 +175,13 @@ def hit_rate(rows: Sequence[dict[str, Any]], column: str) -> float | str:
 
 def summarise(rows: list[dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
     """The calibration table: per parameter coverage of the 50% / 90% central intervals and of the 94% HDI with
-    their binomial 95% bands and the mean contraction; a last row with the posterior predictive's mean and max
-    Hellinger distance."""
+    their binomial 95% bands, the mean contraction and the SBC ranks' mean and z-score (`rank_shift`; empty when
+    a row lacks its rank); a last row with the posterior predictive's mean and max Hellinger distance."""
     n = len(rows)
     b50, b90, b94 = binomial_band(n, 0.5), binomial_band(n, 0.9), binomial_band(n, HDI_PROB)
     empty = dict.fromkeys(("coverage_50", "band50_lo", "band50_hi", "coverage_90", "band90_lo", "band90_hi",
                            "coverage_94", "band94_lo", "band94_hi", "contraction", "contraction_sd",
-                           "hellinger_mean", "hellinger_max"), "")
+                           "rank_mean", "rank_z", "hellinger_mean", "hellinger_max"), "")
     table = []
     for k in names:
         c = np.array([r[f"contraction_{k}"] for r in rows])
@@ -179,6 +191,9 @@ def summarise(rows: list[dict[str, Any]], names: Sequence[str]) -> list[dict[str
                       "band90_lo": b90[0], "band90_hi": b90[1], "coverage_94": hit_rate(rows, f"in94_{k}"),
                       "band94_lo": b94[0], "band94_hi": b94[1], "contraction": float(c.mean()),
                       "contraction_sd": float(c.std(ddof=1)) if n > 1 else 0.0})
+        ranks = [float(v) for r in rows if (v := r.get(f"rank_{k}")) is not None and v != ""]
+        if ranks and len(ranks) == n:  # a row without its rank (finished before ranks existed): no shift
+            table[-1]["rank_mean"], table[-1]["rank_z"] = rank_shift(ranks)
     h = np.array([r["hellinger_ppc"] for r in rows])
     table.append({"parameter": "posterior_predictive", "datasets": n, **empty, "hellinger_mean": float(h.mean()),
                   "hellinger_max": float(h.max())})
