@@ -102,3 +102,14 @@ def test_a_pool_worker_ends_when_its_parent_is_killed():
         parent.kill()
         if worker is not None and _alive(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_whose_parent_already_ended_ends_at_once():
+    """The parent gone before the request took hold (its pid no longer the worker's parent): SIGTERM, as the
+    death signal would have sent."""
+    root = Path(__file__).resolve().parent.parent
+    code = "from surrogate_abc.inference.workers import die_with_parent\ndie_with_parent(1)\nprint('went on')"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == -signal.SIGTERM and "went on" not in r.stdout

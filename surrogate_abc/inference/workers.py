@@ -41,8 +41,8 @@ def die_with_parent(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
         return
-    if os.getppid() != parent:  # the parent ended before the request took hold
-        os._exit(1)
+    if os.getppid() != parent:  # the parent ended before the request took hold: the signal it would have sent
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextlib.contextmanager
