@@ -2,8 +2,8 @@
 `calibrate` output folders, next to the shift the SBC ranks imply.
 
 For each dataset (ds_*/result.json: truth and ranks; posterior.nc: the draws) the exact law and the emulator's
-category probabilities at the truth and one posterior sd away in each parameter give the shift that the emulator's
-error moves the posterior by, in posterior sds (inference/calibration/shift.py; 1 + d exact laws per dataset:
+category probabilities at the truth and one posterior sd away along each principal axis of the posterior give the
+shift that the emulator's error moves the posterior by, in posterior sds (inference/calibration/shift.py; 1 + d exact laws per dataset:
 ~3 s each for gene_joint's generating-function law on one core). Printed per parameter: the mean SBC rank, its z,
 the shift such a mean rank takes from Gaussian posteriors, and the mean (+- its standard error) and rms of the
 predicted shifts. Ranks leaning one way with predicted shifts near 0 say the emulator's likelihood at the truth is
@@ -46,7 +46,7 @@ def main() -> None:
     if not folders:
         raise SystemExit(f"no finished datasets (ds_*/result.json) under {', '.join(map(str, args.dirs))}")
     first = json.loads((folders[0] / "result.json").read_text())
-    emulator, _ = resolve_emulator(args.emulator or first["emulator"], None)
+    emulator, _ = resolve_emulator(args.emulator or first["emulator"])
     protocol = emulator.protocol
     box = prior_box(protocol)
     names = list(protocol.param_names)
