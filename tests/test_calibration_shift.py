@@ -111,3 +111,28 @@ def test_any_spanning_steps_recover_a_linear_likelihood_error(b_and_angle, scale
         q_steps = p0[None, :] * np.exp(steps @ b)[:, None]
         got = first_order_shift(p0, p0, np.tile(p0, (2, 1)), q_steps, steps, cov, 50)
         assert got == pytest.approx(want, abs=1e-9)
+
+
+def test_steps_stay_inside_the_prior_when_the_posterior_is_wider_than_its_room():
+    from surrogate_abc.inference.calibration.shift import inside_step
+
+    lo, hi = np.array([0.0, 0.0]), np.array([1.0, 1.0])
+    f0 = np.array([0.3, 0.5])
+    assert inside_step(f0, np.array([0.2, 0.0]), lo, hi) == pytest.approx([0.2, 0.0])
+    assert inside_step(f0, np.array([0.0, 0.6]), lo, hi) == pytest.approx([0.0, 0.5])  # both leave: shortened
+    assert inside_step(f0, np.array([0.8, 0.0]), lo, hi) == pytest.approx([0.7, 0.0])  # more room upward
+    assert inside_step(np.array([0.9, 0.5]), np.array([0.2, 0.1]), lo, hi) == pytest.approx([-0.2, -0.1])
+
+    class Recording(ScaledPoisson):
+        seen: list = []
+
+        def category_probs(self, theta, categories, allow_extrapolation=False):
+            self.seen.append(float(np.atleast_2d(theta)[0, 0]))
+            return super().category_probs(theta, categories, allow_extrapolation)
+
+    protocol = load_protocol("poisson")  # k log-uniform on [0.1, 1000]: 4 decades
+    em = Recording(protocol, 0.01)
+    draws = {"k": 10.0 ** np.linspace(-1.0, 3.0, 200)}  # as wide as the prior, sd ~1.2 decades
+    got = dataset_shift(em, protocol, [500.0], draws, prior_box(protocol), N_CELLS)
+    assert np.isfinite(got["k"])
+    assert all(0.1 <= k <= 1000.0 * (1 + 1e-9) for k in em.seen)

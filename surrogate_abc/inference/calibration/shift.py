@@ -58,6 +58,18 @@ def rank_implied_shift(mean_rank: float, n_draws: int = N_RANK_DRAWS) -> float:
     return float(-math.sqrt(2.0) * stats.norm.ppf(frac))
 
 
+def inside_step(f0: np.ndarray, step: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """`step` from f0, or -step where that leaves the box [lo, hi] (the prior on the sampling scale); where both
+    leave it (a posterior wider than the prior's room), the one that goes further inside, shortened to end on the
+    box's face."""
+    def room(v: np.ndarray) -> float:  # the largest t <= 1 with f0 + t v inside the box
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(v > 0, (hi - f0) / v, np.where(v < 0, (lo - f0) / v, np.inf))
+        return float(min(1.0, max(float(t.min()), 0.0)))
+    up, down = room(step), room(-step)
+    return step * up if up >= down else -step * down
+
+
 def dataset_shift(emulator: Any, protocol: Any, theta: Sequence[float], draws: Mapping[str, np.ndarray],
                   box: Mapping[str, tuple[str, float, float]], n_cells: int) -> dict[str, float]:
     """first_order_shift at one dataset: the exact law (calibration.datasets.exact_counts_pmf, binned on the
@@ -92,9 +104,7 @@ def dataset_shift(emulator: Any, protocol: Any, theta: Sequence[float], draws: M
     steps: list[np.ndarray] = []
     var, axes = np.linalg.eigh(cov)
     for lam, axis in zip(var, axes.T):  # one posterior sd along each principal axis
-        step = math.sqrt(max(float(lam), 0.0)) * axis
-        if np.any(f0 + step > hi) or np.any(f0 + step < lo):
-            step = -step  # toward the inside of the prior where that direction leaves it
+        step = inside_step(f0, math.sqrt(max(float(lam), 0.0)) * axis, lo, hi)
         th = np.array([from_feature(kind, f) for kind, f in zip(kinds, f0 + step)])
         p, q = laws(th)
         p_steps.append(p)
