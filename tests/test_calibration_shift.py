@@ -90,10 +90,13 @@ def test_dataset_shift_on_the_poisson_protocol_matches_the_closed_form():
     # posterior draws of log10 k with the exact posterior's sd 1 / (ln 10 sqrt(n k))
     sd = 1.0 / (math.log(10) * math.sqrt(N_CELLS * k))
     draws = {"k": 10.0 ** (math.log10(k) + sd * stats.norm.ppf((np.arange(4000) + 0.5) / 4000))}
-    got = dataset_shift(ScaledPoisson(protocol, eps), protocol, [k], draws, box, N_CELLS)
+    res = dataset_shift(ScaledPoisson(protocol, eps), protocol, [k], draws, box, N_CELLS)
+    got = res.shift
     want = -math.log(1 + eps) * math.sqrt(N_CELLS * k)  # shift of ln k over its sd
     assert set(got) == {"k"}
     assert got["k"] == pytest.approx(want, rel=0.05)
+    assert res.step_kl == pytest.approx([0.5], rel=0.05)  # a one-sd step of the likelihood's Gaussian
+    assert res.linear
 
 
 @settings(max_examples=30, deadline=None)
@@ -133,6 +136,7 @@ def test_steps_stay_inside_the_prior_when_the_posterior_is_wider_than_its_room()
     protocol = load_protocol("poisson")  # k log-uniform on [0.1, 1000]: 4 decades
     em = Recording(protocol, 0.01)
     draws = {"k": 10.0 ** np.linspace(-1.0, 3.0, 200)}  # as wide as the prior, sd ~1.2 decades
-    got = dataset_shift(em, protocol, [500.0], draws, prior_box(protocol), N_CELLS)
-    assert np.isfinite(got["k"])
+    res = dataset_shift(em, protocol, [500.0], draws, prior_box(protocol), N_CELLS)
+    assert np.isfinite(res.shift["k"])
+    assert not res.linear  # a prior-wide posterior: its step is ~50 nats away, not the Gaussian's 0.5
     assert all(0.1 <= k <= 1000.0 * (1 + 1e-9) for k in em.seen)

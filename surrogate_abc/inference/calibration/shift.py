@@ -16,7 +16,7 @@ would take. benchmarks/calibration_shift.py runs this over `calibrate`'s output 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy import stats
@@ -25,6 +25,21 @@ from .datasets import dataset_caps, exact_counts_pmf
 from .stats import N_RANK_DRAWS, from_feature, to_feature
 
 TINY = 1e-300  # floor of a probability inside log
+LINEAR_STEP_KL = (0.1, 2.5)  # n KL(p_truth || p_step) of a one-sd step where the posterior is the likelihood's
+                             # Gaussian: 0.5; outside this range the linear picture does not hold there
+
+
+class DatasetShift(NamedTuple):
+    """dataset_shift's result: shifts {parameter: posterior sds}, and per step n KL(exact at the truth || exact
+    one step away), 0.5 for a posterior that is the likelihood's Gaussian (prior-dominated or curved ones differ)."""
+    shift: dict[str, float]
+    step_kl: np.ndarray
+
+    @property
+    def linear(self) -> bool:
+        """Whether every step's n KL lies in LINEAR_STEP_KL: the first-order shift means something there."""
+        lo, hi = LINEAR_STEP_KL
+        return bool(np.all((self.step_kl >= lo) & (self.step_kl <= hi)))
 
 
 def first_order_shift(p0: np.ndarray, q0: np.ndarray, p_steps: np.ndarray, q_steps: np.ndarray,
@@ -71,11 +86,12 @@ def inside_step(f0: np.ndarray, step: np.ndarray, lo: np.ndarray, hi: np.ndarray
 
 
 def dataset_shift(emulator: Any, protocol: Any, theta: Sequence[float], draws: Mapping[str, np.ndarray],
-                  box: Mapping[str, tuple[str, float, float]], n_cells: int) -> dict[str, float]:
+                  box: Mapping[str, tuple[str, float, float]], n_cells: int) -> DatasetShift:
     """first_order_shift at one dataset: the exact law (calibration.datasets.exact_counts_pmf, binned on the
     emulator's edges) and the emulator's category probabilities (its likelihood's path) at the truth and at one
     step per parameter; `draws` the posterior's (equal-weight) draws per parameter, `box` infer's prior box
-    (inference.priors.prior_box). Returns {parameter: shift in posterior sds}."""
+    (inference.priors.prior_box). Returns the shifts and each step's n KL (DatasetShift: `linear` says whether
+    the posterior looks like the likelihood's Gaussian, where the first-order shift holds)."""
     from ...emulators.exact import bin_integer_pmf
 
     names = list(protocol.param_names)
@@ -111,4 +127,6 @@ def dataset_shift(emulator: Any, protocol: Any, theta: Sequence[float], draws: M
         q_steps.append(q)
         steps.append(step)
     shift = first_order_shift(p0, q0, np.array(p_steps), np.array(q_steps), np.array(steps), cov, n_cells)
-    return dict(zip(names, map(float, shift)))
+    held = p0 > 0
+    step_kl = n_cells * (np.log(p0[held]) - np.log(np.maximum(np.array(p_steps)[:, held], TINY))) @ p0[held]
+    return DatasetShift(dict(zip(names, map(float, shift))), step_kl)
