@@ -189,3 +189,49 @@ def test_calibration_datasets_of_gene_joint_are_exact_in_the_bursty_corner():
     law = exact_counts_pmf(protocol, theta, (200, 600))
     assert law.tail_mass < 1e-7 and law.pmf.shape == (200, 600)  # FSP's tail mass here is ~7e-3
     assert abs(law.pmf.sum() + law.overflow - 1.0) < 1e-12 and law.overflow > 0.01
+
+
+# ---------------------------------------------------------------------------------------- thinned counts
+@pytest.mark.parametrize("beta", [(0.5, 0.3), (1.0, 0.2), (0.15, 1.0)])
+def test_thinned_window_is_the_binomial_thinning_of_a_window_that_holds_the_law(beta):
+    """G at thinned arguments against thin_integer_pmf along each axis of a window holding every molecule."""
+    from surrogate_abc.emulators.exact import thin_integer_pmf
+
+    rates = _rates(k0=0.4, k1=2.0, v0=30.0, d0=1.0, v1=1.0, d1=0.2)
+    whole = pgf.window_pmf(rates, (200, 400))
+    assert whole.overflow < 1e-12
+    ref = thin_integer_pmf(thin_integer_pmf(whole.pmf.T, beta[0], 20).T, beta[1], 60)
+    res = pgf.window_pmf(rates, (20, 60), beta=beta)
+    assert np.abs(res.pmf - ref).max() < 1e-10   # observed: 6e-12
+    assert res.overflow == pytest.approx(1.0 - ref.sum(), abs=1e-10) and res.error < 1e-8
+
+
+def test_thinned_mrna_marginal_is_beta_poisson_with_v_times_beta_in_the_bursty_corner():
+    """mRNA seen with probability 0.1 from bursts of ~6000 (FSP cannot hold them): Beta-Poisson with v0 * 0.1
+    (proteins all but unseen, so the window's 4 protein counts hold them)."""
+    rates = _rates(k0=0.0133, k1=2.53, v0=6080.0, d0=1.0, v1=2.6, d1=0.605)
+    res = pgf.window_pmf(rates, (400, 4), beta=(0.1, 1e-9))
+    ref = beta_poisson_pmf(dict(k_on=0.0133, k_off=2.53, v=608.0, d=1.0), 400)
+    assert np.abs(res.pmf.sum(axis=1) - ref).max() < 1e-10   # observed: 3e-13
+    assert res.overflow == pytest.approx(1.0 - ref.sum(), abs=1e-10)
+
+
+def test_bad_detection_probability_is_a_user_error():
+    with pytest.raises(UserError, match="detection probabilities"):
+        pgf.window_pmf(_rates(k0=1.0, k1=1.0, v0=10.0, d0=1.0, v1=1.0, d1=1.0), (10, 10), beta=(0.0, 1.0))
+
+
+def test_exact_emulator_thins_the_joint_gene_law_as_fsp_does():
+    """ExactEmulator of a gene-shaped (protein, mRNA) observation: the generating-function engine, thinned per
+    species, against the FSP engine's thinning of its own pmf on the grid of its box (mass beyond the caps,
+    thinned, lands inside them: 5e-4 of row 0 when the box was once read in the network's species order)."""
+    from surrogate_abc.emulators.exact import ExactEmulator
+
+    exact = ExactEmulator(parse_protocol(SMALL, "gene_small.toml"))
+    assert exact.solves_each_set and not exact.uses_fsp
+    theta = np.array([[1.5, 1.2, 0.7, 3.0, 8.0], [1.1, 1.9, 0.9, 2.5, 6.0]])
+    beta = np.array([[0.4, 0.7], [1.0, 0.5]])  # (protein, mRNA): the protocol's order
+    got = exact.thinned_flat_probs(theta, beta)
+    probs, over = exact._pmf_fsp(theta, beta=beta)
+    assert np.abs(got - np.concatenate([probs.reshape(2, -1), over[:, None]], axis=1)).max() < 1e-10
+    assert np.abs(exact._flat_probs(theta) - exact.thinned_flat_probs(theta, 1.0)).max() < 1e-12

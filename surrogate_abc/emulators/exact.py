@@ -9,12 +9,15 @@ the reference for emulator accuracy checks.
   from the reactions), vectorised over parameter sets: Poisson (birth-death) and negative binomial
   (birth-immigration-death, the bursty mRNA model), bin masses by CDF / survival-function differences;
   Beta-Poisson (telegraph mRNA) by the backward ratio recurrence (`beta_poisson_pmf_rows`) summed into bins.
+* the two-state gene model observed on (mRNA, protein) (`surrogate_abc.simulate.pgf.match_gene`, recognised
+  from the reactions): its generating-function law (`simulate.pgf.observed_window`), one parameter set at a time
+  (~1-3 s on one core), exact over the whole prior, the bursty corner included, where an FSP box misses mass.
 * any other reaction network: the exact FSP solver
   `surrogate_abc.simulate.fsp.solve_stationary`, one parameter set at a time (slow; small problems only).
 
 `ExactEmulator.thinned_flat_probs(theta, beta)` gives the same probabilities for counts binomially thinned
-with detection probability beta per set (exactly: the thinned closed-form law, or `thin_integer_pmf` of
-the FSP pmf).
+with detection probability beta per set (exactly: the thinned closed-form law, the generating function at
+thinned arguments, or `thin_integer_pmf` of the FSP pmf).
 
 Select it on the command line with `surrogate-abc infer DATA --emulator exact:<protocol name or .toml>`;
 it is also useful for users with small models whose FSP solution is cheap.
@@ -118,17 +121,30 @@ class ExactEmulator(EmulatorBase):
         self.metadata: dict[str, Any] = {"type": "exact", "protocol": protocol.name}
         net = protocol.network
         self._law = find_closed_form(net, protocol.species) if isinstance(net, ReactionNetwork) else None
+        self._gene = None
+        if isinstance(net, ReactionNetwork) and self._law is None:
+            from ..simulate.pgf import match_gene
+
+            self._gene = match_gene(net, protocol.species)
         if isinstance(net, GaussianMixtureNetwork):
             self._engine = self._pmf_gaussian
         elif self._law is not None:
             self._engine = self._pmf_closed
+        elif self._gene is not None:
+            self._engine = self._pmf_pgf
         else:
             self._engine = self._pmf_fsp
 
     @property
     def uses_fsp(self) -> bool:
-        """True when distributions come from the FSP solver (no closed form): slow, one solve per set."""
+        """True when distributions come from the FSP solver (no closed form, not the gene model)."""
         return self._engine == self._pmf_fsp
+
+    @property
+    def solves_each_set(self) -> bool:
+        """True when each parameter set is one numerical solve (FSP, or the gene model's generating function):
+        seconds per set, so callers spread sets over processes and skip checks that would solve thousands."""
+        return self._engine in (self._pmf_fsp, self._pmf_pgf)
 
     @property
     def device(self) -> str:
@@ -197,6 +213,21 @@ class ExactEmulator(EmulatorBase):
     def _pmf_closed(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._closed_bins(self._roles(theta))
 
+    def _pmf_pgf(self, theta: np.ndarray, beta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The gene model's (mRNA, protein) law from its generating function, binned; beta (n, 2) per species."""
+        from ..simulate.pgf import observed_window
+
+        assert self._gene is not None  # the engine of gene-shaped (mRNA, protein) observations
+        rates = self.protocol.rates(theta)
+        caps = self._caps()
+        probs = np.zeros((len(theta),) + tuple(len(e) - 1 for e in self.edges))
+        overflow = np.zeros(len(theta))
+        for i, row in enumerate(rates):
+            b = (1.0, 1.0) if beta is None else tuple(float(x) for x in beta[i])
+            res = observed_window(self._gene, self.species, dict(zip(self.protocol.rate_names, row)), caps, b)
+            probs[i], overflow[i] = bin_integer_pmf(res.pmf, self.edges)
+        return probs, overflow
+
     def _pmf_fsp(self, theta: np.ndarray, beta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         try:
             from ..simulate.fsp import solve_stationary
@@ -215,7 +246,7 @@ class ExactEmulator(EmulatorBase):
             res = solve_stationary(net, rate_map, self.species, caps, self.protocol.fsp)
             pmf = np.asarray(res.pmf, float)
             if beta is not None and len(caps) > 1:  # a joint law: each axis thinned by its own efficiency
-                box = [max(int(t), c) for t, c in zip(res.truncation, caps)]
+                box = [max(int(t), c) for t, c in zip(res.observed_box, caps)]
                 if box != list(caps) and res.overflow > 0:
                     pmf = np.asarray(solve_stationary(net, rate_map, self.species, box, self.protocol.fsp).pmf, float)
                 for ax, cap in enumerate(caps):
@@ -241,16 +272,18 @@ class ExactEmulator(EmulatorBase):
     def thinned_flat_probs(self, theta: Any, beta: Any) -> np.ndarray:
         """(n, C) probabilities (bins, then the overflow) of the observed counts binomially thinned with detection
         probability beta[i] for parameter set theta[i] (each molecule seen independently with probability
-        beta): exactly the thinned closed-form law where one is known, otherwise `thin_integer_pmf` of the
-        FSP pmf (its grid grown to the FSP truncation so that no mass beyond the cap is lost). One observed
-        count species only. theta is checked against the domain like `pmf`; beta is (n,) or a scalar."""
+        beta): exactly the thinned closed-form law where one is known, the gene model's generating function at
+        thinned arguments for its (mRNA, protein), otherwise `thin_integer_pmf` of the FSP pmf (its grid grown to
+        the FSP truncation so that no mass beyond the cap is lost). theta is checked against the domain like
+        `pmf`; beta is (n,) or a scalar, for a joint law also (n, species)."""
         arr = self.check_domain(theta)
         if not self.can_thin:
             raise UserError(f"emulator {self.source}: binomial thinning needs observed count species "
                             f"(protocol {self.protocol.name} has {', '.join(self.species)})")
         if len(self.edges) > 1:  # a joint law: beta (n,) for every species, or (n, species)
             b2 = np.asarray(check_beta(beta), dtype=float).reshape(len(arr) if np.ndim(beta) else 1, -1)
-            probs, overflow = self._pmf_fsp(arr, beta=np.broadcast_to(b2, (len(arr), len(self.edges))).copy())
+            engine = self._pmf_pgf if self._gene is not None else self._pmf_fsp
+            probs, overflow = engine(arr, beta=np.broadcast_to(b2, (len(arr), len(self.edges))).copy())
             return np.concatenate([probs.reshape(len(arr), -1), overflow[:, None]], axis=1)
         b = np.broadcast_to(np.asarray(check_beta(beta), dtype=float), (len(arr),)).copy()
         if self._law is not None:

@@ -3,8 +3,8 @@
 An emulator off by KL per cell shifts the log-likelihood of N cells by about N x KL nats, and its average error
 over the prior says little about the error where the posterior is. After the ABC run:
 
-* `check_exact` takes ~50 posterior draws, computes their exact distributions (the closed form, or FSP; in
-  parallel over the cores), and reports the emulator-vs-exact H2 and KLD there and the difference between the
+* `check_exact` takes ~50 posterior draws, computes their exact distributions (the closed form, the gene
+  model's generating function, or FSP; in parallel over the cores), and reports the emulator-vs-exact H2 and KLD there and the difference between the
   emulator's and the exact log-likelihood of the observed data (mean and sd over the draws, in nats).
 * `reweight_exact` importance-reweights every chain's final population by exp(exact - emulator log-likelihood)
   (each distinct particle solved once), so the posterior is exact for the model whenever the effective sample
@@ -68,12 +68,13 @@ def _exact_rows(args: tuple[Any, np.ndarray]) -> np.ndarray:
 
 def exact_probs(exact: EmulatorLike, theta: np.ndarray, jobs: int | None = None) -> np.ndarray:
     """(n, C) exact flat probabilities (bins, then overflow) at the distinct rows of theta, in `jobs` forked
-    processes for FSP-backed models (closed forms are vectorised in this process)."""
+    processes for models that solve each set (FSP, the generating function; closed forms are vectorised in this
+    process)."""
     theta = np.atleast_2d(np.asarray(theta, float))
     uniq, inv = np.unique(theta, axis=0, return_inverse=True)
     base = getattr(exact, "inner", exact)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(uniq)))
-    if not getattr(base, "uses_fsp", False) or jobs == 1:
+    if not getattr(base, "solves_each_set", False) or jobs == 1:
         out = _flat(exact, uniq)
     else:
         import multiprocessing as mp
@@ -129,7 +130,7 @@ def estimate_seconds(exact: EmulatorLike, theta: np.ndarray, jobs: int | None = 
     row = _flat(exact, np.atleast_2d(theta[0]))[0]
     one = time.perf_counter() - t0
     base = getattr(exact, "inner", exact)
-    jobs = max(1, jobs or os.cpu_count() or 1) if getattr(base, "uses_fsp", False) else 1
+    jobs = max(1, jobs or os.cpu_count() or 1) if getattr(base, "solves_each_set", False) else 1
     return one * len(theta) / jobs, row
 
 

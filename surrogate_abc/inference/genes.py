@@ -116,8 +116,9 @@ def plan_tasks(path: str | Path, specs: Sequence[str | None], settings: Inferenc
         for em, _ in models:
             key = (em.source, fewest or len(counts))
             if key not in ranges:  # the same for every gene with as many cells
-                base = getattr(em, "inner", em)  # a capture wrapper's model: an FSP one is checked by its domain
-                ranges[key] = None if getattr(base, "uses_fsp", False) else predictive_mean_ranges(em, key[1])
+                base = getattr(em, "inner", em)  # a capture wrapper's model: one that solves each set is checked
+                # by its domain (FSP, the generating function)
+                ranges[key] = None if getattr(base, "solves_each_set", False) else predictive_mean_ranges(em, key[1])
             check_observed(_named(observed, name), hist, overflow, em, ranges=ranges[key])
         tasks.append(GeneTask(name, cols, species, counts, str(path), tuple(specs), capture, capture_prior, settings,
                               str(out / folder), command, len(table.counts) if fmt.drop_missing else None))

@@ -46,11 +46,12 @@ def emulator_error_note(emulator: EmulatorLike, n_cells: int, max_nats: float = 
 def check_observed(observed: Observed, hist: np.ndarray, overflow: int, emulator: EmulatorLike,
                    ranges: dict | None = None) -> None:
     """DataFileError when the data lie outside what the emulator covers (observed.check_observed_predictive;
-    for FSP-backed exact models, whose predictive check would solve thousands of FSPs, the range of means)."""
+    for exact models that solve each set (FSP, the gene model's generating function), whose predictive check would
+    solve thousands of sets, the range of means)."""
     from ..emulators.exact import ExactEmulator
 
     base = getattr(emulator, "inner", emulator)
-    if isinstance(base, ExactEmulator) and base.uses_fsp:
+    if isinstance(base, ExactEmulator) and base.solves_each_set:
         check_observed_in_domain(observed, base.protocol, emulator.source)
     else:
         check_observed_predictive(observed, hist, overflow, emulator, emulator.source, ranges=ranges)

@@ -47,6 +47,7 @@ class FSPResult:
     tail_mass: float             # estimated probability outside the FSP box (see `tail_estimate`)
     truncation: tuple[int, ...]  # states per reduced species in the final box
     wall_time: float             # seconds spent in solve_stationary
+    observed_box: tuple[int, ...] = ()  # states per observed species in the final box, in the order of `observed`
 
 
 # ------------------------------------------------------------------------------ state space
@@ -202,6 +203,7 @@ def solve_stationary(network: ReactionNetwork, rates: Mapping[str, float], obser
 def _result(p: np.ndarray, box, layer: np.ndarray, axes: Sequence[int], caps: Sequence[int], t0: float) -> FSPResult:
     pmf, overflow = _observed_pmf(p, axes, [int(c) for c in caps])
     return FSPResult(pmf=pmf, overflow=overflow, tail_mass=float(layer.sum()), truncation=tuple(box),
+                     observed_box=tuple(int(box[a]) for a in axes),
                      wall_time=time.perf_counter() - t0)
 
 

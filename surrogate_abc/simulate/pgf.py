@@ -152,25 +152,31 @@ def _radii(t_m: float, t_p: float, sizes: tuple[int, int], caps: tuple[int, int]
 
 
 def window_pmf(rates: np.ndarray | Sequence[float], caps: Sequence[int],
-               settings: PGFSettings | None = None) -> PGFResult:
-    """Stationary joint pmf of (mRNA, protein) on 0..M-1 x 0..P-1 from rates (k0, k1, v0, d0, v1, d1)."""
+               settings: PGFSettings | None = None, beta: Sequence[float] = (1.0, 1.0)) -> PGFResult:
+    """Stationary joint pmf of (mRNA, protein) on 0..M-1 x 0..P-1 from rates (k0, k1, v0, d0, v1, d1); with
+    `beta` (b_m, b_p) that of the counts binomially thinned (each molecule seen with probability b): the thinned
+    law's generating function is G(1 - b_m + b_m z, 1 - b_p + b_p w), still inside the unit polydisc, so the
+    inversion and its error bounds hold as they are (the mRNA tail bound with v0 b_m: thinned Beta-Poisson)."""
     t0 = time.perf_counter()
     s = settings or PGFSettings()
     r = np.asarray(rates, dtype=np.float64)
     if r.shape != (6,) or not np.all(np.isfinite(r)) or np.any(r < 0) or min(r[3], r[5], r[0] + r[1]) <= 0:
         raise UserError(f"pgf engine: rates (k0, k1, v0, d0, v1, d1) must be finite and >= 0 with d0, d1, "
                         f"k0 + k1 > 0, got {list(r)}")
+    b_m, b_p = (float(b) for b in beta)
+    if not (0.0 < b_m <= 1.0 and 0.0 < b_p <= 1.0):
+        raise UserError(f"pgf engine: detection probabilities must lie in (0, 1], got {b_m}, {b_p}")
     cm, cp = (int(c) for c in caps)
     nm = scipy.fft.next_fast_len(max(s.min_size, math.ceil(s.size_m * cm)))
     np_ = scipy.fft.next_fast_len(max(s.min_size, math.ceil(s.size_p * cp)), real=True)
     k0, k1, v0, d0 = r[:4]
-    t_m = kern.beta_poisson_tail_max(k0 / d0, k1 / d0, v0 / d0, nm) if v0 > 0 else 0.0
+    t_m = kern.beta_poisson_tail_max(k0 / d0, k1 / d0, b_m * v0 / d0, nm) if v0 > 0 else 0.0
     t_p = min(1.0, 0.4 / math.sqrt(np_))
     am, ap = _radii(t_m, t_p, (nm, np_), (cm, cp))
     rm, rp = 10.0 ** (-am / nm), 10.0 ** (-ap / np_)
     zs = rm * np.exp(2j * np.pi * np.arange(nm) / nm)
     ws = rp * np.exp(2j * np.pi * np.arange(np_ // 2 + 1) / np_)
-    g = pgf_values(r, zs, ws, s)
+    g = pgf_values(r, 1.0 - b_m + b_m * zs, 1.0 - b_p + b_p * ws, s)
     full = scipy.fft.irfft2(np.conj(g), s=(nm, np_))[:cm, :cp]
     pmf = full * (rm ** -np.arange(cm, dtype=float))[:, None] * (rp ** -np.arange(cp, dtype=float))[None, :]
     parts = {
@@ -185,11 +191,12 @@ def window_pmf(rates: np.ndarray | Sequence[float], caps: Sequence[int],
 
 
 def observed_window(roles: GeneRoles, observed: Sequence[str], rates: Mapping[str, float],
-                    caps: Sequence[int]) -> PGFResult:
+                    caps: Sequence[int], beta: Sequence[float] = (1.0, 1.0)) -> PGFResult:
     """window_pmf at rate values by name, its pmf on the caps of `observed` in that order (protein first
-    transposes it)."""
+    transposes it); `beta` the detection probabilities in that order too."""
     flip = observed[0] != roles.mrna
-    r = window_pmf(roles.values(rates), tuple(caps)[::-1] if flip else caps)
+    r = window_pmf(roles.values(rates), tuple(caps)[::-1] if flip else caps,
+                   beta=tuple(beta)[::-1] if flip else tuple(beta))
     return dataclasses.replace(r, pmf=np.ascontiguousarray(r.pmf.T)) if flip else r
 
 

@@ -41,7 +41,7 @@ def _outside_range(emulator: EmulatorLike, data: GeneHistograms) -> np.ndarray:
     """Genes whose truncated mean lies outside what the emulator produces for as many cells (5% margin; with
     missing values dropped, for the fewest cells any gene keeps: the widest range)."""
     base = getattr(emulator, "inner", emulator)
-    if getattr(base, "uses_fsp", False):
+    if getattr(base, "solves_each_set", False):
         return np.zeros(len(data.genes), bool)
     n = int(data.cells_used().min())
     ranges = np.array(list(predictive_mean_ranges(emulator, n).values()))  # (S, 2)
