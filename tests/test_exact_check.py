@@ -179,10 +179,11 @@ def test_run_dataset_without_writing_leaves_only_abc_db(tmp_path, poisson_data, 
     assert set(post) == {"a"} and len(w) == 100 and w.sum() == pytest.approx(1.0)
 
 
-def test_exact_counterpart_of_the_joint_gene_model_is_its_generating_function_law():
-    """The joint emulator's exact reference (check, reweighting) is the generating-function law, exact over the
-    whole prior: it equals FSP where FSP's box holds the law; in the bursty corner, where the box (max_states
-    5e5) misses ~1e-2 of the mass, it keeps the exact Beta-Poisson mRNA marginal."""
+def test_exact_counterpart_of_the_joint_gene_model_is_fsp_where_its_box_holds_else_the_generating_function():
+    """The joint emulator's exact reference (check, reweighting), exact over the whole prior: FSP where its box
+    holds the law (cheap there), equal to the generating-function law; in the bursty corner, where the box
+    (max_states 5e5) would miss ~1e-2 of the mass, the generating function, with the exact Beta-Poisson mRNA
+    marginal."""
     from surrogate_abc.config import load_protocol
     from surrogate_abc.emulators.exact import ExactEmulator
     from surrogate_abc.simulate.marginal_bins import binned_beta_poisson
@@ -191,10 +192,14 @@ def test_exact_counterpart_of_the_joint_gene_model_is_its_generating_function_la
     assert exact.solves_each_set and not exact.uses_fsp and exact.can_thin
     theta = np.array([[1.55, 7.52, 0.0826, 35.0, 65.3],        # v0 = 318: FSP's box holds it (tail 4e-11)
                       [0.3, 5.0, 0.5, 40.0, 150.0]])           # v0 = 707: the box misses mass
+    maps = [dict(zip(exact.protocol.rate_names, r)) for r in exact.protocol.rates(theta)]
+    assert exact.fsp_holds(maps[0]) and not exact.fsp_holds(maps[1])
     law = exact._flat_probs(theta)
-    probs, over = exact._pmf_fsp(theta[:1])
-    assert np.abs(law[0] - np.append(probs.ravel(), over)).sum() < 1e-8
-    rates = dict(zip(exact.protocol.rate_names, exact.protocol.rates(theta[1:])[0]))
+    probs, over = exact._pmf_pgf(theta)
+    pgf_law = np.concatenate([probs.reshape(2, -1), over[:, None]], axis=1)
+    assert np.abs(law[0] - pgf_law[0]).sum() < 1e-8  # FSP's law, as the generating function's
+    assert np.abs(law[1] - pgf_law[1]).sum() < 1e-12  # the generating function's own
+    rates = maps[1]
     marg, _ = binned_beta_poisson({"k_on": np.array([rates["k0"]]), "k_off": np.array([rates["k1"]]),
                                    "v": np.array([rates["v0"]]), "d": np.array([rates["d0"]])}, exact.edges[0], 200)
     rows = law[1, :-1].reshape(len(exact.edges[0]) - 1, -1).sum(axis=1)

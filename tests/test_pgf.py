@@ -223,7 +223,7 @@ def test_bad_detection_probability_is_a_user_error():
 
 def test_exact_emulator_thins_the_joint_gene_law_as_fsp_does():
     """ExactEmulator of a gene-shaped (protein, mRNA) observation: the generating-function engine, thinned per
-    species, against the FSP engine's thinning of its own pmf on the grid of its box (mass beyond the caps,
+    species (G at thinned arguments), against the FSP engine's thinning of its own pmf on the grid of its box (mass beyond the caps,
     thinned, lands inside them: 5e-4 of row 0 when the box was once read in the network's species order)."""
     from surrogate_abc.emulators.exact import ExactEmulator
 
@@ -231,7 +231,9 @@ def test_exact_emulator_thins_the_joint_gene_law_as_fsp_does():
     assert exact.solves_each_set and not exact.uses_fsp
     theta = np.array([[1.5, 1.2, 0.7, 3.0, 8.0], [1.1, 1.9, 0.9, 2.5, 6.0]])
     beta = np.array([[0.4, 0.7], [1.0, 0.5]])  # (protein, mRNA): the protocol's order
-    got = exact.thinned_flat_probs(theta, beta)
-    probs, over = exact._pmf_fsp(theta, beta=beta)
+    got = exact.thinned_flat_probs(theta, beta)  # FSP's box holds these: FSP's route
+    probs, over = exact._pmf_pgf(theta, beta=beta)
     assert np.abs(got - np.concatenate([probs.reshape(2, -1), over[:, None]], axis=1)).max() < 1e-10
+    probs, over = exact._pmf_fsp(theta, beta=beta)
+    assert np.abs(got - np.concatenate([probs.reshape(2, -1), over[:, None]], axis=1)).max() < 1e-12
     assert np.abs(exact._flat_probs(theta) - exact.thinned_flat_probs(theta, 1.0)).max() < 1e-12

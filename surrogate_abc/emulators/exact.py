@@ -10,8 +10,9 @@ the reference for emulator accuracy checks.
   (birth-immigration-death, the bursty mRNA model), bin masses by CDF / survival-function differences;
   Beta-Poisson (telegraph mRNA) by the backward ratio recurrence (`beta_poisson_pmf_rows`) summed into bins.
 * the two-state gene model observed on (mRNA, protein) (`surrogate_abc.simulate.pgf.match_gene`, recognised
-  from the reactions): its generating-function law (`simulate.pgf.observed_window`), one parameter set at a time
-  (~1-3 s on one core), exact over the whole prior, the bursty corner included, where an FSP box misses mass.
+  from the reactions): FSP where its box holds the law (its first box within max_states and the tail mass it
+  leaves within tol: ~0.4 s a set at modest counts), else the generating-function law (`simulate.pgf.observed_window`,
+  ~4-5 s a set on one core), exact over the whole prior, the bursty corner included, where an FSP box misses mass.
 * any other reaction network: the exact FSP solver
   `surrogate_abc.simulate.fsp.solve_stationary`, one parameter set at a time (slow; small problems only).
 
@@ -131,7 +132,7 @@ class ExactEmulator(EmulatorBase):
         elif self._law is not None:
             self._engine = self._pmf_closed
         elif self._gene is not None:
-            self._engine = self._pmf_pgf
+            self._engine = self._pmf_gene
         else:
             self._engine = self._pmf_fsp
 
@@ -144,7 +145,7 @@ class ExactEmulator(EmulatorBase):
     def solves_each_set(self) -> bool:
         """True when each parameter set is one numerical solve (FSP, or the gene model's generating function):
         seconds per set, so callers spread sets over processes and skip checks that would solve thousands."""
-        return self._engine in (self._pmf_fsp, self._pmf_pgf)
+        return self._engine in (self._pmf_fsp, self._pmf_gene)
 
     @property
     def device(self) -> str:
@@ -213,54 +214,78 @@ class ExactEmulator(EmulatorBase):
     def _pmf_closed(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._closed_bins(self._roles(theta))
 
+    def _rows(self, theta: np.ndarray, beta: np.ndarray | None, row) -> tuple[np.ndarray, np.ndarray]:
+        """Binned law and overflow of each parameter set, `row(rate_map, beta_i)` giving its integer pmf."""
+        rates = self.protocol.rates(theta)
+        probs = np.zeros((len(theta),) + tuple(len(e) - 1 for e in self.edges))
+        overflow = np.zeros(len(theta))
+        for i, values in enumerate(rates):
+            pmf = row(dict(zip(self.protocol.rate_names, values)), None if beta is None else beta[i])
+            probs[i], overflow[i] = bin_integer_pmf(pmf, self.edges)
+        return probs, overflow
+
     def _pmf_pgf(self, theta: np.ndarray, beta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The gene model's (mRNA, protein) law from its generating function, binned; beta (n, 2) per species."""
+        return self._rows(theta, beta, self._pgf_row)
+
+    def _pmf_fsp(self, theta: np.ndarray, beta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self._rows(theta, beta, lambda rate_map, b: self._fsp_row(rate_map, b)[0])
+
+    def _pmf_gene(self, theta: np.ndarray, beta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The gene model's (mRNA, protein): FSP where its box holds the law (~0.4 s a set where counts are
+        modest), the generating function where it cannot (~4-5 s a set, exact in the bursty corner too)."""
+        return self._rows(theta, beta, self._gene_row)
+
+    def _gene_row(self, rate_map: dict[str, float], b: np.ndarray | None) -> np.ndarray:
+        if self.fsp_holds(rate_map):
+            pmf, tail = self._fsp_row(rate_map, b)
+            if tail <= self.protocol.fsp.tol:
+                return pmf
+        return self._pgf_row(rate_map, b)
+
+    def fsp_holds(self, rate_map: dict[str, float]) -> bool:
+        """Whether FSP's first box (from the exact moments, `fsp_box.initial_box`) fits within max_states: the
+        solve then reaches tol unless the law's tail outgrows that box (its tail mass says so afterwards)."""
+        from ..simulate.fsp_box import initial_box
+
+        net = self.protocol.network
+        assert isinstance(net, ReactionNetwork)  # FSP runs on reaction networks
+        return math.prod(initial_box(net, rate_map, self.protocol.fsp.tol)) <= self.protocol.fsp.max_states
+
+    def _pgf_row(self, rate_map: dict[str, float], b: np.ndarray | None) -> np.ndarray:
         from ..simulate.pgf import observed_window
 
         assert self._gene is not None  # the engine of gene-shaped (mRNA, protein) observations
-        rates = self.protocol.rates(theta)
-        caps = self._caps()
-        probs = np.zeros((len(theta),) + tuple(len(e) - 1 for e in self.edges))
-        overflow = np.zeros(len(theta))
-        for i, row in enumerate(rates):
-            b = (1.0, 1.0) if beta is None else tuple(float(x) for x in beta[i])
-            res = observed_window(self._gene, self.species, dict(zip(self.protocol.rate_names, row)), caps, b)
-            probs[i], overflow[i] = bin_integer_pmf(res.pmf, self.edges)
-        return probs, overflow
+        beta = (1.0, 1.0) if b is None else tuple(float(x) for x in b)
+        return observed_window(self._gene, self.species, rate_map, self._caps(), beta).pmf
 
-    def _pmf_fsp(self, theta: np.ndarray, beta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _fsp_row(self, rate_map: dict[str, float], b: np.ndarray | float | None) -> tuple[np.ndarray, float]:
+        """(integer pmf on the caps, FSP's tail mass) of one set; b thins it (per species for a joint law)."""
         try:
             from ..simulate.fsp import solve_stationary
         except ImportError as exc:
             raise UserError(f"emulator {self.source}: the exact FSP solver (surrogate_abc.simulate.fsp) is not "
                             f"available ({exc}); use a trained emulator") from None
-        rates = self.protocol.rates(theta)
         net = self.protocol.network
         assert isinstance(net, ReactionNetwork)  # FSP runs on reaction networks without a closed form
         caps = self._caps()
-        shape = tuple(len(e) - 1 for e in self.edges)
-        probs = np.zeros((len(theta),) + shape)
-        overflow = np.zeros(len(theta))
-        for i, row in enumerate(rates):
-            rate_map = dict(zip(self.protocol.rate_names, row))
-            res = solve_stationary(net, rate_map, self.species, caps, self.protocol.fsp)
-            pmf = np.asarray(res.pmf, float)
-            if beta is not None and len(caps) > 1:  # a joint law: each axis thinned by its own efficiency
-                box = [max(int(t), c) for t, c in zip(res.observed_box, caps)]
-                if box != list(caps) and res.overflow > 0:
-                    pmf = np.asarray(solve_stationary(net, rate_map, self.species, box, self.protocol.fsp).pmf, float)
-                for ax, cap in enumerate(caps):
-                    moved = np.moveaxis(pmf, ax, -1)
-                    pmf = np.moveaxis(thin_integer_pmf(moved.reshape(-1, moved.shape[-1]), beta[i, ax], cap)
-                                      .reshape(moved.shape[:-1] + (cap,)), -1, ax)
-            elif beta is not None:
-                grid = int(max(res.truncation))  # the box holds the observed counts below this
-                if grid > caps[0] and res.overflow > 0:  # the mass beyond the cap, thinned, lands partly below it
-                    pmf = np.asarray(solve_stationary(net, rate_map, self.species, [grid],
-                                                      self.protocol.fsp).pmf, float)
-                pmf = thin_integer_pmf(pmf, beta[i], caps[0])
-            probs[i], overflow[i] = bin_integer_pmf(pmf, self.edges)
-        return probs, overflow
+        res = solve_stationary(net, rate_map, self.species, caps, self.protocol.fsp)
+        pmf = np.asarray(res.pmf, float)
+        if b is not None and len(caps) > 1:  # a joint law: each axis thinned by its own efficiency
+            bv = np.asarray(b, float)
+            box = [max(int(t), c) for t, c in zip(res.observed_box, caps)]
+            if box != list(caps) and res.overflow > 0:
+                pmf = np.asarray(solve_stationary(net, rate_map, self.species, box, self.protocol.fsp).pmf, float)
+            for ax, cap in enumerate(caps):
+                moved = np.moveaxis(pmf, ax, -1)
+                pmf = np.moveaxis(thin_integer_pmf(moved.reshape(-1, moved.shape[-1]), bv[ax], cap)
+                                  .reshape(moved.shape[:-1] + (cap,)), -1, ax)
+        elif b is not None:
+            grid = int(max(res.truncation))  # the box holds the observed counts below this
+            if grid > caps[0] and res.overflow > 0:  # the mass beyond the cap, thinned, lands partly below it
+                pmf = np.asarray(solve_stationary(net, rate_map, self.species, [grid], self.protocol.fsp).pmf, float)
+            pmf = thin_integer_pmf(pmf, float(b), caps[0])
+        return pmf, float(res.tail_mass)
 
     # ------------------------------------------------------------------ thinned counts
     @property
@@ -282,7 +307,7 @@ class ExactEmulator(EmulatorBase):
                             f"(protocol {self.protocol.name} has {', '.join(self.species)})")
         if len(self.edges) > 1:  # a joint law: beta (n,) for every species, or (n, species)
             b2 = np.asarray(check_beta(beta), dtype=float).reshape(len(arr) if np.ndim(beta) else 1, -1)
-            engine = self._pmf_pgf if self._gene is not None else self._pmf_fsp
+            engine = self._pmf_gene if self._gene is not None else self._pmf_fsp
             probs, overflow = engine(arr, beta=np.broadcast_to(b2, (len(arr), len(self.edges))).copy())
             return np.concatenate([probs.reshape(len(arr), -1), overflow[:, None]], axis=1)
         b = np.broadcast_to(np.asarray(check_beta(beta), dtype=float), (len(arr),)).copy()
