@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy import stats
@@ -214,7 +214,8 @@ class ExactEmulator(EmulatorBase):
     def _pmf_closed(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._closed_bins(self._roles(theta))
 
-    def _rows(self, theta: np.ndarray, beta: np.ndarray | None, row) -> tuple[np.ndarray, np.ndarray]:
+    def _rows(self, theta: np.ndarray, beta: np.ndarray | None,
+              row: Callable[[dict[str, float], Any], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Binned law and overflow of each parameter set, `row(rate_map, beta_i)` giving its integer pmf."""
         rates = self.protocol.rates(theta)
         probs = np.zeros((len(theta),) + tuple(len(e) - 1 for e in self.edges))

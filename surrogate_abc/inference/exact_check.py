@@ -3,8 +3,9 @@
 An emulator off by KL per cell shifts the log-likelihood of N cells by about N x KL nats, and its average error
 over the prior says little about the error where the posterior is. After the ABC run:
 
-* `check_exact` takes ~50 posterior draws, computes their exact distributions (the closed form, the gene
-  model's generating function, or FSP; in parallel over the cores), and reports the emulator-vs-exact H2 and KLD there and the difference between the
+* `check_exact` takes ~50 posterior draws, computes their exact distributions (the closed form or FSP, and
+  for the gene model's (mRNA, protein) where FSP's box cannot hold the law its generating function; in parallel
+  over the cores), and reports the emulator-vs-exact H2 and KLD there and the difference between the
   emulator's and the exact log-likelihood of the observed data (mean and sd over the draws, in nats).
 * `reweight_exact` importance-reweights every chain's final population by exp(exact - emulator log-likelihood)
   (each distinct particle solved once), so the posterior is exact for the model whenever the effective sample
