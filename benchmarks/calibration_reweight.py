@@ -16,7 +16,6 @@ emulator's likelihood is not the cause.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from surrogate_abc.data.observed import load_observed, observed_histogram  # noqa: E402
 from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
+from surrogate_abc.inference.calibration.report import finished_datasets  # noqa: E402
 from surrogate_abc.inference.calibration.shift import rank_implied_shift  # noqa: E402
 from surrogate_abc.inference.calibration.stats import rank_shift, to_feature  # noqa: E402
 from surrogate_abc.inference.exact_check import exact_counterpart, exact_probs, log_likelihoods  # noqa: E402
@@ -47,11 +47,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="at most this many datasets (in folder order)")
     ap.add_argument("--jobs", type=int, default=None, help="processes for the exact solves (default: all cores)")
     args = ap.parse_args()
-    folders = [d for root in args.dirs for d in sorted(root.glob("ds_*")) if (d / "result.json").exists()]
-    if not folders:
-        raise SystemExit(f"no finished datasets (ds_*/result.json) under {', '.join(map(str, args.dirs))}")
-    first = json.loads((folders[0] / "result.json").read_text())
-    emulator, _ = resolve_emulator(args.emulator or first["emulator"])
+    studies = finished_datasets(args.dirs)
+    emulator, _ = resolve_emulator(args.emulator or studies[0][1]["emulator"])
     exact = exact_counterpart(emulator)
     if exact is None:
         raise SystemExit(f"{emulator.source}: no exact model to reweight to")
@@ -60,14 +57,12 @@ def main() -> None:
     box = prior_box(protocol)
     if args.min_v0 is not None:
         v0 = protocol.rate_names.index("v0")
-        folders = [f for f in folders if protocol.rates(np.array([[json.loads((f / "result.json").read_text())
-                                                                     [f"true_{k}"] for k in names]]))[0, v0]
-                   >= args.min_v0]
-    folders = folders[:args.limit] if args.limit else folders
+        studies = [(f, r) for f, r in studies
+                   if protocol.rates(np.array([[r[f"true_{k}"] for k in names]]))[0, v0] >= args.min_v0]
+    studies = studies[:args.limit]
     below_u, below_w, shifts, ranks, ess = [], [], [], [], []
     t0 = time.perf_counter()
-    for i, folder in enumerate(folders):
-        r = json.loads((folder / "result.json").read_text())
+    for i, (folder, r) in enumerate(studies):
         obs = load_observed(folder / "observed.h5", tuple(protocol.species))
         hist, overflow = observed_histogram(obs, tuple(emulator.edges))
         post = az.from_netcdf(folder / "posterior.nc").posterior
@@ -89,7 +84,7 @@ def main() -> None:
         below_w.append(w @ below)
         shifts.append((w @ x - x.mean(axis=0)) / x.std(axis=0, ddof=1))
         ranks.append([r[f"rank_{k}"] for k in names])
-        print(f"[{i + 1}/{len(folders)}, {time.perf_counter() - t0:.0f} s] {folder}: exact - emulator log-likelihood "
+        print(f"[{i + 1}/{len(studies)}, {time.perf_counter() - t0:.0f} s] {folder}: exact - emulator log-likelihood "
               f"over the draws {d.mean():+.2f} +- {d.std():.2f} nats", flush=True)
     bu, bw, sh, rk = map(np.array, (below_u, below_w, shifts, ranks))
     n = len(bu)

@@ -16,7 +16,6 @@ with means that agree, say the lean is not the ABC's.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from surrogate_abc.data.observed import load_observed, observed_histogram  # noqa: E402
 from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
+from surrogate_abc.inference.calibration.report import finished_datasets  # noqa: E402
 from surrogate_abc.inference.calibration.stats import rank_shift, sbc_rank, to_feature  # noqa: E402
 from surrogate_abc.inference.priors import prior_box  # noqa: E402
 from surrogate_abc.inference.pyabc_bridge.parts import multinomial_logliks  # noqa: E402
@@ -60,12 +60,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400, help="steps per chain, the first half dropped (default 400)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many datasets (in folder order)")
     args = ap.parse_args()
-    folders = [d for root in args.dirs for d in sorted(root.glob("ds_*")) if (d / "result.json").exists()]
-    if not folders:
-        raise SystemExit(f"no finished datasets (ds_*/result.json) under {', '.join(map(str, args.dirs))}")
-    folders = folders[:args.limit] if args.limit else folders
-    first = json.loads((folders[0] / "result.json").read_text())
-    emulator, _ = resolve_emulator(args.emulator or first["emulator"])
+    studies = finished_datasets(args.dirs)[:args.limit]
+    emulator, _ = resolve_emulator(args.emulator or studies[0][1]["emulator"])
     protocol = emulator.protocol
     names = list(protocol.param_names)
     box = prior_box(protocol)
@@ -74,8 +70,7 @@ def main() -> None:
     log_scale = np.array([box[k][0] == "loguniform" for k in names])
     ranks_abc, ranks_mh, diffs, acc = [], [], [], []
     t0 = time.perf_counter()
-    for i, folder in enumerate(folders):
-        r = json.loads((folder / "result.json").read_text())
+    for i, (folder, r) in enumerate(studies):
         obs = load_observed(folder / "observed.h5", tuple(protocol.species))
         hist, overflow = observed_histogram(obs, tuple(emulator.edges))
         counts = np.append(np.asarray(hist, float).ravel(), overflow)
@@ -100,7 +95,7 @@ def main() -> None:
         ranks_mh.append([sbc_rank(z_mh[:, j], truth[j], rng) for j in range(len(names))])
         diffs.append((z_mh.mean(axis=0) - z_abc.mean(axis=0)) / z_abc.std(axis=0, ddof=1))
         acc.append(rate)
-        print(f"[{i + 1}/{len(folders)}, {time.perf_counter() - t0:.0f} s] {folder}: acceptance {rate:.2f}", flush=True)
+        print(f"[{i + 1}/{len(studies)}, {time.perf_counter() - t0:.0f} s] {folder}: acceptance {rate:.2f}", flush=True)
     ra, rm, df = map(np.array, (ranks_abc, ranks_mh, diffs))
     n = len(ra)
     print(f"\n{n} datasets; {args.chains} chains x {args.steps} steps each, acceptance median {np.median(acc):.2f}\n")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 import time
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
+from surrogate_abc.inference.calibration.report import finished_datasets  # noqa: E402
 from surrogate_abc.inference.calibration.shift import LINEAR_STEP_KL, dataset_shift, rank_implied_shift  # noqa: E402
 from surrogate_abc.inference.calibration.stats import N_RANK_DRAWS, rank_shift  # noqa: E402
 from surrogate_abc.inference.priors import prior_box  # noqa: E402
@@ -43,26 +43,21 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="at most this many datasets (in folder order)")
     ap.add_argument("--save", type=Path, default=None, help="CSV of the per-dataset ranks and predicted shifts")
     args = ap.parse_args()
-    folders = [d for root in args.dirs for d in sorted(root.glob("ds_*")) if (d / "result.json").exists()]
-    folders = folders[:args.limit] if args.limit else folders
-    if not folders:
-        raise SystemExit(f"no finished datasets (ds_*/result.json) under {', '.join(map(str, args.dirs))}")
-    first = json.loads((folders[0] / "result.json").read_text())
-    emulator, _ = resolve_emulator(args.emulator or first["emulator"])
+    studies = finished_datasets(args.dirs)[:args.limit]
+    emulator, _ = resolve_emulator(args.emulator or studies[0][1]["emulator"])
     protocol = emulator.protocol
     box = prior_box(protocol)
     names = list(protocol.param_names)
     rows = []
     t0 = time.perf_counter()
-    for i, folder in enumerate(folders):
-        r = json.loads((folder / "result.json").read_text())
+    for i, (folder, r) in enumerate(studies):
         post = az.from_netcdf(folder / "posterior.nc").posterior
         res = dataset_shift(emulator, protocol, [r[f"true_{k}"] for k in names],
                             {k: post[k].values for k in names}, box, int(r["cells"]))
         shift = res.shift
         rows.append({"dataset": str(folder), "linear": int(res.linear), **{f"rank_{k}": r[f"rank_{k}"] for k in names},
                      **{f"shift_{k}": shift[k] for k in names}})
-        print(f"[{i + 1}/{len(folders)}, {time.perf_counter() - t0:.0f} s] {folder}: "
+        print(f"[{i + 1}/{len(studies)}, {time.perf_counter() - t0:.0f} s] {folder}: "
               + ", ".join(f"{k} rank {r[f'rank_{k}']} shift {shift[k]:+.3f}" for k in names)
               + ("" if res.linear else f" (not linear: steps' n KL {np.round(res.step_kl, 2).tolist()})"), flush=True)
     if args.save:

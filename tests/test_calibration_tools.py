@@ -222,3 +222,21 @@ def test_finish_reports_datasets_without_an_exact_reference_apart(tmp_path):
         r["fsp_tail_mass"] = 0.0
     text, paths = creport.finish(rows, [], 12, ["a"], tmp_path, reused=0)
     assert "not exact" not in text and {r["subset"] for r in csv.DictReader(open(paths["calibration"]))} == {"all"}
+
+
+def test_finished_datasets_reads_each_result_in_folder_order_and_refuses_none(tmp_path):
+    """The benchmarks' reader of calibrate --out folders: finished datasets only (those with result.json), in
+    folder order across the folders given; a folder with none is a one-line UserError naming it."""
+    from surrogate_abc.errors import UserError
+
+    for root, names in (("a", ["ds_001", "ds_000", "ds_002"]), ("b", ["ds_000"])):
+        for n in names:
+            (tmp_path / root / n).mkdir(parents=True)
+            if n != "ds_002":  # unfinished: no result.json
+                (tmp_path / root / n / "result.json").write_text(f'{{"id": "{root}/{n}"}}')
+    got = creport.finished_datasets([tmp_path / "a", tmp_path / "b"])
+    assert [r["id"] for _, r in got] == ["a/ds_000", "a/ds_001", "b/ds_000"]
+    assert got[0][0] == tmp_path / "a" / "ds_000"
+    (tmp_path / "c").mkdir()
+    with pytest.raises(UserError, match=r"no finished datasets .* under .*c: give the --out folders"):
+        creport.finished_datasets([tmp_path / "c"])

@@ -3,6 +3,7 @@ histograms (sbc_ranks.png; not for a --near-bounds study) and failed.csv."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 import textwrap
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...errors import UserError
 from .bounds import format_near_table, summarise_near
 from .datasets import EXACT_TAIL_MASS
 from .stats import N_RANK_DRAWS, RANK_BINS, rank_band, summarise
@@ -120,3 +122,14 @@ def finish(rows: list[dict[str, Any]], failed: list[tuple[int, str]], n_datasets
     if sub:
         text += f"\n\nthe {len(exact_rows)} datasets with an exact reference:\n" + fmt(sub)
     return text, paths
+
+
+def finished_datasets(dirs: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, its result.json) of every finished dataset (ds_*/result.json) of `calibrate --out` folders, in
+    folder order; UserError when there is none."""
+    out = [(d, json.loads((d / "result.json").read_text())) for root in dirs for d in sorted(Path(root).glob("ds_*"))
+           if (d / "result.json").exists()]
+    if not out:
+        raise UserError(f"no finished datasets (ds_*/result.json) under {', '.join(map(str, dirs))}: "
+                        "give the --out folders of surrogate-abc calibrate")
+    return out
