@@ -15,7 +15,6 @@ emulator's likelihood is not the cause.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -26,35 +25,29 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _calibration_study import open_study, study_parser  # noqa: E402
+
 from surrogate_abc.data.observed import load_observed, observed_histogram  # noqa: E402
-from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
-from surrogate_abc.inference.calibration.report import finished_datasets  # noqa: E402
 from surrogate_abc.inference.calibration.shift import rank_implied_shift  # noqa: E402
 from surrogate_abc.inference.calibration.stats import rank_shift, to_feature  # noqa: E402
 from surrogate_abc.inference.exact_check import exact_counterpart, exact_probs, log_likelihoods  # noqa: E402
-from surrogate_abc.inference.priors import prior_box  # noqa: E402
 
 
 def main() -> None:
     import arviz as az
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dirs", nargs="+", type=Path, help="calibrate --out folders (their ds_* subfolders)")
-    ap.add_argument("--emulator", default=None, help="emulator file (default: the one the first result names)")
+    ap = study_parser(__doc__)
     ap.add_argument("--draws", type=int, default=16, help="posterior draws reweighted per dataset (default 16)")
     ap.add_argument("--min-v0", type=float, default=None,
                     help="only datasets whose true transcription rate v0 (a derived rate) is at least this")
-    ap.add_argument("--limit", type=int, default=None, help="at most this many datasets (in folder order)")
     ap.add_argument("--jobs", type=int, default=None, help="processes for the exact solves (default: all cores)")
     args = ap.parse_args()
-    studies = finished_datasets(args.dirs)
-    emulator, _ = resolve_emulator(args.emulator or studies[0][1]["emulator"])
+    study = open_study(args)
+    emulator, protocol, names, box = study.emulator, study.protocol, study.names, study.box
     exact = exact_counterpart(emulator)
     if exact is None:
         raise SystemExit(f"{emulator.source}: no exact model to reweight to")
-    protocol = emulator.protocol
-    names = list(protocol.param_names)
-    box = prior_box(protocol)
+    studies = study.datasets
     if args.min_v0 is not None:
         v0 = protocol.rate_names.index("v0")
         studies = [(f, r) for f, r in studies

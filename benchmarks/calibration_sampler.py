@@ -15,7 +15,6 @@ with means that agree, say the lean is not the ABC's.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -26,11 +25,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _calibration_study import open_study, study_parser  # noqa: E402
+
 from surrogate_abc.data.observed import load_observed, observed_histogram  # noqa: E402
-from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
-from surrogate_abc.inference.calibration.report import finished_datasets  # noqa: E402
 from surrogate_abc.inference.calibration.stats import rank_shift, sbc_rank, to_feature  # noqa: E402
-from surrogate_abc.inference.priors import prior_box  # noqa: E402
 from surrogate_abc.inference.pyabc_bridge.parts import multinomial_logliks  # noqa: E402
 
 
@@ -53,18 +51,13 @@ def metropolis(logpost, start: np.ndarray, cov: np.ndarray, steps: int, rng: np.
 def main() -> None:
     import arviz as az
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dirs", nargs="+", type=Path, help="calibrate --out folders (their ds_* subfolders)")
-    ap.add_argument("--emulator", default=None, help="emulator file (default: the one the first result names)")
+    ap = study_parser(__doc__)
     ap.add_argument("--chains", type=int, default=32, help="Metropolis chains per dataset (default 32)")
     ap.add_argument("--steps", type=int, default=400, help="steps per chain, the first half dropped (default 400)")
-    ap.add_argument("--limit", type=int, default=None, help="at most this many datasets (in folder order)")
     args = ap.parse_args()
-    studies = finished_datasets(args.dirs)[:args.limit]
-    emulator, _ = resolve_emulator(args.emulator or studies[0][1]["emulator"])
-    protocol = emulator.protocol
-    names = list(protocol.param_names)
-    box = prior_box(protocol)
+    study = open_study(args)
+    emulator, protocol, names, box = study.emulator, study.protocol, study.names, study.box
+    studies = study.datasets[:args.limit]
     lo = np.array([float(to_feature(box[k][0], box[k][1])) for k in names])
     hi = np.array([float(to_feature(box[k][0], box[k][2])) for k in names])
     log_scale = np.array([box[k][0] == "loguniform" for k in names])

@@ -15,7 +15,6 @@ not the cause; a large rms says single datasets move by that much while the mean
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import sys
@@ -27,27 +26,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
-from surrogate_abc.inference.calibration.report import finished_datasets  # noqa: E402
+from _calibration_study import open_study, study_parser  # noqa: E402
+
 from surrogate_abc.inference.calibration.shift import LINEAR_STEP_KL, dataset_shift, rank_implied_shift  # noqa: E402
 from surrogate_abc.inference.calibration.stats import N_RANK_DRAWS, rank_shift  # noqa: E402
-from surrogate_abc.inference.priors import prior_box  # noqa: E402
 
 
 def main() -> None:
     import arviz as az
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dirs", nargs="+", type=Path, help="calibrate --out folders (their ds_* subfolders)")
-    ap.add_argument("--emulator", default=None, help="emulator file (default: the one the first result names)")
-    ap.add_argument("--limit", type=int, default=None, help="at most this many datasets (in folder order)")
+    ap = study_parser(__doc__)
     ap.add_argument("--save", type=Path, default=None, help="CSV of the per-dataset ranks and predicted shifts")
     args = ap.parse_args()
-    studies = finished_datasets(args.dirs)[:args.limit]
-    emulator, _ = resolve_emulator(args.emulator or studies[0][1]["emulator"])
-    protocol = emulator.protocol
-    box = prior_box(protocol)
-    names = list(protocol.param_names)
+    study = open_study(args)
+    emulator, protocol, names, box = study.emulator, study.protocol, study.names, study.box
+    studies = study.datasets[:args.limit]
     rows = []
     t0 = time.perf_counter()
     for i, (folder, r) in enumerate(studies):
