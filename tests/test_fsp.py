@@ -162,3 +162,15 @@ def test_level_elimination_birth_death_is_poisson():
     rp = fsp._reaction_props(BIRTH_DEATH.affine_reactions({"a": 30.0, "b": 1.0}), [200])
     p = fsp.level_stationary([x[0] for x in rp], [x[1] for x in rp], 1)
     np.testing.assert_allclose(p, scipy.stats.poisson(30.0).pmf(np.arange(200)), rtol=1e-9, atol=1e-300)
+
+
+def test_sub_chain_solve_keeps_truncation_in_network_species_order():
+    """Observing mRNA alone solves the (gene, mRNA) sub-chain: `truncation` still has one entry per reduced species
+    (gene_on, mrna, protein), the box in the species' own columns and 0 for protein, which was not in the box."""
+    rates = dict(k0=0.5, k1=1.0, v0=30.0, d0=1.0, v1=4.0, d1=0.2)
+    res = fsp.solve_stationary(GENE, rates, ["mrna"], [80], TOL)
+    assert list(GENE.reduced_species) == ["gene_on", "mrna", "protein"]
+    assert len(res.truncation) == 3 and res.truncation[2] == 0
+    assert res.truncation[0] == 2 and res.truncation[1] == res.observed_box[0] >= 40
+    full = fsp.solve_stationary(GENE, rates, ["mrna", "protein"], [80, 200], TOL)
+    assert full.truncation[1] == full.observed_box[0] and full.truncation[2] == full.observed_box[1] > 0

@@ -99,6 +99,18 @@ def test_schema_fsp_matches_poisson(tmp_path: Path, bd_config: Path) -> None:
         np.testing.assert_allclose(f["overflow"][...], stats.poisson.sf(19, lam), atol=1e-7)
 
 
+def test_fsp_truncation_columns_are_the_networks_species(tmp_path: Path) -> None:
+    """gene_joint_mrna observes mRNA alone, so FSP solves the (gene, mRNA) sub-chain: the file's truncation keeps one
+    column per reduced species (gene_on, mrna, protein) with mRNA's box in mRNA's column and 0 for protein."""
+    proto = load_protocol("gene_joint_mrna")
+    out = tmp_path / "m.h5"
+    run_simulation(proto, n=2, out=out, seed=3, engine="fsp", progress=False)
+    with h5py.File(out, "r") as f:
+        t = f["truncation"][...]
+    assert t.shape == (2, 3)
+    assert np.all(t[:, 0] == 2) and np.all(t[:, 1] >= 10) and np.all(t[:, 2] == 0)
+
+
 def test_schema_exact_gaussian_mixture(tmp_path: Path) -> None:
     proto = load_protocol("gaussian_mixture")
     out = tmp_path / "g.h5"

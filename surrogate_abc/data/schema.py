@@ -17,7 +17,8 @@ Simulation file (written by `surrogate-abc simulate`), format "surrogate-abc/sim
   overflow    (n,)    float64   mass beyond the support: number of samples (ssa) or probability (fsp, pgf, exact)
   tail_mass   (n,)    float64   fsp: estimated probability outside the FSP truncation, which could not be placed;
                                 pgf: estimated largest absolute error of one probability
-  truncation  (n, m)  int64     fsp: state-space box used (states per reduced species)
+  truncation  (n, m)  int64     fsp: state-space box used (states per reduced species; 0 for a species outside
+                                the sub-chain solved when the observed species and what drives them form one)
   raw         (n, S, k) int32   ssa with --keep-raw: the sampled time series of the observed species
   edges/<species>               binned_pmf grids only (the toy): the bin edges grid cells refer to
 While a run is in progress the file is `<out>.partial`; it is renamed to `<out>` once every set is done.

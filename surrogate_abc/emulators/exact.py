@@ -282,7 +282,7 @@ class ExactEmulator(EmulatorBase):
                 pmf = np.moveaxis(thin_integer_pmf(moved.reshape(-1, moved.shape[-1]), bv[ax], cap)
                                   .reshape(moved.shape[:-1] + (cap,)), -1, ax)
         elif b is not None:
-            grid = int(max(res.truncation))  # the box holds the observed counts below this
+            grid = int(res.observed_box[0])  # the box holds the observed counts below this
             if grid > caps[0] and res.overflow > 0:  # the mass beyond the cap, thinned, lands partly below it
                 pmf = np.asarray(solve_stationary(net, rate_map, self.species, [grid], self.protocol.fsp).pmf, float)
             pmf = thin_integer_pmf(pmf, float(b), caps[0])

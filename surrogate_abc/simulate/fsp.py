@@ -45,7 +45,7 @@ class FSPResult:
     pmf: np.ndarray              # (cap,) or (cap_m, cap_p), float64, in the order of `observed`
     overflow: float              # probability at counts >= cap on any observed axis (inside the box)
     tail_mass: float             # estimated probability outside the FSP box (see `tail_estimate`)
-    truncation: tuple[int, ...]  # states per reduced species in the final box
+    truncation: tuple[int, ...]  # states per reduced species in the final box (0: outside the sub-chain solved)
     wall_time: float             # seconds spent in solve_stationary
     observed_box: tuple[int, ...] = ()  # states per observed species in the final box, in the order of `observed`
 
@@ -183,7 +183,8 @@ def solve_stationary(network: ReactionNetwork, rates: Mapping[str, float], obser
         box = [b for j, b in enumerate(initial_box(network, rates, settings.tol)) if j in obs_dims]
         p, box, layer = _adaptive(project(reactions, obs_dims), box, [free[j] for j in obs_dims],
                                   [mean[j] for j in obs_dims], settings)
-        return _result(p, box, layer, [sub.index(s) for s in observed], caps, t0)
+        return _result(p, box, layer, [sub.index(s) for s in observed], caps, t0,
+                       in_network=(obs_dims, len(species)))
     box = initial_box(network, rates, settings.tol)
     if math.prod(sorted(box)[:-1]) > LEVEL_BLOCK_MAX:  # sparse-LU boxes: the cheaper moment rule first
         box = initial_box(network, rates, None)
@@ -200,9 +201,18 @@ def solve_stationary(network: ReactionNetwork, rates: Mapping[str, float], obser
     return _result(p, box, layer, axes, caps, t0)
 
 
-def _result(p: np.ndarray, box, layer: np.ndarray, axes: Sequence[int], caps: Sequence[int], t0: float) -> FSPResult:
+def _result(p: np.ndarray, box, layer: np.ndarray, axes: Sequence[int], caps: Sequence[int], t0: float,
+            in_network: tuple[Sequence[int], int] | None = None) -> FSPResult:
+    """The solve's FSPResult. `in_network` = (the reduced species the box's axes are, how many there are) when a
+    sub-chain was solved: `truncation` stays one entry per reduced species, 0 for those outside the sub-chain."""
     pmf, overflow = _observed_pmf(p, axes, [int(c) for c in caps])
-    return FSPResult(pmf=pmf, overflow=overflow, tail_mass=float(layer.sum()), truncation=tuple(box),
+    truncation = [int(b) for b in box]
+    if in_network is not None:
+        dims, n_species = in_network
+        truncation = [0] * n_species
+        for j, b in zip(dims, box):
+            truncation[j] = int(b)
+    return FSPResult(pmf=pmf, overflow=overflow, tail_mass=float(layer.sum()), truncation=tuple(truncation),
                      observed_box=tuple(int(box[a]) for a in axes),
                      wall_time=time.perf_counter() - t0)
 
