@@ -283,4 +283,6 @@ def run(args: argparse.Namespace, work: Path) -> tuple[list[dict[str, Any]], lis
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _main import run
+
+    run(main)

@@ -299,4 +299,6 @@ def coverage(truth: np.ndarray, rows: list[dict]) -> dict[str, tuple[float, int]
 
 
 if __name__ == "__main__":
-    main()
+    from _main import run
+
+    run(main)

@@ -230,4 +230,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _main import run
+
+    run(main)

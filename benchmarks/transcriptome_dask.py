@@ -127,4 +127,6 @@ def time_runs(args: argparse.Namespace, table: Path, emulator: str, work: Path, 
     print()
 
 if __name__ == "__main__":
-    main()
+    from _main import run
+
+    run(main)

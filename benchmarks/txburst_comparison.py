@@ -245,4 +245,6 @@ def _format(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from _main import run
+
+    run(main)
