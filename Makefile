@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # pytest-xdist workers; each test file runs whole on one worker (its module fixtures are built once).
-# 2 halves the suite's time on a 2-core CI machine (12 min against 21); TEST_WORKERS=0 runs in one process.
+# 2 cuts the suite's time on a 2-core CI machine (pytest 12-14 min against 21); TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
