@@ -237,3 +237,25 @@ def test_exact_emulator_thins_the_joint_gene_law_as_fsp_does():
     probs, over = exact._pmf_fsp(theta, beta=beta)
     assert np.abs(got - np.concatenate([probs.reshape(2, -1), over[:, None]], axis=1)).max() < 1e-12
     assert np.abs(exact._flat_probs(theta) - exact.thinned_flat_probs(theta, 1.0)).max() < 1e-12
+
+
+@pytest.mark.parametrize("beta", [(1.0, 1.0), (0.3, 0.5)])
+def test_inverting_only_the_mrna_rows_that_hold_mass_changes_nothing(beta):
+    """mean mRNA ~7 in a 200-row window: the inversion on the rows holding all but ZERO_MASS of the exact
+    Beta-Poisson law equals the one on all 200 rows to 1e-12, with a smaller FFT (the cost is proportional to it)."""
+    rates = _rates(k0=0.6, k1=0.5, v0=13.0, d0=1.0, v1=10.0, d1=0.8)
+    rows, left = pgf.mrna_rows(rates, 200, beta[0])
+    law = beta_poisson_pmf(dict(k_on=0.6, k_off=0.5, v=13.0 * beta[0], d=1.0), 200)
+    assert 10 < rows < 60 and left == pytest.approx(law[rows:].sum(), rel=1e-6, abs=1e-20)
+    assert left <= pgf.ZERO_MASS < law[rows - 1:].sum()
+    fit = pgf.window_pmf(rates, (200, 300), beta=beta)
+    whole = pgf.window_pmf(rates, (200, 300), pgf.PGFSettings(fit_mrna=False), beta=beta)
+    assert fit.sizes[0] < whole.sizes[0] == 400 and fit.pmf.shape == whole.pmf.shape == (200, 300)
+    assert np.abs(fit.pmf - whole.pmf).max() < 1e-12 and not fit.pmf[rows:].any()
+    assert fit.overflow == pytest.approx(whole.overflow, abs=1e-10) and fit.parts["rows_left_out"] == left
+
+
+def test_mrna_rows_keep_the_whole_window_when_the_law_reaches_its_cap():
+    rates = _rates(k0=0.0133, k1=2.53, v0=6080.0, d0=1.0, v1=2.6, d1=0.605)   # bursts of ~6000 mRNAs
+    assert pgf.mrna_rows(rates, 200) == (200, 0.0)
+    assert pgf.mrna_rows(_rates(k0=1.0, k1=1.0, v0=0.0, d0=1.0, v1=1.0, d1=1.0), 50) == (1, 0.0)
