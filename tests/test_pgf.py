@@ -259,3 +259,18 @@ def test_mrna_rows_keep_the_whole_window_when_the_law_reaches_its_cap():
     rates = _rates(k0=0.0133, k1=2.53, v0=6080.0, d0=1.0, v1=2.6, d1=0.605)   # bursts of ~6000 mRNAs
     assert pgf.mrna_rows(rates, 200) == (200, 0.0)
     assert pgf.mrna_rows(_rates(k0=1.0, k1=1.0, v0=0.0, d0=1.0, v1=1.0, d1=1.0), 50) == (1, 0.0)
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(k0=st.floats(0.01, 10.0), k1=st.floats(0.01, 10.0), v0=st.floats(0.0, 2e4), beta=st.floats(0.01, 1.0),
+       cap=st.integers(1, 400))
+def test_mrna_rows_are_the_fewest_that_leave_out_at_most_zero_mass(k0, k1, v0, beta, cap):
+    """Against the per-set Beta-Poisson series: what is left out is at most ZERO_MASS and one row fewer would
+    leave out more (rows >= 1; all of them when the law reaches the cap)."""
+    rows, left = pgf.mrna_rows(_rates(k0=k0, k1=k1, v0=v0, d0=1.0, v1=1.0, d1=1.0), cap, beta)
+    assert 1 <= rows <= cap and 0.0 <= left <= pgf.ZERO_MASS
+    if v0 * beta > 0:
+        law = beta_poisson_pmf(dict(k_on=k0, k_off=k1, v=v0 * beta, d=1.0), cap)
+        assert left == pytest.approx(law[rows:].sum(), rel=1e-6, abs=1e-22)
+        if rows > 1:
+            assert law[rows - 1:].sum() > pgf.ZERO_MASS * (1 - 1e-6)
