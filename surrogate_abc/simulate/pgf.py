@@ -206,8 +206,8 @@ def mrna_rows(rates: np.ndarray, cap: int, beta: float = 1.0) -> tuple[int, floa
         return 1, 0.0
     law = beta_poisson_pmf_rows({"k_on": k0, "k_off": k1, "v": v0 * beta, "d": d0}, cap)[0, :cap]
     above = np.cumsum(law[::-1])[::-1]  # above[m]: the law's mass on m..cap-1
-    m = int(np.argmax(above <= ZERO_MASS)) if above[-1] <= ZERO_MASS else cap
-    return max(m, 1), float(above[m]) if m < cap else 0.0
+    m = max(int(np.argmax(above <= ZERO_MASS)), 1) if above[-1] <= ZERO_MASS else cap
+    return m, float(above[m]) if m < cap else 0.0
 
 
 def observed_window(roles: GeneRoles, observed: Sequence[str], rates: Mapping[str, float],
