@@ -16,7 +16,9 @@ per set, --exact-rows mRNA bins drawn the same way from the exact (Beta-Poisson)
 protein bins in that mRNA bin divided by its exact mass, the mass beyond the last protein edge what the bins miss
 of it. Early stopping then watches the rows of held-out exact sets (--exact-validation, split by parameter set).
 With the teacher's own head widths the student starts as the teacher: fine-tuning toward the exact law (stage 2f);
-with `--widen` and wider --head widths it starts as the teacher too, its head widened (the same law, more units).
+with `--widen` and wider --head widths it starts as the teacher too, its head widened (the same law, more units);
+with `--components-factor M` it has M times the teacher's components per mRNA bin, each copied M times (the same
+law but for a small jitter: where the 8-component family itself leaves a floor, as at the slow-switching corner).
 With `--focus KL` the exact training sets that the teacher fits worst (mean row KL above KL) weigh --focus-repeat
 times as much in the loss (their rows repeated), to pull the worst sets under 1e-3 per cell (tried on stage 2t with
 --focus 5e-4: 291 of 3420 sets weighed 3x; held-out means 1% lower, the worst sets moved both ways, seed 302's
@@ -26,6 +28,7 @@ the larger of both directions (tried on stage 2w: the corner's and the pocket's 
 sets at or above 1e-3 instead of one, so no released stage uses it).
 
   python examples/distill_joint.py --out gene_joint_distilled.safetensors [--teacher FILE] [--head 48 48] [--widen]
+      [--components-factor M]
       [--theta 60000] [--validation 2000] [--seed 7] [--max-seconds 3000] [--threads 2] [--lr 1e-3]
       [--exact BINNED ...] [--exact-rows 32] [--exact-validation 0.1] [--focus KL] [--focus-repeat 3] [--loss mdd_kld|kld]
       [--validate BINNED]   # exact held-out targets: teacher and student measured, stored as validation_metrics
@@ -54,7 +57,7 @@ from surrogate_abc.emulators.distributions import _sum_into, mixture_pmf_grid  #
 from surrogate_abc.emulators.emulator import Emulator  # noqa: E402
 from surrogate_abc.emulators.io import save_emulator  # noqa: E402
 from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
-from surrogate_abc.emulators.widen import widen_head_state  # noqa: E402
+from surrogate_abc.emulators.widen import widen_head_state, widen_state  # noqa: E402
 from surrogate_abc.losses import get_loss, kl_rows, metrics  # noqa: E402
 from surrogate_abc.simulate.marginal_bins import beta_poisson_bins  # noqa: E402
 from surrogate_abc.training.config import TrainSettings  # noqa: E402
@@ -62,15 +65,25 @@ from surrogate_abc.training.heldout import compare_on_heldout  # noqa: E402
 from surrogate_abc.training.loop import fit  # noqa: E402
 
 
-def student_of(teacher: ConditionalMDN, head: tuple[int, ...], widen: bool = False, seed: int = 0) -> ConditionalMDN:
+def student_of(teacher: ConditionalMDN, head: tuple[int, ...], widen: bool = False, seed: int = 0,
+               factor: int = 1) -> ConditionalMDN:
     """A conditional MDN like `teacher` with another head: trunk and own mRNA factor copied, the teacher's
     attached marginal (frozen) as its mRNA factor; the head freshly initialised, or copied when its widths are
     the teacher's (training then goes on from the teacher: fine-tuning on exact rows), or with `widen` the
-    teacher's head widened to `head` computing the same law (emulators.widen.widen_head_state)."""
-    s = ConditionalMDN(teacher.d_in, teacher.family, teacher.n_components, teacher.binning, teacher.hidden,
+    teacher's head widened to `head` computing the same law (emulators.widen.widen_head_state). With `factor`
+    m >= 2 (the teacher's head widths only) the student has m times the teacher's components, each copied m
+    times (emulators.widen.widen_state: the same mixture but for a small jitter of the copies' means)."""
+    s = ConditionalMDN(teacher.d_in, teacher.family, teacher.n_components * factor, teacher.binning, teacher.hidden,
                        teacher.activation, head)
     same = tuple(head) == teacher.head
-    if widen and not same:
+    if factor > 1:
+        if not same:
+            raise SystemExit(f"--components-factor copies the teacher's head: give its widths (--head "
+                             f"{' '.join(map(str, teacher.head))}), not {' '.join(map(str, head))}")
+        own = {k: v for k, v in teacher.state_dict().items() if not k.startswith("marginal")}
+        s.load_state_dict(widen_state(own, {"type": "mdn_conditional"}, factor, teacher.family.raw_size),
+                          strict=False)  # the marginal is attached below
+    elif widen and not same:
         state = widen_head_state({k: v for k, v in teacher.state_dict().items() if not k.startswith("marginal")},
                                  teacher.head, head, seed)
         s.load_state_dict(state, strict=False)  # the marginal is attached below
@@ -204,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--widen", action="store_true",
                     help="with a --head wider than the teacher's (same depth): start from the teacher's head widened "
                          "to it, the same law (fine-tuning with more capacity), not a fresh head")
+    ap.add_argument("--components-factor", type=int, default=1, metavar="M",
+                    help="M >= 2: the student has M times the teacher's mixture components per mRNA bin, starting as "
+                         "the teacher's law (each component copied M times); needs the teacher's --head widths")
     ap.add_argument("--theta", type=int, default=60000, help="training parameter sets (prior draws), 4 mRNA bins each")
     ap.add_argument("--validation", type=int, default=2000, help="held-out parameter sets (early stopping)")
     ap.add_argument("--seed", type=int, default=7, help="prior draws: training of SEED, validation of SEED + 1")
@@ -261,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         xa_va, y_va = xa_ex[held], y_ex[held]
         print(f"exact targets: {n_sets} sets x {args.exact_rows} rows, {int(held.sum())} rows of "
               f"{int(held.sum()) // args.exact_rows} held-out sets for early stopping", flush=True)
-    student = student_of(teacher.model, tuple(args.head), args.widen, args.seed)
+    if args.components_factor < 1:
+        raise SystemExit(f"--components-factor must be >= 1, got {args.components_factor}")
+    student = student_of(teacher.model, tuple(args.head), args.widen, args.seed, args.components_factor)
     settings = TrainSettings(loss=args.loss, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=20,
                              lr_decay=0.5, lr_patience=5, min_lr=1e-6, max_seconds=args.max_seconds, seed=args.seed)
     hist = fit(ConditionalRows(student), xa_tr, y_tr, xa_va, y_va, loss_fn=get_loss(args.loss), metrics_fn=metrics,
@@ -275,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                          "theta": args.theta, "validation_theta": args.validation, "seed": args.seed,
                          "exact": [p.name for p in args.exact], "exact_rows": args.exact_rows,
                          "focus": args.focus, "focus_repeat": args.focus_repeat if args.focus is not None else None,
-                         "widened": args.widen, "loss": args.loss, "best_epoch": hist["best_epoch"], "epochs": len(hist["epochs"]),
+                         "widened": args.widen, "components_factor": args.components_factor, "loss": args.loss, "best_epoch": hist["best_epoch"], "epochs": len(hist["epochs"]),
                          "stopped": hist["stopped"], "joint_metrics_vs_teacher": val,
                          "lr": args.lr, "teacher_distilled": meta.get("distilled")}  # the teacher's own record, if any
     result = Emulator(student, teacher.protocol, teacher.scaling_mean, teacher.scaling_std, teacher.transforms, meta)

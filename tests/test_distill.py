@@ -160,3 +160,18 @@ def test_validate_writes_the_students_heldout_metrics(distill, teacher, tmp_path
     assert distill.main(["--out", str(tmp_path / "b.safetensors"), *common]) == 0
     meta = load_emulator(tmp_path / "b.safetensors").metadata
     assert not {"validation_metrics", "validation_data", "teacher_validation_metrics"} & set(meta)
+
+
+def test_components_factor_starts_near_the_teachers_law_with_twice_the_components(distill, teacher):
+    """--components-factor 2: each component copied twice (their means jittered apart by 2%), so the student's joint
+    law starts within a small distance of the teacher's; with other head widths it is refused in one line."""
+    x = torch.as_tensor(teacher.features(teacher.protocol.sample(5, seed=14)), dtype=torch.float32)
+    with torch.no_grad():
+        ref = teacher.model(x)
+        doubled = distill.student_of(teacher.model, teacher.model.head, factor=2)
+        assert doubled.n_components == 2 * teacher.model.n_components
+        got = doubled(x)
+        assert got.shape == ref.shape and (got - ref).abs().max().item() < 2e-3
+        assert (got - ref).abs().max().item() > 0  # the copies moved apart
+    with pytest.raises(SystemExit, match="--components-factor"):
+        distill.student_of(teacher.model, tuple(w + 8 for w in teacher.model.head), factor=2)
