@@ -12,7 +12,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from surrogate_abc.emulators.resolve import resolve_emulator  # noqa: E402
-from surrogate_abc.errors import UserError  # noqa: E402
 from surrogate_abc.inference.calibration.report import finished_datasets  # noqa: E402
 from surrogate_abc.inference.priors import prior_box  # noqa: E402
 
@@ -40,10 +39,7 @@ class Study:
 
 def open_study(args: argparse.Namespace) -> Study:
     """The finished datasets of args.dirs and the emulator (args.emulator, else the one the first result names);
-    a UserError ends the script with its one line."""
-    try:
-        datasets = finished_datasets(args.dirs)
-        emulator, _ = resolve_emulator(args.emulator or datasets[0][1]["emulator"])
-    except UserError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    a UserError reaches the script's entry (benchmarks/_main.run), which ends it with its one line."""
+    datasets = finished_datasets(args.dirs)
+    emulator, _ = resolve_emulator(args.emulator or datasets[0][1]["emulator"])
     return Study(datasets, emulator, list(emulator.protocol.param_names), prior_box(emulator.protocol))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Sequence
 
 
@@ -32,18 +31,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", "--workdir", dest="out", default="runs/calibration")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
-    from surrogate_abc.errors import UserError
     from surrogate_abc.inference.calibration import calibrate
     from surrogate_abc.inference.calibration.study import calibration_algorithm
 
-    try:
-        alg = calibration_algorithm(population=args.population, generations=args.generations, mode=args.mode,
-                                    max_walltime=args.max_walltime)
-        text, paths = calibrate(args.emulator, args.datasets, args.cells, alg, seed=args.seed, jobs=args.jobs,
-                                out=args.out, protocol=args.protocol, progress=not args.quiet)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    alg = calibration_algorithm(population=args.population, generations=args.generations, mode=args.mode,
+                                max_walltime=args.max_walltime)
+    text, paths = calibrate(args.emulator, args.datasets, args.cells, alg, seed=args.seed, jobs=args.jobs,
+                            out=args.out, protocol=args.protocol, progress=not args.quiet)
     print(text)
     print(f"wrote {paths['calibration']}, {paths['datasets']} and {paths['sbc_ranks']}")
     return 1 if "failed" in paths else 0

@@ -183,7 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from surrogate_abc.config import load_protocol
-    from surrogate_abc.errors import UserError
     from surrogate_abc.networks.bursts import burst_kinetics
 
     emulator = args.emulator or str(default_emulator())
@@ -195,13 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --datasets must be >= 1", file=sys.stderr)
         return 2
     protocol = load_protocol(PROTOCOL)
-    try:  # the emulator's prior (its protocol) must be the exact run's, else the posteriors differ by design
-        from surrogate_abc.emulators.resolve import resolve_emulator
+    # the emulator's prior (its protocol) must be the exact run's, else the posteriors differ by design
+    from surrogate_abc.emulators.resolve import resolve_emulator
 
-        em_protocol = resolve_emulator(emulator, ("mrna",))[0].protocol
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    em_protocol = resolve_emulator(emulator, ("mrna",))[0].protocol
     if (tuple(em_protocol.param_names) != tuple(protocol.param_names)
             or not np.allclose(em_protocol.bounds(), protocol.bounds())):
         print(f"error: emulator {emulator} has parameters {em_protocol.param_names} on {em_protocol.bounds().tolist()}, "
@@ -230,15 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"population {args.population}, <= {args.generations} generations, {args.chains} chains; writing {work}",
           flush=True)
     runs: dict[str, tuple[dict, float, bool]] = {}
-    try:
-        runs["emulator"] = run_genes(table, emulator, work / "emulator", args, args.seed, cache=False)
-        runs["exact"] = run_genes(table, EXACT, work / f"exact_seed{args.seed}_{settings_key}", args, args.seed, True)
-        if args.mc_repeat:
-            runs["exact_repeat"] = run_genes(table, EXACT, work / f"exact_seed{args.seed + 1}_{settings_key}", args,
-                                             args.seed + 1, True)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    runs["emulator"] = run_genes(table, emulator, work / "emulator", args, args.seed, cache=False)
+    runs["exact"] = run_genes(table, EXACT, work / f"exact_seed{args.seed}_{settings_key}", args, args.seed, True)
+    if args.mc_repeat:
+        runs["exact_repeat"] = run_genes(table, EXACT, work / f"exact_seed{args.seed + 1}_{settings_key}", args,
+                                         args.seed + 1, True)
 
     genes = list(truths)
     exact = runs["exact"][0]

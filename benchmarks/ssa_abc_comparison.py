@@ -179,7 +179,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true",
                     help="recompute datasets whose result.json is already in --workdir (default: reuse them)")
     args = ap.parse_args(argv)
-    from surrogate_abc.errors import UserError
     from surrogate_abc.inference.priors import prior_box
 
     logging.getLogger("ABC").setLevel(logging.WARNING)
@@ -188,11 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from surrogate_abc.inference.output import arviz_logger
 
     arviz_logger(arviz).setLevel(logging.ERROR)  # single-chain runs: r_hat is undefined, no need to say so per run
-    try:
-        protocol = cal.resolve_target(args.emulator, args.protocol)[1].protocol
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    protocol = cal.resolve_target(args.emulator, args.protocol)[1].protocol
     box = prior_box(protocol)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
