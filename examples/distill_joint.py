@@ -76,17 +76,14 @@ def student_of(teacher: ConditionalMDN, head: tuple[int, ...], widen: bool = Fal
     s = ConditionalMDN(teacher.d_in, teacher.family, teacher.n_components * factor, teacher.binning, teacher.hidden,
                        teacher.activation, head)
     same = tuple(head) == teacher.head
+    own = {k: v for k, v in teacher.state_dict().items() if not k.startswith("marginal")}  # attached below
     if factor > 1:
         if not same:
             raise SystemExit(f"--components-factor copies the teacher's head: give its widths (--head "
                              f"{' '.join(map(str, teacher.head))}), not {' '.join(map(str, head))}")
-        own = {k: v for k, v in teacher.state_dict().items() if not k.startswith("marginal")}
-        s.load_state_dict(widen_state(own, {"type": "mdn_conditional"}, factor, teacher.family.raw_size),
-                          strict=False)  # the marginal is attached below
+        s.load_state_dict(widen_state(own, {"type": "mdn_conditional"}, factor, teacher.family.raw_size), strict=False)
     elif widen and not same:
-        state = widen_head_state({k: v for k, v in teacher.state_dict().items() if not k.startswith("marginal")},
-                                 teacher.head, head, seed)
-        s.load_state_dict(state, strict=False)  # the marginal is attached below
+        s.load_state_dict(widen_head_state(own, teacher.head, head, seed), strict=False)
     else:
         names = [n for n, _ in teacher.named_children() if n != "marginal"] if same else ["trunk", "a_weights",
                                                                                            "a_params"]
