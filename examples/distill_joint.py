@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     source = getattr(teacher, "source", "") or str(args.teacher)
     if not isinstance(teacher, Emulator) or not isinstance(teacher.model, ConditionalMDN):
         raise SystemExit(f"{source}: the teacher must be a conditional MDN joint emulator")
+    if args.components_factor < 1:  # the student (and its checks) before the targets' minutes of work
+        raise SystemExit(f"--components-factor must be >= 1, got {args.components_factor}")
+    student = student_of(teacher.model, tuple(args.head), args.widen, args.seed, args.components_factor)
     t0 = time.perf_counter()
     rows = ConditionalRows(teacher.model)
     xa_tr = pairs(teacher, args.theta, args.seed)
@@ -274,9 +277,6 @@ def main(argv: list[str] | None = None) -> int:
         xa_va, y_va = xa_ex[held], y_ex[held]
         print(f"exact targets: {n_sets} sets x {args.exact_rows} rows, {int(held.sum())} rows of "
               f"{int(held.sum()) // args.exact_rows} held-out sets for early stopping", flush=True)
-    if args.components_factor < 1:
-        raise SystemExit(f"--components-factor must be >= 1, got {args.components_factor}")
-    student = student_of(teacher.model, tuple(args.head), args.widen, args.seed, args.components_factor)
     settings = TrainSettings(loss=args.loss, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=20,
                              lr_decay=0.5, lr_patience=5, min_lr=1e-6, max_seconds=args.max_seconds, seed=args.seed)
     hist = fit(ConditionalRows(student), xa_tr, y_tr, xa_va, y_va, loss_fn=get_loss(args.loss), metrics_fn=metrics,
